@@ -1,0 +1,302 @@
+#!/usr/bin/env bash
+# The fdctx demo: a QMP monitor (build/minivmm) linked to libfdctx, driven by
+# fdctx-send with real disk images.  Prints a transcript and checks every
+# expectation; exits non-zero when one is not met.
+#
+#   examples/demo.sh            (normally run as: make demo)
+#
+# Environment: MINIVMM (default build/minivmm), FDCTX_SEND (default
+# build/stage/bin/fdctx-send, else target/release/fdctx-send).
+set -u
+
+die() { echo "demo: $*" >&2; exit 2; }
+
+MINIVMM=${MINIVMM:-build/minivmm}
+if [ -z "${FDCTX_SEND:-}" ]; then
+    FDCTX_SEND=build/stage/bin/fdctx-send
+    [ -x "$FDCTX_SEND" ] || FDCTX_SEND=target/release/fdctx-send
+fi
+[ -x "$MINIVMM" ] || die "$MINIVMM not found (run: make build/minivmm)"
+[ -x "$FDCTX_SEND" ] || die "$FDCTX_SEND not found (run: make)"
+command -v python3 >/dev/null || die "python3 is needed for the dying-client step"
+MINIVMM=$(cd "$(dirname "$MINIVMM")" && pwd)/$(basename "$MINIVMM")
+FDCTX_SEND=$(cd "$(dirname "$FDCTX_SEND")" && pwd)/$(basename "$FDCTX_SEND")
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/fdctx-demo.XXXXXX") || die "mktemp failed"
+VMM_PID=
+CLIENT_PID=
+cleanup() {
+    [ -n "$CLIENT_PID" ] && kill -9 "$CLIENT_PID" 2>/dev/null
+    [ -n "$VMM_PID" ] && kill "$VMM_PID" 2>/dev/null
+    wait 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir "$WORK/bin"
+ln -s "$FDCTX_SEND" "$WORK/bin/fdctx-send"
+export PATH="$WORK/bin:$PATH"
+cd "$WORK" || die "cannot enter $WORK"
+
+# ---------------------------------------------------------------- output
+
+PASS=0
+FAIL=0
+STEP=0
+LOGSEEN=0
+
+step() {
+    STEP=$((STEP + 1))
+    echo
+    echo "== $STEP. $*"
+}
+note() { echo "   $*"; }
+ok() { PASS=$((PASS + 1)); echo "   ok: $*"; }
+bad() { FAIL=$((FAIL + 1)); echo "   FAIL: $*"; }
+check() { # check DESCRIPTION COMMAND...
+    local what=$1
+    shift
+    if "$@"; then ok "$what"; else bad "$what"; fi
+}
+
+# New lines of the monitor's stderr since the last call.
+monitor_log() {
+    local total
+    total=$(wc -l < minivmm.log)
+    if [ "$total" -gt "$LOGSEEN" ]; then
+        tail -n +"$((LOGSEEN + 1))" minivmm.log | head -n "$((total - LOGSEEN))" | sed 's/^/   [monitor] /'
+    fi
+    LOGSEEN=$total
+}
+
+# Runs fdctx-send, echoing the command line; sets RC and REPLY.
+RC=0
+REPLY=
+send() {
+    printf '$ fdctx-send'
+    printf " %s" "${@:1:$#-1}"
+    printf " '%s'\n" "${!#}"
+    REPLY=$(fdctx-send "$@" 2> send.err)
+    RC=$?
+    [ -n "$REPLY" ] && echo "$REPLY" | sed 's/^/   -> /'
+    [ -s send.err ] && sed 's/^/   (stderr) /' send.err
+    settle
+    monitor_log
+}
+
+# fd -> target lines for the monitor, paths shown relative to the demo dir.
+fd_table() {
+    local f
+    for f in /proc/"$VMM_PID"/fd/*; do
+        printf '%s -> %s\n' "${f##*/}" "$(readlink "$f" 2>/dev/null)"
+    done | sort -n | sed "s|$WORK/||"
+}
+show_fds() {
+    echo "   open fds of the monitor (ls -l /proc/$VMM_PID/fd):"
+    fd_table | sed 's/^/     /'
+}
+fd_count() { fd_table | wc -l; }
+fds_on() { fd_table | grep -c -- "-> $1\$"; }
+socket_count() { fd_table | grep -c -- '-> socket:'; }
+
+# Waits until the monitor has dropped its client (only the listening socket left).
+settle() {
+    local i
+    for i in $(seq 1 100); do
+        [ "$(socket_count)" -le 1 ] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+reply_is_return() { [ "$RC" -eq 0 ] && grep -q '"return"' <<<"$REPLY"; }
+reply_is_error() { [ "$RC" -eq 1 ] && grep -q '"error"' <<<"$REPLY"; }
+reply_has() { grep -q -- "$1" <<<"$REPLY"; }
+reply_matches() { grep -Eqi -- "$1" <<<"$REPLY"; }
+count_is() { [ "$1" -eq "$2" ]; }
+
+# ---------------------------------------------------------------- images
+
+echo "fdctx demo: per-command fd contexts on a QMP monitor"
+echo "working directory: $WORK"
+
+step "Disk images"
+if command -v qemu-img >/dev/null; then
+    DISK=disk.qcow2
+    DISK_FORMAT=qcow2
+    DISK_SIZE=1073741824
+    echo '$ qemu-img create -f qcow2 disk.qcow2 1G'
+    qemu-img create -f qcow2 disk.qcow2 1G | sed 's/^/   /' || die "qemu-img failed"
+    echo '$ qemu-img create -f raw seed.raw 16M'
+    qemu-img create -f raw seed.raw 16M | sed 's/^/   /' || die "qemu-img failed"
+else
+    note "qemu-img is not installed: using raw images only"
+    DISK=disk.img
+    DISK_FORMAT=raw
+    DISK_SIZE=67108864
+    echo '$ truncate -s 64M disk.img; truncate -s 16M seed.raw'
+    truncate -s 64M disk.img && truncate -s 16M seed.raw || die "truncate failed"
+fi
+echo '$ truncate -s 1M spare.raw'
+truncate -s 1M spare.raw || die "truncate failed"
+ls -l "$DISK" seed.raw spare.raw | sed 's/^/   /'
+check "$DISK is a $DISK_FORMAT image" true
+
+# ---------------------------------------------------------------- monitor
+
+step "Start the monitor"
+echo "\$ minivmm vmm.sock &"
+"$MINIVMM" vmm.sock < /dev/null > minivmm.out 2> minivmm.log &
+VMM_PID=$!
+for i in $(seq 1 100); do
+    grep -q '^ready$' minivmm.out 2>/dev/null && break
+    kill -0 "$VMM_PID" 2>/dev/null || break
+    sleep 0.05
+done
+grep -q '^ready$' minivmm.out 2>/dev/null || { monitor_log; die "minivmm did not start"; }
+note "minivmm printed: $(cat minivmm.out)"
+monitor_log
+show_fds
+BASE=$(fd_count)
+check "the monitor starts with $BASE fds (stdio and the listening socket)" count_is "$(socket_count)" 1
+
+# ---------------------------------------------------------------- 1
+
+step "Add a qcow2 read-write through /dev/fd/0, passing a second fd it never uses"
+note "--fd $DISK:rw becomes /dev/fd/0 of this command, --fd spare.raw becomes /dev/fd/1"
+send --qmp --fd "$DISK:rw" --fd spare.raw vmm.sock \
+    '{"execute": "blockdev-add", "arguments": {"node-name": "disk0", "driver": "file", "filename": "/dev/fd/0", "read-only": false}, "id": "add-1"}'
+check "blockdev-add succeeded" reply_is_return
+check "the reply echoes the command's id" reply_has '"id": "add-1"'
+check "the monitor logged the unused fd as closed" grep -q 'never used' minivmm.log
+
+step "query-block: format and size were read through the fd"
+send --qmp vmm.sock '{"execute": "query-block"}'
+check "query-block succeeded" reply_is_return
+check "disk0 is $DISK_FORMAT" reply_has "\"node-name\": \"disk0\", \"format\": \"$DISK_FORMAT\""
+check "its virtual size is $DISK_SIZE bytes" reply_has "\"virtual-size\": $DISK_SIZE"
+check "it is read-write" reply_has '"read-only": false'
+
+step "The monitor's fds after the command"
+show_fds
+DISK_FD=$(fd_table | awk -v t="$DISK" '$3 == t { print $1; exit }')
+if [ -n "$DISK_FD" ]; then
+    note "fdinfo of fd $DISK_FD: $(grep flags /proc/"$VMM_PID"/fdinfo/"$DISK_FD")"
+fi
+check "the used fd is held: $DISK is open once" count_is "$(fds_on "$DISK")" 1
+check "the unused fd was closed: spare.raw is not open" count_is "$(fds_on spare.raw)" 0
+check "exactly one fd more than at start" count_is "$(fd_count)" $((BASE + 1))
+disk_rw() { [ -n "$DISK_FD" ] && [ $((0$(awk '/^flags/ { print $2 }' /proc/"$VMM_PID"/fdinfo/"$DISK_FD") & 3)) -eq 2 ]; }
+check "$DISK is held open read-write (O_RDWR in fdinfo flags)" disk_rw
+
+# ---------------------------------------------------------------- 2
+
+step "A command naming /dev/fd/3 when only one fd was passed"
+send --qmp --fd spare.raw vmm.sock \
+    '{"execute": "blockdev-add", "arguments": {"node-name": "bad", "driver": "file", "filename": "/dev/fd/3"}, "id": "add-2"}'
+check "refused with an error" reply_is_error
+check "the error names /dev/fd/3" reply_has '/dev/fd/3'
+check "the error echoes the id" reply_has '"id": "add-2"'
+show_fds
+check "nothing held: spare.raw is not open" count_is "$(fds_on spare.raw)" 0
+check "fd count unchanged" count_is "$(fd_count)" $((BASE + 1))
+
+# ---------------------------------------------------------------- 3
+
+step "A read-write request on a read-only fd"
+send --qmp --fd seed.raw:r vmm.sock \
+    '{"execute": "blockdev-add", "arguments": {"node-name": "seed", "driver": "file", "filename": "/dev/fd/0", "read-only": false}}'
+check "refused with an error" reply_is_error
+check "the error says why (access mode)" reply_matches 'permission|access|read-only|denied'
+check "nothing held: seed.raw is not open" count_is "$(fds_on seed.raw)" 0
+check "fd count unchanged" count_is "$(fd_count)" $((BASE + 1))
+
+note "the same fd asked for read-only is fine:"
+send --qmp --fd seed.raw:r vmm.sock \
+    '{"execute": "blockdev-add", "arguments": {"node-name": "seed", "driver": "file", "filename": "/dev/fd/0", "read-only": true}}'
+check "blockdev-add read-only succeeded" reply_is_return
+send --qmp vmm.sock '{"execute": "query-block"}'
+check "seed is raw, 16 MiB, read-only" reply_has '"node-name": "seed", "format": "raw", "virtual-size": 16777216, "read-only": true'
+send --qmp vmm.sock '{"execute": "blockdev-del", "arguments": {"node-name": "seed"}}'
+check "blockdev-del succeeded" reply_is_return
+check "seed.raw is closed again" count_is "$(fds_on seed.raw)" 0
+
+# ---------------------------------------------------------------- 4
+
+step "A client that dies in the middle of a command that carries an fd"
+cat > dying-client.py <<'EOF'
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect("vmm.sock")
+f = s.makefile("rb")
+f.readline()                                      # QMP greeting
+s.sendall(b'{"execute": "qmp_capabilities"}\n')
+f.readline()
+fd = os.open("spare.raw", os.O_RDONLY)
+# half a command, with its fd attached
+socket.send_fds(s, [b'{"execute": "blockdev-add", "arguments": {"node-name": "half", '
+                    b'"driver": "file", "filename": "/dev/fd/0"'], [fd])
+os.close(fd)
+print("sent", flush=True)
+time.sleep(60)                                    # ...and is killed here
+EOF
+sed 's/^/   | /' dying-client.py
+echo '$ python3 dying-client.py &'
+python3 dying-client.py > client.out 2>&1 &
+CLIENT_PID=$!
+for i in $(seq 1 100); do
+    grep -q sent client.out && [ "$(fds_on spare.raw)" -eq 1 ] && break
+    sleep 0.05
+done
+monitor_log
+note "half a command is in: the monitor holds its fd until the command completes or the client goes"
+show_fds
+check "the half command's fd is held while the client is alive" count_is "$(fds_on spare.raw)" 1
+echo "\$ kill -9 $CLIENT_PID"
+kill -9 "$CLIENT_PID"
+wait "$CLIENT_PID" 2>/dev/null
+CLIENT_PID=
+settle
+monitor_log
+show_fds
+check "the client is gone and its fd was closed" count_is "$(fds_on spare.raw)" 0
+check "fd count back to what it was before the client" count_is "$(fd_count)" $((BASE + 1))
+
+step "The monitor still answers"
+send --qmp vmm.sock '{"execute": "query-block", "id": 42}'
+check "query-block succeeded" reply_is_return
+check "only disk0 is there" reply_matches '^\{"return": \[\{"node-name": "disk0"[^]]*\}\]'
+check "numeric id echoed" reply_has '"id": 42'
+
+# ---------------------------------------------------------------- 5
+
+step "fdctx-send's own errors are clear"
+send --qmp --fd missing.qcow2 vmm.sock '{"execute": "query-block"}'
+check "a missing file: exit status 2 and a clear message" \
+    eval '[ "$RC" -eq 2 ] && grep -q "cannot open .missing.qcow2" send.err'
+
+step "Delete the node, then quit"
+send --qmp vmm.sock '{"execute": "blockdev-del", "arguments": {"node-name": "disk0"}}'
+check "blockdev-del succeeded" reply_is_return
+show_fds
+check "$DISK is closed" count_is "$(fds_on "$DISK")" 0
+check "the monitor holds exactly the fds it started with" count_is "$(fd_count)" "$BASE"
+send --qmp vmm.sock '{"execute": "quit"}'
+check "quit succeeded" reply_is_return
+wait "$VMM_PID"
+VMM_RC=$?
+VMM_PID=
+monitor_log
+check "the monitor exited with status 0" count_is "$VMM_RC" 0
+send --qmp vmm.sock '{"execute": "query-block"}'
+check "after quit: exit status 2 and a clear message" \
+    eval '[ "$RC" -eq 2 ] && grep -Eq "no socket|refused" send.err'
+
+echo
+if [ "$FAIL" -eq 0 ]; then
+    echo "demo: all $PASS expectations met"
+    exit 0
+fi
+echo "demo: $FAIL of $((PASS + FAIL)) expectations NOT met"
+exit 1

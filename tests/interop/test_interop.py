@@ -1,0 +1,794 @@
+#!/usr/bin/env python3
+"""Interop tests: real Python QMP clients against build/minivmm.
+
+Python's standard socket.send_fds drives the monitor in both styles a client
+may use to pass descriptors:
+
+  - attached: the fds ride on the command's own bytes (libvirt, libqtest,
+    socket.send_fds with the whole command);
+  - ahead: one space byte carries the fd, the command follows in a separate
+    write (qemu.qmp's send_fd_scm);
+
+and every test checks the monitor's open fds (/proc/PID/fd) and this
+process's own (/proc/self/fd) before and after.
+
+When the qemu.qmp package can be installed with pip into a venv under
+build/, its QMPClient and legacy QEMUMonitorProtocol are tested too;
+otherwise those tests are reported as skipped, with the reason.
+
+Usage: test_interop.py [--minivmm PATH] [--no-pip] [-v]
+Prints "N passed, N failed[, N skipped]" and exits non-zero on a failure.
+"""
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+VENV = os.path.join(ROOT, "build", "interop-venv")
+REEXEC_ENV = "FDCTX_INTEROP_REEXEC"
+
+O_NONBLOCK = os.O_NONBLOCK
+
+
+def fd_list(pid):
+    """{fd: target} for a process."""
+    d = "/proc/%s/fd" % pid
+    out = {}
+    for name in os.listdir(d):
+        try:
+            out[int(name)] = os.readlink(os.path.join(d, name))
+        except OSError:
+            pass  # closed while listing (the listing's own fd)
+    return out
+
+
+def own_fd_count():
+    # os.listdir opens one fd of its own, the same every time
+    return len(os.listdir("/proc/self/fd"))
+
+
+class Monitor:
+    """A running build/minivmm."""
+
+    def __init__(self, binary, workdir):
+        self.workdir = workdir
+        self.path = os.path.join(workdir, "vmm.sock")
+        self.log = open(os.path.join(workdir, "minivmm.log"), "wb")
+        self.proc = subprocess.Popen([binary, self.path], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=self.log)
+        line = self.proc.stdout.readline()
+        if line.strip() != b"ready":
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError("minivmm did not print ready (got %r); log:\n%s" % (line, self.log_text()))
+        self.pid = self.proc.pid
+
+    def log_text(self):
+        self.log.flush()
+        with open(self.log.name, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def fds(self):
+        return fd_list(self.pid)
+
+    def count(self):
+        return len(self.fds())
+
+    def holds(self, path):
+        """How many of the monitor's fds point at path."""
+        path = os.path.realpath(path)
+        return sum(1 for t in self.fds().values() if t == path)
+
+    def sockets(self):
+        return sum(1 for t in self.fds().values() if t.startswith("socket:"))
+
+    def wait_idle(self, timeout=5.0):
+        """Wait until the monitor has dropped its clients (only its listening socket left)."""
+        end = time.monotonic() + timeout
+        while self.sockets() > 1:
+            if time.monotonic() > end:
+                raise AssertionError("monitor still has %d sockets open" % self.sockets())
+            time.sleep(0.02)
+
+    def wait_for(self, pred, what, timeout=5.0):
+        end = time.monotonic() + timeout
+        while not pred():
+            if time.monotonic() > end:
+                raise AssertionError("timed out waiting for: %s; monitor fds: %s" % (what, self.fds()))
+            time.sleep(0.02)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdout.close()
+        self.log.close()
+
+
+class Client:
+    """A QMP client on a plain socket; fds go through socket.send_fds."""
+
+    def __init__(self, path, negotiate=True):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(path)
+        self.buf = b""
+        self.greeting = self.read()
+        if negotiate:
+            r = self.cmd({"execute": "qmp_capabilities"})
+            assert r == {"return": {}}, r
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def read(self):
+        """The next JSON value from the monitor."""
+        dec = json.JSONDecoder()
+        while True:
+            try:
+                text = self.buf.decode("utf-8").lstrip()
+            except UnicodeDecodeError:
+                text = ""  # a character cut in two: read on
+            if text:
+                try:
+                    value, end = dec.raw_decode(text)
+                    self.buf = text[end:].encode()
+                    return value
+                except json.JSONDecodeError:
+                    pass
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError("monitor closed the connection")
+            self.buf += data
+
+    def reply(self):
+        """The next reply, events skipped."""
+        while True:
+            v = self.read()
+            if "event" not in v:
+                return v
+
+    def send(self, data, fds=(), style="attached"):
+        if isinstance(data, dict):
+            data = json.dumps(data).encode() + b"\n"
+        if not fds:
+            self.sock.sendall(data)
+        elif style == "attached":
+            sent = socket.send_fds(self.sock, [data], list(fds))
+            if sent < len(data):
+                self.sock.sendall(data[sent:])
+        elif style == "ahead":
+            for fd in fds:  # one space byte per fd, as qemu.qmp does
+                assert socket.send_fds(self.sock, [b" "], [fd]) == 1
+            self.sock.sendall(data)
+        else:
+            raise ValueError(style)
+
+    def cmd(self, data, fds=(), style="attached"):
+        self.send(data, fds, style)
+        return self.reply()
+
+
+def blockdev_add(name, filename, read_only=False, **extra):
+    args = {"node-name": name, "driver": "file", "filename": filename, "read-only": read_only}
+    args.update(extra)
+    return {"execute": "blockdev-add", "arguments": args}
+
+
+def blockdev_del(name):
+    return {"execute": "blockdev-del", "arguments": {"node-name": name}}
+
+
+QUERY = {"execute": "query-block"}
+
+
+def is_error(r, *words):
+    if set(r) - {"id"} != {"error"}:
+        return False
+    e = r["error"]
+    if e.get("class") != "GenericError" or not isinstance(e.get("desc"), str):
+        return False
+    desc = e["desc"].lower()
+    return all(w.lower() in desc for w in words)
+
+
+def expect_error(r, *words):
+    assert is_error(r, *words), "expected an error mentioning %s, got %r" % (words, r)
+
+
+def expect_ok(r, value=None):
+    assert "return" in r, "expected a return, got %r" % (r,)
+    if value is not None:
+        assert r["return"] == value, r
+
+
+class Suite:
+    def __init__(self, args, workdir):
+        self.args = args
+        self.workdir = workdir
+        self.mon = Monitor(args.minivmm, workdir)
+        self.passed = self.failed = self.skipped = 0
+        self.images = {}
+        for name, size in (("a.raw", 1 << 20), ("b.raw", 2 << 20), ("c.raw", 3 << 20)):
+            p = os.path.join(workdir, name)
+            with open(p, "wb") as f:
+                f.truncate(size)
+            self.images[name] = p
+        # a minimal qcow2 header: magic, version 3, virtual size 5 GiB
+        p = os.path.join(workdir, "d.qcow2")
+        hdr = bytearray(512)
+        hdr[0:4] = b"QFI\xfb"
+        hdr[4:8] = (3).to_bytes(4, "big")
+        hdr[24:32] = (5 << 30).to_bytes(8, "big")
+        with open(p, "wb") as f:
+            f.write(hdr)
+        self.images["d.qcow2"] = p
+
+    def img(self, name):
+        return self.images[name]
+
+    def open(self, name, flags=os.O_RDONLY):
+        return os.open(self.img(name), flags | os.O_CLOEXEC)
+
+    def run(self, name, fn, *a):
+        """Runs one test with fd accounting for both processes."""
+        try:
+            self.mon.wait_idle()
+            mon_before = self.mon.fds()
+            own_before = own_fd_count()
+            fn(*a)
+            self.mon.wait_idle()
+            mon_after = self.mon.fds()
+            own_after = own_fd_count()
+            assert mon_after == mon_before, "monitor fds changed: before %s, after %s" % (mon_before, mon_after)
+            assert own_after == own_before, "test process fds: %d before, %d after" % (own_before, own_after)
+        except Skip as e:
+            self.skipped += 1
+            print("SKIP %s: %s" % (name, e))
+        except Exception as e:  # noqa: BLE001 - report every failure and go on
+            self.failed += 1
+            print("FAIL %s: %s" % (name, e))
+            if self.args.verbose:
+                traceback.print_exc()
+        else:
+            self.passed += 1
+            print("ok   %s" % name)
+
+    def close(self):
+        self.mon.stop()
+
+
+class Skip(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- tests
+
+
+def t_greeting(s):
+    with Client(s.mon.path, negotiate=False) as c:
+        g = c.greeting["QMP"]
+        assert set(g["version"]["qemu"]) == {"major", "minor", "micro"}, g
+        assert isinstance(g["version"]["package"], str) and g["capabilities"] == [], g
+        expect_error(c.cmd(QUERY), "qmp_capabilities")
+        expect_ok(c.cmd({"execute": "qmp_capabilities"}), {})
+        expect_error(c.cmd({"execute": "qmp_capabilities"}), "already")
+        expect_ok(c.cmd(QUERY), [])
+
+
+def t_id_echo(s):
+    with Client(s.mon.path) as c:
+        for ident in ("x-1", 7, {"a": [1, "b\"\\\n"]}, None, "\u00e9\u4e2d"):
+            r = c.cmd(dict(QUERY, id=ident))
+            assert r == {"return": [], "id": ident}, r
+        r = c.cmd({"execute": "no-such-command", "id": "q"})
+        expect_error(r, "no-such-command")
+        assert r["id"] == "q", r
+
+
+def _add_use_del(s, style, image, fmt, size, read_only=False):
+    with Client(s.mon.path) as c:
+        base = s.mon.count()
+        fd = s.open(image, os.O_RDONLY if read_only else os.O_RDWR)
+        try:
+            r = c.cmd(dict(blockdev_add("n0", "/dev/fd/0", read_only), id="add"), [fd], style)
+        finally:
+            os.close(fd)
+        assert r == {"return": {}, "id": "add"}, r
+        assert s.mon.count() == base + 1, s.mon.fds()
+        assert s.mon.holds(s.img(image)) == 1, s.mon.fds()
+        r = c.cmd(QUERY)
+        assert r["return"] == [{"node-name": "n0", "format": fmt, "virtual-size": size,
+                                "read-only": read_only}], r
+        expect_ok(c.cmd(blockdev_del("n0")), {})
+        assert s.mon.count() == base and s.mon.holds(s.img(image)) == 0, s.mon.fds()
+
+
+def t_attached_raw(s):
+    _add_use_del(s, "attached", "b.raw", "raw", 2 << 20)
+
+
+def t_attached_qcow2(s):
+    _add_use_del(s, "attached", "d.qcow2", "qcow2", 5 << 30)
+
+
+def t_ahead_raw(s):
+    _add_use_del(s, "ahead", "b.raw", "raw", 2 << 20, read_only=True)
+
+
+def t_ahead_qcow2(s):
+    _add_use_del(s, "ahead", "d.qcow2", "qcow2", 5 << 30)
+
+
+def _two_fds_use_second(s, style):
+    with Client(s.mon.path) as c:
+        base = s.mon.count()
+        fa, fb = s.open("a.raw"), s.open("c.raw")
+        try:
+            r = c.cmd(blockdev_add("n1", "/dev/fd/1", True), [fa, fb], style)
+        finally:
+            os.close(fa)
+            os.close(fb)
+        expect_ok(r, {})
+        assert s.mon.holds(s.img("c.raw")) == 1, s.mon.fds()
+        assert s.mon.holds(s.img("a.raw")) == 0, "the unused fd is still open: %s" % s.mon.fds()
+        assert s.mon.count() == base + 1, s.mon.fds()
+        assert c.cmd(QUERY)["return"][0]["virtual-size"] == 3 << 20
+        expect_ok(c.cmd(blockdev_del("n1")))
+
+
+def t_attached_two_fds_one_unused(s):
+    _two_fds_use_second(s, "attached")
+
+
+def t_ahead_two_fds_one_unused(s):
+    _two_fds_use_second(s, "ahead")
+
+
+def t_ordinary_path(s):
+    with Client(s.mon.path) as c:
+        r = c.cmd(blockdev_add("p", s.img("a.raw"), True))
+        expect_ok(r, {})
+        assert s.mon.holds(s.img("a.raw")) == 1
+        expect_ok(c.cmd(blockdev_del("p")))
+
+
+def _unused_fd(s, style, command):
+    with Client(s.mon.path) as c:
+        base = s.mon.count()
+        fd = s.open("a.raw")
+        try:
+            r = c.cmd(command, [fd], style)
+        finally:
+            os.close(fd)
+        assert s.mon.holds(s.img("a.raw")) == 0, "fd kept after %r: %s" % (command, s.mon.fds())
+        assert s.mon.count() == base, s.mon.fds()
+        return r
+
+
+def t_fd_with_query_attached(s):
+    expect_ok(_unused_fd(s, "attached", QUERY), [])
+
+
+def t_fd_with_query_ahead(s):
+    expect_ok(_unused_fd(s, "ahead", QUERY), [])
+
+
+def t_fd_with_unknown_command(s):
+    expect_error(_unused_fd(s, "attached", {"execute": "getfd", "arguments": {"fdname": "x"}}), "getfd")
+
+
+def t_fd_with_failing_command(s):
+    # blockdev-add that fails on its arguments: the fd it carried is closed
+    expect_error(_unused_fd(s, "attached", blockdev_add("x", "/dev/fd/0", driver="qcow2")), "driver")
+
+
+def _stale(s, style, malformed):
+    """A malformed command with an fd, then a command with none that names
+    /dev/fd/0: the second must not get the first one's fd."""
+    with Client(s.mon.path) as c:
+        base = s.mon.count()
+        fd = s.open("a.raw")
+        try:
+            c.send(malformed, [fd], style)
+        finally:
+            os.close(fd)
+        r = c.reply()
+        assert "error" in r, r
+        r = c.cmd(blockdev_add("stale", "/dev/fd/0", True))
+        expect_error(r, "/dev/fd/0")
+        assert s.mon.holds(s.img("a.raw")) == 0, s.mon.fds()
+        assert s.mon.count() == base, s.mon.fds()
+        assert c.cmd(QUERY)["return"] == []
+
+
+def t_stale_after_malformed_attached(s):
+    _stale(s, "attached", b'{"execute": "blockdev-add", "arguments": {"node-name": ,}}\n')
+
+
+def t_stale_after_malformed_ahead(s):
+    _stale(s, "ahead", b'{"execute" "query-block"}\n')
+
+
+def t_stale_after_non_object(s):
+    _stale(s, "attached", b'["execute", "query-block"]\n')
+
+
+def t_missing_index(s):
+    with Client(s.mon.path) as c:
+        fd = s.open("a.raw")
+        try:
+            r = c.cmd(dict(blockdev_add("m", "/dev/fd/3", True), id=3), [fd])
+        finally:
+            os.close(fd)
+        expect_error(r, "/dev/fd/3")
+        assert r["id"] == 3
+        assert s.mon.holds(s.img("a.raw")) == 0, s.mon.fds()
+
+
+def t_no_fds_at_all(s):
+    with Client(s.mon.path) as c:
+        expect_error(c.cmd(blockdev_add("m", "/dev/fd/0", True)), "/dev/fd/0")
+
+
+def t_readwrite_on_readonly_fd(s):
+    with Client(s.mon.path) as c:
+        fd = s.open("a.raw", os.O_RDONLY)
+        try:
+            r = c.cmd(blockdev_add("rw", "/dev/fd/0", False), [fd])
+        finally:
+            os.close(fd)
+        expect_error(r)
+        assert s.mon.holds(s.img("a.raw")) == 0, s.mon.fds()
+
+
+def t_malformed_fd_paths(s):
+    with Client(s.mon.path) as c:
+        for path in ("/dev/fd/00", "/dev/fd/+0", "/dev/fd/0/", "/dev/fd/", "/dev//fd/0",
+                     "/dev/./fd/0", "/proc/self/fd/0", "/proc/thread-self/fd/0", "/dev/stdin"):
+            fd = s.open("a.raw")
+            try:
+                r = c.cmd(blockdev_add("bad", path, True), [fd])
+            finally:
+                os.close(fd)
+            assert is_error(r), "%s: %r" % (path, r)
+            assert s.mon.holds(s.img("a.raw")) == 0, "%s: %s" % (path, s.mon.fds())
+        assert c.cmd(QUERY)["return"] == []
+
+
+def t_symlink_to_own_fds(s):
+    link = os.path.join(s.workdir, "link-to-proc")
+    os.symlink("/proc/self/fd/0", link)
+    try:
+        with Client(s.mon.path) as c:
+            expect_error(c.cmd(blockdev_add("l", link, True)))
+    finally:
+        os.unlink(link)
+
+
+def t_too_many_fds(s):
+    with Client(s.mon.path) as c:
+        fd = s.open("a.raw")
+        fds = [fd] + [os.dup(fd) for _ in range(39)]
+        try:
+            r = c.cmd(dict(blockdev_add("many", "/dev/fd/0", True), id="many"), fds)
+        finally:
+            for f in fds:
+                os.close(f)
+        expect_error(r)
+        assert s.mon.holds(s.img("a.raw")) == 0, s.mon.fds()
+        assert c.cmd(QUERY)["return"] == []
+
+
+def t_split_command_fds_accumulate(s):
+    """A command written in two pieces, one fd on each: both are its fds, in order."""
+    with Client(s.mon.path) as c:
+        cmd = json.dumps(blockdev_add("split", "/dev/fd/1", True)).encode() + b"\n"
+        half = len(cmd) // 2
+        fa, fc = s.open("a.raw"), s.open("c.raw")
+        try:
+            assert socket.send_fds(c.sock, [cmd[:half]], [fa]) == half
+            time.sleep(0.05)  # let the monitor read the first piece alone
+            assert socket.send_fds(c.sock, [cmd[half:]], [fc]) == len(cmd) - half
+        finally:
+            os.close(fa)
+            os.close(fc)
+        expect_ok(c.reply(), {})
+        assert s.mon.holds(s.img("c.raw")) == 1 and s.mon.holds(s.img("a.raw")) == 0, s.mon.fds()
+        expect_ok(c.cmd(blockdev_del("split")))
+
+
+def t_two_commands_one_write(s):
+    """Two commands in one write with one fd: it belongs to the last one."""
+    with Client(s.mon.path) as c:
+        data = json.dumps(QUERY).encode() + b"\n" + json.dumps(blockdev_add("two", "/dev/fd/0", True)).encode() + b"\n"
+        fd = s.open("b.raw")
+        try:
+            c.send(data, [fd])
+        finally:
+            os.close(fd)
+        assert c.reply() == {"return": []}
+        expect_ok(c.reply(), {})
+        assert s.mon.holds(s.img("b.raw")) == 1
+        expect_ok(c.cmd(blockdev_del("two")))
+
+
+def t_nonblock_cleared(s):
+    """The client's O_NONBLOCK must not leak into the monitor's blocking I/O."""
+    with Client(s.mon.path) as c:
+        fd = s.open("a.raw", os.O_RDONLY | O_NONBLOCK)
+        try:
+            expect_ok(c.cmd(blockdev_add("nb", "/dev/fd/0", True), [fd]))
+            held = [n for n, t in s.mon.fds().items() if t == s.img("a.raw")]
+            assert len(held) == 1, s.mon.fds()
+            with open("/proc/%d/fdinfo/%d" % (s.mon.pid, held[0])) as f:
+                flags = int([line.split()[1] for line in f if line.startswith("flags:")][0], 8)
+            assert not flags & O_NONBLOCK, "monitor's fd has O_NONBLOCK: flags %o" % flags
+        finally:
+            os.close(fd)
+        expect_ok(c.cmd(blockdev_del("nb")))
+
+
+def t_client_dies_mid_command(s):
+    base = s.mon.count()
+    c = Client(s.mon.path)
+    fd = s.open("c.raw")
+    try:
+        c.send(b'{"execute": "blockdev-add", "arguments": {"node-name": "half", "filename": "/dev/fd/0"', [fd])
+    finally:
+        os.close(fd)
+    # the fd belongs to the unfinished command, held by the monitor...
+    s.mon.wait_for(lambda: s.mon.holds(s.img("c.raw")) == 1, "the half command's fd to arrive")
+    c.close()
+    # ...and closed when the client goes
+    s.mon.wait_idle()
+    s.mon.wait_for(lambda: s.mon.holds(s.img("c.raw")) == 0, "the fd to be closed")
+    assert s.mon.count() == base, s.mon.fds()
+    with Client(s.mon.path) as c2:
+        assert c2.cmd(QUERY) == {"return": []}
+
+
+def t_ahead_fd_then_disconnect(s):
+    """An fd sent ahead of a command that never comes is closed at disconnect."""
+    c = Client(s.mon.path)
+    fd = s.open("c.raw")
+    try:
+        c.send(b"", [fd], "ahead")
+    finally:
+        os.close(fd)
+    time.sleep(0.1)
+    c.close()
+    s.mon.wait_idle()
+    s.mon.wait_for(lambda: s.mon.holds(s.img("c.raw")) == 0, "the waiting fd to be closed")
+
+
+# ---------------------------------------------------------------- qemu.qmp
+
+
+def t_qemu_qmp_client_send_fd_scm(s):
+    """qemu.qmp's asyncio QMPClient: send_fd_scm (fd ahead of the command) + execute."""
+    import asyncio
+    from qemu.qmp import QMPClient, ExecuteError
+
+    async def main():
+        qmp = QMPClient("fdctx-interop")
+        await qmp.connect(s.mon.path)
+        try:
+            base = s.mon.count()
+            fd = s.open("d.qcow2", os.O_RDWR)
+            try:
+                qmp.send_fd_scm(fd)
+                res = await qmp.execute("blockdev-add", blockdev_add("q0", "/dev/fd/0")["arguments"])
+            finally:
+                os.close(fd)
+            assert res == {}, res
+            assert s.mon.holds(s.img("d.qcow2")) == 1 and s.mon.count() == base + 1, s.mon.fds()
+            blocks = await qmp.execute("query-block")
+            assert blocks == [{"node-name": "q0", "format": "qcow2", "virtual-size": 5 << 30,
+                               "read-only": False}], blocks
+            # an error reply comes back as ExecuteError, and the fd is closed
+            fd = s.open("a.raw")
+            try:
+                qmp.send_fd_scm(fd)
+                try:
+                    await qmp.execute("blockdev-add", blockdev_add("q1", "/dev/fd/3", True)["arguments"])
+                    raise AssertionError("blockdev-add /dev/fd/3 succeeded")
+                except ExecuteError as e:
+                    assert "/dev/fd/3" in str(e), e
+            finally:
+                os.close(fd)
+            assert s.mon.holds(s.img("a.raw")) == 0, s.mon.fds()
+            await qmp.execute("blockdev-del", {"node-name": "q0"})
+            assert s.mon.count() == base, s.mon.fds()
+        finally:
+            await qmp.disconnect()
+
+    asyncio.run(main())
+
+
+def t_qemu_qmp_legacy_send_fd_scm(s):
+    """qemu.qmp.legacy.QEMUMonitorProtocol (the synchronous API iotests use)."""
+    import asyncio
+    from qemu.qmp.legacy import QEMUMonitorProtocol
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        before = own_fd_count()
+        mon = QEMUMonitorProtocol(s.mon.path)
+        try:
+            greeting = mon.connect()
+            assert "QMP" in greeting, greeting
+            fd = s.open("b.raw")
+            try:
+                mon.send_fd_scm(fd)
+                r = mon.cmd_obj(dict(blockdev_add("l0", "/dev/fd/0", True), id="legacy-1"))
+            finally:
+                os.close(fd)
+            assert r == {"return": {}, "id": "legacy-1"}, r
+            assert s.mon.holds(s.img("b.raw")) == 1, s.mon.fds()
+            r = mon.cmd_raw("query-block")
+            assert r["return"][0]["format"] == "raw", r
+            fd = s.open("a.raw")
+            try:
+                mon.send_fd_scm(fd)  # with a command that takes none: closed
+                r = mon.cmd_raw("query-block")
+            finally:
+                os.close(fd)
+            assert len(r["return"]) == 1, r
+            assert s.mon.holds(s.img("a.raw")) == 0, s.mon.fds()
+            assert "return" in mon.cmd_raw("blockdev-del", {"node-name": "l0"})
+        finally:
+            mon.close()
+        assert own_fd_count() == before, "QEMUMonitorProtocol left fds open"
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def qemu_qmp_available(args):
+    """Import qemu.qmp, installing it into a venv under build/ if needed.
+    Returns None when available, else the reason it is not."""
+    try:
+        import qemu.qmp  # noqa: F401
+        return None
+    except ImportError:
+        pass
+    if os.environ.get(REEXEC_ENV):
+        return "qemu.qmp still not importable in %s" % VENV
+    if args.no_pip:
+        return "--no-pip given and qemu.qmp is not installed"
+    py = os.path.join(VENV, "bin", "python")
+    try:
+        if not os.path.exists(py):
+            print("setting up %s for the qemu.qmp tests" % os.path.relpath(VENV), flush=True)
+            subprocess.run([sys.executable, "-m", "venv", VENV], check=True, timeout=300,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        have = subprocess.run([py, "-c", "import qemu.qmp"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=60).returncode == 0
+        if not have:
+            print("installing qemu.qmp with pip into %s" % os.path.relpath(VENV), flush=True)
+            subprocess.run([py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                            "--timeout", "30", "--retries", "2", "qemu.qmp"],
+                           check=True, timeout=600, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except subprocess.CalledProcessError as e:
+        err = (e.stderr or b"").decode(errors="replace").strip().splitlines()
+        return "could not install qemu.qmp (%s)" % (err[-1] if err else "exit %d" % e.returncode)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return "could not install qemu.qmp (%s)" % e
+    # run again under the venv's python, which has qemu.qmp
+    sys.stdout.flush()
+    env = dict(os.environ, **{REEXEC_ENV: "1"})
+    os.execve(py, [py, os.path.abspath(__file__)] + sys.argv[1:], env)
+    return "exec failed"  # not reached
+
+
+TESTS = [
+    t_greeting,
+    t_id_echo,
+    t_attached_raw,
+    t_attached_qcow2,
+    t_ahead_raw,
+    t_ahead_qcow2,
+    t_attached_two_fds_one_unused,
+    t_ahead_two_fds_one_unused,
+    t_ordinary_path,
+    t_fd_with_query_attached,
+    t_fd_with_query_ahead,
+    t_fd_with_unknown_command,
+    t_fd_with_failing_command,
+    t_stale_after_malformed_attached,
+    t_stale_after_malformed_ahead,
+    t_stale_after_non_object,
+    t_missing_index,
+    t_no_fds_at_all,
+    t_readwrite_on_readonly_fd,
+    t_malformed_fd_paths,
+    t_symlink_to_own_fds,
+    t_too_many_fds,
+    t_split_command_fds_accumulate,
+    t_two_commands_one_write,
+    t_nonblock_cleared,
+    t_client_dies_mid_command,
+    t_ahead_fd_then_disconnect,
+]
+
+QEMU_QMP_TESTS = [t_qemu_qmp_client_send_fd_scm, t_qemu_qmp_legacy_send_fd_scm]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minivmm", default=os.path.join(ROOT, "build", "minivmm"))
+    ap.add_argument("--no-pip", action="store_true", help="do not install qemu.qmp; skip its tests if absent")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+    args.minivmm = os.path.abspath(args.minivmm)
+    if not os.access(args.minivmm, os.X_OK):
+        print("interop: %s not found (run: make build/minivmm)" % args.minivmm)
+        print("0 passed, 1 failed")
+        return 1
+
+    why_no_qmp = qemu_qmp_available(args)  # may re-exec under the venv
+    if why_no_qmp is None:
+        from importlib.metadata import version
+        print("using qemu.qmp %s under %s" % (version("qemu.qmp"), sys.prefix))
+
+    with tempfile.TemporaryDirectory(prefix="fdctx-interop.") as workdir:
+        suite = Suite(args, workdir)
+        try:
+            for t in TESTS:
+                suite.run(t.__name__[2:], t, suite)
+            for t in QEMU_QMP_TESTS:
+                if why_no_qmp is None:
+                    suite.run(t.__name__[2:], t, suite)
+                else:
+                    suite.skipped += 1
+                    print("SKIP %s: %s" % (t.__name__[2:], why_no_qmp))
+            # quit: the monitor exits cleanly
+            try:
+                with Client(suite.mon.path) as c:
+                    r = c.cmd({"execute": "quit", "id": "bye"})
+                    assert r == {"return": {}, "id": "bye"}, r
+                    ev = c.read()
+                    assert ev.get("event") == "SHUTDOWN", ev
+                rc = suite.mon.proc.wait(10)
+                assert rc == 0, "minivmm exited with %d" % rc
+                assert not os.path.exists(suite.mon.path), "socket file left behind"
+                suite.passed += 1
+                print("ok   quit")
+            except Exception as e:  # noqa: BLE001
+                suite.failed += 1
+                print("FAIL quit: %s" % e)
+        finally:
+            suite.close()
+        if suite.failed:
+            print("--- minivmm log ---")
+            print(suite.mon.log_text().rstrip())
+            print("---")
+    line = "%d passed, %d failed" % (suite.passed, suite.failed)
+    if suite.skipped:
+        line += ", %d skipped" % suite.skipped
+    print(line)
+    return 1 if suite.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

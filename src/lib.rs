@@ -1,14 +1,38 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! fdctx: per-command file-descriptor contexts for VMM monitor sockets.
+//!
+//! A hypervisor's monitor receives commands over a Unix socket, and with
+//! them, through `SCM_RIGHTS`, the fds those commands use. fdctx makes that
+//! transactional: every fd that arrives with a command lives in that
+//! command's own [`Context`]; the command's arguments name them
+//! `/dev/fd/N`; the handler takes what it keeps; finishing the command
+//! closes everything else.
+//!
+//! * [`context`]: the per-command context (take, borrow, dup, finish).
+//! * [`fdpath`]: the strict `/dev/fd/N` grammar and own-fd path refusal.
+//! * [`open`]: the `open(2)` drop-in for client-supplied paths.
+//! * [`recv`]: `recvmsg(2)` with every fd owned from the moment it arrives.
+//! * [`framing`]: where one command ends (JSON, line, packet).
+//! * [`conn`]: a monitor connection and the fd association rule.
+//! * [`message`]: one command, its bytes, its context and its status.
+//! * [`send`]: the client side, `sendmsg(2)` with fds attached once.
+//! * [`ffi`]: the C ABI (`fdctx.h`).
+
+pub mod conn;
+pub mod context;
+pub mod error;
+pub mod fdpath;
+pub mod ffi;
+pub mod framing;
+pub mod message;
+pub mod open;
+pub mod recv;
+pub mod send;
+
+
+pub use context::Context;
+pub use error::Error;
+
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+#[path = "../tests/common/fdcount.rs"]
+mod testutil;

@@ -1,0 +1,392 @@
+//! A monitor connection: reads commands and gives each exactly the fds
+//! that were sent with it.
+//!
+//! # The association rule (stream sockets, DESIGN.md 4.2)
+//!
+//! On a stream socket the kernel returns the fds of one `sendmsg(2)`
+//! together with the last bytes of that write: a `recvmsg(2)` stops right
+//! after a segment that carried fds (`unix_stream_read_generic()` in
+//! `net/unix/af_unix.c`), but may begin with the tail of earlier writes.
+//! Hence:
+//!
+//! * the fds of one read belong to the **last command that has a
+//!   non-whitespace byte among that read's bytes**, complete or not;
+//! * fds of a read that holds whitespace only (`qemu.qmp` sends one space
+//!   with its fd, then the command) wait, and go to the command that owns
+//!   the next non-whitespace byte;
+//! * fds of several reads of one command accumulate in arrival order;
+//! * fds of a read whose last non-whitespace byte was discarded (the rest
+//!   of a rejected command) are closed, as are fds still waiting at end of
+//!   stream or when the connection is dropped.
+//!
+//! With [`Framing::Packet`] one packet is one command and the association
+//! is exact.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+
+use crate::error::Error;
+pub use crate::framing::Framing;
+use crate::framing::{is_ws, validate_json, Scanner};
+use crate::message::Message;
+use crate::recv::{recv_with_fds, Received, CMSG_WORDS};
+
+/// Bounds on what one command may bring. A field left 0 takes its default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest command in bytes (default 1 MiB).
+    pub max_msg_bytes: usize,
+    /// Most fds one command may bring, or wait for it (default 32).
+    pub max_fds: usize,
+    /// Deepest JSON nesting (default 64).
+    pub max_depth: usize,
+}
+
+impl Limits {
+    /// Default largest command: 1 MiB.
+    pub const DEFAULT_MAX_MSG_BYTES: usize = 1 << 20;
+    /// Default most fds per command.
+    pub const DEFAULT_MAX_FDS: usize = 32;
+    /// Default JSON nesting depth.
+    pub const DEFAULT_MAX_DEPTH: usize = 64;
+
+    /// These limits with every 0 replaced by its default.
+    pub fn resolved(self) -> Limits {
+        let or = |v: usize, d: usize| if v == 0 { d } else { v };
+        Limits {
+            max_msg_bytes: or(self.max_msg_bytes, Self::DEFAULT_MAX_MSG_BYTES),
+            max_fds: or(self.max_fds, Self::DEFAULT_MAX_FDS),
+            max_depth: or(self.max_depth, Self::DEFAULT_MAX_DEPTH),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { max_msg_bytes: 0, max_fds: 0, max_depth: 0 }.resolved()
+    }
+}
+
+/// Bytes asked of the kernel per read on a stream socket.
+const STREAM_READ: usize = 64 * 1024;
+
+/// Per-thread receive buffers: a connection keeps only the frame in
+/// progress, so an idle connection costs a few hundred bytes.
+struct Scratch {
+    buf: Vec<u8>,
+    cmsg: Box<[u64; CMSG_WORDS]>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
+        buf: Vec::new(),
+        cmsg: Box::new([0; CMSG_WORDS]),
+    });
+}
+
+/// Fds gathered for one command, or waiting for the next one.
+#[derive(Debug, Default)]
+struct FdBatch {
+    fds: Vec<OwnedFd>,
+    error: Option<Error>,
+}
+
+impl FdBatch {
+    fn is_empty(&self) -> bool {
+        self.fds.is_empty() && self.error.is_none()
+    }
+
+    /// Adds one read's fds. Once the batch is bad it holds nothing.
+    fn add(&mut self, fds: Vec<OwnedFd>, lost: bool, max_fds: usize) {
+        if lost && self.error.is_none() {
+            self.error = Some(Error::FdsLost);
+        }
+        if self.error.is_none() && self.fds.len() + fds.len() > max_fds {
+            self.error = Some(Error::TooManyFds { limit: max_fds });
+        }
+        if self.error.is_some() {
+            self.fds.clear();
+        } else if self.fds.is_empty() {
+            self.fds = fds;
+        } else {
+            self.fds.extend(fds);
+        }
+    }
+
+    fn merge(&mut self, other: FdBatch, max_fds: usize) {
+        let lost = matches!(other.error, Some(Error::FdsLost));
+        if let Some(e) = other.error {
+            self.error.get_or_insert(e);
+        }
+        self.add(other.fds, lost, max_fds);
+    }
+}
+
+/// Who gets the fds of the read being processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// No non-whitespace byte yet: the fds wait for the next command.
+    Nobody,
+    /// The command still in progress at the end of the read.
+    Current,
+    /// The n-th command completed during this read.
+    Done(usize),
+    /// Bytes of a rejected command that were being discarded.
+    Discarded,
+}
+
+enum Sock {
+    Owned(OwnedFd),
+    Borrowed(RawFd),
+}
+
+/// The receiving side of one monitor socket.
+pub struct Connection {
+    sock: Sock,
+    framing: Framing,
+    limits: Limits,
+    scanner: Scanner,
+    /// Bytes of the frame in progress (empty between frames).
+    current: Vec<u8>,
+    current_fds: FdBatch,
+    waiting: FdBatch,
+    /// Commands completed during the read being processed, with their fds.
+    done: Vec<(Message, FdBatch)>,
+    ready: VecDeque<Message>,
+    eof: bool,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("sock", &self.raw_sock())
+            .field("framing", &self.framing)
+            .field("limits", &self.limits)
+            .field("ready", &self.ready.len())
+            .field("eof", &self.eof)
+            .finish()
+    }
+}
+
+impl Connection {
+    /// A connection reading `sock`, which it owns and closes when dropped.
+    pub fn new(sock: OwnedFd, framing: Framing, limits: Limits) -> Connection {
+        Connection::with_sock(Sock::Owned(sock), framing, limits)
+    }
+
+    /// A connection reading `sock` without owning it.
+    ///
+    /// # Safety
+    /// `sock` must stay open, and refer to the same socket, for as long as
+    /// the connection exists.
+    pub unsafe fn borrowed(sock: RawFd, framing: Framing, limits: Limits) -> Connection {
+        Connection::with_sock(Sock::Borrowed(sock), framing, limits)
+    }
+
+    fn with_sock(sock: Sock, framing: Framing, limits: Limits) -> Connection {
+        let limits = limits.resolved();
+        Connection {
+            sock,
+            framing,
+            limits,
+            scanner: Scanner::new(framing, limits.max_msg_bytes, limits.max_depth),
+            current: Vec::new(),
+            current_fds: FdBatch::default(),
+            waiting: FdBatch::default(),
+            done: Vec::new(),
+            ready: VecDeque::new(),
+            eof: false,
+        }
+    }
+
+    fn raw_sock(&self) -> RawFd {
+        match &self.sock {
+            Sock::Owned(fd) => std::os::fd::AsRawFd::as_raw_fd(fd),
+            Sock::Borrowed(fd) => *fd,
+        }
+    }
+
+    fn sock(&self) -> BorrowedFd<'_> {
+        match &self.sock {
+            Sock::Owned(fd) => fd.as_fd(),
+            // SAFETY: `borrowed()`'s contract keeps the fd open for the
+            // connection's lifetime, which outlives this borrow.
+            Sock::Borrowed(fd) => unsafe { BorrowedFd::borrow_raw(*fd) },
+        }
+    }
+
+    /// The limits in force (defaults filled in).
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The next command, good or bad: `Ok(Some(msg))` for every
+    /// message-shaped thing (check [`Message::status`]), `Ok(None)` at
+    /// orderly end of stream.
+    ///
+    /// # Errors
+    /// `EAGAIN` (as [`Error::Sys`]) when the socket is non-blocking and no
+    /// whole command is buffered yet — everything received so far is kept;
+    /// any other errno when the socket itself failed.
+    pub fn recv(&mut self) -> Result<Option<Message>, Error> {
+        loop {
+            if let Some(msg) = self.ready.pop_front() {
+                return Ok(Some(msg));
+            }
+            if self.eof {
+                return Ok(None);
+            }
+            self.read_once()?;
+        }
+    }
+
+    fn read_once(&mut self) -> Result<(), Error> {
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let Scratch { buf, cmsg } = &mut *scratch;
+            let want = match self.framing {
+                Framing::Packet => self.limits.max_msg_bytes,
+                _ => STREAM_READ,
+            };
+            if buf.len() < want {
+                buf.resize(want, 0);
+            }
+            let got = recv_with_fds(self.sock(), &mut buf[..want], cmsg)
+                .map_err(|e| Error::sys("recvmsg", e))?;
+            match self.framing {
+                Framing::Packet => self.on_packet(&buf[..got.bytes], got),
+                _ => self.on_stream(&buf[..got.bytes], got),
+            }
+            Ok(())
+        })
+    }
+
+    fn on_packet(&mut self, bytes: &[u8], got: Received) {
+        if got.bytes == 0 && got.fds.is_empty() && !got.truncated && !got.fds_lost {
+            self.end_of_stream();
+            return;
+        }
+        let json = bytes.iter().find(|&&b| !is_ws(b)) == Some(&b'{');
+        let (data, check) = if got.truncated {
+            (Vec::new(), Err(Error::TooLarge { limit: self.limits.max_msg_bytes }))
+        } else if json {
+            (bytes.to_vec(), validate_json(bytes))
+        } else {
+            (bytes.to_vec(), Ok(None))
+        };
+        let mut msg = Message::new(data, check.as_ref().ok().copied().flatten());
+        if let Err(e) = check {
+            msg.fail(e);
+        }
+        let mut batch = FdBatch::default();
+        batch.add(got.fds, got.fds_lost, self.limits.max_fds);
+        self.ready.push_back(finalize(msg, batch));
+    }
+
+    fn on_stream(&mut self, chunk: &[u8], got: Received) {
+        if got.bytes == 0 {
+            self.end_of_stream();
+            return;
+        }
+        let max_fds = self.limits.max_fds;
+        let mut owner = Owner::Nobody;
+        let mut pos = 0;
+        while pos < chunk.len() {
+            let step = self.scanner.step(&chunk[pos..]);
+            let bytes = &chunk[pos..][step.frame.clone()];
+            if step.discard_nonws {
+                // Fds waiting for "the next command" met a rejected one.
+                self.waiting = FdBatch::default();
+                owner = Owner::Discarded;
+            }
+            if step.frame_nonws {
+                if !self.waiting.is_empty() {
+                    let waiting = std::mem::take(&mut self.waiting);
+                    self.current_fds.merge(waiting, max_fds);
+                }
+                owner = Owner::Current;
+            }
+            match step.end {
+                None => self.current.extend_from_slice(bytes),
+                Some(end) => {
+                    let msg = self.complete_frame(bytes, end);
+                    let fds = std::mem::take(&mut self.current_fds);
+                    self.done.push((msg, fds));
+                    if owner == Owner::Current {
+                        owner = Owner::Done(self.done.len() - 1);
+                    }
+                }
+            }
+            pos += step.consumed;
+        }
+        let target = match owner {
+            Owner::Nobody => Some(&mut self.waiting),
+            Owner::Current => Some(&mut self.current_fds),
+            Owner::Done(i) => Some(&mut self.done[i].1),
+            Owner::Discarded => None,
+        };
+        match target {
+            Some(batch) => batch.add(got.fds, got.fds_lost, max_fds),
+            None => drop(got.fds),
+        }
+        for (msg, batch) in self.done.drain(..) {
+            self.ready.push_back(finalize(msg, batch));
+        }
+    }
+
+    /// Builds the message for a frame that just ended; `tail` is its last
+    /// bytes from the current read.
+    fn complete_frame(&mut self, tail: &[u8], end: Result<(), Error>) -> Message {
+        let mut data = if self.current.is_empty() {
+            let mut v = Vec::with_capacity(tail.len() + 1);
+            v.extend_from_slice(tail);
+            v
+        } else {
+            let mut v = std::mem::take(&mut self.current);
+            v.reserve_exact(tail.len() + 1);
+            v.extend_from_slice(tail);
+            v
+        };
+        let check = match end {
+            Err(e) => {
+                if matches!(e, Error::TooLarge { .. }) {
+                    data = Vec::new();
+                }
+                Err(e)
+            }
+            Ok(()) if self.framing == Framing::Json => validate_json(&data),
+            Ok(()) => {
+                if data.last() == Some(&b'\r') {
+                    data.pop();
+                }
+                std::str::from_utf8(&data).map(|_| None).map_err(|_| Error::InvalidUtf8)
+            }
+        };
+        let mut msg = Message::new(data, check.as_ref().ok().copied().flatten());
+        if let Err(e) = check {
+            msg.fail(e);
+        }
+        msg
+    }
+
+    fn end_of_stream(&mut self) {
+        self.eof = true;
+        // A command cut short by the end of the stream is dropped, and so
+        // are its fds and any still waiting for a command.
+        self.current = Vec::new();
+        self.current_fds = FdBatch::default();
+        self.waiting = FdBatch::default();
+    }
+}
+
+/// Gives `msg` its fds, or its fds' error (closing them), then checks that
+/// every `/dev/fd/N` it names was sent.
+fn finalize(mut msg: Message, batch: FdBatch) -> Message {
+    match batch.error {
+        Some(e) => msg.fail(e),
+        None => msg.context_mut().adopt_vec(batch.fds),
+    }
+    msg.check_fd_refs();
+    msg
+}

@@ -1,0 +1,312 @@
+//! The per-command fd context: the ordered fds one command brought.
+//!
+//! A [`Context`] owns every fd in it. The handler *borrows* ([`Context::get`]),
+//! *takes* ([`Context::take`]) or *duplicates* ([`Context::dup`],
+//! [`Context::open`]) what it needs; [`Context::finish`] (or dropping the
+//! context) closes everything still owned. Ownership lives in the types: a
+//! slot holds an `Option<OwnedFd>`, and taking one leaves `None` behind.
+
+use std::cell::Cell;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::stat::{fstat, SFlag};
+
+use crate::error::Error;
+use crate::fdpath::{self, PathKind};
+
+/// The fds received with one command, indexed from 0 in arrival order.
+///
+/// `Context` is `Send` (a command may be handled on another thread) but not
+/// `Sync`: borrowing records use through interior mutability.
+#[derive(Debug, Default)]
+pub struct Context {
+    fds: Vec<Option<OwnedFd>>,
+    used: UsedSet,
+    /// Owned by a [`crate::Message`]: ended by finishing the message.
+    in_message: bool,
+}
+
+impl Context {
+    /// An empty context.
+    pub fn new() -> Context {
+        Context::default()
+    }
+
+    /// A context owning `fds`, in order. Reuses the vector's allocation.
+    pub fn from_fds(fds: Vec<OwnedFd>) -> Context {
+        Context { fds: fds.into_iter().map(Some).collect(), ..Context::default() }
+    }
+
+    /// Appends `fds`; the context owns them from now on.
+    pub fn adopt<I: IntoIterator<Item = OwnedFd>>(&mut self, fds: I) {
+        self.fds.extend(fds.into_iter().map(Some));
+    }
+
+    /// Appends a batch, moving the vector in when the context is empty.
+    pub(crate) fn adopt_vec(&mut self, fds: Vec<OwnedFd>) {
+        if self.fds.is_empty() {
+            self.fds = fds.into_iter().map(Some).collect();
+        } else {
+            self.adopt(fds);
+        }
+    }
+
+    /// How many fds were received (taken ones included).
+    pub fn count(&self) -> usize {
+        self.fds.len()
+    }
+
+    /// The raw number of fd `index` if the context still owns it, without
+    /// counting as a use.
+    pub fn peek_raw(&self, index: usize) -> Option<std::os::fd::RawFd> {
+        self.fds.get(index)?.as_ref().map(std::os::fd::AsRawFd::as_raw_fd)
+    }
+
+    /// How many fds the context still owns.
+    pub fn owned(&self) -> usize {
+        self.fds.iter().filter(|s| s.is_some()).count()
+    }
+
+    /// Closes every fd and forgets them: the context is empty again.
+    pub(crate) fn clear(&mut self) {
+        self.fds = Vec::new();
+        self.used = UsedSet::default();
+    }
+
+    /// A context that belongs to a message (see [`Context::in_message`]).
+    pub(crate) fn for_message() -> Context {
+        Context { in_message: true, ..Context::default() }
+    }
+
+    /// True for the context inside a [`crate::Message`], which ends with
+    /// the message rather than on its own.
+    pub fn in_message(&self) -> bool {
+        self.in_message
+    }
+
+    fn slot(&self, index: usize) -> Result<BorrowedFd<'_>, Error> {
+        match self.fds.get(index) {
+            None => Err(Error::NoSuchIndex { index, count: self.fds.len() }),
+            Some(None) => Err(Error::AlreadyTaken { index }),
+            Some(Some(fd)) => {
+                self.used.insert(index);
+                Ok(fd.as_fd())
+            }
+        }
+    }
+
+    /// Borrows fd `index`; it stays owned by the context and is closed by
+    /// [`Context::finish`].
+    ///
+    /// # Errors
+    /// [`Error::NoSuchIndex`] past the end, [`Error::AlreadyTaken`] after a take.
+    pub fn get(&self, index: usize) -> Result<BorrowedFd<'_>, Error> {
+        self.slot(index)
+    }
+
+    /// Moves fd `index` out of the context; a second take of the same index
+    /// fails with [`Error::AlreadyTaken`].
+    pub fn take(&mut self, index: usize) -> Result<OwnedFd, Error> {
+        self.slot(index)?;
+        Ok(self.fds[index].take().expect("slot checked above"))
+    }
+
+    /// A new close-on-exec fd for the same open file description; the
+    /// original stays in the context.
+    pub fn dup(&self, index: usize) -> Result<OwnedFd, Error> {
+        let fd = self.slot(index)?;
+        fd.try_clone_to_owned()
+            .map_err(|e| Error::sys("fcntl(F_DUPFD_CLOEXEC)", errno_of(&e)))
+    }
+
+    /// A drop-in for `open(2)` (see [`crate::open::open`]): `/dev/fd/N`
+    /// resolves against this context and is duplicated, any other path is
+    /// opened with `O_CLOEXEC` and without crossing `/proc` magic links.
+    pub fn open<P: AsRef<std::path::Path>>(&self, path: P, flags: i32, mode: u32) -> Result<OwnedFd, Error> {
+        crate::open::open(Some(self), path, flags, mode)
+    }
+
+    /// Like `open(2)` on the file fd `index` refers to (DESIGN.md 3.2):
+    /// access mode checked against the fd's `O_ACCMODE`, `O_PATH` fds refused
+    /// for I/O, `O_DIRECTORY` checked, `O_NONBLOCK` applied or cleared,
+    /// `O_TRUNC` applied, result close-on-exec and owned by the caller.
+    pub(crate) fn open_index(&self, index: usize, flags: OFlag) -> Result<OwnedFd, Error> {
+        let fd = self.slot(index)?;
+        let have = OFlag::from_bits_retain(
+            fcntl(fd, FcntlArg::F_GETFL).map_err(|e| Error::sys("fcntl(F_GETFL)", e))?,
+        );
+        check_access(have, flags)?;
+        if flags.contains(OFlag::O_DIRECTORY) {
+            let st = fstat(fd).map_err(|e| Error::sys("fstat", e))?;
+            if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFDIR {
+                return Err(Error::sys("open /dev/fd/N with O_DIRECTORY", nix::errno::Errno::ENOTDIR));
+            }
+        }
+        if flags.contains(OFlag::O_CREAT | OFlag::O_EXCL) {
+            return Err(Error::sys("open /dev/fd/N with O_CREAT|O_EXCL", nix::errno::Errno::EEXIST));
+        }
+        let new = fd
+            .try_clone_to_owned()
+            .map_err(|e| Error::sys("fcntl(F_DUPFD_CLOEXEC)", errno_of(&e)))?;
+        if !have.contains(OFlag::O_PATH) {
+            // The status flags live in the open file description, which the
+            // sender shares: match O_NONBLOCK to what this caller asked for.
+            let want_nb = flags.contains(OFlag::O_NONBLOCK);
+            if have.contains(OFlag::O_NONBLOCK) != want_nb {
+                let mut set = have & !OFlag::O_ACCMODE;
+                set.set(OFlag::O_NONBLOCK, want_nb);
+                fcntl(&new, FcntlArg::F_SETFL(set)).map_err(|e| Error::sys("fcntl(F_SETFL)", e))?;
+            }
+            if flags.contains(OFlag::O_TRUNC) && access_of(flags) != OFlag::O_RDONLY {
+                nix::unistd::ftruncate(&new, 0).map_err(|e| Error::sys("ftruncate", e))?;
+            }
+        }
+        Ok(new)
+    }
+
+    /// Ends the command: closes every fd still owned and returns how many
+    /// were never used (neither borrowed, taken, duplicated nor opened).
+    pub fn finish(self) -> usize {
+        self.unused()
+    }
+
+    /// How many fds were never used so far.
+    pub fn unused(&self) -> usize {
+        (0..self.fds.len()).filter(|&i| !self.used.contains(i)).count()
+    }
+}
+
+fn errno_of(e: &std::io::Error) -> nix::errno::Errno {
+    nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+fn access_of(flags: OFlag) -> OFlag {
+    flags & OFlag::O_ACCMODE
+}
+
+fn access_name(acc: OFlag) -> &'static str {
+    match acc {
+        a if a == OFlag::O_RDONLY => "O_RDONLY",
+        a if a == OFlag::O_WRONLY => "O_WRONLY",
+        a if a == OFlag::O_RDWR => "O_RDWR",
+        _ => "invalid access mode",
+    }
+}
+
+/// The access rule of `open(2)` applied to an fd that already exists.
+fn check_access(have: OFlag, want: OFlag) -> Result<(), Error> {
+    if want.contains(OFlag::O_PATH) {
+        return Ok(());
+    }
+    if have.contains(OFlag::O_PATH) {
+        return Err(Error::PathOnlyFd);
+    }
+    let (have_acc, want_acc) = (access_of(have), access_of(want));
+    if want_acc == OFlag::O_ACCMODE {
+        return Err(Error::InvalidArgument("flags: O_ACCMODE bits are all set"));
+    }
+    let ok = have_acc == OFlag::O_RDWR || have_acc == want_acc;
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::AccessMode { wanted: access_name(want_acc), have: access_name(have_acc) })
+    }
+}
+
+/// Which indices were used, without allocating for the first 64.
+#[derive(Debug, Default)]
+struct UsedSet {
+    low: Cell<u64>,
+    high: std::cell::RefCell<Vec<u64>>,
+}
+
+impl UsedSet {
+    fn insert(&self, i: usize) {
+        if i < 64 {
+            self.low.set(self.low.get() | 1 << i);
+        } else {
+            let (word, bit) = ((i - 64) / 64, (i - 64) % 64);
+            let mut high = self.high.borrow_mut();
+            if high.len() <= word {
+                high.resize(word + 1, 0);
+            }
+            high[word] |= 1 << bit;
+        }
+    }
+
+    fn contains(&self, i: usize) -> bool {
+        if i < 64 {
+            self.low.get() & (1 << i) != 0
+        } else {
+            let (word, bit) = ((i - 64) / 64, (i - 64) % 64);
+            self.high.borrow().get(word).is_some_and(|w| w & (1 << bit) != 0)
+        }
+    }
+}
+
+/// Parses `path` as an fd path: `Ok(Some(N))` for `/dev/fd/N`, `Ok(None)` for
+/// an ordinary path, an error for malformed or own-fd spellings.
+pub fn fd_index(path: &str) -> Result<Option<usize>, Error> {
+    Ok(match fdpath::classify(path)? {
+        PathKind::FdIndex(n) => Some(n),
+        PathKind::Ordinary => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::FdLeakCheck;
+    use std::os::fd::AsRawFd;
+
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap()
+    }
+
+    #[test]
+    fn take_get_dup_and_finish_count() {
+        let _leaks = FdLeakCheck::new();
+        let (r, w) = pipe();
+        let (r2, w2) = pipe();
+        let mut ctx = Context::from_fds(vec![r, w, r2]);
+        ctx.adopt([w2]);
+        assert_eq!(ctx.count(), 4);
+        let raw = ctx.get(0).unwrap().as_raw_fd();
+        assert_eq!(ctx.get(0).unwrap().as_raw_fd(), raw, "borrow gives the same fd");
+        let taken = ctx.take(1).unwrap();
+        assert!(matches!(ctx.take(1), Err(Error::AlreadyTaken { index: 1 })));
+        assert!(matches!(ctx.get(1), Err(Error::AlreadyTaken { index: 1 })));
+        assert!(matches!(ctx.get(4), Err(Error::NoSuchIndex { index: 4, count: 4 })));
+        let d = ctx.dup(2).unwrap();
+        assert_ne!(d.as_raw_fd(), ctx.get(2).unwrap().as_raw_fd());
+        drop((taken, d));
+        assert_eq!(ctx.owned(), 3);
+        assert_eq!(ctx.finish(), 1, "only index 3 was never used");
+    }
+
+    #[test]
+    fn used_set_beyond_64() {
+        let s = UsedSet::default();
+        for i in [0, 63, 64, 200, 1000] {
+            assert!(!s.contains(i));
+            s.insert(i);
+            assert!(s.contains(i));
+        }
+        assert!(!s.contains(199));
+    }
+
+    #[test]
+    fn access_rules() {
+        use OFlag as F;
+        assert!(check_access(F::O_RDWR, F::O_RDONLY).is_ok());
+        assert!(check_access(F::O_RDWR, F::O_WRONLY).is_ok());
+        assert!(check_access(F::O_RDONLY, F::O_RDONLY).is_ok());
+        assert!(check_access(F::O_RDONLY, F::O_RDWR).is_err());
+        assert!(check_access(F::O_RDONLY, F::O_WRONLY).is_err());
+        assert!(check_access(F::O_WRONLY, F::O_RDONLY).is_err());
+        assert!(matches!(check_access(F::O_PATH, F::O_RDONLY), Err(Error::PathOnlyFd)));
+        assert!(check_access(F::O_PATH, F::O_PATH).is_ok());
+        assert_eq!(Error::AccessMode { wanted: "", have: "" }.errno(), libc::EACCES);
+    }
+}

@@ -1,0 +1,130 @@
+//! Errors: one enum, each variant tied to the errno a C caller sees.
+//!
+//! The C layer returns `-errno()` from every `int` call, so the mapping here
+//! is part of the ABI and must stay stable.
+
+use std::fmt;
+
+use nix::errno::Errno;
+
+/// Every way an fdctx operation can fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// `/dev/fd/N` names an index that was not sent with this command
+    /// (`EBADF`).
+    NoSuchIndex { index: usize, count: usize },
+    /// The fd at this index was already taken (`EBADFD`).
+    AlreadyTaken { index: usize },
+    /// The fd's access mode does not allow the requested one (`EACCES`).
+    AccessMode { wanted: &'static str, have: &'static str },
+    /// An `O_PATH` fd was asked for reading or writing (`EACCES`).
+    PathOnlyFd,
+    /// A path that looks like `/dev/fd/N` but breaks the strict grammar
+    /// (`EINVAL`).
+    MalformedFdPath(String),
+    /// A path that would reach the process's own descriptor table, such as
+    /// `/proc/self/fd/3` or `/dev/stdin` (`EPERM`).
+    OwnFdPath(String),
+    /// A command longer than `max_msg_bytes` (`EMSGSIZE`).
+    TooLarge { limit: usize },
+    /// A command that brought more fds than `max_fds` (`ETOOMANYREFS`).
+    TooManyFds { limit: usize },
+    /// The kernel could not install every fd sent (`MSG_CTRUNC`), for
+    /// example at `RLIMIT_NOFILE` (`ECOMM`).
+    FdsLost,
+    /// Not valid JSON, not an object, or nested deeper than `max_depth`
+    /// (`EBADMSG`).
+    MalformedJson(String),
+    /// A command that is not valid UTF-8 (`EILSEQ`).
+    InvalidUtf8,
+    /// A JSON Pointer that names no value in the message (`ENOENT`).
+    NoSuchValue(String),
+    /// A JSON value of another type than the one asked for (`ENOMSG`).
+    WrongType { pointer: String, wanted: &'static str },
+    /// An integer that does not fit the requested type (`ERANGE`).
+    OutOfRange(String),
+    /// A NULL pointer or otherwise unusable argument (`EINVAL`).
+    InvalidArgument(&'static str),
+    /// A panic caught at the C boundary (`EFAULT`... reported as `EIO`).
+    Panic,
+    /// A system call failed.
+    Sys { call: &'static str, errno: Errno },
+}
+
+impl Error {
+    /// The positive errno a C caller receives (negated) for this error.
+    pub fn errno(&self) -> i32 {
+        let e = match self {
+            Error::NoSuchIndex { .. } => Errno::EBADF,
+            Error::AlreadyTaken { .. } => Errno::EBADFD,
+            Error::AccessMode { .. } | Error::PathOnlyFd => Errno::EACCES,
+            Error::MalformedFdPath(_) | Error::InvalidArgument(_) => Errno::EINVAL,
+            Error::OwnFdPath(_) => Errno::EPERM,
+            Error::TooLarge { .. } => Errno::EMSGSIZE,
+            Error::TooManyFds { .. } => Errno::ETOOMANYREFS,
+            Error::FdsLost => Errno::ECOMM,
+            Error::MalformedJson(_) => Errno::EBADMSG,
+            Error::InvalidUtf8 => Errno::EILSEQ,
+            Error::NoSuchValue(_) => Errno::ENOENT,
+            Error::WrongType { .. } => Errno::ENOMSG,
+            Error::OutOfRange(_) => Errno::ERANGE,
+            Error::Panic => Errno::EIO,
+            Error::Sys { errno, .. } => *errno,
+        };
+        e as i32
+    }
+
+    pub(crate) fn sys(call: &'static str, errno: Errno) -> Error {
+        Error::Sys { call, errno }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NoSuchIndex { index, count } => write!(
+                f,
+                "/dev/fd/{index} was not passed with this command ({count} fd(s) were)"
+            ),
+            Error::AlreadyTaken { index } => {
+                write!(f, "/dev/fd/{index} was already taken by an earlier call")
+            }
+            Error::AccessMode { wanted, have } => {
+                write!(f, "access mode refused: {wanted} asked of a {have} fd")
+            }
+            Error::PathOnlyFd => write!(f, "an O_PATH fd cannot be used for reading or writing"),
+            Error::MalformedFdPath(p) => write!(f, "malformed fd path '{p}'"),
+            Error::OwnFdPath(p) => write!(
+                f,
+                "path '{p}' would reach the process's own file descriptors; name fds as /dev/fd/N"
+            ),
+            Error::TooLarge { limit } => write!(f, "command larger than {limit} bytes"),
+            Error::TooManyFds { limit } => {
+                write!(f, "command brought more than {limit} file descriptors")
+            }
+            Error::FdsLost => write!(
+                f,
+                "file descriptors lost in transit (MSG_CTRUNC: the receiver could not install them all)"
+            ),
+            Error::MalformedJson(why) => write!(f, "malformed JSON: {why}"),
+            Error::InvalidUtf8 => write!(f, "command is not valid UTF-8"),
+            Error::NoSuchValue(p) => write!(f, "no value at JSON pointer '{p}'"),
+            Error::WrongType { pointer, wanted } => {
+                write!(f, "value at JSON pointer '{pointer}' is not {wanted}")
+            }
+            Error::OutOfRange(p) => write!(f, "value at JSON pointer '{p}' is out of range"),
+            Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
+            Error::Panic => write!(f, "internal error (panic caught at the C boundary)"),
+            Error::Sys { call, errno } => write!(f, "{call}: {}", errno.desc()),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<Error> for std::io::Error {
+    fn from(e: Error) -> Self {
+        std::io::Error::new(std::io::Error::from_raw_os_error(e.errno()).kind(), e)
+    }
+}

@@ -1,0 +1,173 @@
+//! The `/dev/fd/N` grammar, and the paths that must never reach the
+//! process's own descriptor table.
+//!
+//! Inside a command's arguments `/dev/fd/N` means "the N-th fd sent with
+//! this command". The grammar is strict (DESIGN.md 3.1): `/dev/fd/`
+//! followed by a decimal number with no sign, no leading zero (except `0`
+//! itself), no space and nothing after it.
+//!
+//! Every other spelling that the kernel would resolve to one of *our* fds —
+//! `/dev//fd/1`, `/dev/./fd/1`, `/proc/self/fd/1`, `/proc/<pid>/fd/1`,
+//! `/proc/thread-self/fd/1`, `/dev/stdin` — is refused here, lexically.
+//! Symlinks that lead into `/proc/*/fd` cannot be seen lexically; the open
+//! path uses `openat2(2)` with `RESOLVE_NO_MAGICLINKS` for those (see
+//! [`crate::open`]).
+
+use crate::error::Error;
+
+/// The prefix of an fd path.
+pub const FD_PATH_PREFIX: &str = "/dev/fd/";
+
+/// What a path means to fdctx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    /// `/dev/fd/N`: the N-th fd of the command's context.
+    FdIndex(usize),
+    /// Any other path: opened as a file (still subject to symlink checks).
+    Ordinary,
+}
+
+/// Classifies `path`.
+///
+/// Returns [`PathKind::FdIndex`] for a well-formed `/dev/fd/N`,
+/// [`PathKind::Ordinary`] for a path with nothing to do with fds, and an
+/// error for a path that looks like an fd path but is malformed
+/// ([`Error::MalformedFdPath`]) or that spells a way into the process's own
+/// descriptors ([`Error::OwnFdPath`]).
+pub fn classify(path: &str) -> Result<PathKind, Error> {
+    if let Some(digits) = path.strip_prefix(FD_PATH_PREFIX) {
+        return parse_index(digits)
+            .map(PathKind::FdIndex)
+            .ok_or_else(|| Error::MalformedFdPath(path.to_owned()));
+    }
+    if path == "/dev/fd" {
+        return Err(Error::MalformedFdPath(path.to_owned()));
+    }
+    if reaches_own_fds(path) {
+        return Err(Error::OwnFdPath(path.to_owned()));
+    }
+    Ok(PathKind::Ordinary)
+}
+
+/// Parses the digits after `/dev/fd/`: decimal, no sign, no leading zero
+/// except `0` itself, and the value must fit `usize`.
+fn parse_index(digits: &str) -> Option<usize> {
+    let bytes = digits.as_bytes();
+    match bytes {
+        [] => None,
+        [b'0'] => Some(0),
+        [b'0', ..] => None,
+        _ if bytes.iter().all(u8::is_ascii_digit) => digits.parse().ok(),
+        _ => None,
+    }
+}
+
+/// True when a lexically normalised `path` lands in `/dev/fd`, `/dev/std*`
+/// or a `/proc/<task>/fd` directory.
+fn reaches_own_fds(path: &str) -> bool {
+    let parts = normalise(path);
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    match parts.as_slice() {
+        // Any spelling of /dev/fd that was not the exact `/dev/fd/N` form.
+        ["dev", "fd", ..] => true,
+        ["dev", "stdin" | "stdout" | "stderr", ..] => true,
+        // /proc/<self|thread-self|pid>/fd/... and .../task/<tid>/fd/...
+        ["proc", _, "fd", ..] => true,
+        ["proc", _, "task", _, "fd", ..] => true,
+        _ => false,
+    }
+}
+
+/// Splits an absolute path into components with `.` and empty components
+/// removed and `..` applied lexically. Relative paths give no components
+/// (the kernel-side `RESOLVE_NO_MAGICLINKS` check covers them).
+fn normalise(path: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    if !path.starts_with('/') {
+        return out;
+    }
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            p => out.push(p.to_owned()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_formed_indices() {
+        assert_eq!(classify("/dev/fd/0"), Ok(PathKind::FdIndex(0)));
+        assert_eq!(classify("/dev/fd/7"), Ok(PathKind::FdIndex(7)));
+        assert_eq!(classify("/dev/fd/252"), Ok(PathKind::FdIndex(252)));
+    }
+
+    #[test]
+    fn malformed_forms_are_errors() {
+        for p in [
+            "/dev/fd/01",
+            "/dev/fd/+1",
+            "/dev/fd/-1",
+            "/dev/fd/ 1",
+            "/dev/fd/1 ",
+            "/dev/fd/1/",
+            "/dev/fd/1x",
+            "/dev/fd/",
+            "/dev/fd",
+            "/dev/fd/0x1",
+            "/dev/fd/../fd/1",
+            "/dev/fd/99999999999999999999999",
+            "/dev/fd/١",
+        ] {
+            assert!(
+                matches!(classify(p), Err(Error::MalformedFdPath(_))),
+                "{p:?} must be malformed"
+            );
+        }
+    }
+
+    #[test]
+    fn own_fd_spellings_are_refused() {
+        for p in [
+            "/dev//fd/1",
+            "/dev/./fd/1",
+            "//dev/fd/1",
+            "/tmp/../dev/fd/1",
+            "/dev/stdin",
+            "/dev/stdout",
+            "/dev/stderr",
+            "/proc/self/fd/0",
+            "/proc/self/fd",
+            "/proc/thread-self/fd/3",
+            "/proc/1/fd/3",
+            "/proc/self/task/1/fd/3",
+            "/proc//self/./fd/3",
+        ] {
+            assert!(
+                matches!(classify(p), Err(Error::OwnFdPath(_))),
+                "{p:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn ordinary_paths_pass() {
+        for p in [
+            "/tmp/disk.qcow2",
+            "disk.img",
+            "/dev/null",
+            "/dev/fdx/1",
+            "/proc/self/status",
+            "/dev/fd0",
+        ] {
+            assert_eq!(classify(p), Ok(PathKind::Ordinary), "{p:?}");
+        }
+    }
+}

@@ -1,0 +1,778 @@
+//! The C ABI: `fdctx.h` is generated from this file by cbindgen.
+//!
+//! Each exported function converts its arguments, calls the core, and maps
+//! the result: `int` calls return a non-negative value or `-errno`, pointer
+//! calls return NULL on failure; either way the failure's text is kept for
+//! [`fdctx_last_error`]. A panic never crosses into C: the [`ffi_int!`] and
+//! [`ffi_ptr!`] macros, written inside each function body so cbindgen still
+//! sees a plain signature, catch it and report `-EIO`.
+//!
+//! The opaque C types map to core types: `fdctx` is [`Context`],
+//! `fdctx_conn` is [`Connection`], `fdctx_msg` is [`Message`] (renamed in
+//! cbindgen.toml).
+
+#![allow(non_camel_case_types)]
+
+use std::cell::{Cell, RefCell};
+use std::ffi::{c_char, c_int, c_void, CStr, CString, OsStr};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+
+use crate::conn::{Connection, Framing, Limits};
+use crate::context::Context;
+use crate::error::Error;
+use crate::message::Message;
+
+/// How a connection splits its input into commands.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum fdctx_framing {
+    /// QMP: a stream of JSON objects, optional whitespace between them.
+    /// Each is validated; after a malformed one, input is discarded up to
+    /// the next line break.
+    FDCTX_FRAMING_JSON = 0,
+    /// Newline-terminated commands (human monitors); a trailing `\r` is
+    /// dropped, blank lines are skipped.
+    FDCTX_FRAMING_LINE = 1,
+    /// `SOCK_SEQPACKET` / `SOCK_DGRAM`: one packet is one command. A packet
+    /// whose first non-whitespace byte is `{` is validated as JSON.
+    FDCTX_FRAMING_PACKET = 2,
+}
+
+/// Bounds on one command. A field left 0 takes its default.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct fdctx_limits {
+    /// Largest command in bytes; default 1 MiB (1048576).
+    pub max_msg_bytes: usize,
+    /// Most fds one command may bring (over any number of writes), and most
+    /// fds that may wait for the next command; default 32.
+    pub max_fds: usize,
+    /// Deepest JSON nesting of objects and arrays; default 64.
+    pub max_depth: usize,
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    static CURRENT: Cell<*mut Context> = const { Cell::new(ptr::null_mut()) };
+}
+
+/// Records `err` for `fdctx_last_error` and returns `-errno`.
+fn fail(err: Error) -> c_int {
+    let text = err.to_string().replace('\0', " ");
+    LAST_ERROR.with(|e| *e.borrow_mut() = CString::new(text).unwrap_or_default());
+    -err.errno()
+}
+
+/// Runs a body returning `Result<c_int, Error>`; maps errors and panics.
+macro_rules! ffi_int {
+    ($body:block) => {{
+        let run = || -> Result<c_int, Error> { $body };
+        match catch_unwind(AssertUnwindSafe(run)) {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => fail(e),
+            Err(_) => fail(Error::Panic),
+        }
+    }};
+}
+
+/// Runs a body returning `Result<*mut T, Error>` (or `*const T`); errors
+/// and panics become NULL.
+macro_rules! ffi_ptr {
+    ($body:block) => {{
+        let run = || -> Result<_, Error> { $body };
+        match catch_unwind(AssertUnwindSafe(run)) {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                fail(e);
+                ptr::null_mut()
+            }
+            Err(_) => {
+                fail(Error::Panic);
+                ptr::null_mut()
+            }
+        }
+    }};
+}
+
+fn null(what: &'static str) -> Error {
+    Error::InvalidArgument(what)
+}
+
+/// Turns a possibly NULL pointer into a reference.
+///
+/// # Safety
+/// Non-null `p` must point at a live `T` not mutably aliased elsewhere for
+/// `'a`.
+unsafe fn arg<'a, T>(p: *const T, what: &'static str) -> Result<&'a T, Error> {
+    // SAFETY: the caller's contract; NULL is checked by `as_ref`.
+    unsafe { p.as_ref() }.ok_or(null(what))
+}
+
+/// Like [`arg`] for exclusive access.
+///
+/// # Safety
+/// Non-null `p` must point at a live `T` that nothing else accesses for `'a`.
+unsafe fn arg_mut<'a, T>(p: *mut T, what: &'static str) -> Result<&'a mut T, Error> {
+    // SAFETY: the caller's contract; NULL is checked by `as_mut`.
+    unsafe { p.as_mut() }.ok_or(null(what))
+}
+
+/// A C string argument as a path (bytes, no encoding assumed).
+///
+/// # Safety
+/// Non-null `p` must point at a NUL-terminated string alive for `'a`.
+unsafe fn path_arg<'a>(p: *const c_char, what: &'static str) -> Result<&'a OsStr, Error> {
+    if p.is_null() {
+        return Err(null(what));
+    }
+    // SAFETY: non-null and NUL-terminated per the contract.
+    Ok(OsStr::from_bytes(unsafe { CStr::from_ptr(p) }.to_bytes()))
+}
+
+/// A C string argument that must be UTF-8 (a JSON Pointer).
+///
+/// # Safety
+/// As [`path_arg`].
+unsafe fn str_arg<'a>(p: *const c_char, what: &'static str) -> Result<&'a str, Error> {
+    // SAFETY: forwarded contract.
+    let bytes = unsafe { path_arg(p, what) }?.as_bytes();
+    std::str::from_utf8(bytes).map_err(|_| Error::InvalidArgument("JSON Pointer is not UTF-8"))
+}
+
+fn to_int(fd: OwnedFd) -> c_int {
+    fd.into_raw_fd()
+}
+
+fn count_to_int(n: usize) -> c_int {
+    c_int::try_from(n).unwrap_or(c_int::MAX)
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+
+/// Text describing the last failure of an fdctx call on the calling thread.
+///
+/// Returns a NUL-terminated string owned by the library, valid until the
+/// next failing fdctx call on this thread; an empty string if no call has
+/// failed yet. Never NULL. Successful calls do not clear it.
+///
+/// Thread rules: thread-local; safe from any thread.
+#[no_mangle]
+pub extern "C" fn fdctx_last_error() -> *const c_char {
+    LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+// ---------------------------------------------------------------------------
+// Contexts
+
+/// Creates an empty fd context, for a VMM that receives fds itself and
+/// hands them over with fdctx_adopt().
+///
+/// Returns a context the caller ends with fdctx_finish(), or NULL if out of
+/// memory (fdctx_last_error() says why).
+///
+/// Thread rules: a context may move between threads but must not be used
+/// from two threads at once.
+#[no_mangle]
+pub extern "C" fn fdctx_new() -> *mut Context {
+    ffi_ptr!({ Ok(Box::into_raw(Box::new(Context::new()))) })
+}
+
+/// Appends `n` fds from the array `fds` to the context, in order; the first
+/// one appended gets index fdctx_count() (as it was before the call).
+///
+/// Ownership: the context owns every fd in the array from this call on,
+/// EVEN WHEN THE CALL FAILS: the caller must not close or use them again
+/// (on failure the ones that were not appended have been closed).
+///
+/// Returns the number of fds appended, or:
+/// - `-EINVAL`: `ctx` is NULL (the fds are closed), `fds` is NULL with
+///   `n > 0`, or an fd appears twice (in the array or already in the
+///   context; that occurrence is not appended, the fd stays with its
+///   first owner);
+/// - `-EBADF`: an entry is negative or not an open fd (skipped).
+///
+/// Thread rules: not concurrently with other calls on the same context.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_adopt(ctx: *mut Context, fds: *const c_int, n: usize) -> c_int {
+    ffi_int!({
+        if fds.is_null() {
+            return if n == 0 { Ok(0) } else { Err(null("fds")) };
+        }
+        // SAFETY: the caller passes an array of `n` ints.
+        let raw = unsafe { std::slice::from_raw_parts(fds, n) };
+        // SAFETY: `ctx` is a live context or NULL, not in use elsewhere.
+        let ctx = unsafe { ctx.as_mut() };
+        let mut seen: Vec<c_int> = match &ctx {
+            Some(c) => (0..c.count()).filter_map(|i| c.peek_raw(i)).collect(),
+            None => Vec::new(),
+        };
+        let mut taken = Vec::with_capacity(n);
+        let mut error = None;
+        for &fd in raw {
+            // SAFETY: F_GETFD only asks whether `fd` is open.
+            if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+                error.get_or_insert(Error::sys("fdctx_adopt", nix::errno::Errno::EBADF));
+            } else if seen.contains(&fd) {
+                error.get_or_insert(Error::InvalidArgument("the same fd appears twice"));
+            } else {
+                seen.push(fd);
+                // SAFETY: the caller hands ownership of each listed fd to
+                // the library; duplicates were filtered out above, so each
+                // open fd is wrapped exactly once.
+                taken.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+        let Some(ctx) = ctx else {
+            drop(taken);
+            return Err(null("ctx"));
+        };
+        let added = taken.len();
+        ctx.adopt(taken);
+        match error {
+            Some(e) => Err(e),
+            None => Ok(count_to_int(added)),
+        }
+    })
+}
+
+/// Number of fds the context received (taken ones included): valid indices
+/// are 0 .. fdctx_count() - 1. Returns 0 for NULL.
+///
+/// Thread rules: not concurrently with calls that change the same context.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_count(ctx: *const Context) -> usize {
+    // SAFETY: `ctx` is a live context or NULL.
+    match catch_unwind(AssertUnwindSafe(|| unsafe { ctx.as_ref() }.map_or(0, Context::count))) {
+        Ok(n) => n,
+        Err(_) => 0,
+    }
+}
+
+/// Parses `path` as an fd path (strict grammar: `/dev/fd/` then a decimal
+/// number without sign, leading zero — except `0` — space or trailing
+/// characters).
+///
+/// Returns 1 and writes N to `*index` (if `index` is not NULL) for
+/// `/dev/fd/N`; 0 for a path that has nothing to do with fds; or:
+/// - `-EINVAL`: `path` is NULL, or looks like `/dev/fd/...` but is
+///   malformed (`/dev/fd/01`, `/dev/fd/1x`, `/dev/fd/`, too large...);
+/// - `-EPERM`: another spelling that reaches the process's own fds
+///   (`/dev//fd/1`, `/dev/./fd/1`, `/proc/self/fd/1`, `/proc/<pid>/fd/1`,
+///   `/proc/thread-self/fd/1`, `/dev/stdin`, ...).
+///
+/// Thread rules: none (pure function).
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_index(path: *const c_char, index: *mut usize) -> c_int {
+    ffi_int!({
+        // SAFETY: NUL-terminated string or NULL.
+        let path = unsafe { path_arg(path, "path") }?;
+        match crate::context::fd_index(&path.to_string_lossy())? {
+            Some(n) => {
+                if !index.is_null() {
+                    // SAFETY: non-null `index` points at writable storage.
+                    unsafe { index.write(n) };
+                }
+                Ok(1)
+            }
+            None => Ok(0),
+        }
+    })
+}
+
+/// Borrows fd `index`: the fd stays owned by the context, which closes it
+/// at finish; the caller must not close it, and must not use it after the
+/// context is finished.
+///
+/// Returns the fd, or `-EINVAL` (`ctx` NULL), `-EBADF` (index not passed
+/// with this command), `-EBADFD` (already taken).
+///
+/// Thread rules: not concurrently with calls that change the same context.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_get(ctx: *const Context, index: usize) -> c_int {
+    ffi_int!({
+        // SAFETY: live context or NULL.
+        let ctx = unsafe { arg(ctx, "ctx") }?;
+        Ok(ctx.get(index)?.as_raw_fd())
+    })
+}
+
+/// Takes fd `index`: the caller owns the returned fd (and must close it);
+/// the context forgets it, so a second take of the same index fails.
+///
+/// Returns the fd, or `-EINVAL` (`ctx` NULL), `-EBADF` (index not passed
+/// with this command), `-EBADFD` (already taken).
+///
+/// Thread rules: not concurrently with other calls on the same context.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_take(ctx: *mut Context, index: usize) -> c_int {
+    ffi_int!({
+        // SAFETY: live context or NULL, not in use elsewhere.
+        let ctx = unsafe { arg_mut(ctx, "ctx") }?;
+        Ok(to_int(ctx.take(index)?))
+    })
+}
+
+/// Duplicates fd `index`: returns a new close-on-exec fd (sharing the open
+/// file description) that the caller owns; the original stays in the
+/// context.
+///
+/// Returns the new fd, or `-EINVAL` (`ctx` NULL), `-EBADF` (index not
+/// passed), `-EBADFD` (already taken), `-EMFILE` (fd table full).
+///
+/// Thread rules: not concurrently with calls that change the same context.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_dup(ctx: *const Context, index: usize) -> c_int {
+    ffi_int!({
+        // SAFETY: live context or NULL.
+        let ctx = unsafe { arg(ctx, "ctx") }?;
+        Ok(to_int(ctx.dup(index)?))
+    })
+}
+
+/// Drop-in for open(2) on a client-supplied path.
+///
+/// `ctx` NULL means the calling thread's current context (fdctx_enter());
+/// with no current context, `/dev/fd/N` fails with `-EBADF`.
+///
+/// - `/dev/fd/N` resolves to fd N of the context and is DUPLICATED: the
+///   returned fd is the caller's (close-on-exec), the context keeps the
+///   original and closes it at finish, so the same `/dev/fd/N` may be
+///   opened again (as a block layer reopening an image does). As open(2)
+///   would: the fd's access mode must allow the requested one (`-EACCES`),
+///   an `O_PATH` fd serves only `O_PATH` requests (`-EACCES`),
+///   `O_DIRECTORY` on a non-directory is `-ENOTDIR`, `O_CREAT|O_EXCL` is
+///   `-EEXIST`, `O_TRUNC` truncates a writable file, and `O_NONBLOCK` is set
+///   or cleared to match `flags` (on the open file description, which the
+///   sender shares).
+/// - A path that would reach the process's own fds is refused: `-EINVAL`
+///   for a malformed `/dev/fd/...`, `-EPERM` for `/proc/self/fd/...`,
+///   `/proc/<pid>/fd/...`, `/proc/thread-self/fd/...`, `/dev/stdin` and the
+///   like, `/dev//fd/1`-style spellings, and symlinks that lead into
+///   `/proc/<pid>/fd` (openat2(2) with `RESOLVE_NO_MAGICLINKS`; on kernels
+///   before 5.6 only the lexical checks apply).
+/// - Any other path is opened with `flags | O_CLOEXEC` and `mode` (used only
+///   with `O_CREAT`/`O_TMPFILE`); its errors are open(2)'s.
+///
+/// Returns the new fd, owned by the caller; `-EINVAL` if `path` is NULL;
+/// `-EBADF` / `-EBADFD` for an index not passed / already taken.
+///
+/// Thread rules: not concurrently with calls that change the same context.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_open(ctx: *mut Context, path: *const c_char, flags: c_int, mode: libc::mode_t) -> c_int {
+    ffi_int!({
+        // SAFETY: NUL-terminated string or NULL.
+        let path = unsafe { path_arg(path, "path") }?;
+        let ctx = if ctx.is_null() { CURRENT.with(Cell::get) } else { ctx };
+        // SAFETY: `ctx` is a live context (given, or made current by
+        // fdctx_enter and not finished since) or NULL.
+        let ctx = unsafe { ctx.as_ref() };
+        Ok(to_int(crate::open::open(ctx, path, flags, mode)?))
+    })
+}
+
+/// Ends a context made by fdctx_new(): closes every fd it still owns and
+/// frees it. If it is the calling thread's current context, the current
+/// context becomes NULL.
+///
+/// Returns how many fds were never used (neither borrowed, taken,
+/// duplicated nor opened) — a VMM may log them; or `-EINVAL` if `ctx` is
+/// NULL or belongs to a message (end those with fdctx_msg_finish()).
+/// Using `ctx` after this call, or finishing it twice, is undefined.
+///
+/// Thread rules: not concurrently with other calls on the same context.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_finish(ctx: *mut Context) -> c_int {
+    ffi_int!({
+        // SAFETY: live context or NULL.
+        let in_message = unsafe { arg(ctx, "ctx") }?.in_message();
+        if in_message {
+            return Err(Error::InvalidArgument("this context belongs to a message: use fdctx_msg_finish"));
+        }
+        forget_current(ctx);
+        // SAFETY: `ctx` came from fdctx_new (Box::into_raw) and is ended
+        // only once, per this function's contract.
+        let ctx = unsafe { Box::from_raw(ctx) };
+        Ok(count_to_int(ctx.finish()))
+    })
+}
+
+fn forget_current(ctx: *mut Context) {
+    CURRENT.with(|c| {
+        if c.get() == ctx {
+            c.set(ptr::null_mut());
+        }
+    });
+}
+
+/// Makes `ctx` (may be NULL) the calling thread's current context, used by
+/// fdctx_open(NULL, ...), and returns the previous one, to pass to
+/// fdctx_leave(). Nesting works: enter A, enter B, leave(B's return value)
+/// makes A current again.
+///
+/// The library does not own or check the context; it must stay alive while
+/// current (finishing it makes the current context NULL).
+///
+/// Thread rules: thread-local; affects only the calling thread.
+#[no_mangle]
+pub extern "C" fn fdctx_enter(ctx: *mut Context) -> *mut Context {
+    CURRENT.with(|c| c.replace(ctx))
+}
+
+/// Restores `prev` (the value fdctx_enter() returned) as the calling
+/// thread's current context.
+///
+/// Thread rules: thread-local; affects only the calling thread.
+#[no_mangle]
+pub extern "C" fn fdctx_leave(prev: *mut Context) {
+    CURRENT.with(|c| c.set(prev));
+}
+
+/// The calling thread's current context, or NULL.
+///
+/// Thread rules: thread-local.
+#[no_mangle]
+pub extern "C" fn fdctx_current() -> *mut Context {
+    CURRENT.with(Cell::get)
+}
+
+// ---------------------------------------------------------------------------
+// Connections and messages
+
+/// Starts receiving commands on `sockfd`, a connected Unix socket
+/// (`SOCK_STREAM` for JSON and LINE framing, `SOCK_SEQPACKET` or
+/// `SOCK_DGRAM` for PACKET). Blocking or non-blocking, as the socket is.
+///
+/// Ownership: the connection borrows `sockfd` and never closes it; the
+/// caller keeps it open until fdctx_conn_free() and closes it after.
+/// `limits` may be NULL (all defaults); it is copied.
+///
+/// Returns the connection, or NULL with fdctx_last_error() set when
+/// `sockfd` is negative (`EBADF`).
+///
+/// Thread rules: a connection may move between threads but must not be used
+/// from two threads at once.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_conn_new(sockfd: c_int, framing: fdctx_framing, limits: *const fdctx_limits) -> *mut Connection {
+    ffi_ptr!({
+        if sockfd < 0 {
+            return Err(Error::sys("fdctx_conn_new", nix::errno::Errno::EBADF));
+        }
+        // SAFETY: a live fdctx_limits or NULL.
+        let l = unsafe { limits.as_ref() }.copied().unwrap_or_default();
+        let limits = Limits { max_msg_bytes: l.max_msg_bytes, max_fds: l.max_fds, max_depth: l.max_depth };
+        let framing = match framing {
+            fdctx_framing::FDCTX_FRAMING_JSON => Framing::Json,
+            fdctx_framing::FDCTX_FRAMING_LINE => Framing::Line,
+            fdctx_framing::FDCTX_FRAMING_PACKET => Framing::Packet,
+        };
+        // SAFETY: the caller keeps `sockfd` open until fdctx_conn_free, as
+        // documented above.
+        let conn = unsafe { Connection::borrowed(sockfd, framing, limits) };
+        Ok(Box::into_raw(Box::new(conn)))
+    })
+}
+
+/// Receives the next command with exactly the fds sent with it.
+///
+/// Returns:
+/// - 1, with `*out` set to a message the caller must end with
+///   fdctx_msg_finish(), for every message-shaped thing, good or bad —
+///   check fdctx_msg_status(): a bad one (malformed, too large, too many
+///   fds, fds lost in transit, a `/dev/fd/N` argument with no such fd)
+///   holds no fds and can be answered;
+/// - 0 at orderly end of stream (fds of an unfinished command, or waiting
+///   for one, are closed); later calls return 0 again;
+/// - `-EAGAIN` on a non-blocking socket with no whole command buffered yet
+///   (everything received so far is kept: call again when readable);
+/// - `-EINVAL` if `conn` or `out` is NULL;
+/// - another negative errno if the socket failed (e.g. `-ECONNRESET`).
+///
+/// `EINTR` is retried. `*out` is set to NULL unless 1 is returned.
+///
+/// Thread rules: not concurrently on the same connection.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_conn_recv(conn: *mut Connection, out: *mut *mut Message) -> c_int {
+    ffi_int!({
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        // SAFETY: non-null `out` points at writable storage.
+        unsafe { out.write(ptr::null_mut()) };
+        // SAFETY: live connection or NULL, not in use elsewhere.
+        let conn = unsafe { arg_mut(conn, "conn") }?;
+        match conn.recv()? {
+            Some(msg) => {
+                // SAFETY: as above.
+                unsafe { out.write(Box::into_raw(Box::new(msg))) };
+                Ok(1)
+            }
+            None => Ok(0),
+        }
+    })
+}
+
+/// Ends a connection: closes every fd it still holds (an unfinished
+/// command's, fds waiting for a command, commands not yet returned). Never
+/// closes the socket. Messages already returned stay valid. NULL is a
+/// no-op.
+///
+/// Thread rules: not concurrently with other calls on the same connection.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_conn_free(conn: *mut Connection) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        if !conn.is_null() {
+            // SAFETY: `conn` came from fdctx_conn_new and is freed once.
+            drop(unsafe { Box::from_raw(conn) });
+        }
+    }));
+}
+
+/// The command's bytes: a pointer to them, NUL-terminated (the NUL is not
+/// counted), owned by the message and valid until fdctx_msg_finish();
+/// `*len` (if `len` is not NULL) gets the length. For a message too large
+/// to keep, the bytes are empty. NULL if `msg` is NULL.
+///
+/// Thread rules: not concurrently with fdctx_msg_finish() on the message.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_msg_data(msg: *const Message, len: *mut usize) -> *const c_char {
+    ffi_ptr!({
+        // SAFETY: live message or NULL.
+        let msg = unsafe { arg(msg, "msg") }?;
+        if !len.is_null() {
+            // SAFETY: non-null `len` points at writable storage.
+            unsafe { len.write(msg.data().len()) };
+        }
+        Ok(msg.data_with_nul().as_ptr().cast::<c_char>().cast_mut())
+    })
+    .cast_const()
+}
+
+/// The message's fd context: every fd sent with this command, index 0 the
+/// first. Owned by the message: use fdctx_get/take/dup/open on it, pass it
+/// to fdctx_enter(), but never fdctx_finish() it — fdctx_msg_finish() ends
+/// it. NULL if `msg` is NULL.
+///
+/// Thread rules: as for the message.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_msg_fds(msg: *mut Message) -> *mut Context {
+    ffi_ptr!({
+        // SAFETY: live message or NULL, not in use elsewhere.
+        let msg = unsafe { arg_mut(msg, "msg") }?;
+        Ok(msg.fds_mut() as *mut Context)
+    })
+}
+
+/// 0 if the message can be dispatched, else the negative errno saying why
+/// not: `-EBADMSG` malformed JSON, not an object, or nested too deep;
+/// `-EILSEQ` not UTF-8; `-EMSGSIZE` larger than `max_msg_bytes`;
+/// `-ETOOMANYREFS` more fds than `max_fds`; `-ECOMM` fds lost in transit
+/// (`MSG_CTRUNC`, e.g. the receiver at `RLIMIT_NOFILE`); `-EBADF` an
+/// argument names `/dev/fd/N` but fewer fds were sent. A bad message holds
+/// no fds. `-EINVAL` if `msg` is NULL.
+///
+/// Thread rules: as for the message.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_msg_status(msg: *const Message) -> c_int {
+    ffi_int!({
+        // SAFETY: live message or NULL.
+        let msg = unsafe { arg(msg, "msg") }?;
+        Ok(match msg.status() {
+            Ok(()) => 0,
+            Err(e) => -e.errno(),
+        })
+    })
+}
+
+/// Human text for a bad status (owned by the message, valid until
+/// fdctx_msg_finish()), or NULL when the status is 0 or `msg` is NULL.
+///
+/// Thread rules: as for the message.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_msg_error(msg: *const Message) -> *const c_char {
+    // SAFETY: live message or NULL.
+    catch_unwind(AssertUnwindSafe(|| match unsafe { msg.as_ref() } {
+        Some(m) => m.status_text().map_or(ptr::null(), CStr::as_ptr),
+        None => ptr::null(),
+    }))
+    .unwrap_or(ptr::null())
+}
+
+/// Ends the command: closes every fd of its context that the handler did
+/// not take (fds obtained with fdctx_take/dup/open stay the caller's),
+/// and frees the message, its bytes and every string returned for it. If
+/// its context is the calling thread's current one, the current context
+/// becomes NULL.
+///
+/// Returns how many of its fds were never used (a VMM may log them), or
+/// `-EINVAL` if `msg` is NULL. Using the message afterwards, or finishing
+/// it twice, is undefined.
+///
+/// Thread rules: any thread, once, not concurrently with other calls on the
+/// message.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_msg_finish(msg: *mut Message) -> c_int {
+    ffi_int!({
+        if msg.is_null() {
+            return Err(null("msg"));
+        }
+        // SAFETY: `msg` came from fdctx_conn_recv (Box::into_raw) and is
+        // finished once, per this function's contract.
+        let mut msg = unsafe { Box::from_raw(msg) };
+        forget_current(msg.fds_mut());
+        Ok(count_to_int(msg.finish()))
+    })
+}
+
+// ---------------------------------------------------------------------------
+// JSON accessors
+
+/// The decoded string at RFC 6901 JSON Pointer `pointer` (`""` is the whole
+/// document; `"/arguments/filename"` a member of a member; `~1` is `/`,
+/// `~0` is `~`).
+///
+/// Returns a NUL-terminated copy owned by the message, valid until
+/// fdctx_msg_finish(); `*len` (if `len` is not NULL) gets its length (the
+/// string may contain NUL bytes). NULL, with fdctx_last_error() set, if
+/// `msg` or `pointer` is NULL, the message is not JSON, nothing is at
+/// `pointer`, or the value is not a string.
+///
+/// Thread rules: as for the message.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_msg_get_str(msg: *const Message, pointer: *const c_char, len: *mut usize) -> *const c_char {
+    ffi_ptr!({
+        // SAFETY: live message or NULL; NUL-terminated string or NULL.
+        let (msg, pointer) = unsafe { (arg(msg, "msg")?, str_arg(pointer, "pointer")?) };
+        let s = msg.get_str(pointer)?;
+        if !len.is_null() {
+            // SAFETY: non-null `len` points at writable storage.
+            unsafe { len.write(s.len()) };
+        }
+        Ok(msg.keep_c_string(s.as_bytes()).cast::<c_char>().cast_mut())
+    })
+    .cast_const()
+}
+
+/// The compact JSON text of any value at `pointer` (for example the
+/// command's `/id`, to echo it in a reply).
+///
+/// Returns a NUL-terminated string owned by the message, valid until
+/// fdctx_msg_finish(); `*len` gets its length if `len` is not NULL. NULL,
+/// with fdctx_last_error() set, if `msg` or `pointer` is NULL, the message
+/// is not JSON, or nothing is at `pointer`.
+///
+/// Thread rules: as for the message.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_msg_get_json(msg: *const Message, pointer: *const c_char, len: *mut usize) -> *const c_char {
+    ffi_ptr!({
+        // SAFETY: live message or NULL; NUL-terminated string or NULL.
+        let (msg, pointer) = unsafe { (arg(msg, "msg")?, str_arg(pointer, "pointer")?) };
+        let text = msg.get_json(pointer)?;
+        if !len.is_null() {
+            // SAFETY: non-null `len` points at writable storage.
+            unsafe { len.write(text.len()) };
+        }
+        Ok(msg.keep_c_string(text.as_bytes()).cast::<c_char>().cast_mut())
+    })
+    .cast_const()
+}
+
+/// The boolean at `pointer`, written to `*out`.
+///
+/// Returns 0, or `-EINVAL` (an argument is NULL), `-EBADMSG` (the message is
+/// not JSON), `-ENOENT` (nothing at `pointer`), `-ENOMSG` (not a boolean).
+///
+/// Thread rules: as for the message.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_msg_get_bool(msg: *const Message, pointer: *const c_char, out: *mut bool) -> c_int {
+    ffi_int!({
+        // SAFETY: live message or NULL; NUL-terminated string or NULL.
+        let (msg, pointer) = unsafe { (arg(msg, "msg")?, str_arg(pointer, "pointer")?) };
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        let v = msg.get_bool(pointer)?;
+        // SAFETY: non-null `out` points at writable storage.
+        unsafe { out.write(v) };
+        Ok(0)
+    })
+}
+
+/// The integer at `pointer`, written to `*out`.
+///
+/// Returns 0, or `-EINVAL` (an argument is NULL), `-EBADMSG` (the message is
+/// not JSON), `-ENOENT` (nothing at `pointer`), `-ENOMSG` (not a number),
+/// `-ERANGE` (a number with a fraction or outside int64_t).
+///
+/// Thread rules: as for the message.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_msg_get_int(msg: *const Message, pointer: *const c_char, out: *mut i64) -> c_int {
+    ffi_int!({
+        // SAFETY: live message or NULL; NUL-terminated string or NULL.
+        let (msg, pointer) = unsafe { (arg(msg, "msg")?, str_arg(pointer, "pointer")?) };
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        let v = msg.get_int(pointer)?;
+        // SAFETY: non-null `out` points at writable storage.
+        unsafe { out.write(v) };
+        Ok(0)
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Sending
+
+/// Sends all `len` bytes of `buf` on the connected Unix socket `sockfd`,
+/// with the `nfds` fds of the array `fds` attached to the first byte(s).
+///
+/// More than 253 fds (`SCM_MAX_FD`) are split over several writes of one
+/// byte each, the last batch going with the remaining bytes, so the
+/// receiver gathers them all for the one command (stream sockets only).
+/// A partial write never attaches the fds again. `EINTR` is retried;
+/// `EAGAIN` is waited out with poll(2). `SIGPIPE` is not raised.
+///
+/// Ownership: the caller keeps `fds` (the receiver gets duplicates).
+///
+/// Returns 0, or `-EINVAL` (`buf` NULL with `len > 0`, `fds` NULL with
+/// `nfds > 0`, or fewer bytes than batches of fds), `-ETOOMANYREFS` (more
+/// than 253 fds on a packet socket), or sendmsg(2)'s errno (`-EPIPE` when
+/// the peer is gone).
+///
+/// Thread rules: any thread; concurrent sends on one socket may interleave.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_send(sockfd: c_int, buf: *const c_void, len: usize, fds: *const c_int, nfds: usize) -> c_int {
+    ffi_int!({
+        if sockfd < 0 {
+            return Err(Error::sys("fdctx_send", nix::errno::Errno::EBADF));
+        }
+        if (buf.is_null() && len > 0) || (fds.is_null() && nfds > 0) {
+            return Err(null("buf or fds"));
+        }
+        let bytes: &[u8] = if len == 0 {
+            &[]
+        } else {
+            // SAFETY: non-null `buf` points at `len` readable bytes.
+            unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) }
+        };
+        let raw: &[c_int] = if nfds == 0 {
+            &[]
+        } else {
+            // SAFETY: non-null `fds` points at `nfds` ints.
+            unsafe { std::slice::from_raw_parts(fds, nfds) }
+        };
+        if raw.iter().any(|&fd| fd < 0) {
+            return Err(Error::sys("fdctx_send: negative fd", nix::errno::Errno::EBADF));
+        }
+        // SAFETY: the caller keeps these fds (and the socket) open for the
+        // duration of the call; they are only borrowed.
+        let borrowed: Vec<BorrowedFd<'_>> = raw.iter().map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) }).collect();
+        // SAFETY: as above, for the socket.
+        let sock = unsafe { BorrowedFd::borrow_raw(sockfd) };
+        crate::send::send_with_fds(sock, bytes, &borrowed)?;
+        Ok(0)
+    })
+}

@@ -1,0 +1,392 @@
+//! Framing: where one command ends in a byte stream.
+//!
+//! The [`Scanner`] is incremental: it keeps its state between reads and
+//! looks at every byte once, so a 1 MiB command arriving 4 KiB at a time
+//! costs one pass, not one pass per read. It finds boundaries only (string
+//! and escape state, nesting depth, size); a complete JSON frame is then
+//! validated once by serde_json ([`validate_json`]).
+//!
+//! After a bad frame (not an object, too deep, too large) the scanner
+//! discards input up to the next line break and resumes there.
+
+use std::ops::Range;
+
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::error::Error;
+use crate::fdpath::{self, PathKind};
+
+/// How a connection splits its input into commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// A stream of JSON objects, optional whitespace between them (QMP).
+    Json,
+    /// Newline-terminated commands (human monitors).
+    Line,
+    /// One `SOCK_SEQPACKET`/`SOCK_DGRAM` packet is one command.
+    Packet,
+}
+
+/// What a stream scanner found in one step over a chunk of input.
+///
+/// A step covers bytes of one kind only — part of the current frame, or
+/// discarded input — and ends at the chunk's end, a frame's end, or the
+/// end of discarding.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Step {
+    /// Bytes of the chunk this step consumed.
+    pub consumed: usize,
+    /// The current frame's bytes within those (relative to the step start).
+    pub frame: Range<usize>,
+    /// The current frame received a non-whitespace byte in this step.
+    pub frame_nonws: bool,
+    /// A non-whitespace byte was discarded in this step.
+    pub discard_nonws: bool,
+    /// The current frame ended: `Ok` complete, `Err` rejected (the scanner
+    /// now discards up to the next line break).
+    pub end: Option<Result<(), Error>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Between frames, skipping whitespace.
+    Idle,
+    /// Inside a frame.
+    Frame,
+    /// Skipping a rejected frame's rest, up to and including `\n`.
+    Discard,
+}
+
+/// The incremental boundary finder for [`Framing::Json`] and
+/// [`Framing::Line`].
+#[derive(Debug)]
+pub struct Scanner {
+    json: bool,
+    max_bytes: usize,
+    max_depth: usize,
+    mode: Mode,
+    len: usize,
+    depth: usize,
+    in_string: bool,
+    escape: bool,
+}
+
+/// JSON whitespace (RFC 8259 section 2), which is also what separates lines.
+pub fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+impl Scanner {
+    /// A scanner for `framing` (`Json` or `Line`) with the given limits.
+    pub fn new(framing: Framing, max_bytes: usize, max_depth: usize) -> Scanner {
+        Scanner {
+            json: framing == Framing::Json,
+            max_bytes,
+            max_depth,
+            mode: Mode::Idle,
+            len: 0,
+            depth: 0,
+            in_string: false,
+            escape: false,
+        }
+    }
+
+    /// True while a frame has started and not ended.
+    pub fn in_frame(&self) -> bool {
+        self.mode == Mode::Frame
+    }
+
+    /// Scans `chunk` from its start; see [`Step`].
+    pub fn step(&mut self, chunk: &[u8]) -> Step {
+        match self.mode {
+            Mode::Discard => self.step_discard(chunk),
+            Mode::Idle => {
+                let Some(start) = chunk.iter().position(|&b| !is_ws(b)) else {
+                    return Step { consumed: chunk.len(), frame: 0..0, ..Step::default() };
+                };
+                self.mode = Mode::Frame;
+                self.len = 0;
+                self.depth = 0;
+                self.in_string = false;
+                self.escape = false;
+                let mut step = self.step_frame(&chunk[start..]);
+                step.consumed += start;
+                step.frame = step.frame.start + start..step.frame.end + start;
+                step
+            }
+            Mode::Frame => self.step_frame(chunk),
+        }
+    }
+
+    fn step_discard(&mut self, chunk: &[u8]) -> Step {
+        let (consumed, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(nl) => (nl + 1, true),
+            None => (chunk.len(), false),
+        };
+        if done {
+            self.mode = Mode::Idle;
+        }
+        let discard_nonws = chunk[..consumed].iter().any(|&b| !is_ws(b));
+        Step { consumed, frame: 0..0, discard_nonws, ..Step::default() }
+    }
+
+    /// Scans frame bytes; the frame's first byte, if this is its start, is
+    /// `chunk[0]` and is not whitespace.
+    fn step_frame(&mut self, chunk: &[u8]) -> Step {
+        let (used, end) = if self.json { self.scan_json(chunk) } else { self.scan_line(chunk) };
+        // Line framing keeps the newline out of the frame.
+        let frame_end = if !self.json && end.is_some() && used > 0 && chunk[used - 1] == b'\n' {
+            used - 1
+        } else {
+            used
+        };
+        let frame_nonws = chunk[..used].iter().any(|&b| !is_ws(b));
+        let mut end = end;
+        if end.is_none() {
+            self.len += used;
+            if self.len > self.max_bytes {
+                end = Some(Err(Error::TooLarge { limit: self.max_bytes }));
+            }
+        }
+        match &end {
+            Some(Ok(())) => self.mode = Mode::Idle,
+            Some(Err(_)) => self.reject(chunk.get(used.wrapping_sub(1)) == Some(&b'\n')),
+            None => {}
+        }
+        Step { consumed: used, frame: 0..frame_end, frame_nonws, discard_nonws: false, end }
+    }
+
+    fn reject(&mut self, at_newline: bool) {
+        self.mode = if at_newline { Mode::Idle } else { Mode::Discard };
+    }
+
+    fn too_large(&self, upto: usize) -> bool {
+        self.len + upto > self.max_bytes
+    }
+
+    /// Returns bytes used and, when the frame ended, how.
+    fn scan_json(&mut self, chunk: &[u8]) -> (usize, Option<Result<(), Error>>) {
+        let mut i = 0;
+        if self.len == 0 && self.depth == 0 && !self.in_string {
+            // Frame start: it must be an object.
+            if chunk[0] != b'{' {
+                return (1, Some(Err(Error::MalformedJson("expected a JSON object ('{')".into()))));
+            }
+        }
+        while i < chunk.len() {
+            if self.in_string {
+                if self.escape {
+                    self.escape = false;
+                    i += 1;
+                    continue;
+                }
+                match chunk[i..].iter().position(|&b| b == b'"' || b == b'\\') {
+                    None => {
+                        i = chunk.len();
+                        break;
+                    }
+                    Some(p) => {
+                        i += p;
+                        if chunk[i] == b'\\' {
+                            self.escape = true;
+                        } else {
+                            self.in_string = false;
+                        }
+                        i += 1;
+                    }
+                }
+                continue;
+            }
+            match chunk[i] {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => {
+                    self.depth += 1;
+                    if self.depth > self.max_depth {
+                        return (i + 1, Some(Err(Error::MalformedJson(format!(
+                            "nested deeper than {} levels",
+                            self.max_depth
+                        )))));
+                    }
+                }
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    if self.depth == 0 {
+                        if self.too_large(i + 1) {
+                            return (i + 1, Some(Err(Error::TooLarge { limit: self.max_bytes })));
+                        }
+                        return (i + 1, Some(Ok(())));
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        (i, None)
+    }
+
+    fn scan_line(&mut self, chunk: &[u8]) -> (usize, Option<Result<(), Error>>) {
+        match chunk.iter().position(|&b| b == b'\n') {
+            Some(nl) if self.too_large(nl) => (nl + 1, Some(Err(Error::TooLarge { limit: self.max_bytes }))),
+            Some(nl) => (nl + 1, Some(Ok(()))),
+            None => (chunk.len(), None),
+        }
+    }
+}
+
+/// Validates one complete JSON frame: UTF-8, well-formed JSON, one value
+/// and nothing after it. Returns the highest `N` among string values of the
+/// form `/dev/fd/N`, so the caller can check the command brought that many.
+pub fn validate_json(frame: &[u8]) -> Result<Option<usize>, Error> {
+    std::str::from_utf8(frame).map_err(|_| Error::InvalidUtf8)?;
+    let mut refs = FdRefs::default();
+    let mut de = serde_json::Deserializer::from_slice(frame);
+    (&mut refs).deserialize(&mut de).map_err(|e| Error::MalformedJson(e.to_string()))?;
+    de.end().map_err(|e| Error::MalformedJson(e.to_string()))?;
+    Ok(refs.max)
+}
+
+/// Visits every value of a JSON document without building it, noting the
+/// highest `/dev/fd/N` among string values (object keys are not values).
+#[derive(Default)]
+struct FdRefs {
+    max: Option<usize>,
+}
+
+impl FdRefs {
+    fn note(&mut self, s: &str) {
+        if let Ok(PathKind::FdIndex(n)) = fdpath::classify(s) {
+            self.max = Some(self.max.map_or(n, |m| m.max(n)));
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for &mut FdRefs {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for &mut FdRefs {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, s: &str) -> Result<(), E> {
+        self.note(s);
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(&mut *self)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key::<IgnoredAny>()?.is_some() {
+            map.next_value_seed(&mut *self)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `input` in pieces of `cut` bytes; returns (frame text or error
+    /// errno) for every frame end.
+    fn frames(framing: Framing, input: &[u8], cut: usize) -> Vec<Result<String, i32>> {
+        let mut s = Scanner::new(framing, 64, 4);
+        let mut out = Vec::new();
+        let mut cur = Vec::new();
+        for chunk in input.chunks(cut) {
+            let mut pos = 0;
+            while pos < chunk.len() {
+                let st = s.step(&chunk[pos..]);
+                cur.extend_from_slice(&chunk[pos..][st.frame.clone()]);
+                if let Some(end) = st.end {
+                    let text = String::from_utf8(std::mem::take(&mut cur)).unwrap();
+                    out.push(end.map(|()| text).map_err(|e| e.errno()));
+                }
+                pos += st.consumed;
+                assert!(st.consumed > 0);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn json_frames_at_any_cut() {
+        let input = br#" {"a":"}{\"x"} 
+{"b":[1,{"c":2}]}{"d":"\\"}"#;
+        for cut in 1..input.len() {
+            assert_eq!(
+                frames(Framing::Json, input, cut),
+                vec![
+                    Ok(r#"{"a":"}{\"x"}"#.to_string()),
+                    Ok(r#"{"b":[1,{"c":2}]}"#.to_string()),
+                    Ok(r#"{"d":"\\"}"#.to_string())
+                ],
+                "cut {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_rejects_then_resynchronises_at_newline() {
+        let ebadmsg = libc::EBADMSG;
+        let input = b"[1]{\"x\":1}\n{\"a\":[[[[[1]]]]]} {\"y\":1}\n{\"ok\":1}";
+        assert_eq!(
+            frames(Framing::Json, input, 5),
+            vec![Err(ebadmsg), Err(ebadmsg), Ok("{\"ok\":1}".into())]
+        );
+    }
+
+    #[test]
+    fn json_too_large() {
+        let big = format!("{{\"a\":\"{}\"}}\n{{}}", "x".repeat(100));
+        assert_eq!(
+            frames(Framing::Json, big.as_bytes(), 7),
+            vec![Err(libc::EMSGSIZE), Ok("{}".into())]
+        );
+        let exact = format!("{{\"a\":\"{}\"}}", "x".repeat(56));
+        assert_eq!(exact.len(), 64);
+        assert_eq!(frames(Framing::Json, exact.as_bytes(), 9), vec![Ok(exact.clone())]);
+    }
+
+    #[test]
+    fn line_frames() {
+        let input = b"info block\r\n\n  \nquit\n";
+        assert_eq!(
+            frames(Framing::Line, input, 3),
+            vec![Ok("info block\r".into()), Ok("quit".into())]
+        );
+        let long = format!("{}\nnext\n", "y".repeat(65));
+        assert_eq!(frames(Framing::Line, long.as_bytes(), 10), vec![Err(libc::EMSGSIZE), Ok("next".into())]);
+    }
+
+    #[test]
+    fn validation_finds_fd_references() {
+        assert_eq!(validate_json(br#"{"a":"/dev/fd/2","b":["/dev/fd/7"]}"#), Ok(Some(7)));
+        assert_eq!(validate_json(br#"{"/dev/fd/9":"x"}"#), Ok(None));
+        assert_eq!(validate_json(br#"{"a":"/dev/fd/01"}"#), Ok(None));
+        assert_eq!(validate_json(br#"{"a":"\/dev\/fd\/3"}"#), Ok(Some(3)));
+        assert!(matches!(validate_json(br#"{"a":1,}"#), Err(Error::MalformedJson(_))));
+        assert!(matches!(validate_json(b"{\"a\":\"\xff\"}"), Err(Error::InvalidUtf8)));
+    }
+}

@@ -1,0 +1,195 @@
+//! One received command: its bytes, its fd context and its status.
+//!
+//! A message owns everything it holds, so it may be handed to another
+//! thread and may outlive the connection it came from. A message with a
+//! bad status (malformed, too large, too many fds, fds lost, a `/dev/fd/N`
+//! with no such fd) holds no fds: they were closed when the status was set.
+
+use std::cell::{OnceCell, RefCell};
+use std::ffi::CString;
+
+use serde_json::Value;
+
+use crate::context::Context;
+use crate::error::Error;
+
+/// One framed command plus the fds sent with it.
+#[derive(Debug)]
+pub struct Message {
+    /// The command's bytes followed by one NUL.
+    data: Vec<u8>,
+    ctx: Context,
+    status: Option<Error>,
+    status_text: Option<CString>,
+    /// Highest `/dev/fd/N` the command's arguments name.
+    fd_refs: Option<usize>,
+    json: OnceCell<Option<Value>>,
+    /// Text handed out through the C ABI, kept until the message ends.
+    pub(crate) c_strings: RefCell<Vec<Box<[u8]>>>,
+}
+
+impl Message {
+    /// A message from its bytes (without NUL), with no fds yet.
+    pub(crate) fn new(mut data: Vec<u8>, fd_refs: Option<usize>) -> Message {
+        data.push(0);
+        Message {
+            data,
+            ctx: Context::for_message(),
+            status: None,
+            status_text: None,
+            fd_refs,
+            json: OnceCell::new(),
+            c_strings: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The command's bytes.
+    pub fn data(&self) -> &[u8] {
+        &self.data[..self.data.len() - 1]
+    }
+
+    /// The command's bytes followed by a NUL (for C).
+    pub fn data_with_nul(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// The fds sent with this command.
+    pub fn fds(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// The fds sent with this command, for taking.
+    pub fn fds_mut(&mut self) -> &mut Context {
+        &mut self.ctx
+    }
+
+    pub(crate) fn context_mut(&mut self) -> &mut Context {
+        &mut self.ctx
+    }
+
+    /// `Ok` when the command can be dispatched, or why it cannot.
+    pub fn status(&self) -> Result<(), &Error> {
+        match &self.status {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// The status as text for C, `None` when the status is good.
+    pub fn status_text(&self) -> Option<&std::ffi::CStr> {
+        self.status_text.as_deref()
+    }
+
+    /// Marks the message bad (the first reason wins) and closes its fds.
+    pub(crate) fn fail(&mut self, err: Error) {
+        if self.status.is_none() {
+            let text = err.to_string().replace('\0', " ");
+            self.status_text = CString::new(text).ok();
+            self.status = Some(err);
+        }
+        self.ctx.clear();
+    }
+
+    /// Checks that every `/dev/fd/N` the arguments name was sent; called once
+    /// all the command's fds have arrived.
+    pub(crate) fn check_fd_refs(&mut self) {
+        if self.status.is_some() {
+            self.ctx.clear();
+            return;
+        }
+        if let Some(max) = self.fd_refs {
+            let count = self.ctx.count();
+            if max >= count {
+                self.fail(Error::NoSuchIndex { index: max, count });
+            }
+        }
+    }
+
+    /// Ends the command: closes every fd not taken; returns how many fds
+    /// were never used.
+    pub fn finish(self) -> usize {
+        self.ctx.finish()
+    }
+
+    fn json(&self) -> Result<&Value, Error> {
+        self.json
+            .get_or_init(|| serde_json::from_slice(self.data()).ok())
+            .as_ref()
+            .ok_or_else(|| Error::MalformedJson("the message is not a JSON document".into()))
+    }
+
+    /// The value at an RFC 6901 JSON Pointer (`""` is the whole document,
+    /// `/arguments/filename` a member of a member).
+    ///
+    /// # Errors
+    /// [`Error::MalformedJson`] if the message is not JSON,
+    /// [`Error::NoSuchValue`] if nothing is at `pointer`.
+    pub fn pointer(&self, pointer: &str) -> Result<&Value, Error> {
+        self.json()?.pointer(pointer).ok_or_else(|| Error::NoSuchValue(pointer.to_owned()))
+    }
+
+    /// The string at `pointer`, decoded.
+    pub fn get_str(&self, pointer: &str) -> Result<&str, Error> {
+        self.pointer(pointer)?
+            .as_str()
+            .ok_or_else(|| Error::WrongType { pointer: pointer.to_owned(), wanted: "a string" })
+    }
+
+    /// The boolean at `pointer`.
+    pub fn get_bool(&self, pointer: &str) -> Result<bool, Error> {
+        self.pointer(pointer)?
+            .as_bool()
+            .ok_or_else(|| Error::WrongType { pointer: pointer.to_owned(), wanted: "a boolean" })
+    }
+
+    /// The integer at `pointer`; [`Error::OutOfRange`] if it is a number
+    /// that does not fit `i64` (or has a fraction).
+    pub fn get_int(&self, pointer: &str) -> Result<i64, Error> {
+        let v = self.pointer(pointer)?;
+        match v {
+            Value::Number(n) => n.as_i64().ok_or_else(|| Error::OutOfRange(pointer.to_owned())),
+            _ => Err(Error::WrongType { pointer: pointer.to_owned(), wanted: "an integer" }),
+        }
+    }
+
+    /// The compact JSON text of the value at `pointer`.
+    pub fn get_json(&self, pointer: &str) -> Result<String, Error> {
+        Ok(self.pointer(pointer)?.to_string())
+    }
+
+    /// Keeps `bytes` (plus a NUL) alive until the message ends and returns
+    /// a pointer to them, for the C accessors.
+    pub(crate) fn keep_c_string(&self, bytes: &[u8]) -> *const u8 {
+        let mut owned = Vec::with_capacity(bytes.len() + 1);
+        owned.extend_from_slice(bytes);
+        owned.push(0);
+        let boxed = owned.into_boxed_slice();
+        let ptr = boxed.as_ptr();
+        self.c_strings.borrow_mut().push(boxed);
+        ptr
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accessors() {
+        let m = Message::new(
+            br#"{"execute":"x","id":{"a":[1,2]},"arguments":{"ro":true,"n":-5,"big":1e300,"s":"a\u0000b"}}"#.to_vec(),
+            None,
+        );
+        assert_eq!(m.get_str("/execute").unwrap(), "x");
+        assert_eq!(m.get_json("/id").unwrap(), r#"{"a":[1,2]}"#);
+        assert!(m.get_bool("/arguments/ro").unwrap());
+        assert_eq!(m.get_int("/arguments/n").unwrap(), -5);
+        assert_eq!(m.get_int("/arguments/big").unwrap_err().errno(), libc::ERANGE);
+        assert_eq!(m.get_bool("/execute").unwrap_err().errno(), libc::ENOMSG);
+        assert_eq!(m.get_str("/nope").unwrap_err().errno(), libc::ENOENT);
+        assert_eq!(m.get_str("/arguments/s").unwrap(), "a\0b");
+        assert_eq!(m.data_with_nul().last(), Some(&0));
+        let bad = Message::new(b"info block".to_vec(), None);
+        assert_eq!(bad.get_str("/x").unwrap_err().errno(), libc::EBADMSG);
+    }
+}

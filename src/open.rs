@@ -1,0 +1,177 @@
+//! `open(2)` for client-supplied paths: `/dev/fd/N` from the command's
+//! context, everything else from the filesystem without ever reaching the
+//! process's own descriptors.
+//!
+//! Ordinary paths are opened with `openat2(2)` and `RESOLVE_NO_MAGICLINKS`
+//! (Linux 5.6, see openat2(2) and `fs/namei.c`), so a symlink that leads to
+//! `/proc/<pid>/fd/<n>` — a "magic link" — fails with `ELOOP`, which is
+//! reported as [`Error::OwnFdPath`]. On a kernel without `openat2`
+//! (`ENOSYS`) the lexical refusals of [`crate::fdpath`] still apply, but a
+//! symlink into `/proc/*/fd` cannot be detected: run such kernels only with
+//! trusted paths.
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag, AT_FDCWD};
+use nix::sys::stat::Mode;
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::fdpath::{self, PathKind};
+
+static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+
+/// Opens `path` for a command whose fds are in `ctx` (`None`: a command
+/// that brought none).
+///
+/// * `/dev/fd/N` is resolved against `ctx` and *duplicated*: the caller owns
+///   the returned fd, the context keeps (and at finish closes) the original,
+///   so the same `/dev/fd/N` can be opened more than once, as a block layer
+///   reopening an image expects. Checks: see [`Context::open_index`].
+/// * A malformed fd path or one that reaches the process's own fds is
+///   refused ([`Error::MalformedFdPath`], [`Error::OwnFdPath`]).
+/// * Anything else is opened with `flags | O_CLOEXEC` and `mode` (used only
+///   with `O_CREAT`/`O_TMPFILE`), refusing `/proc` magic links.
+pub fn open<P: AsRef<Path>>(ctx: Option<&Context>, path: P, flags: i32, mode: u32) -> Result<OwnedFd, Error> {
+    let path = path.as_ref();
+    let oflags = OFlag::from_bits_retain(flags);
+    // Non-UTF-8 bytes become U+FFFD here, which no fd spelling contains;
+    // the file itself is opened by its exact bytes.
+    match fdpath::classify(&path.to_string_lossy())? {
+        PathKind::FdIndex(index) => match ctx {
+            Some(ctx) => ctx.open_index(index, oflags),
+            None => Err(Error::NoSuchIndex { index, count: 0 }),
+        },
+        PathKind::Ordinary => open_ordinary(path, oflags | OFlag::O_CLOEXEC, mode),
+    }
+}
+
+fn open_ordinary(path: &Path, flags: OFlag, mode: u32) -> Result<OwnedFd, Error> {
+    let creates = flags.contains(OFlag::O_CREAT) || flags.contains(OFlag::O_TMPFILE);
+    let mode = if creates { Mode::from_bits_truncate(mode) } else { Mode::empty() };
+    if !NO_OPENAT2.load(Ordering::Relaxed) {
+        let how = OpenHow::new().flags(flags).mode(mode).resolve(ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        match openat2(AT_FDCWD, path, how) {
+            Ok(fd) => return Ok(fd),
+            Err(Errno::ELOOP) => return Err(magic_link_or_loop(path)),
+            Err(Errno::ENOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
+            Err(e) => return Err(Error::sys("openat2", e)),
+        }
+    }
+    nix::fcntl::open(path, flags, mode).map_err(|e| Error::sys("open", e))
+}
+
+/// `ELOOP` under `RESOLVE_NO_MAGICLINKS` is a magic link — unless the same
+/// path also loops without that restriction (a genuine symlink loop).
+fn magic_link_or_loop(path: &Path) -> Error {
+    let how = OpenHow::new().flags(OFlag::O_PATH | OFlag::O_CLOEXEC);
+    match openat2(AT_FDCWD, path, how) {
+        Err(Errno::ELOOP) => Error::sys("openat2", Errno::ELOOP),
+        _ => Error::OwnFdPath(path.to_string_lossy().into_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::FdLeakCheck;
+    use std::os::fd::AsRawFd;
+
+    fn flags_of(fd: &OwnedFd) -> OFlag {
+        OFlag::from_bits_retain(nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL).unwrap())
+    }
+
+    fn cloexec(fd: &OwnedFd) -> bool {
+        let f = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        nix::fcntl::FdFlag::from_bits_retain(f).contains(nix::fcntl::FdFlag::FD_CLOEXEC)
+    }
+
+    fn tmpdir(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("fdctx-open-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn fd_path_access_mode_is_checked() {
+        let _leaks = FdLeakCheck::new();
+        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        let ctx = Context::from_fds(vec![r, w]);
+        assert!(matches!(ctx.open("/dev/fd/0", libc::O_RDWR, 0), Err(Error::AccessMode { .. })));
+        assert!(matches!(ctx.open("/dev/fd/0", libc::O_WRONLY, 0), Err(Error::AccessMode { .. })));
+        assert!(matches!(ctx.open("/dev/fd/1", libc::O_RDONLY, 0), Err(Error::AccessMode { .. })));
+        let fd = ctx.open("/dev/fd/0", libc::O_RDONLY, 0).unwrap();
+        assert!(cloexec(&fd));
+        assert_ne!(fd.as_raw_fd(), ctx.get(0).unwrap().as_raw_fd(), "a duplicate, not the original");
+        assert!(matches!(ctx.open("/dev/fd/2", libc::O_RDONLY, 0), Err(Error::NoSuchIndex { .. })));
+        drop(fd);
+        assert_eq!(ctx.finish(), 0);
+    }
+
+    #[test]
+    fn nonblock_follows_the_flags() {
+        let _leaks = FdLeakCheck::new();
+        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).unwrap();
+        let ctx = Context::from_fds(vec![r]);
+        let fd = ctx.open("/dev/fd/0", libc::O_RDONLY, 0).unwrap();
+        assert!(!flags_of(&fd).contains(OFlag::O_NONBLOCK), "client's O_NONBLOCK cleared");
+        let fd2 = ctx.open("/dev/fd/0", libc::O_RDONLY | libc::O_NONBLOCK, 0).unwrap();
+        assert!(flags_of(&fd2).contains(OFlag::O_NONBLOCK));
+        drop((fd, fd2, w));
+    }
+
+    #[test]
+    fn o_path_and_o_directory() {
+        let _leaks = FdLeakCheck::new();
+        let d = tmpdir("opath");
+        let file = d.join("f");
+        std::fs::write(&file, b"x").unwrap();
+        let p = nix::fcntl::open(&file, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
+        let f = nix::fcntl::open(&file, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
+        let dir = nix::fcntl::open(&d, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
+        let ctx = Context::from_fds(vec![p, f, dir]);
+        assert!(matches!(ctx.open("/dev/fd/0", libc::O_RDONLY, 0), Err(Error::PathOnlyFd)));
+        drop(ctx.open("/dev/fd/0", libc::O_PATH, 0).unwrap());
+        let e = ctx.open("/dev/fd/1", libc::O_RDONLY | libc::O_DIRECTORY, 0).unwrap_err();
+        assert_eq!(e.errno(), libc::ENOTDIR);
+        drop(ctx.open("/dev/fd/2", libc::O_RDONLY | libc::O_DIRECTORY, 0).unwrap());
+        drop(ctx);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn own_fds_are_unreachable() {
+        let _leaks = FdLeakCheck::new();
+        let d = tmpdir("magic");
+        std::os::unix::fs::symlink("/proc/self/fd/0", d.join("stdin-link")).unwrap();
+        std::os::unix::fs::symlink("/dev/fd", d.join("fd-dir")).unwrap();
+        let pid = std::process::id();
+        let own = format!("/proc/{pid}/fd/0");
+        let link = d.join("stdin-link").display().to_string();
+        let via_dir = format!("{}/fd-dir/0", d.display());
+        for p in ["/proc/self/fd/0", "/proc/thread-self/fd/0", own.as_str(), "/dev/stdin", "/dev//fd/0", "/dev/./fd/0", link.as_str(), via_dir.as_str()] {
+            let e = open(None, p, libc::O_RDONLY, 0).unwrap_err();
+            assert_eq!(e.errno(), libc::EPERM, "{p}: {e}");
+        }
+        let e = open(None, "/dev/fd/01", libc::O_RDONLY, 0).unwrap_err();
+        assert_eq!(e.errno(), libc::EINVAL);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn ordinary_paths_open_cloexec() {
+        let _leaks = FdLeakCheck::new();
+        let d = tmpdir("plain");
+        let path = d.join("new").display().to_string();
+        let fd = open(None, &path, libc::O_RDWR | libc::O_CREAT, 0o600).unwrap();
+        assert!(cloexec(&fd));
+        drop(fd);
+        let e = open(None, &format!("{}/missing", d.display()), libc::O_RDONLY, 0).unwrap_err();
+        assert_eq!(e.errno(), libc::ENOENT);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,163 @@
+//! `recvmsg(2)` with every received fd owned from the moment the call
+//! returns.
+//!
+//! This is the one place that parses control data. It does not use nix's
+//! `RecvMsg::cmsgs()`, because that refuses to parse anything when the
+//! kernel sets `MSG_CTRUNC` — and `MSG_CTRUNC` is exactly the case where
+//! some fds *were* installed (the kernel stops at the first one it cannot
+//! install, e.g. at `RLIMIT_NOFILE`, see `scm_detach_fds()` in
+//! `net/core/scm.c`) and must be closed. Here every `SCM_RIGHTS` fd present
+//! in the buffer becomes an [`OwnedFd`] before anything else happens, and
+//! truncation is reported as a flag next to them, so no caller can forget
+//! to close what arrived.
+
+use std::mem;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+
+/// The most fds one `recvmsg(2)` can return (`SCM_MAX_FD`,
+/// `include/net/scm.h`).
+pub const SCM_MAX_FD: usize = 253;
+
+/// Bytes of control buffer for `SCM_MAX_FD` fds, in `u64` words so the
+/// buffer has `cmsghdr` alignment.
+pub const CMSG_WORDS: usize = cmsg_space_words(SCM_MAX_FD);
+
+const fn cmsg_space_words(nfds: usize) -> usize {
+    // CMSG_SPACE(n * sizeof(int)) on Linux: the 16-byte header plus the
+    // data rounded up to 8 bytes.
+    let bytes = mem::size_of::<libc::cmsghdr>() + (nfds * mem::size_of::<RawFd>() + 7) / 8 * 8;
+    bytes / 8
+}
+
+/// What one `recvmsg(2)` returned.
+#[derive(Debug, Default)]
+pub struct Received {
+    /// Bytes written into the buffer.
+    pub bytes: usize,
+    /// Every fd the kernel installed, in order.
+    pub fds: Vec<OwnedFd>,
+    /// `MSG_CTRUNC`: fds were sent that the kernel could not install.
+    pub fds_lost: bool,
+    /// `MSG_TRUNC`: a datagram or packet was larger than the buffer.
+    pub truncated: bool,
+}
+
+/// Receives into `buf`, with room for 253 fds in `cmsg`, always with
+/// `MSG_CMSG_CLOEXEC`. `EINTR` is retried; any other failure is returned
+/// as its errno (`EAGAIN` on an empty non-blocking socket).
+pub fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    cmsg: &mut [u64; CMSG_WORDS],
+) -> Result<Received, Errno> {
+    loop {
+        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        // SAFETY: an all-zero msghdr is a valid "no address, no iov, no
+        // control" header; the fields we need are set just below.
+        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cmsg.as_mut_ptr().cast();
+        msg.msg_controllen = mem::size_of_val(cmsg) as _;
+        // SAFETY: `msg` points at `iov` (which covers exactly `buf`) and at
+        // `cmsg`, both alive and exclusively borrowed for this call; the
+        // kernel writes no more than the lengths given.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        // Take ownership of whatever arrived before looking at anything
+        // else: even a failed call may not leave fds behind unowned.
+        let fds = if n >= 0 {
+            // SAFETY: the kernel filled `msg.msg_control` for this
+            // successful call; `msg_controllen` says how much of it.
+            unsafe { take_scm_rights(&msg) }
+        } else {
+            Vec::new()
+        };
+        if n < 0 {
+            match Errno::last() {
+                Errno::EINTR => continue,
+                e => return Err(e),
+            }
+        }
+        return Ok(Received {
+            bytes: n as usize,
+            fds,
+            fds_lost: msg.msg_flags & libc::MSG_CTRUNC != 0,
+            truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
+        });
+    }
+}
+
+/// Walks the control messages of a received `msghdr` and wraps every
+/// `SCM_RIGHTS` fd in an [`OwnedFd`].
+///
+/// # Safety
+/// `msg` must come from a successful `recvmsg(2)` whose control buffer is
+/// still alive, so that `msg_control`/`msg_controllen` describe control
+/// messages the kernel wrote, and every fd in them is newly installed and
+/// owned by nobody else.
+unsafe fn take_scm_rights(msg: &libc::msghdr) -> Vec<OwnedFd> {
+    let mut fds = Vec::new();
+    // SAFETY: per this function's contract the header describes a valid
+    // control buffer; CMSG_FIRSTHDR/CMSG_NXTHDR stay within msg_controllen.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(msg) };
+    while !c.is_null() {
+        // SAFETY: `c` is non-null and points at a cmsghdr inside the buffer.
+        let hdr = unsafe { &*c };
+        if hdr.cmsg_level == libc::SOL_SOCKET && hdr.cmsg_type == libc::SCM_RIGHTS {
+            // SAFETY: CMSG_LEN(0) is a pure computation.
+            let header_len = unsafe { libc::CMSG_LEN(0) } as usize;
+            let n = (hdr.cmsg_len as usize).saturating_sub(header_len) / mem::size_of::<RawFd>();
+            // SAFETY: CMSG_DATA points just past the header, within the
+            // cmsg_len bytes the kernel wrote.
+            let data = unsafe { libc::CMSG_DATA(c) }.cast::<RawFd>();
+            fds.reserve_exact(n);
+            for i in 0..n {
+                // SAFETY: `i < n` keeps the read inside cmsg_len; the data
+                // may be unaligned for i32, hence read_unaligned.
+                let raw = unsafe { data.add(i).read_unaligned() };
+                if raw >= 0 {
+                    // SAFETY: the kernel just installed `raw` in our table
+                    // for this message; nothing else refers to it yet.
+                    fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
+                }
+            }
+        }
+        // SAFETY: `c` is a valid header within the buffer described by `msg`.
+        c = unsafe { libc::CMSG_NXTHDR(msg, c) };
+    }
+    fds
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::FdLeakCheck;
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn fds_arrive_owned_and_cloexec() {
+        let _leaks = FdLeakCheck::new();
+        let (a, b) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        crate::send::send_with_fds(a.as_fd(), b"{}", &[r.as_fd(), w.as_fd()]).unwrap();
+        drop((r, w));
+        let mut buf = [0u8; 16];
+        let mut cmsg = [0u64; CMSG_WORDS];
+        let got = recv_with_fds(b.as_fd(), &mut buf, &mut cmsg).unwrap();
+        assert_eq!((got.bytes, got.fds.len(), got.fds_lost), (2, 2, false));
+        for fd in &got.fds {
+            let fl = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+            assert!(nix::fcntl::FdFlag::from_bits_retain(fl).contains(nix::fcntl::FdFlag::FD_CLOEXEC));
+        }
+    }
+
+    #[test]
+    fn control_buffer_fits_scm_max_fd() {
+        // SAFETY: CMSG_SPACE is a pure computation.
+        let want = unsafe { libc::CMSG_SPACE((SCM_MAX_FD * 4) as u32) } as usize;
+        assert!(CMSG_WORDS * 8 >= want);
+    }
+}

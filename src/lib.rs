@@ -28,10 +28,10 @@ pub mod open;
 pub mod recv;
 pub mod send;
 
-
+pub use conn::{Connection, Framing, Limits};
 pub use context::Context;
 pub use error::Error;
-
+pub use message::Message;
 
 #[cfg(test)]
 #[path = "../tests/common/fdcount.rs"]

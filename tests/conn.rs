@@ -1,0 +1,350 @@
+//! Receiving over real socket pairs: each command gets exactly its own fds.
+//!
+//! Every test counts the process's open fds before and after.
+
+mod common;
+
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+
+use common::fdcount::FdLeakCheck;
+use fdctx::send::send_with_fds;
+use fdctx::{Connection, Error, Framing, Limits, Message};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+
+fn pair(ty: SockType) -> (OwnedFd, OwnedFd) {
+    socketpair(AddressFamily::Unix, ty, None, SockFlag::SOCK_CLOEXEC).unwrap()
+}
+
+/// A monitor connection and the client end of a stream socket.
+fn stream(limits: Limits) -> (Connection, OwnedFd) {
+    let (client, server) = pair(SockType::Stream);
+    (Connection::new(server, Framing::Json, limits), client)
+}
+
+/// `n` fresh pipe read ends, each marked by a distinct inode.
+fn pipes(n: usize) -> Vec<OwnedFd> {
+    (0..n).map(|_| nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap().0).collect()
+}
+
+fn ino(fd: BorrowedFd<'_>) -> u64 {
+    nix::sys::stat::fstat(fd).unwrap().st_ino
+}
+
+fn inos(fds: &[OwnedFd]) -> Vec<u64> {
+    fds.iter().map(|f| ino(f.as_fd())).collect()
+}
+
+/// The inodes of the fds a message brought, in index order.
+fn msg_inos(m: &Message) -> Vec<u64> {
+    (0..m.fds().count()).map(|i| ino(m.fds().get(i).unwrap())).collect()
+}
+
+fn send(sock: &OwnedFd, bytes: &[u8], fds: &[OwnedFd]) {
+    let b: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+    send_with_fds(sock.as_fd(), bytes, &b).unwrap();
+}
+
+fn recv(conn: &mut Connection) -> Message {
+    conn.recv().unwrap().expect("a message")
+}
+
+fn text(m: &Message) -> &str {
+    std::str::from_utf8(m.data()).unwrap()
+}
+
+#[test]
+fn fds_attached_to_the_commands_own_bytes() {
+    let _leaks = FdLeakCheck::new();
+    let (mut conn, client) = stream(Limits::default());
+    let fds = pipes(2);
+    send(&client, br#"{"execute":"blockdev-add","arguments":{"filename":"/dev/fd/1"}}"#, &fds);
+    let m = recv(&mut conn);
+    assert_eq!(m.status(), Ok(()));
+    assert_eq!(m.fds().unused(), 2);
+    assert_eq!(msg_inos(&m), inos(&fds));
+    assert_eq!(m.get_str("/arguments/filename").unwrap(), "/dev/fd/1");
+    assert_eq!(m.finish(), 0, "both were looked at");
+}
+
+#[test]
+fn one_space_carrying_the_fd_then_the_command() {
+    // The qemu.qmp client sends its fd with a single space, then the command.
+    let _leaks = FdLeakCheck::new();
+    let (mut conn, client) = stream(Limits::default());
+    let fds = pipes(1);
+    send(&client, b" ", &fds);
+    send(&client, br#"{"execute":"getfd","arguments":{"fdname":"x"}}"#, &[]);
+    send(&client, br#"{"execute":"query-block"}"#, &[]);
+    let m = recv(&mut conn);
+    assert_eq!(msg_inos(&m), inos(&fds), "the waiting fd goes to the next command");
+    drop(m);
+    let m = recv(&mut conn);
+    assert_eq!(m.fds().count(), 0, "and to no later one");
+}
+
+#[test]
+fn two_commands_in_one_write_the_last_gets_the_fds() {
+    let _leaks = FdLeakCheck::new();
+    let (mut conn, client) = stream(Limits::default());
+    let fds = pipes(1);
+    send(&client, b"{\"execute\":\"a\"}\n{\"execute\":\"b\"}\n", &fds);
+    let a = recv(&mut conn);
+    let b = recv(&mut conn);
+    assert_eq!((text(&a), a.fds().count()), ("{\"execute\":\"a\"}", 0));
+    assert_eq!(msg_inos(&b), inos(&fds));
+}
+
+#[test]
+fn a_command_split_over_two_writes_each_with_an_fd() {
+    let _leaks = FdLeakCheck::new();
+    let (mut conn, client) = stream(Limits::default());
+    let (f0, f1) = (pipes(1), pipes(1));
+    send(&client, br#"{"execute":"x","#, &f0);
+    send(&client, br#""arguments":{"a":"/dev/fd/0","b":"/dev/fd/1"}}"#, &f1);
+    let m = recv(&mut conn);
+    assert_eq!(m.status(), Ok(()));
+    assert_eq!(msg_inos(&m), [inos(&f0), inos(&f1)].concat(), "accumulated in arrival order");
+}
+
+#[test]
+fn writes_queued_before_the_monitor_reads() {
+    let _leaks = FdLeakCheck::new();
+    let (mut conn, client) = stream(Limits::default());
+    let batches: Vec<Vec<OwnedFd>> = (0..5).map(|i| pipes(i % 3)).collect();
+    for (i, fds) in batches.iter().enumerate() {
+        send(&client, format!("{{\"n\":{i}}}").as_bytes(), fds);
+    }
+    for (i, fds) in batches.iter().enumerate() {
+        let m = recv(&mut conn);
+        assert_eq!(m.get_int("/n").unwrap(), i as i64);
+        assert_eq!(msg_inos(&m), inos(fds), "command {i}");
+    }
+}
+
+#[test]
+fn three_hundred_fds_in_two_writes() {
+    let _leaks = FdLeakCheck::new();
+    let (mut conn, client) = stream(Limits { max_fds: 300, ..Limits::default() });
+    let fds = pipes(300);
+    send(&client, br#"{"execute":"many","arguments":{"last":"/dev/fd/299"}}"#, &fds);
+    let m = recv(&mut conn);
+    assert_eq!(m.status(), Ok(()));
+    assert_eq!(msg_inos(&m), inos(&fds));
+}
+
+#[test]
+fn too_many_fds_closes_them_all_and_goes_on() {
+    let _leaks = FdLeakCheck::new();
+    let (mut conn, client) = stream(Limits { max_fds: 4, ..Limits::default() });
+    send(&client, br#"{"execute":"x","id":7}"#, &pipes(5));
+    send(&client, br#"{"execute":"y"}"#, &pipes(1));
+    let m = recv(&mut conn);
+    assert_eq!(m.status().unwrap_err().errno(), libc::ETOOMANYREFS);
+    assert_eq!(m.fds().count(), 0);
+    assert_eq!(m.get_json("/id").unwrap(), "7", "the id can still be echoed");
+    let m = recv(&mut conn);
+    assert_eq!((m.status(), m.fds().count()), (Ok(()), 1));
+}
+
+#[test]
+fn fds_lost_to_rlimit_nofile() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let _leaks = FdLeakCheck::new();
+    let (mut conn, client) = stream(Limits::default());
+    let fds = pipes(8);
+    send(&client, br#"{"execute":"x"}"#, &fds);
+    send(&client, br#"{"execute":"y"}"#, &pipes(1));
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    // Room for exactly 3 of the 8 fds: the limit is just past the third
+    // free fd number.
+    let open = common::fdcount::open_fds();
+    let (mut free, mut limit) = (0, 0);
+    while free < 3 {
+        if !open.contains_key(&limit) {
+            free += 1;
+        }
+        limit += 1;
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, limit as u64, hard).unwrap();
+    let got = conn.recv();
+    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
+    let m = got.unwrap().unwrap();
+    assert_eq!(m.status().unwrap_err(), &Error::FdsLost);
+    assert_eq!(m.fds().count(), 0, "the fds that did arrive are closed");
+    let m = recv(&mut conn);
+    assert_eq!((m.status(), m.fds().count()), (Ok(()), 1));
+}
+
+#[test]
+fn end_of_stream_mid_command_closes_its_fds() {
+    let leaks = FdLeakCheck::new();
+    let (mut conn, client) = stream(Limits::default());
+    send(&client, br#"{"execute":"x","arguments":{"#, &pipes(3));
+    send(&client, b" ", &pipes(2));
+    drop(client);
+    assert!(conn.recv().unwrap().is_none());
+    assert!(conn.recv().unwrap().is_none(), "end of stream stays the end");
+    drop(conn);
+    assert_eq!(leaks.delta(), 0);
+}
+
+#[test]
+fn a_malformed_command_with_an_fd_does_not_pass_it_to_the_next() {
+    // The stale-binding fault of per-connection fd queues: the fd of a
+    // command that failed must never reach a later command.
+    let _leaks = FdLeakCheck::new();
+    let (mut conn, client) = stream(Limits::default());
+    send(&client, b"{\"execute\": oops}\n", &pipes(1));
+    send(&client, br#"{"execute":"getfd","arguments":{"fdname":"a"}}"#, &[]);
+    let bad = recv(&mut conn);
+    assert_eq!(bad.status().unwrap_err().errno(), libc::EBADMSG);
+    assert_eq!(bad.fds().count(), 0);
+    let next = recv(&mut conn);
+    assert_eq!((next.status(), next.fds().count()), (Ok(()), 0));
+}
+
+#[test]
+fn garbage_between_commands_is_reported_and_skipped() {
+    let _leaks = FdLeakCheck::new();
+    let (mut conn, client) = stream(Limits { max_depth: 8, max_msg_bytes: 200, ..Limits::default() });
+    let deep = format!("{{\"a\":{}1{}}}\n", "[".repeat(9), "]".repeat(9));
+    let big = format!("{{\"a\":\"{}\"}}\n", "x".repeat(300));
+    let mut input = Vec::new();
+    input.extend_from_slice(deep.as_bytes());
+    input.extend_from_slice(b"{\"a\":\"\xff\"}\n");
+    input.extend_from_slice(big.as_bytes());
+    input.extend_from_slice(b"[1,2]\n\"str\"\n");
+    input.extend_from_slice(br#"{"execute":"ok","arguments":{"f":"/dev/fd/0"}}"#);
+    send(&client, &input, &pipes(1));
+    let want = [libc::EBADMSG, libc::EILSEQ, libc::EMSGSIZE, libc::EBADMSG, libc::EBADMSG];
+    for errno in want {
+        let m = recv(&mut conn);
+        assert_eq!(m.status().unwrap_err().errno(), errno, "{:?}", m.status());
+        assert!(m.status_text().is_some());
+    }
+    let m = recv(&mut conn);
+    assert_eq!((m.status(), m.fds().count()), (Ok(()), 1));
+}
+
+#[test]
+fn an_fd_path_with_no_such_fd_is_refused() {
+    let _leaks = FdLeakCheck::new();
+    let (mut conn, client) = stream(Limits::default());
+    send(&client, br#"{"execute":"blockdev-add","arguments":{"filename":"/dev/fd/3"}}"#, &pipes(1));
+    let m = recv(&mut conn);
+    assert_eq!(m.status().unwrap_err(), &Error::NoSuchIndex { index: 3, count: 1 });
+    assert_eq!(m.fds().count(), 0);
+}
+
+#[test]
+fn eagain_mid_command_keeps_what_arrived() {
+    let _leaks = FdLeakCheck::new();
+    let (client, server) = pair(SockType::Stream);
+    nix::fcntl::fcntl(&server, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).unwrap();
+    let mut conn = Connection::new(server, Framing::Json, Limits::default());
+    assert_eq!(conn.recv().unwrap_err().errno(), libc::EAGAIN);
+    let f0 = pipes(1);
+    send(&client, br#"{"execute":"x","#, &f0);
+    assert_eq!(conn.recv().unwrap_err().errno(), libc::EAGAIN);
+    let f1 = pipes(1);
+    send(&client, br#""id":1}"#, &f1);
+    let m = recv(&mut conn);
+    assert_eq!(msg_inos(&m), [inos(&f0), inos(&f1)].concat());
+}
+
+#[test]
+fn packet_framing_is_exact_and_detects_truncation() {
+    let _leaks = FdLeakCheck::new();
+    let (client, server) = pair(SockType::SeqPacket);
+    let mut conn = Connection::new(server, Framing::Packet, Limits { max_msg_bytes: 64, ..Limits::default() });
+    let f0 = pipes(2);
+    send(&client, br#"{"execute":"a","arguments":{"f":"/dev/fd/1"}}"#, &f0);
+    send(&client, b"plain text command", &pipes(1));
+    send(&client, &[b'x'; 100], &pipes(3));
+    send(&client, br#"{"execute":"b"}"#, &[]);
+    let a = recv(&mut conn);
+    assert_eq!((a.status(), msg_inos(&a)), (Ok(()), inos(&f0)));
+    let p = recv(&mut conn);
+    assert_eq!((text(&p), p.fds().count()), ("plain text command", 1));
+    let big = recv(&mut conn);
+    assert_eq!(big.status().unwrap_err().errno(), libc::EMSGSIZE);
+    assert_eq!(big.fds().count(), 0);
+    let b = recv(&mut conn);
+    assert_eq!((b.status(), b.fds().count()), (Ok(()), 0));
+    drop(client);
+    assert!(conn.recv().unwrap().is_none());
+}
+
+#[test]
+fn line_framing() {
+    let _leaks = FdLeakCheck::new();
+    let (client, server) = pair(SockType::Stream);
+    let mut conn = Connection::new(server, Framing::Line, Limits::default());
+    send(&client, b"info block\r\n\n", &[]);
+    send(&client, b"drive_add 0 file=/dev/fd/0\n", &pipes(1));
+    let a = recv(&mut conn);
+    assert_eq!((text(&a), a.fds().count()), ("info block", 0));
+    let b = recv(&mut conn);
+    assert_eq!((text(&b), b.fds().count()), ("drive_add 0 file=/dev/fd/0", 1));
+}
+
+#[test]
+fn a_message_outlives_its_connection_on_another_thread() {
+    let _leaks = FdLeakCheck::new();
+    let (mut conn, client) = stream(Limits::default());
+    let fds = pipes(1);
+    send(&client, br#"{"execute":"x"}"#, &fds);
+    let mut m = recv(&mut conn);
+    drop((conn, client));
+    let want = inos(&fds);
+    let got = std::thread::spawn(move || {
+        let fd = m.fds_mut().take(0).unwrap();
+        (ino(fd.as_fd()), m.finish())
+    })
+    .join()
+    .unwrap();
+    assert_eq!(got, (want[0], 0));
+}
+
+#[test]
+fn send_survives_partial_writes() {
+    // A command far larger than the socket buffer goes out in many partial
+    // writes; the fds must arrive once, with the first bytes.
+    let _leaks = FdLeakCheck::new();
+    let (client, server) = pair(SockType::Stream);
+    nix::sys::socket::setsockopt(&client, nix::sys::socket::sockopt::SndBuf, &4096).unwrap();
+    nix::fcntl::fcntl(&client, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).unwrap();
+    let mut conn = Connection::new(server, Framing::Json, Limits::default());
+    let fds = pipes(2);
+    let big = format!("{{\"a\":\"{}\"}}", "y".repeat(600_000));
+    let want = inos(&fds);
+    let sender = std::thread::spawn(move || {
+        send(&client, big.as_bytes(), &fds);
+        client
+    });
+    let m = recv(&mut conn);
+    let client = sender.join().unwrap();
+    assert_eq!(m.status(), Ok(()));
+    assert_eq!(m.data().len(), 600_008);
+    assert_eq!(msg_inos(&m), want);
+    drop(client);
+    assert!(conn.recv().unwrap().is_none(), "no fds or bytes were sent twice");
+}
+
+#[test]
+fn fds_from_a_python_style_client() {
+    // socket.send_fds(sock, [data], fds) is one sendmsg: fds with the bytes.
+    let _leaks = FdLeakCheck::new();
+    let (a, b) = UnixStream::pair().unwrap();
+    let mut conn = Connection::new(OwnedFd::from(b), Framing::Json, Limits::default());
+    let fds = pipes(1);
+    send(&OwnedFd::from(a.try_clone().unwrap()), b"{\"execute\":\"x\"}\r\n", &fds);
+    (&a).write_all(b"{\"execute\":\"y\"}").unwrap();
+    let x = recv(&mut conn);
+    assert_eq!(msg_inos(&x), inos(&fds));
+    let y = recv(&mut conn);
+    assert_eq!(y.fds().count(), 0);
+    assert_eq!(a.as_raw_fd() >= 0, true);
+}

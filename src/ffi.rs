@@ -11,7 +11,9 @@
 //! `fdctx_conn` is [`Connection`], `fdctx_msg` is [`Message`] (renamed in
 //! cbindgen.toml).
 
-#![allow(non_camel_case_types)]
+// The safety rules of each function are its pointer and ownership rules,
+// written for C readers in its doc comment (they become the header's docs).
+#![allow(non_camel_case_types, clippy::missing_safety_doc)]
 
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int, c_void, CStr, CString, OsStr};
@@ -246,10 +248,7 @@ pub unsafe extern "C" fn fdctx_adopt(ctx: *mut Context, fds: *const c_int, n: us
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_count(ctx: *const Context) -> usize {
     // SAFETY: `ctx` is a live context or NULL.
-    match catch_unwind(AssertUnwindSafe(|| unsafe { ctx.as_ref() }.map_or(0, Context::count))) {
-        Ok(n) => n,
-        Err(_) => 0,
-    }
+    catch_unwind(AssertUnwindSafe(|| unsafe { ctx.as_ref() }.map_or(0, Context::count))).unwrap_or(0)
 }
 
 /// Parses `path` as an fd path (strict grammar: `/dev/fd/` then a decimal

@@ -170,7 +170,7 @@ mod tests {
         let fd = open(None, &path, libc::O_RDWR | libc::O_CREAT, 0o600).unwrap();
         assert!(cloexec(&fd));
         drop(fd);
-        let e = open(None, &format!("{}/missing", d.display()), libc::O_RDONLY, 0).unwrap_err();
+        let e = open(None, format!("{}/missing", d.display()), libc::O_RDONLY, 0).unwrap_err();
         assert_eq!(e.errno(), libc::ENOENT);
         std::fs::remove_dir_all(&d).unwrap();
     }

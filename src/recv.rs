@@ -27,7 +27,7 @@ pub const CMSG_WORDS: usize = cmsg_space_words(SCM_MAX_FD);
 const fn cmsg_space_words(nfds: usize) -> usize {
     // CMSG_SPACE(n * sizeof(int)) on Linux: the 16-byte header plus the
     // data rounded up to 8 bytes.
-    let bytes = mem::size_of::<libc::cmsghdr>() + (nfds * mem::size_of::<RawFd>() + 7) / 8 * 8;
+    let bytes = mem::size_of::<libc::cmsghdr>() + (nfds * mem::size_of::<RawFd>()).div_ceil(8) * 8;
     bytes / 8
 }
 

@@ -3,8 +3,8 @@
 //! Each exported function converts its arguments, calls the core, and maps
 //! the result: `int` calls return a non-negative value or `-errno`, pointer
 //! calls return NULL on failure; either way the failure's text is kept for
-//! [`fdctx_last_error`]. A panic never crosses into C: the [`ffi_int!`] and
-//! [`ffi_ptr!`] macros, written inside each function body so cbindgen still
+//! [`fdctx_last_error`]. A panic never crosses into C: the `ffi_int!` and
+//! `ffi_ptr!` macros, written inside each function body so cbindgen still
 //! sees a plain signature, catch it and report `-EIO`.
 //!
 //! The opaque C types map to core types: `fdctx` is [`Context`],

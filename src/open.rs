@@ -30,7 +30,11 @@ static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 /// * `/dev/fd/N` is resolved against `ctx` and *duplicated*: the caller owns
 ///   the returned fd, the context keeps (and at finish closes) the original,
 ///   so the same `/dev/fd/N` can be opened more than once, as a block layer
-///   reopening an image expects. Checks: see [`Context::open_index`].
+///   reopening an image expects. As `open(2)` would on that file: the fd's
+///   access mode must allow the requested one ([`Error::AccessMode`]), an
+///   `O_PATH` fd serves only `O_PATH` ([`Error::PathOnlyFd`]), `O_DIRECTORY`
+///   needs a directory (`ENOTDIR`), `O_NONBLOCK` is set or cleared to match
+///   `flags`, `O_TRUNC` truncates, and the result is close-on-exec.
 /// * A malformed fd path or one that reaches the process's own fds is
 ///   refused ([`Error::MalformedFdPath`], [`Error::OwnFdPath`]).
 /// * Anything else is opened with `flags | O_CLOEXEC` and `mode` (used only

@@ -46,7 +46,7 @@ pub enum Error {
     OutOfRange(String),
     /// A NULL pointer or otherwise unusable argument (`EINVAL`).
     InvalidArgument(&'static str),
-    /// A panic caught at the C boundary (`EFAULT`... reported as `EIO`).
+    /// A panic caught at the C boundary (`EIO`).
     Panic,
     /// A system call failed.
     Sys { call: &'static str, errno: Errno },

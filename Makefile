@@ -1,0 +1,258 @@
+# fdctx - top-level build.
+#
+#   make / make all   build the library (cargo build --release), say whether
+#                     include/fdctx.h is current, stage-install into build/stage
+#   make stage        install into build/stage (what C programs here link to)
+#   make install      PREFIX=/usr/local [DESTDIR=]: lib/libfdctx.so.X.Y.Z with
+#                     its .so.X and .so links, lib/libfdctx.a, include/fdctx.h,
+#                     lib/pkgconfig/fdctx.pc, bin/fdctx-send
+#   make header       copy the freshly generated header to include/fdctx.h
+#   make check        every test: Rust tests, header freshness, SONAME, exported
+#                     symbols, pkg-config (dynamic and static), the C tests under
+#                     plain, valgrind and AddressSanitizer runs, then $(EXTRA_CHECKS)
+#   make deps         install the system tools the checks need (Debian, as root)
+#   make clean        remove build/ and cargo's target/
+#
+# Fragments (examples/examples.mk, bench/bench.mk) may use STAGE,
+# PKG_CONFIG_PATH (the staged fdctx.pc first), FDCTX_CFLAGS and FDCTX_LIBS
+# (pkg-config's flags for the staged library, plus an rpath to it), and add
+# their checks with `EXTRA_CHECKS += target`.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+
+CARGO ?= cargo
+RUSTC ?= rustc
+PKG_CONFIG ?= pkg-config
+INSTALL ?= install
+VALGRIND ?= valgrind
+CXX ?= c++
+PREFIX ?= /usr/local
+DESTDIR ?=
+
+VERSION := $(shell sed -n 's/^version[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' Cargo.toml | head -n 1)
+ABI_MAJOR := $(firstword $(subst ., ,$(VERSION)))
+SONAME := libfdctx.so.$(ABI_MAJOR)
+
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+RELEASE_DIR := $(TARGET_DIR)/release
+# Written by build.rs on every build of the crate.
+GENERATED_HEADER := $(RELEASE_DIR)/include/fdctx.h
+
+BUILD := $(CURDIR)/build
+STAGE := $(BUILD)/stage
+STAGED_LIB := $(STAGE)/lib/libfdctx.so.$(VERSION)
+STAGED_HEADER := $(STAGE)/include/fdctx.h
+
+PKG_CONFIG_PATH := $(STAGE)/lib/pkgconfig
+export PKG_CONFIG_PATH
+FDCTX_CFLAGS = $(shell PKG_CONFIG_PATH=$(PKG_CONFIG_PATH) $(PKG_CONFIG) --cflags fdctx)
+FDCTX_LIBS = $(shell PKG_CONFIG_PATH=$(PKG_CONFIG_PATH) $(PKG_CONFIG) --libs fdctx) -Wl,-rpath,$(STAGE)/lib
+
+# The checks added by the included fragments.
+EXTRA_CHECKS :=
+
+.PHONY: all build stage install header header-status check check-rust \
+	check-header check-soname check-symbols check-pkgconfig check-cxx \
+	c-tests check-c check-c-valgrind check-c-asan check-extra deps clean
+
+all: build header-status stage
+
+# ---- building ------------------------------------------------------------
+
+# cargo decides what is stale; the build script regenerates the header.
+build:
+	$(CARGO) build --release
+
+header-status: build
+	@if ! cmp -s $(GENERATED_HEADER) include/fdctx.h; then \
+	    echo "note: include/fdctx.h differs from the header generated from src/ffi.rs;"; \
+	    echo "      run 'make header' and commit it (make check fails until then)"; \
+	fi
+
+header: build
+	@mkdir -p include
+	@if cmp -s $(GENERATED_HEADER) include/fdctx.h; then \
+	    echo "include/fdctx.h is up to date"; \
+	else \
+	    cp $(GENERATED_HEADER) include/fdctx.h && echo "include/fdctx.h updated"; \
+	fi
+
+# ---- installing ----------------------------------------------------------
+
+# The native libraries a static link of libfdctx.a needs, as rustc reports
+# them for a static library built by this toolchain (the crate's own
+# dependencies, libc and nix, link nothing beyond the standard library's).
+native_static_libs = $$(echo | $(RUSTC) --crate-type=staticlib --crate-name=fdctx_probe \
+	--print=native-static-libs -o "$$probe_dir/probe.a" - 2>&1 \
+	| sed -n 's/^note: native-static-libs: //p')
+
+LIBDIR = $(DESTDIR)$(PREFIX)/lib
+
+install: build
+	@test -n "$(PREFIX)" || { echo "install: PREFIX is empty" >&2; exit 1; }
+	$(INSTALL) -d $(LIBDIR)/pkgconfig $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin
+	$(INSTALL) -m 0755 $(RELEASE_DIR)/libfdctx.so $(LIBDIR)/libfdctx.so.$(VERSION)
+	ln -sfn libfdctx.so.$(VERSION) $(LIBDIR)/$(SONAME)
+	ln -sfn $(SONAME) $(LIBDIR)/libfdctx.so
+	$(INSTALL) -m 0644 $(RELEASE_DIR)/libfdctx.a $(LIBDIR)/libfdctx.a
+	$(INSTALL) -m 0644 $(GENERATED_HEADER) $(DESTDIR)$(PREFIX)/include/fdctx.h
+	$(INSTALL) -m 0755 $(RELEASE_DIR)/fdctx-send $(DESTDIR)$(PREFIX)/bin/fdctx-send
+	@probe_dir=$$(mktemp -d) && trap 'rm -rf "$$probe_dir"' EXIT && \
+	libs="$(native_static_libs)" && test -n "$$libs" && \
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    -e "s|@LIBS_PRIVATE@|$$libs|g" fdctx.pc.in > $(LIBDIR)/pkgconfig/fdctx.pc && \
+	echo "wrote $(LIBDIR)/pkgconfig/fdctx.pc (Libs.private: $$libs)"
+
+stage:
+	@+$(MAKE) --no-print-directory install PREFIX=$(STAGE) DESTDIR=
+
+# C programs depend on these files; make them if there is no stage yet.
+$(STAGED_LIB) $(STAGED_HEADER):
+	@+$(MAKE) --no-print-directory stage
+
+# ---- checks --------------------------------------------------------------
+
+# Each step in order; a failing step stops the run.
+check:
+	@+$(MAKE) --no-print-directory check-rust
+	@+$(MAKE) --no-print-directory check-header
+	@+$(MAKE) --no-print-directory stage
+	@+$(MAKE) --no-print-directory check-soname
+	@+$(MAKE) --no-print-directory check-symbols
+	@+$(MAKE) --no-print-directory check-pkgconfig
+	@+$(MAKE) --no-print-directory check-cxx
+	@+$(MAKE) --no-print-directory check-c
+	@+$(MAKE) --no-print-directory check-c-valgrind
+	@+$(MAKE) --no-print-directory check-c-asan
+	@+$(MAKE) --no-print-directory check-extra
+	@echo "== make check: all checks passed"
+
+# Release profile: the library is built that way anyway, so dependencies are
+# compiled once, and the property tests run faster.
+CARGO_TEST_FLAGS ?=
+check-rust:
+	@echo "== cargo test"
+	$(CARGO) test --release $(CARGO_TEST_FLAGS)
+
+check-header: build
+	@echo "== header: include/fdctx.h against the one generated from src/ffi.rs"
+	@if cmp -s $(GENERATED_HEADER) include/fdctx.h; then \
+	    echo "include/fdctx.h is current"; \
+	else \
+	    diff -u include/fdctx.h $(GENERATED_HEADER) || true; \
+	    echo "FAIL: include/fdctx.h is stale: run 'make header' and commit it" >&2; \
+	    exit 1; \
+	fi
+
+check-soname: $(STAGED_LIB)
+	@echo "== SONAME and library links"
+	@so=$$(readelf -d $(STAGED_LIB) | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p'); \
+	echo "SONAME: $$so"; \
+	test "$$so" = "$(SONAME)" || { echo "FAIL: SONAME is '$$so', want $(SONAME)" >&2; exit 1; }
+	@test "$$(readlink $(STAGE)/lib/$(SONAME))" = libfdctx.so.$(VERSION) \
+	    || { echo "FAIL: $(SONAME) does not point at libfdctx.so.$(VERSION)" >&2; exit 1; }
+	@test "$$(readlink $(STAGE)/lib/libfdctx.so)" = $(SONAME) \
+	    || { echo "FAIL: libfdctx.so does not point at $(SONAME)" >&2; exit 1; }
+	@echo "lib/libfdctx.so -> $(SONAME) -> libfdctx.so.$(VERSION)"
+
+# Only fdctx_* is exported, and exactly the functions the header declares.
+check-symbols: $(STAGED_LIB) $(STAGED_HEADER)
+	@echo "== exported symbols (nm -D --defined-only)"
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	nm -D --defined-only $(STAGED_LIB) | awk '{print $$NF}' | sed 's/@.*//' | sort -u > $$tmp/exported; \
+	grep -oE '\bfdctx_[a-z0-9_]+\(' $(STAGED_HEADER) | tr -d '(' | sort -u > $$tmp/declared; \
+	echo "$$(wc -l < $$tmp/exported) symbols exported, $$(wc -l < $$tmp/declared) functions declared"; \
+	if grep -v '^fdctx_' $$tmp/exported > $$tmp/foreign; then \
+	    echo "FAIL: exported outside the fdctx_ namespace:" >&2; cat $$tmp/foreign >&2; exit 1; fi; \
+	if ! diff $$tmp/declared $$tmp/exported > $$tmp/diff; then \
+	    echo "FAIL: header and library disagree (< only declared, > only exported):" >&2; \
+	    cat $$tmp/diff >&2; exit 1; fi; \
+	echo "only fdctx_* exported, all declared functions present"
+
+SMOKE := c-tests/smoke.c
+CHECK_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1
+
+# A C program built with pkg-config's flags alone, linked dynamically and,
+# through `pkg-config --static`, statically against libfdctx.a.
+check-pkgconfig: $(STAGED_LIB) $(STAGED_HEADER)
+	@echo "== pkg-config"
+	@set -e; out=$(BUILD)/pkgconfig; mkdir -p $$out; \
+	v=$$($(PKG_CONFIG) --modversion fdctx); echo "fdctx.pc version $$v"; \
+	test "$$v" = "$(VERSION)" || { echo "FAIL: version $$v, want $(VERSION)" >&2; exit 1; }; \
+	p=$$($(PKG_CONFIG) --variable=prefix fdctx); echo "prefix $$p"; \
+	test "$$p" = "$(STAGE)" || { echo "FAIL: prefix $$p, want $(STAGE)" >&2; exit 1; }; \
+	echo "dynamic: $(CC) smoke.c $$($(PKG_CONFIG) --cflags --libs fdctx)"; \
+	$(CC) $(CHECK_CFLAGS) -o $$out/smoke-dynamic $(SMOKE) \
+	    $$($(PKG_CONFIG) --cflags --libs fdctx) -Wl,-rpath,$(STAGE)/lib; \
+	readelf -d $$out/smoke-dynamic | grep -q 'NEEDED.*\[$(SONAME)\]' \
+	    || { echo "FAIL: smoke-dynamic does not need $(SONAME)" >&2; exit 1; }; \
+	$$out/smoke-dynamic; \
+	static_libs=$$($(PKG_CONFIG) --static --libs fdctx); \
+	echo "static: $(CC) smoke.c $$($(PKG_CONFIG) --cflags fdctx) $$static_libs (-lfdctx as -l:libfdctx.a)"; \
+	$(CC) $(CHECK_CFLAGS) -o $$out/smoke-static $(SMOKE) \
+	    $$($(PKG_CONFIG) --cflags fdctx) $${static_libs/-lfdctx/-l:libfdctx.a}; \
+	if readelf -d $$out/smoke-static | grep -q 'NEEDED.*libfdctx'; then \
+	    echo "FAIL: smoke-static still needs libfdctx.so" >&2; exit 1; fi; \
+	nm $$out/smoke-static | grep -q ' T fdctx_conn_recv$$' \
+	    || { echo "FAIL: smoke-static does not contain the library" >&2; exit 1; }; \
+	$$out/smoke-static
+
+# The header compiles as C++ and links without name mangling.
+check-cxx: $(STAGED_LIB) $(STAGED_HEADER)
+	@echo "== C++ use of the header"
+	@set -e; out=$(BUILD)/pkgconfig; mkdir -p $$out; \
+	$(CXX) -std=c++11 -Wall -Wextra -Werror -pedantic -o $$out/cxx-header c-tests/cxx_header.cc \
+	    $$($(PKG_CONFIG) --cflags --libs fdctx) -Wl,-rpath,$(STAGE)/lib; \
+	$$out/cxx-header; \
+	echo '#include <fdctx.h>' | $(CC) -std=c99 -pedantic -Wall -Wextra -Werror \
+	    $$($(PKG_CONFIG) --cflags fdctx) -x c -fsyntax-only - && echo "header is clean C99"
+
+# ---- C tests ---------------------------------------------------------------
+
+C_TESTS := $(sort $(basename $(notdir $(wildcard c-tests/test_*.c))))
+C_TEST_DIR := $(BUILD)/c-tests
+C_TEST_BINS := $(addprefix $(C_TEST_DIR)/,$(C_TESTS))
+C_TEST_ASAN_BINS := $(addprefix $(C_TEST_DIR)/asan/,$(C_TESTS))
+C_TEST_CFLAGS := $(CHECK_CFLAGS) -pthread
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+# Compiled against the staged install, through pkg-config, never the source tree.
+$(C_TEST_DIR)/%: c-tests/%.c c-tests/harness.h $(STAGED_LIB) $(STAGED_HEADER)
+	@mkdir -p $(@D)
+	$(CC) $(C_TEST_CFLAGS) $(CFLAGS) $(FDCTX_CFLAGS) -o $@ $< $(FDCTX_LIBS) $(LDFLAGS)
+
+$(C_TEST_DIR)/asan/%: c-tests/%.c c-tests/harness.h $(STAGED_LIB) $(STAGED_HEADER)
+	@mkdir -p $(@D)
+	$(CC) $(C_TEST_CFLAGS) $(ASAN_FLAGS) $(CFLAGS) $(FDCTX_CFLAGS) -o $@ $< $(FDCTX_LIBS) $(LDFLAGS)
+
+c-tests: $(C_TEST_BINS) $(C_TEST_ASAN_BINS)
+
+check-c: $(C_TEST_BINS)
+	@echo "== C tests"
+	@scripts/run-c-tests plain $(C_TEST_BINS)
+
+# The FILE DESCRIPTORS report must list no fd beyond 0, 1 and 2.
+check-c-valgrind: $(C_TEST_BINS)
+	@echo "== C tests under valgrind --track-fds=yes --error-exitcode=1"
+	@VALGRIND="$(VALGRIND)" scripts/run-c-tests valgrind $(C_TEST_BINS)
+
+check-c-asan: $(C_TEST_ASAN_BINS)
+	@echo "== C tests built with -fsanitize=address,undefined"
+	@scripts/run-c-tests asan $(C_TEST_ASAN_BINS)
+
+check-extra:
+	@$(if $(strip $(EXTRA_CHECKS)),echo "== extra checks: $(strip $(EXTRA_CHECKS))",:)
+	@+$(if $(strip $(EXTRA_CHECKS)),$(MAKE) --no-print-directory $(EXTRA_CHECKS),:)
+
+# ---- housekeeping ----------------------------------------------------------
+
+deps:
+	scripts/install-deps
+
+clean:
+	rm -rf $(BUILD)
+	$(CARGO) clean
+
+include examples/examples.mk
+-include bench/bench.mk

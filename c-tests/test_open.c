@@ -1,0 +1,444 @@
+/*
+ * fdctx_open: /dev/fd/N against the context with open(2)'s checks, ordinary
+ * paths, paths that would reach the process's own descriptors, and the
+ * thread-local current context.
+ */
+#include "harness.h"
+
+#include <limits.h>
+#include <pthread.h>
+
+static char tmpdir[512];
+
+static void make_tmpdir(void)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(tmpdir, sizeof tmpdir, "%s/fdctx-c-test-XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(tmpdir)) {
+        printf("harness: mkdtemp: %s\n", strerror(errno));
+        exit(2);
+    }
+}
+
+static void tmp_path(char *out, size_t cap, const char *name)
+{
+    snprintf(out, cap, "%s/%s", tmpdir, name);
+}
+
+/* A regular file in the temp dir holding `text`; returns its path in out. */
+static void make_file(char *out, size_t cap, const char *name, const char *text)
+{
+    int fd;
+    tmp_path(out, cap, name);
+    fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
+        printf("harness: %s: %s\n", out, strerror(errno));
+        exit(2);
+    }
+    close(fd);
+}
+
+/* A context holding exactly `fd`. */
+static fdctx *ctx_with(int fd)
+{
+    fdctx *ctx = fdctx_new();
+    if (!ctx) {
+        close(fd);
+        return NULL;
+    }
+    if (fdctx_adopt(ctx, &fd, 1) < 0)
+        h_fail(__FILE__, __LINE__, "fdctx_adopt failed: %s", fdctx_last_error());
+    return ctx;
+}
+
+/* /dev/fd/N is duplicated: the caller's fd is a new close-on-exec fd to
+ * the same file, the original stays in the context until finish. */
+static void test_open_devfd_basic(void)
+{
+    int rd = h_pipe_with("hello");
+    fdctx *ctx = ctx_with(rd);
+    int fd;
+    CHECK(ctx != NULL);
+    if (!ctx)
+        return;
+    fd = fdctx_open(ctx, "/dev/fd/0", O_RDONLY, 0);
+    CHECK_OK(fd);
+    CHECK(fd != rd);
+    CHECK(h_cloexec(fd));
+    CHECK(h_same_file(fd, rd));
+    CHECK_EQ(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDONLY);
+    /* The original is still the context's. */
+    CHECK_EQ(fdctx_get(ctx, 0), rd);
+    CHECK_EQ(fdctx_finish(ctx), 0);
+    CHECK(!h_is_open(rd));
+    CHECK(h_is_open(fd));
+    CHECK(h_reads(fd, "hello"));
+    if (fd >= 0)
+        close(fd);
+}
+
+/* The requested access must be allowed by the fd's O_ACCMODE. */
+static void test_open_access_mode(void)
+{
+    int p[2];
+    char path[PATH_MAX];
+    int ro, rw, fd;
+    fdctx *ctx;
+    int fds[4];
+
+    CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+    make_file(path, sizeof path, "acc", "data");
+    ro = open(path, O_RDONLY | O_CLOEXEC);
+    rw = open(path, O_RDWR | O_CLOEXEC);
+    CHECK(ro >= 0 && rw >= 0);
+    fds[0] = p[0]; /* read end */
+    fds[1] = p[1]; /* write end */
+    fds[2] = ro;
+    fds[3] = rw;
+    ctx = fdctx_new();
+    CHECK(ctx != NULL);
+    if (!ctx)
+        return;
+    CHECK_OK(fdctx_adopt(ctx, fds, 4));
+
+    CHECK_ERR(fdctx_open(ctx, "/dev/fd/0", O_RDWR, 0), EACCES);
+    CHECK(fdctx_last_error() != NULL);
+    CHECK_ERR(fdctx_open(ctx, "/dev/fd/0", O_WRONLY, 0), EACCES);
+    CHECK_ERR(fdctx_open(ctx, "/dev/fd/1", O_RDONLY, 0), EACCES);
+    CHECK_ERR(fdctx_open(ctx, "/dev/fd/1", O_RDWR, 0), EACCES);
+    CHECK_ERR(fdctx_open(ctx, "/dev/fd/2", O_RDWR, 0), EACCES);
+    CHECK_ERR(fdctx_open(ctx, "/dev/fd/2", O_WRONLY, 0), EACCES);
+
+    fd = fdctx_open(ctx, "/dev/fd/1", O_WRONLY, 0);
+    CHECK_OK(fd);
+    if (fd >= 0) {
+        CHECK_EQ(fcntl(fd, F_GETFL) & O_ACCMODE, O_WRONLY);
+        close(fd);
+    }
+    fd = fdctx_open(ctx, "/dev/fd/2", O_RDONLY, 0);
+    CHECK_OK(fd);
+    if (fd >= 0)
+        close(fd);
+    /* An O_RDWR fd serves any access mode. */
+    fd = fdctx_open(ctx, "/dev/fd/3", O_RDONLY, 0);
+    CHECK_OK(fd);
+    if (fd >= 0)
+        close(fd);
+    fd = fdctx_open(ctx, "/dev/fd/3", O_WRONLY, 0);
+    CHECK_OK(fd);
+    if (fd >= 0)
+        close(fd);
+    fd = fdctx_open(ctx, "/dev/fd/3", O_RDWR, 0);
+    CHECK_OK(fd);
+    if (fd >= 0) {
+        CHECK_EQ(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDWR);
+        close(fd);
+    }
+    CHECK_EQ(fdctx_finish(ctx), 0);
+    CHECK(!h_is_open(p[0]) && !h_is_open(p[1]) && !h_is_open(ro) && !h_is_open(rw));
+}
+
+/* An O_PATH fd cannot be used for reading or writing. */
+static void test_open_opath_refused(void)
+{
+    char path[PATH_MAX];
+    int op;
+    fdctx *ctx;
+    make_file(path, sizeof path, "opath", "x");
+    op = open(path, O_PATH | O_CLOEXEC);
+    CHECK(op >= 0);
+    ctx = ctx_with(op);
+    CHECK(ctx != NULL);
+    if (!ctx)
+        return;
+    CHECK_NEG(fdctx_open(ctx, "/dev/fd/0", O_RDONLY, 0));
+    CHECK_NEG(fdctx_open(ctx, "/dev/fd/0", O_WRONLY, 0));
+    CHECK_NEG(fdctx_open(ctx, "/dev/fd/0", O_RDWR, 0));
+    fdctx_finish(ctx);
+    CHECK(!h_is_open(op));
+}
+
+/* O_DIRECTORY on a non-directory is -ENOTDIR; on a directory it works. */
+static void test_open_directory(void)
+{
+    int fds[2], fd;
+    fdctx *ctx = fdctx_new();
+    CHECK(ctx != NULL);
+    if (!ctx)
+        return;
+    fds[0] = h_pipe_with("");
+    fds[1] = open(tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    CHECK(fds[1] >= 0);
+    CHECK_OK(fdctx_adopt(ctx, fds, 2));
+    CHECK_ERR(fdctx_open(ctx, "/dev/fd/0", O_RDONLY | O_DIRECTORY, 0), ENOTDIR);
+    fd = fdctx_open(ctx, "/dev/fd/1", O_RDONLY | O_DIRECTORY, 0);
+    CHECK_OK(fd);
+    if (fd >= 0) {
+        struct stat st;
+        CHECK(fstat(fd, &st) == 0 && S_ISDIR(st.st_mode));
+        close(fd);
+    }
+    fdctx_finish(ctx);
+}
+
+/* O_NONBLOCK follows the flags: set when asked, cleared when not, even
+ * though the file description is shared with the sender's copy. */
+static void test_open_nonblock(void)
+{
+    int p[2], fd, mine;
+    fdctx *ctx;
+    CHECK_EQ(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    mine = dup(p[0]); /* the "sender's" copy, same description */
+    ctx = ctx_with(p[0]);
+    CHECK(ctx != NULL);
+    if (!ctx) {
+        close(p[1]);
+        close(mine);
+        return;
+    }
+    fd = fdctx_open(ctx, "/dev/fd/0", O_RDONLY, 0);
+    CHECK_OK(fd);
+    if (fd >= 0) {
+        CHECK(!(fcntl(fd, F_GETFL) & O_NONBLOCK));
+        close(fd);
+    }
+    fd = fdctx_open(ctx, "/dev/fd/0", O_RDONLY | O_NONBLOCK, 0);
+    CHECK_OK(fd);
+    if (fd >= 0) {
+        char c;
+        CHECK(fcntl(fd, F_GETFL) & O_NONBLOCK);
+        /* Really non-blocking: an empty pipe with a writer gives EAGAIN. */
+        CHECK(read(fd, &c, 1) == -1 && errno == EAGAIN);
+        close(fd);
+    }
+    fd = fdctx_open(ctx, "/dev/fd/0", O_RDONLY, 0);
+    CHECK_OK(fd);
+    if (fd >= 0) {
+        CHECK(!(fcntl(fd, F_GETFL) & O_NONBLOCK));
+        close(fd);
+    }
+    fdctx_finish(ctx);
+    close(p[1]);
+    close(mine);
+}
+
+/* Ordinary paths open normally, close-on-exec, O_CREAT honours mode. */
+static void test_open_ordinary_path(void)
+{
+    char path[PATH_MAX], created[PATH_MAX];
+    int fd;
+    fdctx *ctx = fdctx_new();
+    CHECK(ctx != NULL);
+    if (!ctx)
+        return;
+    make_file(path, sizeof path, "plain", "plain text");
+    fd = fdctx_open(ctx, path, O_RDONLY, 0);
+    CHECK_OK(fd);
+    if (fd >= 0) {
+        CHECK(h_cloexec(fd));
+        CHECK(h_reads(fd, "plain text"));
+        close(fd);
+    }
+    tmp_path(created, sizeof created, "created");
+    {
+        mode_t old = umask(022);
+        fd = fdctx_open(ctx, created, O_WRONLY | O_CREAT | O_EXCL, 0640);
+        umask(old);
+    }
+    CHECK_OK(fd);
+    if (fd >= 0) {
+        struct stat st;
+        CHECK(h_cloexec(fd));
+        CHECK(fstat(fd, &st) == 0 && (st.st_mode & 0777) == 0640);
+        close(fd);
+    }
+    /* Errors are open(2)'s. */
+    tmp_path(created, sizeof created, "does-not-exist");
+    CHECK_ERR(fdctx_open(ctx, created, O_RDONLY, 0), ENOENT);
+    CHECK_EQ(fdctx_finish(ctx), 0);
+}
+
+/* Paths that would reach the process's own descriptor table are refused. */
+static void test_open_refused_paths(void)
+{
+    char buf[128], lnk[PATH_MAX];
+    int fd = h_pipe_with("p");
+    int got_errno_eperm = 0;
+    size_t i;
+    fdctx *ctx = ctx_with(fd);
+    static const char *const lexical[] = {
+        "/proc/self/fd/0", "/proc/self/fd/1", "/proc/self/fd/", "/proc/thread-self/fd/0",
+        "/dev/stdin", "/dev/stdout", "/dev/stderr", "/dev//fd/0", "/dev/./fd/0",
+        "//dev/fd/0", "/dev/fd/./0", "/dev/../dev/fd/0", "/proc/self/./fd/0",
+        "/proc//self/fd/0", "/proc/self/../self/fd/0",
+    };
+    CHECK(ctx != NULL);
+    if (!ctx)
+        return;
+    for (i = 0; i < sizeof lexical / sizeof lexical[0]; i++) {
+        int r = fdctx_open(ctx, lexical[i], O_RDONLY, 0);
+        if (r >= 0) {
+            h_fail(__FILE__, __LINE__, "fdctx_open(\"%s\") = %d; must be refused", lexical[i], r);
+            close(r);
+        } else if (r == -EPERM) {
+            got_errno_eperm++;
+        }
+    }
+    snprintf(buf, sizeof buf, "/proc/%d/fd/0", (int)getpid());
+    {
+        int r = fdctx_open(ctx, buf, O_RDONLY, 0);
+        if (r >= 0) {
+            h_fail(__FILE__, __LINE__, "fdctx_open(\"%s\") = %d; must be refused", buf, r);
+            close(r);
+        }
+    }
+    /* The plain forms must give the documented -EPERM. */
+    CHECK_ERR(fdctx_open(ctx, "/proc/self/fd/0", O_RDONLY, 0), EPERM);
+    CHECK_ERR(fdctx_open(ctx, "/dev/stdin", O_RDONLY, 0), EPERM);
+    CHECK_ERR(fdctx_open(ctx, buf, O_RDONLY, 0), EPERM);
+    CHECK(fdctx_last_error() != NULL);
+    /* A malformed /dev/fd/ form is malformed, not "not an fd path". */
+    CHECK_ERR(fdctx_open(ctx, "/dev/fd/00", O_RDONLY, 0), EINVAL);
+    CHECK_ERR(fdctx_open(ctx, "/dev/fd/0/", O_RDONLY, 0), EINVAL);
+    CHECK(got_errno_eperm > 0);
+
+    /* Symlinks into /proc/<pid>/fd: refused by openat2(RESOLVE_NO_MAGICLINKS). */
+    {
+        static const char *const targets[] = {"/proc/self/fd/0", "/dev/stdin", "/dev/fd/0"};
+        int have_openat2 = h_openat2_available();
+        char target2[64];
+        int j;
+        snprintf(target2, sizeof target2, "/proc/%d/fd/0", (int)getpid());
+        for (j = 0; j < 4; j++) {
+            const char *t = j < 3 ? targets[j] : target2;
+            int r;
+            snprintf(lnk, sizeof lnk, "%s/link%d", tmpdir, j);
+            CHECK_EQ(symlink(t, lnk), 0);
+            r = fdctx_open(ctx, lnk, O_RDONLY, 0);
+            if (r >= 0) {
+                close(r);
+                if (have_openat2)
+                    h_fail(__FILE__, __LINE__, "symlink -> %s opened (%d); must be refused", t, r);
+                else
+                    printf("    symlink -> %s opened: openat2(2) is not available here\n", t);
+                if (!have_openat2)
+                    h_skip("openat2(2) is not available here, magic links are not refused");
+            }
+            unlink(lnk);
+        }
+        /* A relative path that resolves into /dev/fd from the cwd. */
+        {
+            char cwd[PATH_MAX];
+            CHECK(getcwd(cwd, sizeof cwd) != NULL);
+            CHECK_EQ(chdir("/"), 0);
+            {
+                int r = fdctx_open(ctx, "dev/fd/0", O_RDONLY, 0);
+                if (r >= 0) {
+                    close(r);
+                    if (have_openat2)
+                        h_fail(__FILE__, __LINE__, "\"dev/fd/0\" from / opened; must be refused");
+                    else
+                        h_skip("openat2(2) is not available here, magic links are not refused");
+                }
+            }
+            CHECK_EQ(chdir(cwd), 0);
+        }
+    }
+    /* None of the refusals used the context's fd. */
+    CHECK_EQ(fdctx_finish(ctx), 1);
+    CHECK(!h_is_open(fd));
+}
+
+/* Thread-local current context: enter/leave nest; fdctx_open(NULL, ...)
+ * resolves /dev/fd/N in the current one. */
+static void *thread_current(void *arg)
+{
+    *(fdctx **)arg = fdctx_current();
+    return NULL;
+}
+
+static void test_enter_leave_current(void)
+{
+    fdctx *a = ctx_with(h_pipe_with("from-a"));
+    fdctx *b = ctx_with(h_pipe_with("from-b"));
+    fdctx *prev_a, *prev_b, *seen = (fdctx *)&seen;
+    pthread_t th;
+    int fd;
+
+    CHECK(a != NULL && b != NULL);
+    if (!a || !b)
+        return;
+    CHECK(fdctx_current() == NULL);
+    /* No current context: /dev/fd/N has nothing to resolve against. */
+    CHECK_NEG(fdctx_open(NULL, "/dev/fd/0", O_RDONLY, 0));
+
+    prev_a = fdctx_enter(a);
+    CHECK(prev_a == NULL);
+    CHECK(fdctx_current() == a);
+    /* Another thread has its own (empty) current context. */
+    CHECK_EQ(pthread_create(&th, NULL, thread_current, &seen), 0);
+    pthread_join(th, NULL);
+    CHECK(seen == NULL);
+
+    prev_b = fdctx_enter(b);
+    CHECK(prev_b == a);
+    CHECK(fdctx_current() == b);
+    fd = fdctx_open(NULL, "/dev/fd/0", O_RDONLY, 0);
+    CHECK_OK(fd);
+    if (fd >= 0) {
+        CHECK(h_reads(fd, "from-b"));
+        close(fd);
+    }
+    fdctx_leave(prev_b);
+    CHECK(fdctx_current() == a);
+    fd = fdctx_open(NULL, "/dev/fd/0", O_RDONLY, 0);
+    CHECK_OK(fd);
+    if (fd >= 0) {
+        CHECK(h_reads(fd, "from-a"));
+        close(fd);
+    }
+    /* Ordinary paths work through the current context as well. */
+    fd = fdctx_open(NULL, tmpdir, O_RDONLY | O_DIRECTORY, 0);
+    CHECK_OK(fd);
+    if (fd >= 0) {
+        CHECK(h_cloexec(fd));
+        close(fd);
+    }
+    fdctx_leave(prev_a);
+    CHECK(fdctx_current() == NULL);
+    CHECK_NEG(fdctx_open(NULL, "/dev/fd/0", O_RDONLY, 0));
+    /* Leaving with nothing entered is harmless. */
+    fdctx_leave(NULL);
+    CHECK(fdctx_current() == NULL);
+    CHECK_EQ(fdctx_finish(a), 0);
+    CHECK_EQ(fdctx_finish(b), 0);
+}
+
+int main(void)
+{
+    int rc;
+    h_init();
+    make_tmpdir();
+    RUN(test_open_devfd_basic);
+    RUN(test_open_access_mode);
+    RUN(test_open_opath_refused);
+    RUN(test_open_directory);
+    RUN(test_open_nonblock);
+    RUN(test_open_ordinary_path);
+    RUN(test_open_refused_paths);
+    RUN(test_enter_leave_current);
+    rc = h_finish();
+    {
+        char p[PATH_MAX];
+        tmp_path(p, sizeof p, "acc");
+        unlink(p);
+        tmp_path(p, sizeof p, "opath");
+        unlink(p);
+        tmp_path(p, sizeof p, "plain");
+        unlink(p);
+        tmp_path(p, sizeof p, "created");
+        unlink(p);
+        rmdir(tmpdir);
+    }
+    return rc;
+}

@@ -15,7 +15,9 @@
  * and the figures are the receivers' own costs.
  *
  * --smoke runs every workload once with small counts and only checks that
- * every receiver receives every command and fd and leaks none. */
+ * every receiver receives every command and fd and leaks none.
+ * --only W1,W3 and --rx fdctx,B1 restrict the run (e.g. to profile one
+ * receiver: perf record -C <receiver CPU> -g -- fdbench --only W1 --rx fdctx DIR). */
 #define _GNU_SOURCE
 #include "bench.h"
 #include <fcntl.h>
@@ -23,6 +25,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <strings.h>
 #include <sys/un.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -57,14 +60,15 @@ struct receiver {
     const char *name;
     const char *bin;
     char path[PATH_MAX];
-    int present;
+    int present; /* built and selected */
+    int built;
 };
 
 static struct receiver receivers[] = {
-    { "fdctx", "recv-fdctx", "", 0 },
-    { "B1", "recv-b1", "", 0 },
-    { "B2", "recv-b2", "", 0 },
-    { "B3", "recv-b3", "", 0 },
+    { "fdctx", "recv-fdctx", "", 0, 0 },
+    { "B1", "recv-b1", "", 0, 0 },
+    { "B2", "recv-b2", "", 0, 0 },
+    { "B3", "recv-b3", "", 0, 0 },
 };
 #define NRX (sizeof receivers / sizeof receivers[0])
 enum { RX_FDCTX, RX_B1, RX_B2, RX_B3 };
@@ -611,6 +615,8 @@ static double idle(int ri, int which)
     return result_median(r, which, r->nruns);
 }
 
+static const char *skipped(size_t ri) { return receivers[ri].built ? "not run" : "skipped"; }
+
 /* Format with thousands separators (or "n/a"). */
 static const char *fmt_int(char *buf, size_t sz, double v)
 {
@@ -691,7 +697,7 @@ static void report(const char *summary_path)
     for (int wi = W1; wi <= W3; wi++)
         for (size_t ri = 0; ri < NRX; ri++) {
             if (!receivers[ri].present) {
-                printf("| %s | %s | skipped | | | | |\n", workloads[wi].id, receivers[ri].name);
+                printf("| %s | %s | %s | | | | |\n", workloads[wi].id, receivers[ri].name, skipped(ri));
                 continue;
             }
             double ns = ns_per_cmd(wi, (int)ri);
@@ -706,7 +712,7 @@ static void report(const char *summary_path)
     printf("|---|---:|---:|---:|---:|---:|\n");
     for (size_t ri = 0; ri < NRX; ri++) {
         if (!receivers[ri].present) {
-            printf("| %s | skipped | | | | |\n", receivers[ri].name);
+            printf("| %s | %s | | | | |\n", receivers[ri].name, skipped(ri));
             continue;
         }
         char f1[32], f2[32];
@@ -724,7 +730,7 @@ static void report(const char *summary_path)
     printf("|---|---:|---:|---:|\n");
     for (size_t ri = 0; ri < NRX; ri++) {
         if (!receivers[ri].present) {
-            printf("| %s | skipped | | |\n", receivers[ri].name);
+            printf("| %s | %s | | |\n", receivers[ri].name, skipped(ri));
             continue;
         }
         printf("| %s | %s | %s | %s |\n", receivers[ri].name, fmt_int(a, sizeof a, idle((int)ri, 2)),
@@ -816,18 +822,37 @@ static void report(const char *summary_path)
     printf("Summary written to %s\n", summary_path);
 }
 
+/* Is `name` one of the comma-separated `list`? (case-insensitive) */
+static int in_list(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        size_t l = strcspn(p, ",");
+        if (l == n && strncasecmp(p, name, n) == 0)
+            return 1;
+        p += l;
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    const char *summary = NULL, *dir = NULL;
+    const char *summary = NULL, *dir = NULL, *only = NULL, *only_rx = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--smoke") == 0)
             smoke = 1;
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+            only = argv[++i];
+        else if (strcmp(argv[i], "--rx") == 0 && i + 1 < argc)
+            only_rx = argv[++i];
         else if (strcmp(argv[i], "--summary") == 0 && i + 1 < argc)
             summary = argv[++i];
         else if (argv[i][0] != '-' && !dir)
             dir = argv[i];
         else {
-            fprintf(stderr, "usage: fdbench [--smoke] [--summary FILE] BENCH_DIR\n");
+            fprintf(stderr, "usage: fdbench [--smoke] [--only W1,..] [--rx fdctx,..] [--summary FILE] BENCH_DIR\n");
             return 2;
         }
     }
@@ -864,10 +889,12 @@ int main(int argc, char **argv)
     for (size_t ri = 0; ri < NRX; ri++) {
         struct receiver *r = &receivers[ri];
         snprintf(r->path, sizeof r->path, "%s/%s", dir, r->bin);
-        r->present = access(r->path, X_OK) == 0;
-        present += r->present;
+        r->present = r->built = access(r->path, X_OK) == 0;
         if (!r->present)
             printf("skipped %s: %s was not built\n", r->name, r->bin);
+        if (only_rx && !in_list(only_rx, r->name))
+            r->present = 0;
+        present += r->present;
     }
     if (!have_shim)
         printf("allocation counts skipped: fdbench-alloc.so was not built\n");
@@ -875,8 +902,12 @@ int main(int argc, char **argv)
         die("no receiver was built in %s", dir);
 
     int fails = 0;
-    for (int wi = 0; wi < (int)NWL; wi++)
+    for (int wi = 0; wi < (int)NWL; wi++) {
+        if (only && !in_list(only, workloads[wi].id) &&
+            !(strncmp(workloads[wi].id, "W4", 2) == 0 && in_list(only, "W4")))
+            continue;
         fails += run_workload(wi);
+    }
 
     if (smoke) {
         int passed = 0, failed = 0;

@@ -46,9 +46,9 @@ struct workload {
 #define BIG_WRITE 4096
 
 static struct workload workloads[] = {
-    { "W1", "100,000 commands of ~150 B, 1 fd each", WL_CMDS, 100000, 1, 0, 5, 9 },
-    { "W2", "100,000 commands of ~150 B, no fd", WL_CMDS, 100000, 0, 0, 5, 9 },
-    { "W3", "2,000 commands of ~150 B, 253 fds each", WL_CMDS, 2000, BENCH_SCM_MAX_FD, 0, 5, 9 },
+    { "W1", "100,000 commands of 153 B, 1 fd each", WL_CMDS, 100000, 1, 0, 5, 9 },
+    { "W2", "100,000 commands of 155 B, no fd", WL_CMDS, 100000, 0, 0, 5, 9 },
+    { "W3", "2,000 commands of 153 B, 253 fds each", WL_CMDS, 2000, BENCH_SCM_MAX_FD, 0, 5, 9 },
     { "W4a", "one 1 MiB command in 4 KiB writes", WL_BIG, 1, 0, 1 * W_1MIB, 9, 15 },
     { "W4b", "one 4 MiB command in 4 KiB writes", WL_BIG, 1, 0, 4 * W_1MIB, 9, 15 },
     { "W5", "1,000 idle connections after one command (1 fd)", WL_IDLE, 1000, 1, 0, 3, 3 },
@@ -62,13 +62,14 @@ struct receiver {
     char path[PATH_MAX];
     int present; /* built and selected */
     int built;
+    const char *needs;
 };
 
 static struct receiver receivers[] = {
-    { "fdctx", "recv-fdctx", "", 0, 0 },
-    { "B1", "recv-b1", "", 0, 0 },
-    { "B2", "recv-b2", "", 0, 0 },
-    { "B3", "recv-b3", "", 0, 0 },
+    { "fdctx", "recv-fdctx", "", 0, 0, "the staged library: make stage" },
+    { "B1", "recv-b1", "", 0, 0, "a C compiler" },
+    { "B2", "recv-b2", "", 0, 0, "jansson: apt-get install libjansson-dev" },
+    { "B3", "recv-b3", "", 0, 0, "GLib: apt-get install libglib2.0-dev" },
 };
 #define NRX (sizeof receivers / sizeof receivers[0])
 enum { RX_FDCTX, RX_B1, RX_B2, RX_B3 };
@@ -98,16 +99,19 @@ static int smoke;
 
 /* ---- commands ---------------------------------------------------------- */
 
-/* A QMP command of about 150 bytes naming its fd as /dev/fd/0. */
+/* A QMP command of 153 bytes naming its fd as /dev/fd/0. */
 static const char CMD_FD[] =
     "{\"execute\":\"blockdev-add\",\"arguments\":{\"driver\":\"file\",\"node-name\":"
-    "\"drive-virtio-disk0\",\"filename\":\"/dev/fd/0\",\"aio\":\"threads\","
+    "\"disk0\",\"filename\":\"/dev/fd/0\",\"aio\":\"threads\","
     "\"read-only\":false},\"id\":\"libvirt-421\"}\n";
-/* The same shape without an fd. */
+/* The same shape without an fd (155 bytes). */
 static const char CMD_NOFD[] =
     "{\"execute\":\"blockdev-add\",\"arguments\":{\"driver\":\"file\",\"node-name\":"
-    "\"drive-virtio-disk0\",\"filename\":\"/var/lib/img/d0.raw\",\"aio\":\"threads\","
+    "\"disk0\",\"filename\":\"/srv/d0.raw\",\"aio\":\"threads\","
     "\"read-only\":false},\"id\":\"libvirt-421\"}\n";
+
+_Static_assert(sizeof CMD_FD - 1 == 153, "W1 command size");
+_Static_assert(sizeof CMD_NOFD - 1 == 155, "W2 command size");
 
 /* A command of exactly `size` bytes (newline included) carrying one long
  * string argument, like a guest-file-write of base64 data. */
@@ -891,7 +895,7 @@ int main(int argc, char **argv)
         snprintf(r->path, sizeof r->path, "%s/%s", dir, r->bin);
         r->present = r->built = access(r->path, X_OK) == 0;
         if (!r->present)
-            printf("skipped %s: %s was not built\n", r->name, r->bin);
+            printf("skipped %s: %s was not built (needs %s)\n", r->name, r->bin, r->needs);
         if (only_rx && !in_list(only_rx, r->name))
             r->present = 0;
         present += r->present;

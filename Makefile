@@ -27,6 +27,7 @@ PKG_CONFIG ?= pkg-config
 INSTALL ?= install
 VALGRIND ?= valgrind
 CXX ?= c++
+LDCONFIG ?= ldconfig
 PREFIX ?= /usr/local
 DESTDIR ?=
 
@@ -103,6 +104,9 @@ install: build
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
 	    -e "s|@LIBS_PRIVATE@|$$libs|g" fdctx.pc.in > $(LIBDIR)/pkgconfig/fdctx.pc && \
 	echo "wrote $(LIBDIR)/pkgconfig/fdctx.pc (Libs.private: $$libs)"
+	@# A real install as root refreshes the loader cache; staged ones need not.
+	@if [ -z "$(DESTDIR)" ] && [ "$(PREFIX)" != "$(STAGE)" ] && [ "$$(id -u)" = 0 ] \
+	    && command -v $(LDCONFIG) >/dev/null 2>&1; then $(LDCONFIG) || true; fi
 
 stage:
 	@+$(MAKE) --no-print-directory install PREFIX=$(STAGE) DESTDIR=

@@ -480,6 +480,56 @@ static void test_many_fds_one_command(void)
     close_pair();
 }
 
+/* The same fd attached twice arrives as two fds of the command (the
+ * kernel installs one per entry); both work, finish closes both. And a
+ * message's context is finished only through the message. */
+static void test_same_fd_twice(void)
+{
+    static const char cmd[] = "{\"execute\":\"twice\"}\n";
+    int rd = h_pipe_with("same");
+    int both[2];
+    fdctx_conn *conn;
+    fdctx_msg *msg = NULL;
+    int r;
+
+    both[0] = rd;
+    both[1] = rd;
+    open_pair(SOCK_STREAM);
+    CHECK_OK(fdctx_send(sp[1], cmd, strlen(cmd), both, 2));
+    close(rd);
+    shutdown(sp[1], SHUT_WR);
+    conn = fdctx_conn_new(sp[0], FDCTX_FRAMING_JSON, NULL);
+    CHECK(conn != NULL);
+    if (!conn) {
+        close_pair();
+        return;
+    }
+    r = fdctx_conn_recv(conn, &msg);
+    CHECK_EQ(r, 1);
+    if (r == 1) {
+        fdctx *ctx = fdctx_msg_fds(msg);
+        int a, b;
+        CHECK_EQ(fdctx_msg_status(msg), 0);
+        CHECK_EQ(fdctx_count(ctx), 2);
+        a = fdctx_get(ctx, 0);
+        b = fdctx_get(ctx, 1);
+        CHECK(a >= 0 && b >= 0 && a != b);
+        CHECK(h_same_file(a, b));
+        CHECK(h_cloexec(a) && h_cloexec(b));
+        /* Not the way to end a message's context. */
+        CHECK_ERR(fdctx_finish(ctx), EINVAL);
+        CHECK(h_is_open(a) && h_is_open(b));
+        /* Entered, then the message finished: no dangling current context. */
+        CHECK(fdctx_enter(ctx) == NULL);
+        CHECK_EQ(fdctx_msg_finish(msg), 0);
+        CHECK(fdctx_current() == NULL);
+        fdctx_leave(NULL);
+    }
+    CHECK_EQ(fdctx_conn_recv(conn, &msg), 0);
+    fdctx_conn_free(conn);
+    close_pair();
+}
+
 /* -EAGAIN on a non-blocking socket keeps what was received so far. */
 static void test_nonblocking_partial(void)
 {
@@ -830,6 +880,7 @@ int main(void)
     RUN(test_line_framing);
     RUN(test_packet_framing);
     RUN(test_many_fds_one_command);
+    RUN(test_same_fd_twice);
     RUN(test_nonblocking_partial);
     RUN(test_conn_free_closes_waiting_fds);
     RUN(test_eof_mid_command);

@@ -180,6 +180,45 @@ static void test_adopt_failure_still_owns(void)
         close(fds[0]);
 }
 
+/* The same fd twice is refused: owning it twice would close it twice. */
+static void test_adopt_duplicate_refused(void)
+{
+    int a = h_pipe_with("a");
+    int twice[2];
+    fdctx *ctx = fdctx_new();
+    CHECK(ctx != NULL);
+    if (!ctx) {
+        close(a);
+        return;
+    }
+    twice[0] = a;
+    twice[1] = a;
+    CHECK_ERR(fdctx_adopt(ctx, twice, 2), EINVAL);
+    CHECK_EQ(fdctx_count(ctx), 1);
+    CHECK_EQ(fdctx_get(ctx, 0), a);
+    CHECK_ERR(fdctx_adopt(ctx, &a, 1), EINVAL);
+    CHECK_EQ(fdctx_count(ctx), 1);
+    CHECK(h_is_open(a));
+    CHECK_EQ(fdctx_finish(ctx), 0);
+    CHECK(!h_is_open(a));
+}
+
+/* Finishing the current context makes the current context NULL. */
+static void test_finish_current(void)
+{
+    fdctx *ctx = fdctx_new();
+    fdctx *prev;
+    CHECK(ctx != NULL);
+    if (!ctx)
+        return;
+    prev = fdctx_enter(ctx);
+    CHECK(prev == NULL);
+    CHECK(fdctx_current() == ctx);
+    CHECK_EQ(fdctx_finish(ctx), 0);
+    CHECK(fdctx_current() == NULL);
+    fdctx_leave(prev);
+}
+
 /* Many fds in one context (more than one SCM_RIGHTS message could carry). */
 static void test_many(void)
 {
@@ -336,6 +375,8 @@ int main(void)
     RUN(test_index_out_of_range);
     RUN(test_finish_counts_unused);
     RUN(test_adopt_failure_still_owns);
+    RUN(test_adopt_duplicate_refused);
+    RUN(test_finish_current);
     RUN(test_many);
     RUN(test_index_grammar);
     RUN(test_null_arguments);

@@ -284,14 +284,23 @@ static void test_open_refused_paths(void)
             got_errno_eperm++;
         }
     }
-    snprintf(buf, sizeof buf, "/proc/%d/fd/0", (int)getpid());
     {
-        int r = fdctx_open(ctx, buf, O_RDONLY, 0);
-        if (r >= 0) {
-            h_fail(__FILE__, __LINE__, "fdctx_open(\"%s\") = %d; must be refused", buf, r);
-            close(r);
+        /* Spellings with this process's ids in them. */
+        char own[3][96];
+        int k;
+        snprintf(own[0], sizeof own[0], "/proc/self/task/%ld/fd/0", (long)syscall(SYS_gettid));
+        snprintf(own[1], sizeof own[1], "/proc/%d/task/%ld/fd/0", (int)getpid(),
+                 (long)syscall(SYS_gettid));
+        snprintf(own[2], sizeof own[2], "/proc/%d/fd/0", (int)getpid());
+        for (k = 0; k < 3; k++) {
+            int r = fdctx_open(ctx, own[k], O_RDONLY, 0);
+            if (r >= 0) {
+                h_fail(__FILE__, __LINE__, "fdctx_open(\"%s\") = %d; must be refused", own[k], r);
+                close(r);
+            }
         }
     }
+    snprintf(buf, sizeof buf, "/proc/%d/fd/0", (int)getpid());
     /* The plain forms must give the documented -EPERM. */
     CHECK_ERR(fdctx_open(ctx, "/proc/self/fd/0", O_RDONLY, 0), EPERM);
     CHECK_ERR(fdctx_open(ctx, "/dev/stdin", O_RDONLY, 0), EPERM);

@@ -65,9 +65,7 @@ fn parse_index(digits: &str) -> Option<usize> {
 /// True when a lexically normalised `path` lands in `/dev/fd`, `/dev/std*`
 /// or a `/proc/<task>/fd` directory.
 fn reaches_own_fds(path: &str) -> bool {
-    let parts = normalise(path);
-    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-    match parts.as_slice() {
+    match normalise(path).as_slice() {
         // Any spelling of /dev/fd that was not the exact `/dev/fd/N` form.
         ["dev", "fd", ..] => true,
         ["dev", "stdin" | "stdout" | "stderr", ..] => true,
@@ -81,8 +79,8 @@ fn reaches_own_fds(path: &str) -> bool {
 /// Splits an absolute path into components with `.` and empty components
 /// removed and `..` applied lexically. Relative paths give no components
 /// (the kernel-side `RESOLVE_NO_MAGICLINKS` check covers them).
-fn normalise(path: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+fn normalise(path: &str) -> Vec<&str> {
+    let mut out = Vec::new();
     if !path.starts_with('/') {
         return out;
     }
@@ -92,7 +90,7 @@ fn normalise(path: &str) -> Vec<String> {
             ".." => {
                 out.pop();
             }
-            p => out.push(p.to_owned()),
+            p => out.push(p),
         }
     }
     out

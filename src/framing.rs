@@ -109,12 +109,12 @@ impl Scanner {
                 self.depth = 0;
                 self.in_string = false;
                 self.escape = false;
-                let mut step = self.step_frame(&chunk[start..]);
+                let mut step = self.step_frame(&chunk[start..], true);
                 step.consumed += start;
                 step.frame = step.frame.start + start..step.frame.end + start;
                 step
             }
-            Mode::Frame => self.step_frame(chunk),
+            Mode::Frame => self.step_frame(chunk, false),
         }
     }
 
@@ -130,9 +130,9 @@ impl Scanner {
         Step { consumed, frame: 0..0, discard_nonws, ..Step::default() }
     }
 
-    /// Scans frame bytes; the frame's first byte, if this is its start, is
-    /// `chunk[0]` and is not whitespace.
-    fn step_frame(&mut self, chunk: &[u8]) -> Step {
+    /// Scans frame bytes; when `starting`, `chunk[0]` is the frame's first
+    /// byte and is not whitespace.
+    fn step_frame(&mut self, chunk: &[u8], starting: bool) -> Step {
         let (used, end) = if self.json { self.scan_json(chunk) } else { self.scan_line(chunk) };
         // Line framing keeps the newline out of the frame.
         let frame_end = if !self.json && end.is_some() && used > 0 && chunk[used - 1] == b'\n' {
@@ -140,7 +140,7 @@ impl Scanner {
         } else {
             used
         };
-        let frame_nonws = chunk[..used].iter().any(|&b| !is_ws(b));
+        let frame_nonws = starting || chunk[..used].iter().any(|&b| !is_ws(b));
         let mut end = end;
         if end.is_none() {
             self.len += used;
@@ -197,6 +197,14 @@ impl Scanner {
                 }
                 continue;
             }
+            // Jump to the next byte that matters outside strings.
+            match chunk[i..].iter().position(|&b| matches!(b, b'"' | b'{' | b'}' | b'[' | b']')) {
+                Some(p) => i += p,
+                None => {
+                    i = chunk.len();
+                    break;
+                }
+            }
             match chunk[i] {
                 b'"' => self.in_string = true,
                 b'{' | b'[' => {
@@ -237,9 +245,10 @@ impl Scanner {
 /// and nothing after it. Returns the highest `N` among string values of the
 /// form `/dev/fd/N`, so the caller can check the command brought that many.
 pub fn validate_json(frame: &[u8]) -> Result<Option<usize>, Error> {
-    std::str::from_utf8(frame).map_err(|_| Error::InvalidUtf8)?;
+    let text = std::str::from_utf8(frame).map_err(|_| Error::InvalidUtf8)?;
     let mut refs = FdRefs::default();
-    let mut de = serde_json::Deserializer::from_slice(frame);
+    // From a `str`, serde_json does not check UTF-8 a second time.
+    let mut de = serde_json::Deserializer::from_str(text);
     (&mut refs).deserialize(&mut de).map_err(|e| Error::MalformedJson(e.to_string()))?;
     de.end().map_err(|e| Error::MalformedJson(e.to_string()))?;
     Ok(refs.max)
@@ -254,6 +263,9 @@ struct FdRefs {
 
 impl FdRefs {
     fn note(&mut self, s: &str) {
+        if !s.starts_with(fdpath::FD_PATH_PREFIX) {
+            return;
+        }
         if let Ok(PathKind::FdIndex(n)) = fdpath::classify(s) {
             self.max = Some(self.max.map_or(n, |m| m.max(n)));
         }

@@ -6,12 +6,14 @@
 #   examples/demo.sh            (normally run as: make demo)
 #
 # Environment: MINIVMM (default build/minivmm), FDCTX_SEND (default
-# build/stage/bin/fdctx-send, else target/release/fdctx-send).
+# build/stage/bin/fdctx-send, else target/release/fdctx-send), QEMU_IMG
+# (default qemu-img; when it is not found the demo uses raw images only).
 set -u
 
 die() { echo "demo: $*" >&2; exit 2; }
 
 MINIVMM=${MINIVMM:-build/minivmm}
+QEMU_IMG=${QEMU_IMG:-qemu-img}
 if [ -z "${FDCTX_SEND:-}" ]; then
     FDCTX_SEND=build/stage/bin/fdctx-send
     [ -x "$FDCTX_SEND" ] || FDCTX_SEND=target/release/fdctx-send
@@ -21,6 +23,14 @@ fi
 command -v python3 >/dev/null || die "python3 is needed for the dying-client step"
 MINIVMM=$(cd "$(dirname "$MINIVMM")" && pwd)/$(basename "$MINIVMM")
 FDCTX_SEND=$(cd "$(dirname "$FDCTX_SEND")" && pwd)/$(basename "$FDCTX_SEND")
+
+# The monitor should start with nothing but stdio and its socket: do not
+# hand it whatever descriptors the calling environment left open.
+SELF=$(readlink -f "$0")
+for fd in /proc/$$/fd/*; do
+    fd=${fd##*/}
+    [ "$fd" -gt 2 ] && [ "$(readlink "/proc/$$/fd/$fd")" != "$SELF" ] && eval "exec $fd>&-" 2>/dev/null
+done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fdctx-demo.XXXXXX") || die "mktemp failed"
 VMM_PID=
@@ -88,6 +98,7 @@ send() {
 # fd -> target lines for the monitor, paths shown relative to the demo dir.
 fd_table() {
     local f
+    [ -n "$VMM_PID" ] || return 0
     for f in /proc/"$VMM_PID"/fd/*; do
         printf '%s -> %s\n' "${f##*/}" "$(readlink "$f" 2>/dev/null)"
     done | sort -n | sed "s|$WORK/||"
@@ -122,16 +133,16 @@ echo "fdctx demo: per-command fd contexts on a QMP monitor"
 echo "working directory: $WORK"
 
 step "Disk images"
-if command -v qemu-img >/dev/null; then
+if command -v "$QEMU_IMG" >/dev/null; then
     DISK=disk.qcow2
     DISK_FORMAT=qcow2
     DISK_SIZE=1073741824
     echo '$ qemu-img create -f qcow2 disk.qcow2 1G'
-    qemu-img create -f qcow2 disk.qcow2 1G | sed 's/^/   /' || die "qemu-img failed"
+    "$QEMU_IMG" create -f qcow2 disk.qcow2 1G | sed 's/^/   /' || die "qemu-img failed"
     echo '$ qemu-img create -f raw seed.raw 16M'
-    qemu-img create -f raw seed.raw 16M | sed 's/^/   /' || die "qemu-img failed"
+    "$QEMU_IMG" create -f raw seed.raw 16M | sed 's/^/   /' || die "qemu-img failed"
 else
-    note "qemu-img is not installed: using raw images only"
+    note "$QEMU_IMG is not installed: using raw images only (apt-get install qemu-utils adds qcow2)"
     DISK=disk.img
     DISK_FORMAT=raw
     DISK_SIZE=67108864
@@ -141,7 +152,11 @@ fi
 echo '$ truncate -s 1M spare.raw'
 truncate -s 1M spare.raw || die "truncate failed"
 ls -l "$DISK" seed.raw spare.raw | sed 's/^/   /'
-check "$DISK is a $DISK_FORMAT image" true
+if [ "$DISK_FORMAT" = qcow2 ]; then
+    check "$DISK starts with the qcow2 magic" eval '[ "$(head -c 3 "$DISK")" = QFI ]'
+else
+    check "$DISK is $DISK_SIZE bytes" count_is "$(stat -c %s "$DISK")" "$DISK_SIZE"
+fi
 
 # ---------------------------------------------------------------- monitor
 
@@ -163,7 +178,7 @@ check "the monitor starts with $BASE fds (stdio and the listening socket)" count
 
 # ---------------------------------------------------------------- 1
 
-step "Add a qcow2 read-write through /dev/fd/0, passing a second fd it never uses"
+step "Add the $DISK_FORMAT image read-write through /dev/fd/0, passing a second fd it never uses"
 note "--fd $DISK:rw becomes /dev/fd/0 of this command, --fd spare.raw becomes /dev/fd/1"
 send --qmp --fd "$DISK:rw" --fd spare.raw vmm.sock \
     '{"execute": "blockdev-add", "arguments": {"node-name": "disk0", "driver": "file", "filename": "/dev/fd/0", "read-only": false}, "id": "add-1"}'

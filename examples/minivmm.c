@@ -487,7 +487,7 @@ static int write_all(int fd, const char *p, size_t n)
 static void log_name(char *dst, size_t size, const char *cmd)
 {
     if (!cmd) {
-        snprintf(dst, size, "(no command)");
+        snprintf(dst, size, "(no command name)");
         return;
     }
     size_t i = 0;
@@ -527,8 +527,7 @@ static bool serve(int client)
         int status = fdctx_msg_status(msg);
         if (status < 0) {
             const char *why = fdctx_msg_error(msg);
-            fprintf(stderr, "minivmm: <- rejected message, %zu fd%s: %s\n", nfds, nfds == 1 ? "" : "s",
-                    why ? why : strerror(-status));
+            fprintf(stderr, "minivmm: <- %s, rejected: %s\n", name, why ? why : strerror(-status));
             reply_error(&rq, "%s", why ? why : strerror(-status));
         } else {
             fprintf(stderr, "minivmm: <- %s, %zu fd%s\n", name, nfds, nfds == 1 ? "" : "s");

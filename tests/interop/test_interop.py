@@ -71,7 +71,8 @@ class Monitor:
         self.pid = self.proc.pid
 
     def log_text(self):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         with open(self.log.name, "rb") as f:
             return f.read().decode(errors="replace")
 
@@ -264,12 +265,23 @@ class Suite:
             print("SKIP %s: %s" % (name, e))
         except Exception as e:  # noqa: BLE001 - report every failure and go on
             self.failed += 1
-            print("FAIL %s: %s" % (name, e))
+            frame = traceback.extract_tb(e.__traceback__)[-1]
+            print("FAIL %s: %s (line %d: %s)" % (name, str(e) or type(e).__name__, frame.lineno, frame.line))
             if self.args.verbose:
                 traceback.print_exc()
+            self.reset()
         else:
             self.passed += 1
             print("ok   %s" % name)
+
+    def reset(self):
+        """After a failure: delete the nodes it left, so the next test starts clean."""
+        try:
+            with Client(self.mon.path) as c:
+                for node in c.cmd(QUERY).get("return", []):
+                    c.cmd(blockdev_del(node["node-name"]))
+        except Exception as e:  # noqa: BLE001
+            print("     (could not clean up after the failure: %s)" % e)
 
     def close(self):
         self.mon.stop()
@@ -548,18 +560,18 @@ def t_nonblock_cleared(s):
 
 def t_client_dies_mid_command(s):
     base = s.mon.count()
-    c = Client(s.mon.path)
-    fd = s.open("c.raw")
-    try:
-        c.send(b'{"execute": "blockdev-add", "arguments": {"node-name": "half", "filename": "/dev/fd/0"', [fd])
-    finally:
-        os.close(fd)
-    # the fd belongs to the unfinished command, held by the monitor...
-    s.mon.wait_for(lambda: s.mon.holds(s.img("c.raw")) == 1, "the half command's fd to arrive")
-    c.close()
+    h0 = s.mon.holds(s.img("c.raw"))
+    with Client(s.mon.path) as c:
+        fd = s.open("c.raw")
+        try:
+            c.send(b'{"execute": "blockdev-add", "arguments": {"node-name": "half", "filename": "/dev/fd/0"', [fd])
+        finally:
+            os.close(fd)
+        # the fd belongs to the unfinished command, held by the monitor...
+        s.mon.wait_for(lambda: s.mon.holds(s.img("c.raw")) == h0 + 1, "the half command's fd to arrive")
     # ...and closed when the client goes
     s.mon.wait_idle()
-    s.mon.wait_for(lambda: s.mon.holds(s.img("c.raw")) == 0, "the fd to be closed")
+    s.mon.wait_for(lambda: s.mon.holds(s.img("c.raw")) == h0, "the fd to be closed")
     assert s.mon.count() == base, s.mon.fds()
     with Client(s.mon.path) as c2:
         assert c2.cmd(QUERY) == {"return": []}
@@ -567,16 +579,16 @@ def t_client_dies_mid_command(s):
 
 def t_ahead_fd_then_disconnect(s):
     """An fd sent ahead of a command that never comes is closed at disconnect."""
-    c = Client(s.mon.path)
-    fd = s.open("c.raw")
-    try:
-        c.send(b"", [fd], "ahead")
-    finally:
-        os.close(fd)
-    time.sleep(0.1)
-    c.close()
+    h0 = s.mon.holds(s.img("c.raw"))
+    with Client(s.mon.path) as c:
+        fd = s.open("c.raw")
+        try:
+            c.send(b"", [fd], "ahead")
+        finally:
+            os.close(fd)
+        s.mon.wait_for(lambda: s.mon.holds(s.img("c.raw")) == h0 + 1, "the fd to arrive")
     s.mon.wait_idle()
-    s.mon.wait_for(lambda: s.mon.holds(s.img("c.raw")) == 0, "the waiting fd to be closed")
+    s.mon.wait_for(lambda: s.mon.holds(s.img("c.raw")) == h0, "the waiting fd to be closed")
 
 
 # ---------------------------------------------------------------- qemu.qmp

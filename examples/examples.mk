@@ -22,6 +22,6 @@ demo: build/minivmm stage
 	MINIVMM=build/minivmm FDCTX_SEND=$(STAGE)/bin/fdctx-send bash examples/demo.sh
 
 check-interop: build/minivmm
-	$(PYTHON) tests/interop/test_interop.py --minivmm build/minivmm
+	$(PYTHON) tests/interop/test_interop.py --minivmm build/minivmm --fdctx-send $(STAGE)/bin/fdctx-send
 
 EXTRA_CHECKS += check-interop

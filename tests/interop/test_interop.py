@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""Interop tests: real Python QMP clients against build/minivmm.
+"""Interop tests: real QMP clients against build/minivmm.
 
-Python's standard socket.send_fds drives the monitor in both styles a client
-may use to pass descriptors:
+Python's standard socket.send_fds drives the monitor in both styles a
+client may use to pass descriptors:
 
   - attached: the fds ride on the command's own bytes (libvirt, libqtest,
-    socket.send_fds with the whole command);
+    socket.send_fds with the whole command, fdctx-send);
   - ahead: one space byte carries the fd, the command follows in a separate
     write (qemu.qmp's send_fd_scm);
 
+fdctx-send, the crate's command-line client, is checked for its replies,
+exit statuses and error messages;
 and every test checks the monitor's open fds (/proc/PID/fd) and this
 process's own (/proc/self/fd) before and after.
 
@@ -16,7 +18,7 @@ When the qemu.qmp package can be installed with pip into a venv under
 build/, its QMPClient and legacy QEMUMonitorProtocol are tested too;
 otherwise those tests are reported as skipped, with the reason.
 
-Usage: test_interop.py [--minivmm PATH] [--no-pip] [-v]
+Usage: test_interop.py [--minivmm PATH] [--fdctx-send PATH] [--no-pip] [-v]
 Prints "N passed, N failed[, N skipped]" and exits non-zero on a failure.
 """
 
@@ -591,6 +593,89 @@ def t_ahead_fd_then_disconnect(s):
     s.mon.wait_for(lambda: s.mon.holds(s.img("c.raw")) == h0, "the waiting fd to be closed")
 
 
+def t_oversized_command_with_fd(s):
+    """A command over the 1 MiB limit with an fd: refused, fd closed, the next command works."""
+    with Client(s.mon.path) as c:
+        big = json.dumps(dict(blockdev_add("big", "/dev/fd/0", True), pad="x" * (2 << 20))).encode() + b"\n"
+        fd = s.open("b.raw")
+        try:
+            c.send(big, [fd])
+        finally:
+            os.close(fd)
+        expect_error(c.reply())
+        assert s.mon.holds(s.img("b.raw")) == 0, s.mon.fds()
+        assert c.cmd(dict(QUERY, id="after")) == {"return": [], "id": "after"}
+
+
+# ---------------------------------------------------------------- fdctx-send
+
+
+def fdctx_send(s, *args):
+    if not s.args.fdctx_send or not os.access(s.args.fdctx_send, os.X_OK):
+        raise Skip("fdctx-send not built (%s)" % s.args.fdctx_send)
+    p = subprocess.run([s.args.fdctx_send] + list(args), stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=60, cwd=s.workdir)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+def t_fdctx_send_replies(s):
+    rc, out, err = fdctx_send(s, "--qmp", "--fd", s.img("d.qcow2") + ":rw", "--fd", s.img("a.raw"),
+                              s.mon.path, json.dumps(dict(blockdev_add("fs", "/dev/fd/0"), id="fs-1")))
+    assert (rc, json.loads(out)) == (0, {"return": {}, "id": "fs-1"}), (rc, out, err)
+    s.mon.wait_idle()
+    assert s.mon.holds(s.img("d.qcow2")) == 1 and s.mon.holds(s.img("a.raw")) == 0, s.mon.fds()
+    rc, out, err = fdctx_send(s, "--qmp", s.mon.path, json.dumps(QUERY))
+    assert rc == 0 and json.loads(out)["return"][0]["format"] == "qcow2", (rc, out, err)
+    # an error reply: exit status 1, the reply printed
+    rc, out, err = fdctx_send(s, "--qmp", "--fd", s.img("a.raw") + ":r", s.mon.path,
+                              json.dumps(blockdev_add("fs2", "/dev/fd/0", False)))
+    assert rc == 1 and is_error(json.loads(out)), (rc, out, err)
+    # without --qmp the monitor insists on negotiation: an error reply too
+    rc, out, err = fdctx_send(s, s.mon.path, json.dumps(QUERY))
+    assert rc == 1 and is_error(json.loads(out), "qmp_capabilities"), (rc, out, err)
+    rc, out, err = fdctx_send(s, "--qmp", s.mon.path, json.dumps(blockdev_del("fs")))
+    assert rc == 0, (rc, out, err)
+    s.mon.wait_idle()
+    assert s.mon.holds(s.img("d.qcow2")) == 0, s.mon.fds()
+
+
+def t_fdctx_send_failures(s):
+    # a missing file: nothing is sent at all
+    rc, out, err = fdctx_send(s, "--qmp", "--fd", "no-such-file", s.mon.path, json.dumps(QUERY))
+    assert rc == 2 and out == "" and "cannot open 'no-such-file'" in err, (rc, out, err)
+    # usage errors
+    for args in ([], [s.mon.path], ["--fd"], ["--bogus", s.mon.path, "{}"], [s.mon.path, "{not json"],
+                 [s.mon.path, "[1]"], ["--timeout", "x", s.mon.path, "{}"]):
+        rc, out, err = fdctx_send(s, *args)
+        assert rc == 2 and out == "" and err.startswith("fdctx-send: "), (args, rc, out, err)
+    # no socket file
+    rc, out, err = fdctx_send(s, os.path.join(s.workdir, "nothing.sock"), "{}")
+    assert rc == 2 and "no socket at" in err, (rc, err)
+    # a socket nobody listens on
+    dead = os.path.join(s.workdir, "dead.sock")
+    with socket.socket(socket.AF_UNIX) as d:
+        d.bind(dead)
+        rc, out, err = fdctx_send(s, dead, "{}")
+    os.unlink(dead)
+    assert rc == 2 and "connection refused" in err, (rc, err)
+    # a monitor that closes the connection before replying
+    gone = os.path.join(s.workdir, "gone.sock")
+    with socket.socket(socket.AF_UNIX) as srv:
+        srv.bind(gone)
+        srv.listen()
+        p = subprocess.Popen([s.args.fdctx_send, "--fd", s.img("a.raw"), gone, json.dumps(QUERY)],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        conn, _ = srv.accept()
+        with conn:
+            data, fds, _, _ = socket.recv_fds(conn, 4096, 4)
+            for f in fds:
+                os.close(f)
+        out, err = p.communicate(timeout=30)
+    os.unlink(gone)
+    assert len(fds) == 1 and b"query-block" in data, (data, fds)
+    assert p.returncode == 2 and b"closed the connection before replying" in err, (p.returncode, err)
+
+
 # ---------------------------------------------------------------- qemu.qmp
 
 
@@ -741,6 +826,9 @@ TESTS = [
     t_nonblock_cleared,
     t_client_dies_mid_command,
     t_ahead_fd_then_disconnect,
+    t_oversized_command_with_fd,
+    t_fdctx_send_replies,
+    t_fdctx_send_failures,
 ]
 
 QEMU_QMP_TESTS = [t_qemu_qmp_client_send_fd_scm, t_qemu_qmp_legacy_send_fd_scm]
@@ -749,6 +837,7 @@ QEMU_QMP_TESTS = [t_qemu_qmp_client_send_fd_scm, t_qemu_qmp_legacy_send_fd_scm]
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minivmm", default=os.path.join(ROOT, "build", "minivmm"))
+    ap.add_argument("--fdctx-send", default=os.path.join(ROOT, "build", "stage", "bin", "fdctx-send"))
     ap.add_argument("--no-pip", action="store_true", help="do not install qemu.qmp; skip its tests if absent")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()

@@ -83,15 +83,20 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::NoSuchIndex { index, count } => write!(
-                f,
-                "/dev/fd/{index} was not passed with this command ({count} fd(s) were)"
-            ),
+            Error::NoSuchIndex { index, count } => match count {
+                0 => write!(f, "/dev/fd/{index} was not passed with this command (no fd was)"),
+                1 => write!(f, "/dev/fd/{index} was not passed with this command (only /dev/fd/0 was)"),
+                n => write!(
+                    f,
+                    "/dev/fd/{index} was not passed with this command (only /dev/fd/0 to /dev/fd/{} were)",
+                    n - 1
+                ),
+            },
             Error::AlreadyTaken { index } => {
                 write!(f, "/dev/fd/{index} was already taken by an earlier call")
             }
             Error::AccessMode { wanted, have } => {
-                write!(f, "access mode refused: {wanted} asked of a {have} fd")
+                write!(f, "access mode refused: {wanted} asked of an {have} fd")
             }
             Error::PathOnlyFd => write!(f, "an O_PATH fd cannot be used for reading or writing"),
             Error::MalformedFdPath(p) => write!(f, "malformed fd path '{p}'"),

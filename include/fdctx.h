@@ -25,44 +25,36 @@
 #define FDCTX_ABI_VERSION 0
 
 /**
- * How a connection splits its input into commands.
- */
-typedef enum fdctx_framing {
-    /**
-     * QMP: a stream of JSON objects, optional whitespace between them.
-     * Each is validated; after a malformed one, input is discarded up to
-     * the next line break.
-     */
-    FDCTX_FRAMING_JSON = 0,
-    /**
-     * Newline-terminated commands (human monitors); a trailing `\r` is
-     * dropped, blank lines are skipped.
-     */
-    FDCTX_FRAMING_LINE = 1,
-    /**
-     * `SOCK_SEQPACKET` / `SOCK_DGRAM`: one packet is one command. A packet
-     * whose first non-whitespace byte is `{` is validated as JSON.
-     */
-    FDCTX_FRAMING_PACKET = 2,
-} fdctx_framing;
-
-/**
- * The receiving side of one monitor socket.
+ * The receiving side of one monitor socket: it frames commands and gives
+ * each exactly the fds that were sent with it. It keeps only the command
+ * in progress and fds waiting for one, and closes those when dropped.
+ * It may move to another thread, but must not be used from two at once.
  */
 typedef struct fdctx_conn fdctx_conn;
 
 /**
- * The fds received with one command, indexed from 0 in arrival order.
+ * One command's fd context: the fds received with it, indexed from 0 in
+ * arrival order. It owns every fd in it until one is taken, and closes the
+ * rest when finished.
  *
- * `Context` is `Send` (a command may be handled on another thread) but not
- * `Sync`: borrowing records use through interior mutability.
+ * A context may move to another thread, but must not be used from two
+ * threads at once (even borrowing records which fds were used).
  */
 typedef struct fdctx fdctx;
 
 /**
- * One framed command plus the fds sent with it.
+ * One framed command: its bytes, the fds sent with it (its context), and
+ * a status saying whether it can be dispatched. It owns all of these, may
+ * move to another thread and may outlive its connection.
  */
 typedef struct fdctx_msg fdctx_msg;
+
+/**
+ * How a connection splits its input into commands: one of the
+ * `FDCTX_FRAMING_*` values. (An integer type rather than a C enum, so that
+ * any value a caller passes is defined behaviour: unknown ones are refused.)
+ */
+typedef int fdctx_framing;
 
 /**
  * Bounds on one command. A field left 0 takes its default.
@@ -82,6 +74,25 @@ typedef struct fdctx_limits {
      */
     size_t max_depth;
 } fdctx_limits;
+
+/**
+ * QMP: a stream of JSON objects, optional whitespace between them. Each is
+ * validated; after a malformed one, input is discarded up to the next line
+ * break.
+ */
+#define FDCTX_FRAMING_JSON 0
+
+/**
+ * Newline-terminated commands (human monitors); a trailing `\r` is
+ * dropped, blank lines are skipped.
+ */
+#define FDCTX_FRAMING_LINE 1
+
+/**
+ * `SOCK_SEQPACKET` / `SOCK_DGRAM`: one packet is one command. A packet
+ * whose first non-whitespace byte is `{` is validated as JSON.
+ */
+#define FDCTX_FRAMING_PACKET 2
 
 #ifdef __cplusplus
 extern "C" {
@@ -273,13 +284,13 @@ struct fdctx *fdctx_current(void);
  * `limits` may be NULL (all defaults); it is copied.
  *
  * Returns the connection, or NULL with fdctx_last_error() set when
- * `sockfd` is negative (`EBADF`).
+ * `sockfd` is negative or `framing` is not one of `FDCTX_FRAMING_*`.
  *
  * Thread rules: a connection may move between threads but must not be used
  * from two threads at once.
  */
 struct fdctx_conn *fdctx_conn_new(int sockfd,
-                                  enum fdctx_framing framing,
+                                  fdctx_framing framing,
                                   const struct fdctx_limits *limits);
 
 /**

@@ -43,21 +43,21 @@ pub struct Limits {
     pub max_depth: usize,
 }
 
-impl Limits {
-    /// Default largest command: 1 MiB.
-    pub const DEFAULT_MAX_MSG_BYTES: usize = 1 << 20;
-    /// Default most fds per command.
-    pub const DEFAULT_MAX_FDS: usize = 32;
-    /// Default JSON nesting depth.
-    pub const DEFAULT_MAX_DEPTH: usize = 64;
+/// Default largest command: 1 MiB.
+pub const DEFAULT_MAX_MSG_BYTES: usize = 1 << 20;
+/// Default most fds per command.
+pub const DEFAULT_MAX_FDS: usize = 32;
+/// Default JSON nesting depth.
+pub const DEFAULT_MAX_DEPTH: usize = 64;
 
+impl Limits {
     /// These limits with every 0 replaced by its default.
     pub fn resolved(self) -> Limits {
         let or = |v: usize, d: usize| if v == 0 { d } else { v };
         Limits {
-            max_msg_bytes: or(self.max_msg_bytes, Self::DEFAULT_MAX_MSG_BYTES),
-            max_fds: or(self.max_fds, Self::DEFAULT_MAX_FDS),
-            max_depth: or(self.max_depth, Self::DEFAULT_MAX_DEPTH),
+            max_msg_bytes: or(self.max_msg_bytes, DEFAULT_MAX_MSG_BYTES),
+            max_fds: or(self.max_fds, DEFAULT_MAX_FDS),
+            max_depth: or(self.max_depth, DEFAULT_MAX_DEPTH),
         }
     }
 }
@@ -141,7 +141,10 @@ enum Sock {
     Borrowed(RawFd),
 }
 
-/// The receiving side of one monitor socket.
+/// The receiving side of one monitor socket: it frames commands and gives
+/// each exactly the fds that were sent with it. It keeps only the command
+/// in progress and fds waiting for one, and closes those when dropped.
+/// It may move to another thread, but must not be used from two at once.
 pub struct Connection {
     sock: Sock,
     framing: Framing,

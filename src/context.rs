@@ -15,10 +15,12 @@ use nix::sys::stat::{fstat, SFlag};
 use crate::error::Error;
 use crate::fdpath::{self, PathKind};
 
-/// The fds received with one command, indexed from 0 in arrival order.
+/// One command's fd context: the fds received with it, indexed from 0 in
+/// arrival order. It owns every fd in it until one is taken, and closes the
+/// rest when finished.
 ///
-/// `Context` is `Send` (a command may be handled on another thread) but not
-/// `Sync`: borrowing records use through interior mutability.
+/// A context may move to another thread, but must not be used from two
+/// threads at once (even borrowing records which fds were used).
 #[derive(Debug, Default)]
 pub struct Context {
     fds: Vec<Option<OwnedFd>>,

@@ -63,15 +63,16 @@ fn parse_index(digits: &str) -> Option<usize> {
 }
 
 /// True when a lexically normalised `path` lands in `/dev/fd`, `/dev/std*`
-/// or a `/proc/<task>/fd` directory.
+/// or a `/proc/<task>/fd` (or `fdinfo`) directory.
 fn reaches_own_fds(path: &str) -> bool {
     match normalise(path).as_slice() {
         // Any spelling of /dev/fd that was not the exact `/dev/fd/N` form.
         ["dev", "fd", ..] => true,
         ["dev", "stdin" | "stdout" | "stderr", ..] => true,
         // /proc/<self|thread-self|pid>/fd/... and .../task/<tid>/fd/...
-        ["proc", _, "fd", ..] => true,
-        ["proc", _, "task", _, "fd", ..] => true,
+        // (fdinfo too: it reaches no fd, but tells flags and offsets.)
+        ["proc", _, "fd" | "fdinfo", ..] => true,
+        ["proc", _, "task", _, "fd" | "fdinfo", ..] => true,
         _ => false,
     }
 }
@@ -147,6 +148,8 @@ mod tests {
             "/proc/1/fd/3",
             "/proc/self/task/1/fd/3",
             "/proc//self/./fd/3",
+            "/proc/self/fdinfo/3",
+            "/proc/thread-self/fdinfo/0",
         ] {
             assert!(
                 matches!(classify(p), Err(Error::OwnFdPath(_))),

@@ -27,21 +27,21 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::message::Message;
 
-/// How a connection splits its input into commands.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum fdctx_framing {
-    /// QMP: a stream of JSON objects, optional whitespace between them.
-    /// Each is validated; after a malformed one, input is discarded up to
-    /// the next line break.
-    FDCTX_FRAMING_JSON = 0,
-    /// Newline-terminated commands (human monitors); a trailing `\r` is
-    /// dropped, blank lines are skipped.
-    FDCTX_FRAMING_LINE = 1,
-    /// `SOCK_SEQPACKET` / `SOCK_DGRAM`: one packet is one command. A packet
-    /// whose first non-whitespace byte is `{` is validated as JSON.
-    FDCTX_FRAMING_PACKET = 2,
-}
+/// How a connection splits its input into commands: one of the
+/// `FDCTX_FRAMING_*` values. (An integer type rather than a C enum, so that
+/// any value a caller passes is defined behaviour: unknown ones are refused.)
+pub type fdctx_framing = c_int;
+
+/// QMP: a stream of JSON objects, optional whitespace between them. Each is
+/// validated; after a malformed one, input is discarded up to the next line
+/// break.
+pub const FDCTX_FRAMING_JSON: fdctx_framing = 0;
+/// Newline-terminated commands (human monitors); a trailing `\r` is
+/// dropped, blank lines are skipped.
+pub const FDCTX_FRAMING_LINE: fdctx_framing = 1;
+/// `SOCK_SEQPACKET` / `SOCK_DGRAM`: one packet is one command. A packet
+/// whose first non-whitespace byte is `{` is validated as JSON.
+pub const FDCTX_FRAMING_PACKET: fdctx_framing = 2;
 
 /// Bounds on one command. A field left 0 takes its default.
 #[repr(C)]
@@ -450,7 +450,7 @@ pub extern "C" fn fdctx_current() -> *mut Context {
 /// `limits` may be NULL (all defaults); it is copied.
 ///
 /// Returns the connection, or NULL with fdctx_last_error() set when
-/// `sockfd` is negative (`EBADF`).
+/// `sockfd` is negative or `framing` is not one of `FDCTX_FRAMING_*`.
 ///
 /// Thread rules: a connection may move between threads but must not be used
 /// from two threads at once.
@@ -464,9 +464,10 @@ pub unsafe extern "C" fn fdctx_conn_new(sockfd: c_int, framing: fdctx_framing, l
         let l = unsafe { limits.as_ref() }.copied().unwrap_or_default();
         let limits = Limits { max_msg_bytes: l.max_msg_bytes, max_fds: l.max_fds, max_depth: l.max_depth };
         let framing = match framing {
-            fdctx_framing::FDCTX_FRAMING_JSON => Framing::Json,
-            fdctx_framing::FDCTX_FRAMING_LINE => Framing::Line,
-            fdctx_framing::FDCTX_FRAMING_PACKET => Framing::Packet,
+            FDCTX_FRAMING_JSON => Framing::Json,
+            FDCTX_FRAMING_LINE => Framing::Line,
+            FDCTX_FRAMING_PACKET => Framing::Packet,
+            _ => return Err(Error::InvalidArgument("framing: not one of FDCTX_FRAMING_*")),
         };
         // SAFETY: the caller keeps `sockfd` open until fdctx_conn_free, as
         // documented above.

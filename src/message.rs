@@ -13,7 +13,9 @@ use serde_json::Value;
 use crate::context::Context;
 use crate::error::Error;
 
-/// One framed command plus the fds sent with it.
+/// One framed command: its bytes, the fds sent with it (its context), and
+/// a status saying whether it can be dispatched. It owns all of these, may
+/// move to another thread and may outlive its connection.
 #[derive(Debug)]
 pub struct Message {
     /// The command's bytes followed by one NUL.

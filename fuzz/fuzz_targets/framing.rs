@@ -1,0 +1,180 @@
+//! Fuzz target: framing of a command stream.
+//!
+//! Input layout: byte 0 selects the framing and limits, byte 1 seeds the
+//! read sizes and which writes carry an fd, the rest is the stream.
+//! See fuzz/README.md for the invariants.
+
+#![no_main]
+
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::OnceLock;
+
+use fdctx::framing::{validate_json, Framing, Scanner};
+use fdctx::{Connection, Limits};
+use libfuzzer_sys::fuzz_target;
+
+/// Frames found by the scanner: Ok(bytes) or Err(errno).
+type Frames = Vec<Result<Vec<u8>, i32>>;
+
+fn strict_cuts() -> bool {
+    static S: OnceLock<bool> = OnceLock::new();
+    *S.get_or_init(|| std::env::var_os("FDCTX_FUZZ_CUTS").is_some())
+}
+
+/// Read sizes from a tiny PRNG, so one byte of input picks many cuts.
+fn sizes(seed: u8, total: usize) -> Vec<usize> {
+    let mut x = u32::from(seed).wrapping_mul(2_654_435_761) | 1;
+    let mut out = Vec::new();
+    let mut left = total;
+    while left > 0 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let n = match seed % 4 {
+            0 => 1,
+            1 => 1 + (x as usize % 7),
+            2 => 1 + (x as usize % 64),
+            _ => left,
+        }
+        .min(left);
+        out.push(n);
+        left -= n;
+    }
+    out
+}
+
+fn scan(framing: Framing, limits: Limits, stream: &[u8], cuts: &[usize]) -> Frames {
+    let mut s = Scanner::new(framing, limits.max_msg_bytes, limits.max_depth);
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut off = 0;
+    for &n in cuts {
+        let chunk = &stream[off..off + n];
+        off += n;
+        let mut pos = 0;
+        while pos < chunk.len() {
+            let rest = &chunk[pos..];
+            let st = s.step(rest);
+            assert!(st.consumed > 0 && st.consumed <= rest.len(), "progress within the chunk");
+            assert!(st.frame.start <= st.frame.end && st.frame.end <= st.consumed, "frame within the step");
+            cur.extend_from_slice(&rest[st.frame.clone()]);
+            if let Some(end) = st.end {
+                let bytes = std::mem::take(&mut cur);
+                match end {
+                    Ok(()) => {
+                        if framing == Framing::Json {
+                            assert_eq!(bytes.first(), Some(&b'{'), "a JSON frame starts with an object");
+                            assert!(matches!(bytes.last(), Some(b'}' | b']')));
+                            assert!(bytes.len() <= limits.max_msg_bytes, "within max_msg_bytes");
+                            let _ = validate_json(&bytes);
+                        }
+                        out.push(Ok(bytes));
+                    }
+                    Err(e) => out.push(Err(e.errno())),
+                }
+            }
+            pos += st.consumed;
+        }
+    }
+    out
+}
+
+fn open_fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+/// Sends the stream in the given writes through a socket pair, reading
+/// after each write; returns (errno, bytes) per message.
+fn through_connection(framing: Framing, limits: Limits, stream: &[u8], cuts: &[usize], seed: u8) -> Vec<(i32, Vec<u8>)> {
+    let (client, server) = nix::sys::socket::socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::Stream,
+        None,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC | nix::sys::socket::SockFlag::SOCK_NONBLOCK,
+    )
+    .unwrap();
+    let mut conn = Connection::new(server, framing, limits);
+    let mut got = Vec::new();
+    let mut writers: Vec<OwnedFd> = Vec::new();
+    let drain = |conn: &mut Connection, got: &mut Vec<(i32, Vec<u8>)>| loop {
+        match conn.recv() {
+            Ok(Some(m)) => got.push((m.status().err().map_or(0, |e| e.errno()), m.data().to_vec())),
+            Ok(None) => break,
+            Err(e) if e.errno() == libc::EAGAIN => break,
+            Err(e) => panic!("recv: {e}"),
+        }
+    };
+    let mut off = 0;
+    for (i, &n) in cuts.iter().enumerate() {
+        let bytes = &stream[off..off + n];
+        off += n;
+        let with_fd = (usize::from(seed) + i) % 3 == 0;
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let raw = [r.as_raw_fd()];
+        let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&raw)];
+        let cmsgs: &[nix::sys::socket::ControlMessage<'_>] = if with_fd { &cmsg } else { &[] };
+        let sent = nix::sys::socket::sendmsg::<()>(
+            client.as_raw_fd(),
+            &[IoSlice::new(bytes)],
+            cmsgs,
+            nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .unwrap();
+        assert_eq!(sent, n);
+        drop(r);
+        if with_fd {
+            nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).unwrap();
+            writers.push(w);
+        }
+        drain(&mut conn, &mut got);
+    }
+    drop(client);
+    drain(&mut conn, &mut got);
+    drop(conn);
+    // Every fd sent was delivered (and closed with its message above) or
+    // closed by the library: no reader is left.
+    for w in &writers {
+        assert!(
+            matches!(nix::unistd::write(w, b"x"), Err(nix::errno::Errno::EPIPE)),
+            "an fd sent with the stream is still open"
+        );
+    }
+    got
+}
+
+fuzz_target!(|data: &[u8]| {
+    static NO_SIGPIPE: OnceLock<()> = OnceLock::new();
+    // SAFETY: ignoring SIGPIPE makes a write to a readerless pipe EPIPE.
+    NO_SIGPIPE.get_or_init(|| unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    });
+    if data.len() < 2 {
+        return;
+    }
+    let (cfg, seed, stream) = (data[0], data[1], &data[2..]);
+    let framing = if cfg & 1 == 0 { Framing::Json } else { Framing::Line };
+    let limits = Limits {
+        max_msg_bytes: [8, 16, 40, 64, 100, 256, 1000, 1 << 20][usize::from(cfg >> 1 & 7)],
+        max_depth: [1, 2, 4, 64][usize::from(cfg >> 4 & 3)],
+        max_fds: 1 + usize::from(cfg >> 6),
+    };
+    let cuts = sizes(seed, stream.len());
+    let frames = scan(framing, limits, stream, &cuts);
+    if strict_cuts() {
+        assert_eq!(frames, scan(framing, limits, stream, &[stream.len()]), "messages depend on the read sizes");
+    }
+    let before = open_fd_count();
+    let msgs = through_connection(framing, limits, stream, &cuts, seed);
+    assert_eq!(open_fd_count(), before, "fd leak");
+    // The connection's messages are the scanner's frames.
+    assert_eq!(msgs.len(), frames.len(), "message boundaries");
+    for (m, f) in msgs.iter().zip(&frames) {
+        match f {
+            Err(e) => assert_eq!(m.0, *e, "a rejected frame keeps its reason"),
+            Ok(bytes) if framing == Framing::Json => assert_eq!(&m.1, bytes),
+            Ok(_) => {}
+        }
+    }
+});

@@ -18,13 +18,28 @@ When the qemu.qmp package can be installed with pip into a venv under
 build/, its QMPClient and legacy QEMUMonitorProtocol are tested too;
 otherwise those tests are reported as skipped, with the reason.
 
-Usage: test_interop.py [--minivmm PATH] [--fdctx-send PATH] [--no-pip] [-v]
+The monitor can run under a wrapper that execs it in the same process, so
+that /proc/PID/fd is still the monitor's:
+
+  --wrap "valgrind --track-fds=yes --error-exitcode=1 ..."
+      timeouts are stretched; after the closing `quit` the wrapper's exit
+      status must be 0 and valgrind's FILE DESCRIPTORS report (read from the
+      monitor's stderr) must list no fd beyond 0, 1 and 2;
+  a minivmm built with -fsanitize=address,undefined (detected in the binary)
+      any AddressSanitizer/LeakSanitizer/UBSan report in its stderr fails.
+
+Usage: test_interop.py [--minivmm PATH] [--fdctx-send PATH] [--wrap CMD]
+                       [--time-scale N] [--keep-log PATH] [--no-pip] [-v]
 Prints "N passed, N failed[, N skipped]" and exits non-zero on a failure.
 """
 
 import argparse
 import json
 import os
+import re
+import select
+import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -37,6 +52,14 @@ VENV = os.path.join(ROOT, "build", "interop-venv")
 REEXEC_ENV = "FDCTX_INTEROP_REEXEC"
 
 O_NONBLOCK = os.O_NONBLOCK
+
+# Every timeout is multiplied by this; set from the command line (a monitor
+# under valgrind runs some ten times slower and needs about a second to start).
+TIME_SCALE = 1.0
+
+
+def T(seconds):
+    return seconds * TIME_SCALE
 
 
 def fd_list(pid):
@@ -51,26 +74,76 @@ def fd_list(pid):
     return out
 
 
+def unix_socket_inode(path):
+    """The inode of the Unix socket bound to path, from /proc/net/unix (None if absent)."""
+    try:
+        with open("/proc/net/unix") as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 8 and parts[7] == path:
+                    return parts[6]
+    except OSError:
+        pass
+    return None
+
+
+def descendants(pid):
+    """The PIDs of a process's children, grandchildren, ..."""
+    out = []
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                for child in f.read().split():
+                    out.append(int(child))
+                    out.extend(descendants(int(child)))
+    except OSError:
+        pass
+    return out
+
+
 def own_fd_count():
     # os.listdir opens one fd of its own, the same every time
     return len(os.listdir("/proc/self/fd"))
 
 
 class Monitor:
-    """A running build/minivmm."""
+    """A running build/minivmm, optionally under a wrapper such as valgrind.
 
-    def __init__(self, binary, workdir):
+    The wrapper must exec the monitor in its own process (valgrind does: the
+    launcher execs the tool, which runs the program in the same PID), so that
+    self.pid is the process whose /proc/PID/fd holds the monitor's fds. A
+    wrapper's own fds (valgrind keeps some near the fd limit) are there too;
+    they do not change during a run, and every test compares the whole table
+    before and after.
+    """
+
+    def __init__(self, binary, workdir, wrap=()):
         self.workdir = workdir
         self.path = os.path.join(workdir, "vmm.sock")
         self.log = open(os.path.join(workdir, "minivmm.log"), "wb")
-        self.proc = subprocess.Popen([binary, self.path], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=self.log)
-        line = self.proc.stdout.readline()
-        if line.strip() != b"ready":
-            self.proc.kill()
-            self.proc.wait()
-            raise RuntimeError("minivmm did not print ready (got %r); log:\n%s" % (line, self.log_text()))
+        # close_fds (the default): the monitor starts with fds 0, 1 and 2 only
+        self.proc = subprocess.Popen(list(wrap) + [binary, self.path], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=self.log, close_fds=True)
         self.pid = self.proc.pid
+        line = b""
+        if select.select([self.proc.stdout], [], [], T(10))[0]:
+            line = self.proc.stdout.readline()
+        if line.strip() != b"ready":
+            self.stop()
+            raise RuntimeError("minivmm did not print ready within %gs (got %r); log:\n%s"
+                               % (T(10), line, self.log_text()))
+        # The process whose fds the tests read must be the one listening.
+        inode = unix_socket_inode(self.path)
+        fds = self.fds()
+        if inode:
+            listening = "socket:[%s]" % inode in fds.values()
+        else:  # not in /proc/net/unix (another network namespace?): one socket will do
+            listening = sum(t.startswith("socket:") for t in fds.values()) == 1
+        if not listening:
+            self.stop()
+            raise RuntimeError("process %d does not hold the listening socket %s: a wrapper must exec the "
+                               "monitor in its own process; its fds: %s" % (self.pid, self.path, fds))
 
     def log_text(self):
         if not self.log.closed:
@@ -94,14 +167,14 @@ class Monitor:
 
     def wait_idle(self, timeout=5.0):
         """Wait until the monitor has dropped its clients (only its listening socket left)."""
-        end = time.monotonic() + timeout
+        end = time.monotonic() + T(timeout)
         while self.sockets() > 1:
             if time.monotonic() > end:
                 raise AssertionError("monitor still has %d sockets open" % self.sockets())
             time.sleep(0.02)
 
     def wait_for(self, pred, what, timeout=5.0):
-        end = time.monotonic() + timeout
+        end = time.monotonic() + T(timeout)
         while not pred():
             if time.monotonic() > end:
                 raise AssertionError("timed out waiting for: %s; monitor fds: %s" % (what, self.fds()))
@@ -109,9 +182,15 @@ class Monitor:
 
     def stop(self):
         if self.proc.poll() is None:
+            # a wrapper that forked instead of exec'ing leaves children: end them too
+            for pid in descendants(self.pid):
+                try:
+                    os.kill(pid, 15)
+                except OSError:
+                    pass
             self.proc.terminate()
             try:
-                self.proc.wait(5)
+                self.proc.wait(T(5))
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -124,7 +203,7 @@ class Client:
 
     def __init__(self, path, negotiate=True):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(10)
+        self.sock.settimeout(T(10))
         self.sock.connect(path)
         self.buf = b""
         self.greeting = self.read()
@@ -226,7 +305,7 @@ class Suite:
     def __init__(self, args, workdir):
         self.args = args
         self.workdir = workdir
-        self.mon = Monitor(args.minivmm, workdir)
+        self.mon = Monitor(args.minivmm, workdir, args.wrap)
         self.passed = self.failed = self.skipped = 0
         self.images = {}
         for name, size in (("a.raw", 1 << 20), ("b.raw", 2 << 20), ("c.raw", 3 << 20)):
@@ -287,6 +366,17 @@ class Suite:
 
     def close(self):
         self.mon.stop()
+
+    def check(self, name, fn):
+        """A check of the finished run (no fd accounting: the monitor is gone)."""
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001
+            self.failed += 1
+            print("FAIL %s: %s" % (name, e))
+        else:
+            self.passed += 1
+            print("ok   %s" % name)
 
 
 class Skip(Exception):
@@ -488,13 +578,24 @@ def t_malformed_fd_paths(s):
 
 
 def t_symlink_to_own_fds(s):
+    """Symlinks into the monitor's own fd table are refused (openat2 with
+    RESOLVE_NO_MAGICLINKS). Under valgrind, which may not implement openat2,
+    fdctx falls back to open(2) with lexical checks only: skipped there."""
     link = os.path.join(s.workdir, "link-to-proc")
-    os.symlink("/proc/self/fd/0", link)
-    try:
-        with Client(s.mon.path) as c:
-            expect_error(c.cmd(blockdev_add("l", link, True)))
-    finally:
-        os.unlink(link)
+    for target in ("/proc/self/fd/0", "/proc/%d/fd/0" % s.mon.pid, "/dev/stdin"):
+        os.symlink(target, link)
+        try:
+            with Client(s.mon.path) as c:
+                r = c.cmd(blockdev_add("l", link, True))
+                if "return" in r:
+                    c.cmd(blockdev_del("l"))
+        finally:
+            os.unlink(link)
+        if s.args.valgrind and not is_error(r, "own file descriptors"):
+            raise Skip("%s does not implement openat2; fdctx falls back to open(2), which refuses "
+                       "fd paths lexically only, so a symlink to %s is not caught (reply: %s)"
+                       % (s.args.valgrind, target, json.dumps(r)))
+        assert is_error(r, "Operation not permitted", "own file descriptors"), "%s -> %s: %r" % (link, target, r)
 
 
 def t_too_many_fds(s):
@@ -798,6 +899,80 @@ def qemu_qmp_available(args):
     return "exec failed"  # not reached
 
 
+# ---------------------------------------------------------------- after quit
+
+SANITIZER_ERROR = re.compile(r"ERROR: (Address|Leak|UndefinedBehavior)Sanitizer|runtime error:")
+
+
+def sanitized_build(binary):
+    """The sanitizers a binary was built with, from the runtime symbols it references."""
+    with open(binary, "rb") as f:
+        data = f.read()
+    found = []
+    if b"__asan_init" in data:
+        found.append("AddressSanitizer")
+    if b"__ubsan_handle_" in data:
+        found.append("UBSan")
+    return found
+
+
+def valgrind_lines(log, pid):
+    """valgrind's lines in the monitor's stderr, its ==PID== prefix removed."""
+    pre = re.compile(r"^==%d==(?: (.*))?$" % pid)
+    out = []
+    for line in log.splitlines():
+        m = pre.match(line)
+        if m:
+            out.append(m.group(1) or "")
+    return out
+
+
+def check_valgrind_report(s):
+    """Print valgrind's FILE DESCRIPTORS report; it must show fds 0, 1, 2 only
+    (the inherited stdio), and valgrind must have found no error."""
+    lines = valgrind_lines(s.mon.log_text(), s.mon.pid)
+    try:
+        start = next(i for i, l in enumerate(lines) if "FILE DESCRIPTORS:" in l)
+    except StopIteration:
+        raise AssertionError("valgrind printed no FILE DESCRIPTORS report (was --track-fds=yes given, "
+                             "did the monitor exit?)") from None
+    end = next((i for i in range(start, len(lines)) if "HEAP SUMMARY:" in lines[i]), len(lines))
+    print("     valgrind's report for the monitor (pid %d):" % s.mon.pid)
+    for line in lines[start:end]:
+        print("       " + line)
+    for line in lines:
+        if re.search(r"in use at exit:|definitely lost:|ERROR SUMMARY:", line):
+            print("       " + line.strip())
+    # "Open file descriptor 4: /path", "Open AF_UNIX socket 5: <unknown>", ...
+    extra = sorted({int(m.group(1)) for l in lines[start:end]
+                    for m in [re.match(r"Open .*? (\d+):", l)] if m and int(m.group(1)) > 2})
+    problems = []
+    if extra:
+        problems.append("open at exit beyond 0, 1, 2: %s" % " ".join(map(str, extra)))
+    if not re.search(r"FILE DESCRIPTORS: 3 open( \(3 std\))? at exit", lines[start]):
+        problems.append("unexpected fd count: %s" % lines[start].strip())
+    summary = [l for l in lines if "ERROR SUMMARY:" in l]
+    if not summary:
+        problems.append("no ERROR SUMMARY")
+    elif not re.search(r"ERROR SUMMARY: 0 errors", summary[-1]):
+        problems.append(summary[-1].strip())
+        print("     valgrind's errors:")
+        header = re.compile(r"Memcheck,|Copyright|Using Valgrind|Command:|Parent PID|FILE DESCRIPTORS:")
+        for line in [l for l in lines[:start] + lines[end:] if l.strip() and not header.search(l)][:80]:
+            print("       " + line)
+    assert not problems, "; ".join(problems)
+
+
+def check_sanitizer_log(s):
+    lines = s.mon.log_text().splitlines()
+    hits = [i for i, l in enumerate(lines) if SANITIZER_ERROR.search(l)]
+    if hits:
+        print("     the monitor's sanitizer report:")
+        for line in lines[max(hits[0] - 1, 0):hits[0] + 80]:
+            print("       " + line)
+        raise AssertionError("sanitizer report in the monitor's stderr: %s" % lines[hits[0]].strip())
+
+
 TESTS = [
     t_greeting,
     t_id_echo,
@@ -838,6 +1013,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minivmm", default=os.path.join(ROOT, "build", "minivmm"))
     ap.add_argument("--fdctx-send", default=os.path.join(ROOT, "build", "stage", "bin", "fdctx-send"))
+    ap.add_argument("--wrap", default="", metavar="CMD",
+                    help="run the monitor under this command (e.g. valgrind and its options)")
+    ap.add_argument("--time-scale", type=float, default=None,
+                    help="multiply every timeout (default: 10 with --wrap, else 1)")
+    ap.add_argument("--keep-log", metavar="PATH", help="copy the monitor's stderr here at the end")
     ap.add_argument("--no-pip", action="store_true", help="do not install qemu.qmp; skip its tests if absent")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
@@ -846,14 +1026,43 @@ def main():
         print("interop: %s not found (run: make build/minivmm)" % args.minivmm)
         print("0 passed, 1 failed")
         return 1
+    args.wrap = shlex.split(args.wrap)
+    args.valgrind = None
+    if args.wrap:
+        if not shutil.which(args.wrap[0]):
+            print("interop: wrapper %s not found" % args.wrap[0])
+            print("0 passed, 1 failed")
+            return 1
+        if os.path.basename(args.wrap[0]).startswith("valgrind"):
+            v = subprocess.run([args.wrap[0], "--version"], capture_output=True, timeout=60)
+            args.valgrind = v.stdout.decode().strip() or "valgrind"
+            if "--track-fds=yes" not in args.wrap:
+                print("interop: --wrap runs valgrind without --track-fds=yes: no fd report to check")
+                print("0 passed, 1 failed")
+                return 1
+    global TIME_SCALE
+    TIME_SCALE = args.time_scale if args.time_scale else (10.0 if args.wrap else 1.0)
+    sanitizers = sanitized_build(args.minivmm)
 
     why_no_qmp = qemu_qmp_available(args)  # may re-exec under the venv
     if why_no_qmp is None:
         from importlib.metadata import version
         print("using qemu.qmp %s under %s" % (version("qemu.qmp"), sys.prefix))
 
+    print("monitor: %s%s" % (os.path.relpath(args.minivmm),
+                             ", built with %s" % " and ".join(sanitizers) if sanitizers else ""))
+    if args.wrap:
+        print("under: %s%s (timeouts x%g)" % (shlex.join(args.wrap),
+                                              " [%s]" % args.valgrind if args.valgrind else "", TIME_SCALE))
+    sys.stdout.flush()
+
     with tempfile.TemporaryDirectory(prefix="fdctx-interop.") as workdir:
-        suite = Suite(args, workdir)
+        try:
+            suite = Suite(args, workdir)
+        except (OSError, RuntimeError) as e:
+            print("FAIL start: %s" % e)
+            print("0 passed, 1 failed")
+            return 1
         try:
             for t in TESTS:
                 suite.run(t.__name__[2:], t, suite)
@@ -870,8 +1079,9 @@ def main():
                     assert r == {"return": {}, "id": "bye"}, r
                     ev = c.read()
                     assert ev.get("event") == "SHUTDOWN", ev
-                rc = suite.mon.proc.wait(10)
-                assert rc == 0, "minivmm exited with %d" % rc
+                rc = suite.mon.proc.wait(T(10))
+                assert rc == 0, "minivmm exited with %d%s" % (
+                    rc, " (valgrind's --error-exitcode when it found errors)" if args.valgrind else "")
                 assert not os.path.exists(suite.mon.path), "socket file left behind"
                 suite.passed += 1
                 print("ok   quit")
@@ -880,6 +1090,15 @@ def main():
                 print("FAIL quit: %s" % e)
         finally:
             suite.close()
+        if args.valgrind:
+            suite.check("valgrind: no errors, only fds 0, 1, 2 open at exit", lambda: check_valgrind_report(suite))
+        if sanitizers:
+            suite.check("%s: no report in the monitor's stderr" % " and ".join(sanitizers),
+                        lambda: check_sanitizer_log(suite))
+        if args.keep_log:
+            os.makedirs(os.path.dirname(os.path.abspath(args.keep_log)), exist_ok=True)
+            shutil.copyfile(suite.mon.log.name, args.keep_log)
+            print("monitor log: %s" % args.keep_log)
         if suite.failed:
             print("--- minivmm log ---")
             print(suite.mon.log_text().rstrip())

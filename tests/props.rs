@@ -934,8 +934,9 @@ fn ref_classify(p: &str) -> RefKind {
     let own = match parts.as_slice() {
         ["dev", "fd", ..] => true,
         ["dev", "stdin" | "stdout" | "stderr", ..] => true,
-        ["proc", _, "fd", ..] => true,
-        ["proc", _, "task", _, "fd", ..] => true,
+        // fdinfo reaches no fd but tells their flags and offsets.
+        ["proc", _, "fd" | "fdinfo", ..] => true,
+        ["proc", _, "task", _, "fd" | "fdinfo", ..] => true,
         _ => false,
     };
     if own { RefKind::Own } else { RefKind::Ordinary }
@@ -945,7 +946,7 @@ fn path_piece() -> impl Strategy<Value = String> {
     prop_oneof![
         6 => prop::sample::select(vec![
             "/", "//", "/./", "/../", "dev", "fd", "proc", "self", "thread-self", "task", "stdin",
-            "stdout", "stderr", "0", "1", "7", "01", "00", "+1", "-1", " ", "x", "fd0", ".", "..",
+            "stdout", "stderr", "fdinfo", "0", "1", "7", "01", "00", "+1", "-1", " ", "x", "fd0", ".", "..",
             "١", "18446744073709551615", "18446744073709551616", "99999999999999999999999",
             "/dev/fd/", "/proc/self/fd/", "/dev/", "/proc/", "\u{0}", "é",
         ])

@@ -176,6 +176,8 @@ fn lexical_spellings_of_own_fds_are_refused() {
         format!("/proc/self/task/{tid}/fd/0"),
         format!("/proc/thread-self/../{pid}/fd/0"),
         "/proc/1/fd/0".into(),
+        "/proc/self/fdinfo/0".into(),
+        format!("/proc/self/task/{tid}/fdinfo/0"),
         "/proc//self//fd//0".into(),
         "/proc/./self/./fd/./0".into(),
         "/dev/stdin".into(),

@@ -31,8 +31,8 @@ fn reaches_own_fds(p: &str) -> bool {
         components(p).as_slice(),
         ["dev", "fd", ..]
             | ["dev", "stdin" | "stdout" | "stderr", ..]
-            | ["proc", _, "fd", ..]
-            | ["proc", _, "task", _, "fd", ..]
+            | ["proc", _, "fd" | "fdinfo", ..]
+            | ["proc", _, "task", _, "fd" | "fdinfo", ..]
     )
 }
 

@@ -306,40 +306,31 @@ extern "C" fn on_usr1(_: libc::c_int) {
     USR1_HITS.fetch_add(1, Ordering::Relaxed);
 }
 
-/// A no-op SIGUSR1 handler installed WITHOUT `SA_RESTART`, so a blocked
-/// `recvmsg`/`sendmsg` returns `EINTR`; restored when dropped.
-struct Usr1Guard(libc::sigaction);
-
-impl Usr1Guard {
-    fn install() -> Usr1Guard {
-        // SAFETY: plain sigaction calls with zeroed-then-filled structs;
-        // the handler is async-signal-safe (one atomic add).
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_usr1 as extern "C" fn(libc::c_int) as usize;
-            sa.sa_flags = 0;
-            libc::sigemptyset(&mut sa.sa_mask);
-            let mut old: libc::sigaction = std::mem::zeroed();
-            assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, &mut old), 0);
-            Usr1Guard(old)
-        }
+/// Installs a no-op SIGUSR1 handler WITHOUT `SA_RESTART`, so a blocked
+/// `recvmsg`/`sendmsg` returns `EINTR`. It stays installed for the rest of
+/// the test process: a signal still in flight when a test ends must not
+/// meet the default disposition (which ends the process).
+fn install_usr1() {
+    // SAFETY: plain sigaction call with a zeroed-then-filled struct; the
+    // handler is async-signal-safe (one atomic add).
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_usr1 as extern "C" fn(libc::c_int) as usize;
+        sa.sa_flags = 0;
+        libc::sigemptyset(&mut sa.sa_mask);
+        assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
     }
 }
 
-impl Drop for Usr1Guard {
-    fn drop(&mut self) {
-        // SAFETY: restores the previous disposition saved by install().
-        unsafe { libc::sigaction(libc::SIGUSR1, &self.0, std::ptr::null_mut()) };
-    }
-}
-
-/// Sends SIGUSR1 to `thread` every `every` until `stop` is set; returns
-/// how many were sent.
+/// Sends SIGUSR1 to `thread` every `every` until `stop` is set (or the
+/// thread is gone); returns how many were sent.
 fn pester(thread: libc::pthread_t, every: Duration, stop: &AtomicBool) -> usize {
     let mut n = 0;
     while !stop.load(Ordering::Relaxed) {
-        // SAFETY: `thread` is a live (not yet joined) thread of this process.
-        assert_eq!(unsafe { libc::pthread_kill(thread, libc::SIGUSR1) }, 0);
+        // SAFETY: `thread` is a thread of this process not yet joined.
+        if unsafe { libc::pthread_kill(thread, libc::SIGUSR1) } != 0 {
+            break;
+        }
         n += 1;
         std::thread::sleep(every);
     }
@@ -361,7 +352,7 @@ fn gettid() -> libc::pid_t {
 fn eintr_during_a_long_receive() {
     let _leaks = FdLeakCheck::new();
     let mut t = Tally::new("faults::eintr_during_a_long_receive");
-    let _sig = Usr1Guard::install();
+    install_usr1();
     let before = USR1_HITS.load(Ordering::Relaxed);
     let (client, server) = stream_pair();
     let mut first = marked(2);
@@ -416,7 +407,7 @@ fn eintr_during_a_long_receive() {
 fn eintr_during_a_big_send() {
     let _leaks = FdLeakCheck::new();
     let mut t = Tally::new("faults::eintr_during_a_big_send");
-    let _sig = Usr1Guard::install();
+    install_usr1();
     let before = USR1_HITS.load(Ordering::Relaxed);
     let (client, server) = stream_pair();
     nix::sys::socket::setsockopt(&client, nix::sys::socket::sockopt::SndBuf, &8192).unwrap();

@@ -469,9 +469,11 @@ fn json_case() -> impl Strategy<Value = Case> {
         .prop_map(|(b, d, f)| Limits { max_msg_bytes: b, max_depth: d, max_fds: f });
     let sep = prop::sample::select(vec![&b""[..], b" ", b"\n", b"\r\n", b"\t"]);
     let parts = prop::collection::vec((jitem(), sep, prop::bool::weighted(0.2)), 0..12);
-    (limits, parts, prop::collection::vec(any::<Index>(), 0..24), prop::collection::vec(fd_count(), 1..16), prop::bool::weighted(0.25))
-        .prop_map(|(limits, parts, cuts, plan, nb)| {
-            let parts = parts
+    // A command cut short by the end of the stream (its fds are closed).
+    let tail = prop::option::weighted(0.3, (0u32..1000, any::<Index>()));
+    (limits, parts, tail, prop::collection::vec(any::<Index>(), 0..24), prop::collection::vec(fd_count(), 1..16), prop::bool::weighted(0.25))
+        .prop_map(|(limits, parts, tail, cuts, plan, nb)| {
+            let mut parts: Vec<(Vec<u8>, bool)> = parts
                 .into_iter()
                 .flat_map(|(item, sep, alone)| {
                     // A whitespace item on its own write is the qemu.qmp
@@ -480,6 +482,10 @@ fn json_case() -> impl Strategy<Value = Case> {
                     [(render_j(&item), alone), (sep.to_vec(), false)]
                 })
                 .collect();
+            if let Some((id, cut)) = tail {
+                let whole = render_j(&JItem::Valid { id, text: "tail".into(), refs: vec![0], pretty: false });
+                parts.push((whole[..cut.index(whole.len())].to_vec(), false));
+            }
             make_case(Framing::Json, limits, parts, cuts, plan, nb)
         })
 }

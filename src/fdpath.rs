@@ -64,7 +64,7 @@ fn parse_index(digits: &str) -> Option<usize> {
 
 /// True when a lexically normalised `path` lands in `/dev/fd`, `/dev/std*`
 /// or a `/proc/<task>/fd` (or `fdinfo`) directory.
-fn reaches_own_fds(path: &str) -> bool {
+pub(crate) fn reaches_own_fds(path: &str) -> bool {
     match normalise(path).as_slice() {
         // Any spelling of /dev/fd that was not the exact `/dev/fd/N` form.
         ["dev", "fd", ..] => true,

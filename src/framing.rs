@@ -133,7 +133,12 @@ impl Scanner {
     /// Scans frame bytes; when `starting`, `chunk[0]` is the frame's first
     /// byte and is not whitespace.
     fn step_frame(&mut self, chunk: &[u8], starting: bool) -> Step {
-        let (used, end) = if self.json { self.scan_json(chunk) } else { self.scan_line(chunk) };
+        // Look no further than one byte past the size limit: a command that
+        // is too long is rejected at the same byte, and discarding starts
+        // there, however the stream was cut into reads.
+        let room = self.max_bytes.saturating_sub(self.len);
+        let window = &chunk[..chunk.len().min(room.saturating_add(1))];
+        let (used, end) = if self.json { self.scan_json(window) } else { self.scan_line(window) };
         // Line framing keeps the newline out of the frame.
         let frame_end = if !self.json && end.is_some() && used > 0 && chunk[used - 1] == b'\n' {
             used - 1
@@ -379,6 +384,18 @@ mod tests {
         let exact = format!("{{\"a\":\"{}\"}}", "x".repeat(56));
         assert_eq!(exact.len(), 64);
         assert_eq!(frames(Framing::Json, exact.as_bytes(), 9), vec![Ok(exact.clone())]);
+    }
+
+    #[test]
+    fn too_large_is_rejected_at_the_same_byte_whatever_the_cuts() {
+        // Limit 64: rejected at byte 65, inside the second line; discarding
+        // ends with that line, so the third line is garbage of its own.
+        let input = b"{\"a\":\n\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\",\n\"b\":1}\n{\"c\":2}";
+        let whole = frames(Framing::Json, input, input.len());
+        assert_eq!(whole, vec![Err(libc::EMSGSIZE), Err(libc::EBADMSG), Ok("{\"c\":2}".into())]);
+        for cut in 1..input.len() {
+            assert_eq!(frames(Framing::Json, input, cut), whole, "cut {cut}");
+        }
     }
 
     #[test]

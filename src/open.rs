@@ -10,13 +10,14 @@
 //! symlink into `/proc/*/fd` cannot be detected: run such kernels only with
 //! trusted paths.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag, AT_FDCWD};
 use nix::sys::stat::Mode;
+use nix::sys::statfs::{fstatfs, PROC_SUPER_MAGIC};
 
 use crate::context::Context;
 use crate::error::Error;
@@ -59,13 +60,31 @@ fn open_ordinary(path: &Path, flags: OFlag, mode: u32) -> Result<OwnedFd, Error>
     if !NO_OPENAT2.load(Ordering::Relaxed) {
         let how = OpenHow::new().flags(flags).mode(mode).resolve(ResolveFlag::RESOLVE_NO_MAGICLINKS);
         match openat2(AT_FDCWD, path, how) {
-            Ok(fd) => return Ok(fd),
+            Ok(fd) => return refuse_fd_tables(fd, path),
             Err(Errno::ELOOP) => return Err(magic_link_or_loop(path)),
             Err(Errno::ENOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
             Err(e) => return Err(Error::sys("openat2", e)),
         }
     }
-    nix::fcntl::open(path, flags, mode).map_err(|e| Error::sys("open", e))
+    let fd = nix::fcntl::open(path, flags, mode).map_err(|e| Error::sys("open", e))?;
+    refuse_fd_tables(fd, path)
+}
+
+/// Refuses a `/proc/<pid>/fd` (or `fdinfo`) directory reached through a
+/// symlink such as `/proc/self` or one of the client's own: a directory fd
+/// of the fd table would hand out every fd beneath it. Only files on procfs
+/// are looked at, by the name the kernel gives the opened file.
+fn refuse_fd_tables(fd: OwnedFd, path: &Path) -> Result<OwnedFd, Error> {
+    let on_proc = fstatfs(&fd).map(|s| s.filesystem_type() == PROC_SUPER_MAGIC).unwrap_or(true);
+    if !on_proc {
+        return Ok(fd);
+    }
+    let name = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|e| Error::sys("readlink", Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+    if fdpath::reaches_own_fds(&name.to_string_lossy()) {
+        return Err(Error::OwnFdPath(path.to_string_lossy().into_owned()));
+    }
+    Ok(fd)
 }
 
 /// `ELOOP` under `RESOLVE_NO_MAGICLINKS` is a magic link — unless the same

@@ -271,12 +271,11 @@ fn reference(framing: Framing, s: &[u8], max_bytes: usize, max_depth: usize) -> 
 /// Whether the generator may produce commands longer than `max_msg_bytes`
 /// that hold a line break or a too-deep bracket after their byte
 /// `max_msg_bytes + 1` (pretty-printed or unclosed objects with small
-/// limits). The library currently rejects such a command where the *read*
-/// that crossed the limit ends, not at the limit, so its messages depend on
-/// how the kernel split the stream (see
-/// `faults::overlong_command_gives_the_same_messages_whatever_the_reads`).
-/// Turn on once the scanner stops at byte `max_msg_bytes + 1`.
-const OVERLONG_WITH_LINE_BREAKS: bool = false;
+/// limits). Such a command is rejected at that byte whatever the reads;
+/// an earlier scanner rejected it where the read that crossed the limit
+/// ended, so its messages depended on how the kernel split the stream
+/// (see `faults::overlong_command_gives_the_same_messages_whatever_the_reads`).
+const OVERLONG_WITH_LINE_BREAKS: bool = true;
 
 #[derive(Debug, Clone)]
 enum JItem {

@@ -313,7 +313,6 @@ fn symlinks_and_magic_links_into_own_fds_are_refused() {
 }
 
 #[test]
-
 fn the_fd_directories_themselves_are_unreachable() {
     // A directory fd of /proc/<pid>/fd hands the process's whole fd table
     // to whoever opens entries beneath it (a 9p/virtio-fs export rooted at
@@ -333,11 +332,17 @@ fn the_fd_directories_themselves_are_unreachable() {
         format!("{}/fd", link("/proc/self", &d.join("l-self"))),
         format!("{}/{pid}/fd", link("/proc", &d.join("l-proc"))),
         format!("{}/fd", link("/dev", &d.join("l-dev"))),
+        // fdinfo is refused when spelled out (it tells every fd's flags and
+        // offset); the same through a symlink.
+        link("/proc/self/fdinfo", &d.join("l-fdinfo")),
+        link("/proc/self/fdinfo/0", &d.join("l-fdinfo-0")),
+        format!("{}/fdinfo/1", d.join("l-self").display()),
     ];
     for p in &paths {
         t.scenarios += 1;
         let errno = if p == "/dev/fd" { libc::EINVAL } else { libc::EPERM };
-        refused(&ctx, p, libc::O_RDONLY | libc::O_DIRECTORY, errno);
+        let dir = if p.contains("fdinfo/") || p.ends_with("-0") { 0 } else { libc::O_DIRECTORY };
+        refused(&ctx, p, libc::O_RDONLY | dir, errno);
         refused(&ctx, p, libc::O_PATH, errno);
     }
     assert_eq!(ctx.finish(), 0);

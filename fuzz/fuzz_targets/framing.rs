@@ -17,11 +17,6 @@ use libfuzzer_sys::fuzz_target;
 /// Frames found by the scanner: Ok(bytes) or Err(errno).
 type Frames = Vec<Result<Vec<u8>, i32>>;
 
-fn strict_cuts() -> bool {
-    static S: OnceLock<bool> = OnceLock::new();
-    *S.get_or_init(|| std::env::var_os("FDCTX_FUZZ_CUTS").is_some())
-}
-
 /// Read sizes from a tiny PRNG, so one byte of input picks many cuts.
 fn sizes(seed: u8, total: usize) -> Vec<usize> {
     let mut x = u32::from(seed).wrapping_mul(2_654_435_761) | 1;
@@ -162,9 +157,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let cuts = sizes(seed, stream.len());
     let frames = scan(framing, limits, stream, &cuts);
-    if strict_cuts() {
-        assert_eq!(frames, scan(framing, limits, stream, &[stream.len()]), "messages depend on the read sizes");
-    }
+    assert_eq!(frames, scan(framing, limits, stream, &[stream.len()]), "messages depend on the read sizes");
     let before = open_fd_count();
     let msgs = through_connection(framing, limits, stream, &cuts, seed);
     assert_eq!(open_fd_count(), before, "fd leak");

@@ -55,7 +55,7 @@ EXTRA_CHECKS :=
 
 .PHONY: all build stage install header header-status check check-rust \
 	check-header check-soname check-symbols check-pkgconfig check-cxx \
-	c-tests check-c check-c-valgrind check-c-asan check-extra deps clean
+	c-tests check-c check-c-valgrind check-c-asan check-extra check-steps deps clean
 
 all: build header-status stage
 
@@ -117,8 +117,17 @@ $(STAGED_LIB) $(STAGED_HEADER):
 
 # ---- checks --------------------------------------------------------------
 
-# Each step in order; a failing step stops the run.
+# Every step, its output kept in build/check.log, then the closing summary:
+# the fd accounting of the robustness tests and the total of all test counts.
+FD_SUMMARY := $(CURDIR)/build/fd-summary.txt
+CHECK_LOG := $(CURDIR)/build/check.log
 check:
+	@mkdir -p build && rm -f $(FD_SUMMARY)
+	@set -o pipefail; FDCTX_SUMMARY=$(FD_SUMMARY) $(MAKE) --no-print-directory check-steps 2>&1 | tee $(CHECK_LOG)
+	@bash scripts/check-summary $(CHECK_LOG) $(FD_SUMMARY)
+
+# Each step in order; a failing step stops the run.
+check-steps:
 	@+$(MAKE) --no-print-directory check-rust
 	@+$(MAKE) --no-print-directory check-header
 	@+$(MAKE) --no-print-directory stage

@@ -346,7 +346,9 @@ pub unsafe extern "C" fn fdctx_dup(ctx: *const Context, index: usize) -> c_int {
 ///   `O_DIRECTORY` on a non-directory is `-ENOTDIR`, `O_CREAT|O_EXCL` is
 ///   `-EEXIST`, `O_TRUNC` truncates a writable file, and `O_NONBLOCK` is set
 ///   or cleared to match `flags` (on the open file description, which the
-///   sender shares).
+///   sender shares). Other status flags are the sender's: in particular an
+///   fd opened `O_APPEND` by the client stays so, and on Linux pwrite(2) to
+///   it appends whatever offset is given.
 /// - A path that would reach the process's own fds is refused: `-EINVAL`
 ///   for a malformed `/dev/fd/...`, `-EPERM` for `/proc/self/fd/...`,
 ///   `/proc/<pid>/fd/...`, `/proc/thread-self/fd/...`, `/dev/stdin` and the

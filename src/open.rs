@@ -70,10 +70,11 @@ fn open_ordinary(path: &Path, flags: OFlag, mode: u32) -> Result<OwnedFd, Error>
     refuse_fd_tables(fd, path)
 }
 
-/// Refuses a `/proc/<pid>/fd` (or `fdinfo`) directory reached through a
-/// symlink such as `/proc/self` or one of the client's own: a directory fd
-/// of the fd table would hand out every fd beneath it. Only files on procfs
-/// are looked at, by the name the kernel gives the opened file.
+/// Refuses a `/proc/<pid>/fd` (or `fdinfo`) directory, or anything in one,
+/// reached through a symlink such as `/proc/self` or one of the client's
+/// own: a directory fd of the fd table would hand out every fd beneath it.
+/// Only files on procfs are looked at, by the name the kernel gives the
+/// opened file, wherever procfs is mounted.
 fn refuse_fd_tables(fd: OwnedFd, path: &Path) -> Result<OwnedFd, Error> {
     let on_proc = fstatfs(&fd).map(|s| s.filesystem_type() == PROC_SUPER_MAGIC).unwrap_or(true);
     if !on_proc {
@@ -81,10 +82,21 @@ fn refuse_fd_tables(fd: OwnedFd, path: &Path) -> Result<OwnedFd, Error> {
     }
     let name = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
         .map_err(|e| Error::sys("readlink", Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
-    if fdpath::reaches_own_fds(&name.to_string_lossy()) {
+    let name = name.to_string_lossy();
+    if fdpath::reaches_own_fds(&name) || in_proc_fd_table(&name) {
         return Err(Error::OwnFdPath(path.to_string_lossy().into_owned()));
     }
     Ok(fd)
+}
+
+/// True for a procfs name with a `<pid>/fd` or `<pid>/fdinfo` part, at any
+/// mount point (`/mnt/proc/42/fd`, `.../task/43/fdinfo/3`).
+fn in_proc_fd_table(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('/').filter(|p| !p.is_empty()).collect();
+    parts.windows(2).any(|w| {
+        let task = w[0].bytes().all(|b| b.is_ascii_digit()) || w[0] == "self" || w[0] == "thread-self";
+        task && (w[1] == "fd" || w[1] == "fdinfo")
+    })
 }
 
 /// `ELOOP` under `RESOLVE_NO_MAGICLINKS` is a magic link — unless the same
@@ -183,6 +195,15 @@ mod tests {
         let e = open(None, "/dev/fd/01", libc::O_RDONLY, 0).unwrap_err();
         assert_eq!(e.errno(), libc::EINVAL);
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn fd_tables_are_recognised_at_any_mount_point() {
+        assert!(in_proc_fd_table("/mnt/p/42/fd"));
+        assert!(in_proc_fd_table("/mnt/p/42/task/43/fdinfo/3"));
+        assert!(in_proc_fd_table("/proc/self/fd"));
+        assert!(!in_proc_fd_table("/proc/42/status"));
+        assert!(!in_proc_fd_table("/mnt/p/sys/fd"));
     }
 
     #[test]

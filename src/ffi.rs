@@ -632,6 +632,19 @@ pub unsafe extern "C" fn fdctx_msg_finish(msg: *mut Message) -> c_int {
 // ---------------------------------------------------------------------------
 // JSON accessors
 
+/// Keeps a NUL-terminated copy of `text` in the message, stores its length
+/// in `*len` (if not NULL) and returns it for C.
+///
+/// # Safety
+/// `len` is NULL or points at writable storage.
+unsafe fn hand_out(msg: &Message, text: &[u8], len: *mut usize) -> *mut c_char {
+    if !len.is_null() {
+        // SAFETY: per this function's contract.
+        unsafe { len.write(text.len()) };
+    }
+    msg.keep_c_string(text).cast::<c_char>().cast_mut()
+}
+
 /// The decoded string at RFC 6901 JSON Pointer `pointer` (`""` is the whole
 /// document; `"/arguments/filename"` a member of a member; `~1` is `/`,
 /// `~0` is `~`).
@@ -648,12 +661,8 @@ pub unsafe extern "C" fn fdctx_msg_get_str(msg: *const Message, pointer: *const 
     ffi_ptr!({
         // SAFETY: live message or NULL; NUL-terminated string or NULL.
         let (msg, pointer) = unsafe { (arg(msg, "msg")?, str_arg(pointer, "pointer")?) };
-        let s = msg.get_str(pointer)?;
-        if !len.is_null() {
-            // SAFETY: non-null `len` points at writable storage.
-            unsafe { len.write(s.len()) };
-        }
-        Ok(msg.keep_c_string(s.as_bytes()).cast::<c_char>().cast_mut())
+        // SAFETY: `len` is NULL or writable.
+        Ok(unsafe { hand_out(msg, msg.get_str(pointer)?.as_bytes(), len) })
     })
     .cast_const()
 }
@@ -672,12 +681,8 @@ pub unsafe extern "C" fn fdctx_msg_get_json(msg: *const Message, pointer: *const
     ffi_ptr!({
         // SAFETY: live message or NULL; NUL-terminated string or NULL.
         let (msg, pointer) = unsafe { (arg(msg, "msg")?, str_arg(pointer, "pointer")?) };
-        let text = msg.get_json(pointer)?;
-        if !len.is_null() {
-            // SAFETY: non-null `len` points at writable storage.
-            unsafe { len.write(text.len()) };
-        }
-        Ok(msg.keep_c_string(text.as_bytes()).cast::<c_char>().cast_mut())
+        // SAFETY: `len` is NULL or writable.
+        Ok(unsafe { hand_out(msg, msg.get_json(pointer)?.as_bytes(), len) })
     })
     .cast_const()
 }
@@ -693,12 +698,9 @@ pub unsafe extern "C" fn fdctx_msg_get_bool(msg: *const Message, pointer: *const
     ffi_int!({
         // SAFETY: live message or NULL; NUL-terminated string or NULL.
         let (msg, pointer) = unsafe { (arg(msg, "msg")?, str_arg(pointer, "pointer")?) };
-        if out.is_null() {
-            return Err(null("out"));
-        }
-        let v = msg.get_bool(pointer)?;
-        // SAFETY: non-null `out` points at writable storage.
-        unsafe { out.write(v) };
+        // SAFETY: `out` is NULL or points at writable storage.
+        let out = unsafe { arg_mut(out, "out") }?;
+        *out = msg.get_bool(pointer)?;
         Ok(0)
     })
 }
@@ -715,12 +717,9 @@ pub unsafe extern "C" fn fdctx_msg_get_int(msg: *const Message, pointer: *const 
     ffi_int!({
         // SAFETY: live message or NULL; NUL-terminated string or NULL.
         let (msg, pointer) = unsafe { (arg(msg, "msg")?, str_arg(pointer, "pointer")?) };
-        if out.is_null() {
-            return Err(null("out"));
-        }
-        let v = msg.get_int(pointer)?;
-        // SAFETY: non-null `out` points at writable storage.
-        unsafe { out.write(v) };
+        // SAFETY: `out` is NULL or points at writable storage.
+        let out = unsafe { arg_mut(out, "out") }?;
+        *out = msg.get_int(pointer)?;
         Ok(0)
     })
 }

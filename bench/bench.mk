@@ -46,13 +46,13 @@ $(BENCH_OUT)/fdbench-alloc.so: bench/alloc_shim.c
 	@mkdir -p $(@D)
 	$(CC) $(BENCH_CFLAGS) -shared -fPIC -o $@ $<
 
-$(BENCH_OUT)/recv-b1: bench/recv_b1.c $(BENCH_HDRS)
+$(BENCH_OUT)/recv-b1: bench/recv_line.c $(BENCH_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(BENCH_CFLAGS) -o $@ $<
 
-$(BENCH_OUT)/recv-b2: bench/recv_b2.c $(BENCH_HDRS)
+$(BENCH_OUT)/recv-b2: bench/recv_line.c $(BENCH_HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(BENCH_CFLAGS) -o $@ $< $$(pkg-config --cflags --libs jansson)
+	$(CC) $(BENCH_CFLAGS) -DWITH_JANSSON -o $@ $< $$(pkg-config --cflags --libs jansson)
 
 $(BENCH_OUT)/recv-b3: bench/recv_b3.c $(BENCH_HDRS)
 	@mkdir -p $(@D)

@@ -1,0 +1,81 @@
+/* B1 and B2, one source.
+ *
+ * B1, the floor: a hand-written recvmsg(2) loop with SCM_RIGHTS parsing and
+ * newline framing; every fd is closed when its command completes. No JSON
+ * parsing: this is the cost of the system calls themselves.
+ *
+ * B2 (built with -DWITH_JANSSON), what a C VMM author writes: the same loop
+ * plus parsing every command with jansson (json_loadb), as a QMP monitor
+ * would before dispatching it. */
+#include "rx_main.h"
+#ifdef WITH_JANSSON
+#include <jansson.h>
+#define RX_NAME "B2"
+#else
+#define RX_NAME "B1"
+#endif
+
+struct rx_conn {
+    int fd;
+    struct linebuf lb;
+};
+
+static const char *rx_name(void) { return RX_NAME; }
+
+static rx_conn *rx_open(int fd, const struct rx_cfg *cfg)
+{
+    (void)cfg;
+    rx_conn *c = malloc(sizeof *c);
+    if (!c || linebuf_init(&c->lb) < 0) {
+        fprintf(stderr, RX_NAME ": out of memory\n");
+        return NULL;
+    }
+    c->fd = fd;
+    return c;
+}
+
+/* B2's work on one command: parse it; B1 does nothing. */
+static int parse_command(const char *line, size_t n)
+{
+#ifdef WITH_JANSSON
+    json_error_t err;
+    json_t *cmd = json_loadb(line, n, 0, &err);
+    if (!cmd || !json_is_object(cmd)) {
+        fprintf(stderr, "B2: bad command: %s\n", cmd ? "not an object" : err.text);
+        json_decref(cmd);
+        return -EBADMSG;
+    }
+    json_decref(cmd);
+#else
+    (void)line;
+    (void)n;
+#endif
+    return 0;
+}
+
+static int rx_next(rx_conn *c, size_t *nfds)
+{
+    const char *line;
+    size_t n;
+    for (;;) {
+        if (linebuf_line(&c->lb, &line, &n)) {
+            int r = parse_command(line, n);
+            *nfds = c->lb.nfds;
+            linebuf_close_fds(&c->lb);
+            return r < 0 ? r : 1;
+        }
+        ssize_t r = linebuf_recvmsg(&c->lb, c->fd);
+        if (r < 0)
+            return (int)r;
+        if (r == 0) {
+            linebuf_close_fds(&c->lb);
+            return c->lb.len > c->lb.start ? -EPIPE : 0;
+        }
+    }
+}
+
+static void rx_close(rx_conn *c)
+{
+    linebuf_free(&c->lb);
+    free(c);
+}

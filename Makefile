@@ -3,7 +3,7 @@
 #   make / make all   build the library (cargo build --release), say whether
 #                     include/fdctx.h is current, stage-install into build/stage
 #   make stage        install into build/stage (what C programs here link to)
-#   make install      PREFIX=/usr/local [DESTDIR=]: lib/libfdctx.so.X.Y.Z with
+#   make install      PREFIX=/usr/local [DESTDIR=] [libdir=]: lib/libfdctx.so.X.Y.Z with
 #                     its .so.X and .so links, lib/libfdctx.a, include/fdctx.h,
 #                     lib/pkgconfig/fdctx.pc, bin/fdctx-send
 #   make header       copy the freshly generated header to include/fdctx.h
@@ -88,7 +88,9 @@ native_static_libs = $$(echo | $(RUSTC) --crate-type=staticlib --crate-name=fdct
 	--print=native-static-libs -o "$$probe_dir/probe.a" - 2>&1 \
 	| sed -n 's/^note: native-static-libs: //p')
 
-LIBDIR = $(DESTDIR)$(PREFIX)/lib
+# libdir may be set for multiarch layouts, e.g. libdir=/usr/lib/x86_64-linux-gnu.
+libdir ?= $(PREFIX)/lib
+LIBDIR = $(DESTDIR)$(libdir)
 
 install: build
 	@test -n "$(PREFIX)" || { echo "install: PREFIX is empty" >&2; exit 1; }
@@ -101,7 +103,7 @@ install: build
 	$(INSTALL) -m 0755 $(RELEASE_DIR)/fdctx-send $(DESTDIR)$(PREFIX)/bin/fdctx-send
 	@probe_dir=$$(mktemp -d) && trap 'rm -rf "$$probe_dir"' EXIT && \
 	libs="$(native_static_libs)" && test -n "$$libs" && \
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(libdir)|g' -e 's|@VERSION@|$(VERSION)|g' \
 	    -e "s|@LIBS_PRIVATE@|$$libs|g" fdctx.pc.in > $(LIBDIR)/pkgconfig/fdctx.pc && \
 	echo "wrote $(LIBDIR)/pkgconfig/fdctx.pc (Libs.private: $$libs)"
 	@# A real install as root refreshes the loader cache; staged ones need not.
@@ -109,7 +111,7 @@ install: build
 	    && command -v $(LDCONFIG) >/dev/null 2>&1; then $(LDCONFIG) || true; fi
 
 stage:
-	@+$(MAKE) --no-print-directory install PREFIX=$(STAGE) DESTDIR=
+	@+$(MAKE) --no-print-directory install PREFIX=$(STAGE) DESTDIR= libdir=$(STAGE)/lib
 
 # C programs depend on these files; make them if there is no stage yet.
 $(STAGED_LIB) $(STAGED_HEADER):

@@ -134,9 +134,13 @@ struct fdctx *fdctx_new(void);
  *   `n > 0`, or an fd appears twice (in the array or already in the
  *   context; that occurrence is not appended, the fd stays with its
  *   first owner);
- * - `-EBADF`: an entry is negative or not an open fd (skipped).
+ * - `-EBADF`: an entry is negative or not an open fd.
  *
- * Thread rules: not concurrently with other calls on the same context.
+ * A refused entry takes no index: the entries after it move down by one.
+ * After a failure, fdctx_count() tells how many fds the context holds.
+ *
+ * Thread rules: not concurrently with any other call on the same context,
+ * read-only ones included (borrowing records which fds were used).
  */
 int fdctx_adopt(struct fdctx *ctx, const int *fds, size_t n);
 
@@ -144,7 +148,8 @@ int fdctx_adopt(struct fdctx *ctx, const int *fds, size_t n);
  * Number of fds the context received (taken ones included): valid indices
  * are 0 .. fdctx_count() - 1. Returns 0 for NULL.
  *
- * Thread rules: not concurrently with calls that change the same context.
+ * Thread rules: not concurrently with any other call on the same context,
+ * read-only ones included (borrowing records which fds were used).
  */
 size_t fdctx_count(const struct fdctx *ctx);
 
@@ -173,7 +178,8 @@ int fdctx_index(const char *path, size_t *index);
  * Returns the fd, or `-EINVAL` (`ctx` NULL), `-EBADF` (index not passed
  * with this command), `-EBADFD` (already taken).
  *
- * Thread rules: not concurrently with calls that change the same context.
+ * Thread rules: not concurrently with any other call on the same context,
+ * read-only ones included (borrowing records which fds were used).
  */
 int fdctx_get(const struct fdctx *ctx, size_t index);
 
@@ -184,7 +190,8 @@ int fdctx_get(const struct fdctx *ctx, size_t index);
  * Returns the fd, or `-EINVAL` (`ctx` NULL), `-EBADF` (index not passed
  * with this command), `-EBADFD` (already taken).
  *
- * Thread rules: not concurrently with other calls on the same context.
+ * Thread rules: not concurrently with any other call on the same context,
+ * read-only ones included (borrowing records which fds were used).
  */
 int fdctx_take(struct fdctx *ctx, size_t index);
 
@@ -196,7 +203,8 @@ int fdctx_take(struct fdctx *ctx, size_t index);
  * Returns the new fd, or `-EINVAL` (`ctx` NULL), `-EBADF` (index not
  * passed), `-EBADFD` (already taken), `-EMFILE` (fd table full).
  *
- * Thread rules: not concurrently with calls that change the same context.
+ * Thread rules: not concurrently with any other call on the same context,
+ * read-only ones included (borrowing records which fds were used).
  */
 int fdctx_dup(const struct fdctx *ctx, size_t index);
 
@@ -222,15 +230,18 @@ int fdctx_dup(const struct fdctx *ctx, size_t index);
  *   for a malformed `/dev/fd/...`, `-EPERM` for `/proc/self/fd/...`,
  *   `/proc/<pid>/fd/...`, `/proc/thread-self/fd/...`, `/dev/stdin` and the
  *   like, `/dev//fd/1`-style spellings, and symlinks that lead into
- *   `/proc/<pid>/fd` (openat2(2) with `RESOLVE_NO_MAGICLINKS`; on kernels
- *   before 5.6 only the lexical checks apply).
+ *   `/proc/<pid>/fd` (openat2(2) with `RESOLVE_NO_MAGICLINKS`; where
+ *   openat2 is missing — kernels before 5.6, or a seccomp filter answering
+ *   `ENOSYS` — the path is walked one component at a time and every symlink
+ *   on procfs is refused, so it fails closed).
  * - Any other path is opened with `flags | O_CLOEXEC` and `mode` (used only
  *   with `O_CREAT`/`O_TMPFILE`); its errors are open(2)'s.
  *
  * Returns the new fd, owned by the caller; `-EINVAL` if `path` is NULL;
  * `-EBADF` / `-EBADFD` for an index not passed / already taken.
  *
- * Thread rules: not concurrently with calls that change the same context.
+ * Thread rules: not concurrently with any other call on the same context,
+ * read-only ones included (borrowing records which fds were used).
  */
 int fdctx_open(struct fdctx *ctx, const char *path, int flags, mode_t mode);
 
@@ -244,7 +255,8 @@ int fdctx_open(struct fdctx *ctx, const char *path, int flags, mode_t mode);
  * NULL or belongs to a message (end those with fdctx_msg_finish()).
  * Using `ctx` after this call, or finishing it twice, is undefined.
  *
- * Thread rules: not concurrently with other calls on the same context.
+ * Thread rules: not concurrently with any other call on the same context,
+ * read-only ones included (borrowing records which fds were used).
  */
 int fdctx_finish(struct fdctx *ctx);
 
@@ -313,6 +325,14 @@ struct fdctx_conn *fdctx_conn_new(int sockfd,
  *
  * `EINTR` is retried. `*out` is set to NULL unless 1 is returned.
  *
+ * One read may bring several commands, which the connection then holds:
+ * on a non-blocking socket, after the socket polls readable, call this
+ * until it returns `-EAGAIN` (or 0) before waiting on the socket again —
+ * a command already buffered does not make the socket readable.
+ *
+ * Every received fd is close-on-exec (`MSG_CMSG_CLOEXEC`), and so is every
+ * fd fdctx_take(), fdctx_dup() and fdctx_open() return.
+ *
  * Thread rules: not concurrently on the same connection.
  */
 int fdctx_conn_recv(struct fdctx_conn *conn, struct fdctx_msg **out);
@@ -333,7 +353,8 @@ void fdctx_conn_free(struct fdctx_conn *conn);
  * `*len` (if `len` is not NULL) gets the length. For a message too large
  * to keep, the bytes are empty. NULL if `msg` is NULL.
  *
- * Thread rules: not concurrently with fdctx_msg_finish() on the message.
+ * Thread rules: not concurrently with any other call on the same message,
+ * read-only ones included (the accessors cache what they parse).
  */
 const char *fdctx_msg_data(const struct fdctx_msg *msg, size_t *len);
 
@@ -343,7 +364,8 @@ const char *fdctx_msg_data(const struct fdctx_msg *msg, size_t *len);
  * to fdctx_enter(), but never fdctx_finish() it — fdctx_msg_finish() ends
  * it. NULL if `msg` is NULL.
  *
- * Thread rules: as for the message.
+ * Thread rules: not concurrently with any other call on the same message,
+ * read-only ones included (the accessors cache what they parse).
  */
 struct fdctx *fdctx_msg_fds(struct fdctx_msg *msg);
 
@@ -352,11 +374,14 @@ struct fdctx *fdctx_msg_fds(struct fdctx_msg *msg);
  * not: `-EBADMSG` malformed JSON, not an object, or nested too deep;
  * `-EILSEQ` not UTF-8; `-EMSGSIZE` larger than `max_msg_bytes`;
  * `-ETOOMANYREFS` more fds than `max_fds`; `-ECOMM` fds lost in transit
- * (`MSG_CTRUNC`, e.g. the receiver at `RLIMIT_NOFILE`); `-EBADF` an
- * argument names `/dev/fd/N` but fewer fds were sent. A bad message holds
- * no fds. `-EINVAL` if `msg` is NULL.
+ * (`MSG_CTRUNC`, e.g. the receiver at `RLIMIT_NOFILE`); `-EBADF` a string
+ * value anywhere in a JSON command (object keys aside) is exactly
+ * `/dev/fd/N` but fewer fds were sent (other fd-like spellings are left to
+ * fdctx_open(), which refuses them). A bad message holds no fds.
+ * `-EINVAL` if `msg` is NULL.
  *
- * Thread rules: as for the message.
+ * Thread rules: not concurrently with any other call on the same message,
+ * read-only ones included (the accessors cache what they parse).
  */
 int fdctx_msg_status(const struct fdctx_msg *msg);
 
@@ -364,7 +389,8 @@ int fdctx_msg_status(const struct fdctx_msg *msg);
  * Human text for a bad status (owned by the message, valid until
  * fdctx_msg_finish()), or NULL when the status is 0 or `msg` is NULL.
  *
- * Thread rules: as for the message.
+ * Thread rules: not concurrently with any other call on the same message,
+ * read-only ones included (the accessors cache what they parse).
  */
 const char *fdctx_msg_error(const struct fdctx_msg *msg);
 
@@ -389,13 +415,17 @@ int fdctx_msg_finish(struct fdctx_msg *msg);
  * document; `"/arguments/filename"` a member of a member; `~1` is `/`,
  * `~0` is `~`).
  *
+ * Each call makes a new copy, kept until the message ends: look a value up
+ * once, not in a loop.
+ *
  * Returns a NUL-terminated copy owned by the message, valid until
  * fdctx_msg_finish(); `*len` (if `len` is not NULL) gets its length (the
  * string may contain NUL bytes). NULL, with fdctx_last_error() set, if
  * `msg` or `pointer` is NULL, the message is not JSON, nothing is at
  * `pointer`, or the value is not a string.
  *
- * Thread rules: as for the message.
+ * Thread rules: not concurrently with any other call on the same message,
+ * read-only ones included (the accessors cache what they parse).
  */
 const char *fdctx_msg_get_str(const struct fdctx_msg *msg, const char *pointer, size_t *len);
 
@@ -403,12 +433,16 @@ const char *fdctx_msg_get_str(const struct fdctx_msg *msg, const char *pointer, 
  * The compact JSON text of any value at `pointer` (for example the
  * command's `/id`, to echo it in a reply).
  *
+ * Each call makes a new copy, kept until the message ends: look a value up
+ * once, not in a loop.
+ *
  * Returns a NUL-terminated string owned by the message, valid until
  * fdctx_msg_finish(); `*len` gets its length if `len` is not NULL. NULL,
  * with fdctx_last_error() set, if `msg` or `pointer` is NULL, the message
  * is not JSON, or nothing is at `pointer`.
  *
- * Thread rules: as for the message.
+ * Thread rules: not concurrently with any other call on the same message,
+ * read-only ones included (the accessors cache what they parse).
  */
 const char *fdctx_msg_get_json(const struct fdctx_msg *msg, const char *pointer, size_t *len);
 
@@ -418,7 +452,8 @@ const char *fdctx_msg_get_json(const struct fdctx_msg *msg, const char *pointer,
  * Returns 0, or `-EINVAL` (an argument is NULL), `-EBADMSG` (the message is
  * not JSON), `-ENOENT` (nothing at `pointer`), `-ENOMSG` (not a boolean).
  *
- * Thread rules: as for the message.
+ * Thread rules: not concurrently with any other call on the same message,
+ * read-only ones included (the accessors cache what they parse).
  */
 int fdctx_msg_get_bool(const struct fdctx_msg *msg, const char *pointer, bool *out);
 
@@ -429,7 +464,8 @@ int fdctx_msg_get_bool(const struct fdctx_msg *msg, const char *pointer, bool *o
  * not JSON), `-ENOENT` (nothing at `pointer`), `-ENOMSG` (not a number),
  * `-ERANGE` (a number with a fraction or outside int64_t).
  *
- * Thread rules: as for the message.
+ * Thread rules: not concurrently with any other call on the same message,
+ * read-only ones included (the accessors cache what they parse).
  */
 int fdctx_msg_get_int(const struct fdctx_msg *msg, const char *pointer, int64_t *out);
 

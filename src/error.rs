@@ -121,7 +121,12 @@ impl fmt::Display for Error {
             Error::OutOfRange(p) => write!(f, "value at JSON pointer '{p}' is out of range"),
             Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
             Error::Panic => write!(f, "internal error (panic caught at the C boundary)"),
-            Error::Sys { call, errno } => write!(f, "{call}: {}", errno.desc()),
+            Error::Sys { call, errno } => {
+                // The C library's wording (strerror), as C callers know it.
+                let text = std::io::Error::from_raw_os_error(*errno as i32).to_string();
+                let text = text.split(" (os error").next().unwrap_or(&text).to_owned();
+                write!(f, "{call}: {text}")
+            }
         }
     }
 }

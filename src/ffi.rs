@@ -195,9 +195,13 @@ pub extern "C" fn fdctx_new() -> *mut Context {
 ///   `n > 0`, or an fd appears twice (in the array or already in the
 ///   context; that occurrence is not appended, the fd stays with its
 ///   first owner);
-/// - `-EBADF`: an entry is negative or not an open fd (skipped).
+/// - `-EBADF`: an entry is negative or not an open fd.
 ///
-/// Thread rules: not concurrently with other calls on the same context.
+/// A refused entry takes no index: the entries after it move down by one.
+/// After a failure, fdctx_count() tells how many fds the context holds.
+///
+/// Thread rules: not concurrently with any other call on the same context,
+/// read-only ones included (borrowing records which fds were used).
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_adopt(ctx: *mut Context, fds: *const c_int, n: usize) -> c_int {
     ffi_int!({
@@ -244,7 +248,8 @@ pub unsafe extern "C" fn fdctx_adopt(ctx: *mut Context, fds: *const c_int, n: us
 /// Number of fds the context received (taken ones included): valid indices
 /// are 0 .. fdctx_count() - 1. Returns 0 for NULL.
 ///
-/// Thread rules: not concurrently with calls that change the same context.
+/// Thread rules: not concurrently with any other call on the same context,
+/// read-only ones included (borrowing records which fds were used).
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_count(ctx: *const Context) -> usize {
     // SAFETY: `ctx` is a live context or NULL.
@@ -289,7 +294,8 @@ pub unsafe extern "C" fn fdctx_index(path: *const c_char, index: *mut usize) -> 
 /// Returns the fd, or `-EINVAL` (`ctx` NULL), `-EBADF` (index not passed
 /// with this command), `-EBADFD` (already taken).
 ///
-/// Thread rules: not concurrently with calls that change the same context.
+/// Thread rules: not concurrently with any other call on the same context,
+/// read-only ones included (borrowing records which fds were used).
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_get(ctx: *const Context, index: usize) -> c_int {
     ffi_int!({
@@ -305,7 +311,8 @@ pub unsafe extern "C" fn fdctx_get(ctx: *const Context, index: usize) -> c_int {
 /// Returns the fd, or `-EINVAL` (`ctx` NULL), `-EBADF` (index not passed
 /// with this command), `-EBADFD` (already taken).
 ///
-/// Thread rules: not concurrently with other calls on the same context.
+/// Thread rules: not concurrently with any other call on the same context,
+/// read-only ones included (borrowing records which fds were used).
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_take(ctx: *mut Context, index: usize) -> c_int {
     ffi_int!({
@@ -322,7 +329,8 @@ pub unsafe extern "C" fn fdctx_take(ctx: *mut Context, index: usize) -> c_int {
 /// Returns the new fd, or `-EINVAL` (`ctx` NULL), `-EBADF` (index not
 /// passed), `-EBADFD` (already taken), `-EMFILE` (fd table full).
 ///
-/// Thread rules: not concurrently with calls that change the same context.
+/// Thread rules: not concurrently with any other call on the same context,
+/// read-only ones included (borrowing records which fds were used).
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_dup(ctx: *const Context, index: usize) -> c_int {
     ffi_int!({
@@ -353,15 +361,18 @@ pub unsafe extern "C" fn fdctx_dup(ctx: *const Context, index: usize) -> c_int {
 ///   for a malformed `/dev/fd/...`, `-EPERM` for `/proc/self/fd/...`,
 ///   `/proc/<pid>/fd/...`, `/proc/thread-self/fd/...`, `/dev/stdin` and the
 ///   like, `/dev//fd/1`-style spellings, and symlinks that lead into
-///   `/proc/<pid>/fd` (openat2(2) with `RESOLVE_NO_MAGICLINKS`; on kernels
-///   before 5.6 only the lexical checks apply).
+///   `/proc/<pid>/fd` (openat2(2) with `RESOLVE_NO_MAGICLINKS`; where
+///   openat2 is missing — kernels before 5.6, or a seccomp filter answering
+///   `ENOSYS` — the path is walked one component at a time and every symlink
+///   on procfs is refused, so it fails closed).
 /// - Any other path is opened with `flags | O_CLOEXEC` and `mode` (used only
 ///   with `O_CREAT`/`O_TMPFILE`); its errors are open(2)'s.
 ///
 /// Returns the new fd, owned by the caller; `-EINVAL` if `path` is NULL;
 /// `-EBADF` / `-EBADFD` for an index not passed / already taken.
 ///
-/// Thread rules: not concurrently with calls that change the same context.
+/// Thread rules: not concurrently with any other call on the same context,
+/// read-only ones included (borrowing records which fds were used).
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_open(ctx: *mut Context, path: *const c_char, flags: c_int, mode: libc::mode_t) -> c_int {
     ffi_int!({
@@ -384,7 +395,8 @@ pub unsafe extern "C" fn fdctx_open(ctx: *mut Context, path: *const c_char, flag
 /// NULL or belongs to a message (end those with fdctx_msg_finish()).
 /// Using `ctx` after this call, or finishing it twice, is undefined.
 ///
-/// Thread rules: not concurrently with other calls on the same context.
+/// Thread rules: not concurrently with any other call on the same context,
+/// read-only ones included (borrowing records which fds were used).
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_finish(ctx: *mut Context) -> c_int {
     ffi_int!({
@@ -495,6 +507,14 @@ pub unsafe extern "C" fn fdctx_conn_new(sockfd: c_int, framing: fdctx_framing, l
 ///
 /// `EINTR` is retried. `*out` is set to NULL unless 1 is returned.
 ///
+/// One read may bring several commands, which the connection then holds:
+/// on a non-blocking socket, after the socket polls readable, call this
+/// until it returns `-EAGAIN` (or 0) before waiting on the socket again —
+/// a command already buffered does not make the socket readable.
+///
+/// Every received fd is close-on-exec (`MSG_CMSG_CLOEXEC`), and so is every
+/// fd fdctx_take(), fdctx_dup() and fdctx_open() return.
+///
 /// Thread rules: not concurrently on the same connection.
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_conn_recv(conn: *mut Connection, out: *mut *mut Message) -> c_int {
@@ -538,7 +558,8 @@ pub unsafe extern "C" fn fdctx_conn_free(conn: *mut Connection) {
 /// `*len` (if `len` is not NULL) gets the length. For a message too large
 /// to keep, the bytes are empty. NULL if `msg` is NULL.
 ///
-/// Thread rules: not concurrently with fdctx_msg_finish() on the message.
+/// Thread rules: not concurrently with any other call on the same message,
+/// read-only ones included (the accessors cache what they parse).
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_msg_data(msg: *const Message, len: *mut usize) -> *const c_char {
     ffi_ptr!({
@@ -558,7 +579,8 @@ pub unsafe extern "C" fn fdctx_msg_data(msg: *const Message, len: *mut usize) ->
 /// to fdctx_enter(), but never fdctx_finish() it — fdctx_msg_finish() ends
 /// it. NULL if `msg` is NULL.
 ///
-/// Thread rules: as for the message.
+/// Thread rules: not concurrently with any other call on the same message,
+/// read-only ones included (the accessors cache what they parse).
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_msg_fds(msg: *mut Message) -> *mut Context {
     ffi_ptr!({
@@ -572,11 +594,14 @@ pub unsafe extern "C" fn fdctx_msg_fds(msg: *mut Message) -> *mut Context {
 /// not: `-EBADMSG` malformed JSON, not an object, or nested too deep;
 /// `-EILSEQ` not UTF-8; `-EMSGSIZE` larger than `max_msg_bytes`;
 /// `-ETOOMANYREFS` more fds than `max_fds`; `-ECOMM` fds lost in transit
-/// (`MSG_CTRUNC`, e.g. the receiver at `RLIMIT_NOFILE`); `-EBADF` an
-/// argument names `/dev/fd/N` but fewer fds were sent. A bad message holds
-/// no fds. `-EINVAL` if `msg` is NULL.
+/// (`MSG_CTRUNC`, e.g. the receiver at `RLIMIT_NOFILE`); `-EBADF` a string
+/// value anywhere in a JSON command (object keys aside) is exactly
+/// `/dev/fd/N` but fewer fds were sent (other fd-like spellings are left to
+/// fdctx_open(), which refuses them). A bad message holds no fds.
+/// `-EINVAL` if `msg` is NULL.
 ///
-/// Thread rules: as for the message.
+/// Thread rules: not concurrently with any other call on the same message,
+/// read-only ones included (the accessors cache what they parse).
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_msg_status(msg: *const Message) -> c_int {
     ffi_int!({
@@ -592,7 +617,8 @@ pub unsafe extern "C" fn fdctx_msg_status(msg: *const Message) -> c_int {
 /// Human text for a bad status (owned by the message, valid until
 /// fdctx_msg_finish()), or NULL when the status is 0 or `msg` is NULL.
 ///
-/// Thread rules: as for the message.
+/// Thread rules: not concurrently with any other call on the same message,
+/// read-only ones included (the accessors cache what they parse).
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_msg_error(msg: *const Message) -> *const c_char {
     // SAFETY: live message or NULL.
@@ -649,13 +675,17 @@ unsafe fn hand_out(msg: &Message, text: &[u8], len: *mut usize) -> *mut c_char {
 /// document; `"/arguments/filename"` a member of a member; `~1` is `/`,
 /// `~0` is `~`).
 ///
+/// Each call makes a new copy, kept until the message ends: look a value up
+/// once, not in a loop.
+///
 /// Returns a NUL-terminated copy owned by the message, valid until
 /// fdctx_msg_finish(); `*len` (if `len` is not NULL) gets its length (the
 /// string may contain NUL bytes). NULL, with fdctx_last_error() set, if
 /// `msg` or `pointer` is NULL, the message is not JSON, nothing is at
 /// `pointer`, or the value is not a string.
 ///
-/// Thread rules: as for the message.
+/// Thread rules: not concurrently with any other call on the same message,
+/// read-only ones included (the accessors cache what they parse).
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_msg_get_str(msg: *const Message, pointer: *const c_char, len: *mut usize) -> *const c_char {
     ffi_ptr!({
@@ -670,12 +700,16 @@ pub unsafe extern "C" fn fdctx_msg_get_str(msg: *const Message, pointer: *const 
 /// The compact JSON text of any value at `pointer` (for example the
 /// command's `/id`, to echo it in a reply).
 ///
+/// Each call makes a new copy, kept until the message ends: look a value up
+/// once, not in a loop.
+///
 /// Returns a NUL-terminated string owned by the message, valid until
 /// fdctx_msg_finish(); `*len` gets its length if `len` is not NULL. NULL,
 /// with fdctx_last_error() set, if `msg` or `pointer` is NULL, the message
 /// is not JSON, or nothing is at `pointer`.
 ///
-/// Thread rules: as for the message.
+/// Thread rules: not concurrently with any other call on the same message,
+/// read-only ones included (the accessors cache what they parse).
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_msg_get_json(msg: *const Message, pointer: *const c_char, len: *mut usize) -> *const c_char {
     ffi_ptr!({
@@ -692,7 +726,8 @@ pub unsafe extern "C" fn fdctx_msg_get_json(msg: *const Message, pointer: *const
 /// Returns 0, or `-EINVAL` (an argument is NULL), `-EBADMSG` (the message is
 /// not JSON), `-ENOENT` (nothing at `pointer`), `-ENOMSG` (not a boolean).
 ///
-/// Thread rules: as for the message.
+/// Thread rules: not concurrently with any other call on the same message,
+/// read-only ones included (the accessors cache what they parse).
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_msg_get_bool(msg: *const Message, pointer: *const c_char, out: *mut bool) -> c_int {
     ffi_int!({
@@ -711,7 +746,8 @@ pub unsafe extern "C" fn fdctx_msg_get_bool(msg: *const Message, pointer: *const
 /// not JSON), `-ENOENT` (nothing at `pointer`), `-ENOMSG` (not a number),
 /// `-ERANGE` (a number with a fraction or outside int64_t).
 ///
-/// Thread rules: as for the message.
+/// Thread rules: not concurrently with any other call on the same message,
+/// read-only ones included (the accessors cache what they parse).
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_msg_get_int(msg: *const Message, pointer: *const c_char, out: *mut i64) -> c_int {
     ffi_int!({

@@ -10,6 +10,7 @@
 //! * [`context`]: the per-command context (take, borrow, dup, finish).
 //! * [`fdpath`]: the strict `/dev/fd/N` grammar and own-fd path refusal.
 //! * [`open`]: the `open(2)` drop-in for client-supplied paths.
+//! * [`resolve`]: path resolution refusing `/proc` links, where `openat2` is missing.
 //! * [`recv`]: `recvmsg(2)` with every fd owned from the moment it arrives.
 //! * [`framing`]: where one command ends (JSON, line, packet).
 //! * [`conn`]: a monitor connection and the fd association rule.
@@ -26,6 +27,7 @@ pub mod framing;
 pub mod message;
 pub mod open;
 pub mod recv;
+pub mod resolve;
 pub mod send;
 
 pub use conn::{Connection, Framing, Limits};

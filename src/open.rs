@@ -5,10 +5,10 @@
 //! Ordinary paths are opened with `openat2(2)` and `RESOLVE_NO_MAGICLINKS`
 //! (Linux 5.6, see openat2(2) and `fs/namei.c`), so a symlink that leads to
 //! `/proc/<pid>/fd/<n>` — a "magic link" — fails with `ELOOP`, which is
-//! reported as [`Error::OwnFdPath`]. On a kernel without `openat2`
-//! (`ENOSYS`) the lexical refusals of [`crate::fdpath`] still apply, but a
-//! symlink into `/proc/*/fd` cannot be detected: run such kernels only with
-//! trusted paths.
+//! reported as [`Error::OwnFdPath`]. Where `openat2` is missing (`ENOSYS`:
+//! a kernel before 5.6, or a seccomp filter), the path is resolved by
+//! [`crate::resolve`] instead, which refuses every symlink on procfs: it
+//! fails closed, never falling back to a plain `open(2)`.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
@@ -66,7 +66,7 @@ fn open_ordinary(path: &Path, flags: OFlag, mode: u32) -> Result<OwnedFd, Error>
             Err(e) => return Err(Error::sys("openat2", e)),
         }
     }
-    let fd = nix::fcntl::open(path, flags, mode).map_err(|e| Error::sys("open", e))?;
+    let fd = crate::resolve::open_without_proc_links(path, flags, mode)?;
     refuse_fd_tables(fd, path)
 }
 

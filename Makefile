@@ -148,7 +148,7 @@ check-steps:
 CARGO_TEST_FLAGS ?=
 check-rust:
 	@echo "== cargo test"
-	$(CARGO) test --release $(CARGO_TEST_FLAGS)
+	timeout 1200 $(CARGO) test --release $(CARGO_TEST_FLAGS)
 
 check-header: build
 	@echo "== header: include/fdctx.h against the one generated from src/ffi.rs"

@@ -25,6 +25,21 @@
 #define FDCTX_ABI_VERSION 0
 
 /**
+ * The highest `max_msg_bytes` accepted: 1 GiB.
+ */
+#define MAX_MSG_BYTES_LIMIT (1 << 30)
+
+/**
+ * The highest `max_fds` accepted.
+ */
+#define MAX_FDS_LIMIT (1 << 16)
+
+/**
+ * The highest `max_depth` accepted: serde_json stops at 128 levels.
+ */
+#define MAX_DEPTH_LIMIT 127
+
+/**
  * The receiving side of one monitor socket: it frames commands and gives
  * each exactly the fds that were sent with it. It keeps only the command
  * in progress and fds waiting for one, and closes those when dropped.
@@ -298,7 +313,9 @@ struct fdctx *fdctx_current(void);
  * `limits` may be NULL (all defaults); it is copied.
  *
  * Returns the connection, or NULL with fdctx_last_error() set when
- * `sockfd` is negative or `framing` is not one of `FDCTX_FRAMING_*`.
+ * `sockfd` is negative, `framing` is not one of `FDCTX_FRAMING_*`, or a
+ * limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
+ * `max_depth` 127).
  *
  * Thread rules: a connection may move between threads but must not be used
  * from two threads at once.

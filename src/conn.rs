@@ -30,7 +30,7 @@ use crate::error::Error;
 pub use crate::framing::Framing;
 use crate::framing::{is_ws, validate_json, Scanner};
 use crate::message::Message;
-use crate::recv::{recv_with_fds, Received, CMSG_WORDS};
+use crate::recv::{peek_packet_len, recv_with_fds, Received, CMSG_WORDS};
 
 /// Bounds on what one command may bring. A field left 0 takes its default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,14 +50,38 @@ pub const DEFAULT_MAX_FDS: usize = 32;
 /// Default JSON nesting depth.
 pub const DEFAULT_MAX_DEPTH: usize = 64;
 
+/// The highest `max_msg_bytes` accepted: 1 GiB.
+pub const MAX_MSG_BYTES_LIMIT: usize = 1 << 30;
+/// The highest `max_fds` accepted.
+pub const MAX_FDS_LIMIT: usize = 1 << 16;
+/// The highest `max_depth` accepted: serde_json stops at 128 levels.
+pub const MAX_DEPTH_LIMIT: usize = 127;
+
 impl Limits {
-    /// These limits with every 0 replaced by its default.
+    /// These limits with defaults filled in, or [`Error::InvalidArgument`]
+    /// if one is above its maximum ([`MAX_MSG_BYTES_LIMIT`],
+    /// [`MAX_FDS_LIMIT`], [`MAX_DEPTH_LIMIT`]).
+    pub fn validated(self) -> Result<Limits, Error> {
+        if self.max_msg_bytes > MAX_MSG_BYTES_LIMIT {
+            return Err(Error::InvalidArgument("max_msg_bytes is above 1 GiB"));
+        }
+        if self.max_fds > MAX_FDS_LIMIT {
+            return Err(Error::InvalidArgument("max_fds is above 65536"));
+        }
+        if self.max_depth > MAX_DEPTH_LIMIT {
+            return Err(Error::InvalidArgument("max_depth is above 127"));
+        }
+        Ok(self.resolved())
+    }
+
+    /// These limits with every 0 replaced by its default and every value
+    /// above its maximum lowered to it.
     pub fn resolved(self) -> Limits {
-        let or = |v: usize, d: usize| if v == 0 { d } else { v };
+        let pick = |v: usize, default: usize, max: usize| if v == 0 { default } else { v.min(max) };
         Limits {
-            max_msg_bytes: or(self.max_msg_bytes, DEFAULT_MAX_MSG_BYTES),
-            max_fds: or(self.max_fds, DEFAULT_MAX_FDS),
-            max_depth: or(self.max_depth, DEFAULT_MAX_DEPTH),
+            max_msg_bytes: pick(self.max_msg_bytes, DEFAULT_MAX_MSG_BYTES, MAX_MSG_BYTES_LIMIT),
+            max_fds: pick(self.max_fds, DEFAULT_MAX_FDS, MAX_FDS_LIMIT),
+            max_depth: pick(self.max_depth, DEFAULT_MAX_DEPTH, MAX_DEPTH_LIMIT),
         }
     }
 }
@@ -78,11 +102,28 @@ struct Scratch {
     cmsg: Box<[u64; CMSG_WORDS]>,
 }
 
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch { buf: Vec::new(), cmsg: Box::new([0; CMSG_WORDS]) }
+    }
+}
+
 thread_local! {
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
-        buf: Vec::new(),
-        cmsg: Box::new([0; CMSG_WORDS]),
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new());
+}
+
+/// Runs `f` with this thread's buffers, or with fresh ones while the
+/// thread's locals are being torn down.
+fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
+    let mut f = Some(f);
+    let done = SCRATCH.try_with(|s| match s.try_borrow_mut() {
+        Ok(mut scratch) => Some((f.take().expect("called once"))(&mut scratch)),
+        Err(_) => None,
     });
+    match done {
+        Ok(Some(v)) => v,
+        _ => (f.take().expect("called once"))(&mut Scratch::new()),
+    }
 }
 
 /// Fds gathered for one command, or waiting for the next one.
@@ -245,38 +286,75 @@ impl Connection {
     }
 
     fn read_once(&mut self) -> Result<(), Error> {
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            let Scratch { buf, cmsg } = &mut *scratch;
-            let want = match self.framing {
-                Framing::Packet => self.limits.max_msg_bytes,
-                _ => STREAM_READ,
-            };
-            if buf.len() < want {
-                buf.resize(want, 0);
-            }
-            let got = recv_with_fds(self.sock(), &mut buf[..want], cmsg)
-                .map_err(|e| Error::sys("recvmsg", e))?;
-            match self.framing {
-                Framing::Packet => self.on_packet(&buf[..got.bytes], got),
-                _ => self.on_stream(&buf[..got.bytes], got),
-            }
-            Ok(())
+        with_scratch(|scratch| match self.framing {
+            Framing::Packet => self.read_packet(scratch),
+            _ => self.read_stream(scratch),
         })
     }
 
-    fn on_packet(&mut self, bytes: &[u8], got: Received) {
-        if got.bytes == 0 && got.fds.is_empty() && !got.truncated && !got.fds_lost {
-            self.end_of_stream();
-            return;
+    fn read_stream(&mut self, scratch: &mut Scratch) -> Result<(), Error> {
+        if scratch.buf.len() < STREAM_READ {
+            scratch.buf.resize(STREAM_READ, 0);
         }
-        let json = bytes.iter().find(|&&b| !is_ws(b)) == Some(&b'{');
-        let (data, check) = if got.truncated {
-            (Vec::new(), Err(Error::TooLarge { limit: self.limits.max_msg_bytes }))
-        } else if json {
-            (bytes.to_vec(), validate_json(bytes))
+        let got = recv_with_fds(self.sock(), &mut scratch.buf[..STREAM_READ], &mut scratch.cmsg)
+            .map_err(|e| Error::sys("recvmsg", e))?;
+        self.on_stream(&scratch.buf[..got.bytes], got);
+        Ok(())
+    }
+
+    /// One packet, received into a buffer of exactly its size: memory
+    /// follows what arrives, not `max_msg_bytes`.
+    fn read_packet(&mut self, scratch: &mut Scratch) -> Result<(), Error> {
+        let size = peek_packet_len(self.sock()).map_err(|e| Error::sys("recv(MSG_PEEK)", e))?;
+        let max = self.limits.max_msg_bytes;
+        let mut data = Vec::new();
+        if size <= max {
+            // Room for the NUL the message appends.
+            data.try_reserve_exact(size + 1)
+                .map_err(|_| Error::sys("allocating a packet buffer", nix::errno::Errno::ENOMEM))?;
+            data.resize(size, 0);
+        }
+        // A packet over the limit is received into no room at all: the
+        // kernel drops its bytes and reports MSG_TRUNC.
+        let got = recv_with_fds(self.sock(), &mut data, &mut scratch.cmsg).map_err(|e| Error::sys("recvmsg", e))?;
+        data.truncate(got.bytes);
+        if got.bytes == 0 && got.fds.is_empty() && !got.truncated && !got.fds_lost && self.peer_gone() {
+            self.end_of_stream();
+            return Ok(());
+        }
+        self.on_packet(data, got);
+        Ok(())
+    }
+
+    /// After an empty read on a packet socket: end of stream, or an empty
+    /// packet? A datagram socket has no end; a seqpacket one has ended when
+    /// the peer is gone or has shut down writing: `POLLHUP` or `POLLRDHUP`
+    /// (`unix_dgram_poll()` in `net/unix/af_unix.c`).
+    fn peer_gone(&self) -> bool {
+        use nix::sys::socket::{getsockopt, sockopt, SockType};
+        if getsockopt(&self.sock(), sockopt::SockType).is_ok_and(|t| t == SockType::Datagram) {
+            return false;
+        }
+        let mut pfd = libc::pollfd { fd: self.raw_sock(), events: libc::POLLIN | libc::POLLRDHUP, revents: 0 };
+        loop {
+            // SAFETY: one valid pollfd, a zero timeout.
+            let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+            if n >= 0 {
+                return pfd.revents & (libc::POLLHUP | libc::POLLRDHUP) != 0;
+            }
+            if nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+                return true;
+            }
+        }
+    }
+
+    fn on_packet(&mut self, data: Vec<u8>, got: Received) {
+        let check = if got.truncated {
+            Err(Error::TooLarge { limit: self.limits.max_msg_bytes })
+        } else if data.iter().find(|&&b| !is_ws(b)) == Some(&b'{') {
+            validate_json(&data)
         } else {
-            (bytes.to_vec(), Ok(None))
+            std::str::from_utf8(&data).map(|_| None).map_err(|_| Error::InvalidUtf8)
         };
         let mut msg = Message::new(data, check.as_ref().ok().copied().flatten());
         if let Err(e) = check {

@@ -61,11 +61,28 @@ thread_local! {
     static CURRENT: Cell<*mut Context> = const { Cell::new(ptr::null_mut()) };
 }
 
-/// Records `err` for `fdctx_last_error` and returns `-errno`.
+/// Records `err` for `fdctx_last_error` and returns `-errno`. Never panics:
+/// while a thread is being torn down (a pthread key destructor calling in)
+/// its thread-locals may be gone, and the text is then dropped.
 fn fail(err: Error) -> c_int {
     let text = err.to_string().replace('\0', " ");
-    LAST_ERROR.with(|e| *e.borrow_mut() = CString::new(text).unwrap_or_default());
+    let _ = LAST_ERROR.try_with(|e| {
+        if let Ok(mut slot) = e.try_borrow_mut() {
+            *slot = CString::new(text).unwrap_or_default();
+        }
+    });
     -err.errno()
+}
+
+/// The calling thread's current context (NULL once its thread-locals are
+/// gone).
+fn current() -> *mut Context {
+    CURRENT.try_with(Cell::get).unwrap_or(ptr::null_mut())
+}
+
+/// Makes `ctx` current on the calling thread; returns the previous one.
+fn replace_current(ctx: *mut Context) -> *mut Context {
+    CURRENT.try_with(|c| c.replace(ctx)).unwrap_or(ptr::null_mut())
 }
 
 /// Runs a body returning `Result<c_int, Error>`; maps errors and panics.
@@ -164,7 +181,10 @@ fn count_to_int(n: usize) -> c_int {
 /// Thread rules: thread-local; safe from any thread.
 #[no_mangle]
 pub extern "C" fn fdctx_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    const NONE: &CStr = c"";
+    LAST_ERROR
+        .try_with(|e| e.try_borrow().map_or(NONE.as_ptr(), |text| text.as_ptr()))
+        .unwrap_or(NONE.as_ptr())
 }
 
 // ---------------------------------------------------------------------------
@@ -378,7 +398,7 @@ pub unsafe extern "C" fn fdctx_open(ctx: *mut Context, path: *const c_char, flag
     ffi_int!({
         // SAFETY: NUL-terminated string or NULL.
         let path = unsafe { path_arg(path, "path") }?;
-        let ctx = if ctx.is_null() { CURRENT.with(Cell::get) } else { ctx };
+        let ctx = if ctx.is_null() { current() } else { ctx };
         // SAFETY: `ctx` is a live context (given, or made current by
         // fdctx_enter and not finished since) or NULL.
         let ctx = unsafe { ctx.as_ref() };
@@ -414,11 +434,9 @@ pub unsafe extern "C" fn fdctx_finish(ctx: *mut Context) -> c_int {
 }
 
 fn forget_current(ctx: *mut Context) {
-    CURRENT.with(|c| {
-        if c.get() == ctx {
-            c.set(ptr::null_mut());
-        }
-    });
+    if current() == ctx {
+        replace_current(ptr::null_mut());
+    }
 }
 
 /// Makes `ctx` (may be NULL) the calling thread's current context, used by
@@ -432,7 +450,7 @@ fn forget_current(ctx: *mut Context) {
 /// Thread rules: thread-local; affects only the calling thread.
 #[no_mangle]
 pub extern "C" fn fdctx_enter(ctx: *mut Context) -> *mut Context {
-    CURRENT.with(|c| c.replace(ctx))
+    replace_current(ctx)
 }
 
 /// Restores `prev` (the value fdctx_enter() returned) as the calling
@@ -441,7 +459,7 @@ pub extern "C" fn fdctx_enter(ctx: *mut Context) -> *mut Context {
 /// Thread rules: thread-local; affects only the calling thread.
 #[no_mangle]
 pub extern "C" fn fdctx_leave(prev: *mut Context) {
-    CURRENT.with(|c| c.set(prev));
+    replace_current(prev);
 }
 
 /// The calling thread's current context, or NULL.
@@ -449,7 +467,7 @@ pub extern "C" fn fdctx_leave(prev: *mut Context) {
 /// Thread rules: thread-local.
 #[no_mangle]
 pub extern "C" fn fdctx_current() -> *mut Context {
-    CURRENT.with(Cell::get)
+    current()
 }
 
 // ---------------------------------------------------------------------------
@@ -464,7 +482,9 @@ pub extern "C" fn fdctx_current() -> *mut Context {
 /// `limits` may be NULL (all defaults); it is copied.
 ///
 /// Returns the connection, or NULL with fdctx_last_error() set when
-/// `sockfd` is negative or `framing` is not one of `FDCTX_FRAMING_*`.
+/// `sockfd` is negative, `framing` is not one of `FDCTX_FRAMING_*`, or a
+/// limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
+/// `max_depth` 127).
 ///
 /// Thread rules: a connection may move between threads but must not be used
 /// from two threads at once.
@@ -476,7 +496,7 @@ pub unsafe extern "C" fn fdctx_conn_new(sockfd: c_int, framing: fdctx_framing, l
         }
         // SAFETY: a live fdctx_limits or NULL.
         let l = unsafe { limits.as_ref() }.copied().unwrap_or_default();
-        let limits = Limits { max_msg_bytes: l.max_msg_bytes, max_fds: l.max_fds, max_depth: l.max_depth };
+        let limits = Limits { max_msg_bytes: l.max_msg_bytes, max_fds: l.max_fds, max_depth: l.max_depth }.validated()?;
         let framing = match framing {
             FDCTX_FRAMING_JSON => Framing::Json,
             FDCTX_FRAMING_LINE => Framing::Line,

@@ -20,15 +20,27 @@ use nix::errno::Errno;
 /// `include/net/scm.h`).
 pub const SCM_MAX_FD: usize = 253;
 
-/// Bytes of control buffer for `SCM_MAX_FD` fds, in `u64` words so the
-/// buffer has `cmsghdr` alignment.
-pub const CMSG_WORDS: usize = cmsg_space_words(SCM_MAX_FD);
+/// `SCM_PIDFD` (Linux 6.5, `include/linux/socket.h`): the sender's pidfd,
+/// installed in the receiver when the socket has `SO_PASSPIDFD`.
+const SCM_PIDFD: libc::c_int = 0x04;
 
-const fn cmsg_space_words(nfds: usize) -> usize {
-    // CMSG_SPACE(n * sizeof(int)) on Linux: the 16-byte header plus the
-    // data rounded up to 8 bytes.
-    let bytes = mem::size_of::<libc::cmsghdr>() + (nfds * mem::size_of::<RawFd>()).div_ceil(8) * 8;
-    bytes / 8
+/// Room for a security label (`SCM_SECURITY`, with `SO_PASSSEC`).
+const SECURITY_LABEL_BYTES: usize = 256;
+
+/// Bytes of control buffer, in `u64` words so the buffer has `cmsghdr`
+/// alignment: `SCM_MAX_FD` fds, plus what other control messages a VMM may
+/// have enabled on its socket (`SO_PASSCRED`, `SO_PASSPIDFD`,
+/// `SO_PASSSEC`) take, so they never crowd out fds (a truncation there would
+/// read as fds lost).
+pub const CMSG_WORDS: usize = (cmsg_space(SCM_MAX_FD * mem::size_of::<RawFd>())
+    + cmsg_space(mem::size_of::<libc::ucred>())
+    + cmsg_space(mem::size_of::<RawFd>())
+    + cmsg_space(SECURITY_LABEL_BYTES))
+    / 8;
+
+/// `CMSG_SPACE(len)` on Linux: the header plus the data rounded up to 8.
+const fn cmsg_space(len: usize) -> usize {
+    mem::size_of::<libc::cmsghdr>() + len.div_ceil(8) * 8
 }
 
 /// What one `recvmsg(2)` returned.
@@ -89,8 +101,28 @@ pub fn recv_with_fds(
     }
 }
 
+/// The size of the next packet on a `SOCK_SEQPACKET`/`SOCK_DGRAM` socket,
+/// without taking it (`MSG_PEEK | MSG_TRUNC`, see unix(7) and
+/// `unix_dgram_recvmsg()`); 0 at end of stream or for an empty packet.
+/// The peek has no control buffer, so no fd is installed by it.
+pub fn peek_packet_len(sock: BorrowedFd<'_>) -> Result<usize, Errno> {
+    loop {
+        // SAFETY: a zero-length receive writes nothing; the null buffer is
+        // never touched.
+        let n = unsafe { libc::recv(sock.as_raw_fd(), std::ptr::null_mut(), 0, libc::MSG_PEEK | libc::MSG_TRUNC) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        match Errno::last() {
+            Errno::EINTR => continue,
+            e => return Err(e),
+        }
+    }
+}
+
 /// Walks the control messages of a received `msghdr` and wraps every
-/// `SCM_RIGHTS` fd in an [`OwnedFd`].
+/// `SCM_RIGHTS` fd in an [`OwnedFd`]. A pidfd (`SCM_PIDFD`) is closed at
+/// once: the kernel installs it, and nobody else would.
 ///
 /// # Safety
 /// `msg` must come from a successful `recvmsg(2)` whose control buffer is
@@ -105,7 +137,8 @@ unsafe fn take_scm_rights(msg: &libc::msghdr) -> Vec<OwnedFd> {
     while !c.is_null() {
         // SAFETY: `c` is non-null and points at a cmsghdr inside the buffer.
         let hdr = unsafe { &*c };
-        if hdr.cmsg_level == libc::SOL_SOCKET && hdr.cmsg_type == libc::SCM_RIGHTS {
+        let fd_bearing = hdr.cmsg_type == libc::SCM_RIGHTS || hdr.cmsg_type == SCM_PIDFD;
+        if hdr.cmsg_level == libc::SOL_SOCKET && fd_bearing {
             // SAFETY: CMSG_LEN(0) is a pure computation.
             let header_len = unsafe { libc::CMSG_LEN(0) } as usize;
             let n = (hdr.cmsg_len as usize).saturating_sub(header_len) / mem::size_of::<RawFd>();
@@ -120,7 +153,10 @@ unsafe fn take_scm_rights(msg: &libc::msghdr) -> Vec<OwnedFd> {
                 if raw >= 0 {
                     // SAFETY: the kernel just installed `raw` in our table
                     // for this message; nothing else refers to it yet.
-                    fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
+                    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+                    if hdr.cmsg_type == libc::SCM_RIGHTS {
+                        fds.push(fd);
+                    }
                 }
             }
         }
@@ -135,7 +171,7 @@ mod tests {
     use super::*;
     use crate::testutil::FdLeakCheck;
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-    use std::os::fd::AsFd;
+    use std::os::fd::{AsFd, BorrowedFd};
 
     #[test]
     fn fds_arrive_owned_and_cloexec() {
@@ -155,9 +191,37 @@ mod tests {
     }
 
     #[test]
-    fn control_buffer_fits_scm_max_fd() {
+    fn control_buffer_fits_scm_max_fd_and_credentials() {
         // SAFETY: CMSG_SPACE is a pure computation.
-        let want = unsafe { libc::CMSG_SPACE((SCM_MAX_FD * 4) as u32) } as usize;
+        let space = |n: usize| unsafe { libc::CMSG_SPACE(n as u32) } as usize;
+        let want = space(SCM_MAX_FD * 4) + space(mem::size_of::<libc::ucred>()) + space(4);
         assert!(CMSG_WORDS * 8 >= want);
+    }
+
+    fn enable(sock: &OwnedFd, opt: libc::c_int) -> bool {
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt reads an int from a live local.
+        let r = unsafe {
+            libc::setsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, opt, (&one as *const libc::c_int).cast(), 4)
+        };
+        r == 0
+    }
+
+    #[test]
+    fn credentials_and_pidfds_crowd_out_no_fd_and_leak_nothing() {
+        let _leaks = FdLeakCheck::new();
+        let (a, b) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
+        assert!(enable(&b, libc::SO_PASSCRED));
+        const SO_PASSPIDFD: libc::c_int = 76;
+        let pidfds = enable(&b, SO_PASSPIDFD); // Linux 6.5 and later
+        let pipes: Vec<OwnedFd> = (0..SCM_MAX_FD).map(|_| nix::unistd::pipe().unwrap().0).collect();
+        let borrowed: Vec<BorrowedFd<'_>> = pipes.iter().map(|f| f.as_fd()).collect();
+        let mut buf = [0u8; 16];
+        let mut cmsg = [0u64; CMSG_WORDS];
+        for _ in 0..3 {
+            crate::send::send_with_fds(a.as_fd(), b"{}", &borrowed).unwrap();
+            let got = recv_with_fds(b.as_fd(), &mut buf, &mut cmsg).unwrap();
+            assert_eq!((got.fds.len(), got.fds_lost), (SCM_MAX_FD, false), "pidfds enabled: {pidfds}");
+        }
     }
 }

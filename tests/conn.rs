@@ -347,3 +347,42 @@ fn fds_from_a_python_style_client() {
     let y = recv(&mut conn);
     assert_eq!(y.fds().count(), 0);
 }
+
+#[test]
+fn an_empty_packet_is_a_message_not_the_end() {
+    let _leaks = FdLeakCheck::new();
+    for ty in [SockType::SeqPacket, SockType::Datagram] {
+        let (client, server) = pair(ty);
+        let mut conn = Connection::new(server, Framing::Packet, Limits::default());
+        let sent = nix::sys::socket::send(std::os::fd::AsRawFd::as_raw_fd(&client), b"", nix::sys::socket::MsgFlags::empty());
+        assert_eq!(sent, Ok(0), "an empty {ty:?} packet");
+        send(&client, br#"{"execute":"x"}"#, &pipes(1));
+        let empty = recv(&mut conn);
+        assert_eq!((empty.data(), empty.fds().count()), (&b""[..], 0), "{ty:?}");
+        let x = recv(&mut conn);
+        assert_eq!((x.status(), x.fds().count()), (Ok(()), 1), "{ty:?}");
+    }
+}
+
+#[test]
+fn packets_are_received_at_their_size_and_checked() {
+    let _leaks = FdLeakCheck::new();
+    let (client, server) = pair(SockType::SeqPacket);
+    // A large limit costs nothing until a packet that large arrives.
+    let mut conn = Connection::new(server, Framing::Packet, Limits { max_msg_bytes: 1 << 30, ..Limits::default() });
+    send(&client, b"bad \xff utf-8", &pipes(1));
+    send(&client, br#"["/dev/fd/0"]"#, &[]);
+    let bad = recv(&mut conn);
+    assert_eq!((bad.status().unwrap_err().errno(), bad.fds().count()), (libc::EILSEQ, 0));
+    let plain = recv(&mut conn);
+    assert_eq!(plain.status(), Ok(()), "not an object: delivered as it is");
+}
+
+#[test]
+fn limits_above_their_maximum_are_refused_by_validation() {
+    assert!(Limits { max_msg_bytes: usize::MAX, ..Limits::default() }.validated().is_err());
+    assert!(Limits { max_fds: 1 << 20, ..Limits::default() }.validated().is_err());
+    assert!(Limits { max_depth: 128, ..Limits::default() }.validated().is_err());
+    assert_eq!(Limits { max_msg_bytes: usize::MAX, ..Limits::default() }.resolved().max_msg_bytes, 1 << 30);
+    assert_eq!(Limits::default().validated().unwrap(), Limits::default());
+}

@@ -142,7 +142,10 @@ struct fdctx *fdctx_new(void);
  *
  * Ownership: the context owns every fd in the array from this call on,
  * EVEN WHEN THE CALL FAILS: the caller must not close or use them again
- * (on failure the ones that were not appended have been closed).
+ * (on failure the ones that were not appended have been closed). An fd
+ * may belong to one context only: adopting it into a second context means
+ * two owners, and it would be closed twice (only duplicates within one
+ * context are detected).
  *
  * Returns the number of fds appended, or:
  * - `-EINVAL`: `ctx` is NULL (the fds are closed), `fds` is NULL with
@@ -249,8 +252,14 @@ int fdctx_dup(const struct fdctx *ctx, size_t index);
  *   openat2 is missing — kernels before 5.6, or a seccomp filter answering
  *   `ENOSYS` — the path is walked one component at a time and every symlink
  *   on procfs is refused, so it fails closed).
+ * - On procfs (wherever mounted, however reached) `-EPERM` also for any
+ *   directory, anything in a `<pid>/fd` or `<pid>/fdinfo` directory, and
+ *   any entry of this process's own `/proc/<pid>` (`mem`, `environ`...).
  * - Any other path is opened with `flags | O_CLOEXEC` and `mode` (used only
- *   with `O_CREAT`/`O_TMPFILE`); its errors are open(2)'s.
+ *   with `O_CREAT`/`O_TMPFILE`); its errors are open(2)'s. Such a path has
+ *   the process's full filesystem authority, as with open(2).
+ * - `O_PATH` asked of an fd that is not `O_PATH` gives a path-only fd, as
+ *   open(2) would, not a readable or writable duplicate.
  *
  * Returns the new fd, owned by the caller; `-EINVAL` if `path` is NULL;
  * `-EBADF` / `-EBADFD` for an index not passed / already taken.
@@ -282,7 +291,10 @@ int fdctx_finish(struct fdctx *ctx);
  * makes A current again.
  *
  * The library does not own or check the context; it must stay alive while
- * current (finishing it makes the current context NULL).
+ * current, and while it is the `prev` of an fdctx_enter() not yet left.
+ * Finishing it makes the calling thread's current context NULL if it was
+ * current there; a context current on another thread, or saved as `prev`,
+ * must not be finished (the pointer would dangle).
  *
  * Thread rules: thread-local; affects only the calling thread.
  */

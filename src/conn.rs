@@ -21,6 +21,12 @@
 //!
 //! With [`Framing::Packet`] one packet is one command and the association
 //! is exact.
+//!
+//! The rule cannot tell a whitespace byte that ended the previous command
+//! (`\r\n`) from one sent ahead of the next command with fds, when one read
+//! returns both. So a client that sends fds ahead of its commands must wait
+//! for each reply before sending the next command, as `qemu.qmp` does;
+//! otherwise its fds go to the command before the one they were meant for.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;

@@ -148,6 +148,13 @@ impl Context {
         if flags.contains(OFlag::O_CREAT | OFlag::O_EXCL) {
             return Err(Error::sys("open /dev/fd/N with O_CREAT|O_EXCL", nix::errno::Errno::EEXIST));
         }
+        if flags.contains(OFlag::O_PATH) && !have.contains(OFlag::O_PATH) {
+            // open(2) with O_PATH gives a path-only fd, never one that can
+            // read or write: reopen the file that way rather than dup it.
+            let own = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+            return nix::fcntl::open(own.as_str(), OFlag::O_PATH | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+                .map_err(|e| Error::sys("reopening /dev/fd/N with O_PATH", e));
+        }
         let new = fd
             .try_clone_to_owned()
             .map_err(|e| Error::sys("fcntl(F_DUPFD_CLOEXEC)", errno_of(&e)))?;

@@ -70,23 +70,37 @@ fn open_ordinary(path: &Path, flags: OFlag, mode: u32) -> Result<OwnedFd, Error>
     refuse_fd_tables(fd, path)
 }
 
-/// Refuses a `/proc/<pid>/fd` (or `fdinfo`) directory, or anything in one,
-/// reached through a symlink such as `/proc/self` or one of the client's
-/// own: a directory fd of the fd table would hand out every fd beneath it.
+/// Refuses what a client path must not reach on procfs, wherever procfs is
+/// mounted and through whatever symlinks: a `/proc/<pid>/fd` (or `fdinfo`)
+/// directory or anything in one, any entry of this process's own
+/// `/proc/<pid>` (`mem`, `environ`, `maps`...), and any procfs directory
+/// (from `/proc` or `/proc/<pid>`, the fd table is one `openat` away).
 /// Only files on procfs are looked at, by the name the kernel gives the
-/// opened file, wherever procfs is mounted.
+/// opened file.
 fn refuse_fd_tables(fd: OwnedFd, path: &Path) -> Result<OwnedFd, Error> {
     let on_proc = fstatfs(&fd).map(|s| s.filesystem_type() == PROC_SUPER_MAGIC).unwrap_or(true);
     if !on_proc {
         return Ok(fd);
     }
+    let is_dir = nix::sys::stat::fstat(&fd)
+        .map(|st| nix::sys::stat::SFlag::from_bits_truncate(st.st_mode) & nix::sys::stat::SFlag::S_IFMT == nix::sys::stat::SFlag::S_IFDIR)
+        .unwrap_or(true);
     let name = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
         .map_err(|e| Error::sys("readlink", Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
     let name = name.to_string_lossy();
-    if fdpath::reaches_own_fds(&name) || in_proc_fd_table(&name) {
+    if is_dir || fdpath::reaches_own_fds(&name) || in_proc_fd_table(&name) || names_own_task(&name) {
         return Err(Error::OwnFdPath(path.to_string_lossy().into_owned()));
     }
     Ok(fd)
+}
+
+/// True for a procfs name with a numeric component that is this process
+/// or one of its threads (`/proc/1234/mem`, `/proc/1235/environ`).
+fn names_own_task(name: &str) -> bool {
+    let pid = std::process::id().to_string();
+    name.split('/').filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())).any(|n| {
+        n == pid || Path::new(&format!("/proc/self/task/{n}")).exists()
+    })
 }
 
 /// True for a procfs name with a `<pid>/fd` or `<pid>/fdinfo` part, at any
@@ -171,6 +185,9 @@ mod tests {
         let ctx = Context::from_fds(vec![p, f, dir]);
         assert!(matches!(ctx.open("/dev/fd/0", libc::O_RDONLY, 0), Err(Error::PathOnlyFd)));
         drop(ctx.open("/dev/fd/0", libc::O_PATH, 0).unwrap());
+        let path_only = ctx.open("/dev/fd/1", libc::O_PATH, 0).unwrap();
+        assert!(flags_of(&path_only).contains(OFlag::O_PATH), "O_PATH of a readable fd is path-only");
+        assert_eq!(nix::unistd::read(&path_only, &mut [0u8; 1]), Err(Errno::EBADF));
         let e = ctx.open("/dev/fd/1", libc::O_RDONLY | libc::O_DIRECTORY, 0).unwrap_err();
         assert_eq!(e.errno(), libc::ENOTDIR);
         drop(ctx.open("/dev/fd/2", libc::O_RDONLY | libc::O_DIRECTORY, 0).unwrap());
@@ -195,6 +212,19 @@ mod tests {
         let e = open(None, "/dev/fd/01", libc::O_RDONLY, 0).unwrap_err();
         assert_eq!(e.errno(), libc::EINVAL);
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn own_proc_entries_and_proc_directories_are_refused() {
+        let _leaks = FdLeakCheck::new();
+        let pid = std::process::id();
+        for p in ["/proc/self/mem", "/proc/self/environ", "/proc/thread-self/status", "/proc", "/proc/1", &format!("/proc/{pid}/maps")] {
+            let e = open(None, p, libc::O_RDONLY, 0).unwrap_err();
+            assert_eq!(e.errno(), libc::EPERM, "{p}: {e}");
+        }
+        for p in ["/proc/cpuinfo", "/proc/1/status"] {
+            drop(open(None, p, libc::O_RDONLY, 0).unwrap_or_else(|e| panic!("{p}: {e}")));
+        }
     }
 
     #[test]

@@ -386,3 +386,21 @@ fn limits_above_their_maximum_are_refused_by_validation() {
     assert_eq!(Limits { max_msg_bytes: usize::MAX, ..Limits::default() }.resolved().max_msg_bytes, 1 << 30);
     assert_eq!(Limits::default().validated().unwrap(), Limits::default());
 }
+
+#[test]
+fn fds_sent_ahead_by_a_pipelining_client_go_to_the_command_before() {
+    // The documented limit of the rule: one read returns the previous
+    // command's bytes and the space carrying the fds, so the fds belong to
+    // the previous command. (qemu.qmp waits for each reply, so never does
+    // this; clients attaching fds to the command's own bytes never can.)
+    let _leaks = FdLeakCheck::new();
+    let (mut conn, client) = stream(Limits::default());
+    let fds = pipes(1);
+    send(&client, br#"{"execute":"query-block"}"#, &[]);
+    send(&client, b" ", &fds);
+    send(&client, br#"{"execute":"blockdev-add","arguments":{"filename":"/dev/fd/0"}}"#, &[]);
+    let first = recv(&mut conn);
+    assert_eq!(msg_inos(&first), inos(&fds));
+    let second = recv(&mut conn);
+    assert_eq!(second.status().unwrap_err().errno(), libc::EBADF, "refused, never bound to a stranger's fd");
+}

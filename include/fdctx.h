@@ -43,7 +43,9 @@
  * The receiving side of one monitor socket: it frames commands and gives
  * each exactly the fds that were sent with it. It keeps only the command
  * in progress and fds waiting for one, and closes those when dropped.
- * It may move to another thread, but must not be used from two at once.
+ * It may move to another thread, but must not be used from two at once,
+ * and it must be the socket's only reader (two readers would split
+ * commands, and a packet could change between peeking and receiving).
  */
 typedef struct fdctx_conn fdctx_conn;
 
@@ -253,13 +255,15 @@ int fdctx_dup(const struct fdctx *ctx, size_t index);
  *   `ENOSYS` — the path is walked one component at a time and every symlink
  *   on procfs is refused, so it fails closed).
  * - On procfs (wherever mounted, however reached) `-EPERM` also for any
- *   directory, anything in a `<pid>/fd` or `<pid>/fdinfo` directory, and
- *   any entry of this process's own `/proc/<pid>` (`mem`, `environ`...).
+ *   directory and any process's entries (`/proc/<pid>/...`: `fd`, `mem`,
+ *   `environ`...; `/proc/net`, which is `self/net`, too). System-wide
+ *   files such as `/proc/cpuinfo` open.
  * - Any other path is opened with `flags | O_CLOEXEC` and `mode` (used only
  *   with `O_CREAT`/`O_TMPFILE`); its errors are open(2)'s. Such a path has
  *   the process's full filesystem authority, as with open(2).
  * - `O_PATH` asked of an fd that is not `O_PATH` gives a path-only fd, as
- *   open(2) would, not a readable or writable duplicate.
+ *   open(2) would, not a readable or writable duplicate (this reopens the
+ *   file through procfs, which must be mounted).
  *
  * Returns the new fd, owned by the caller; `-EINVAL` if `path` is NULL;
  * `-EBADF` / `-EBADFD` for an index not passed / already taken.
@@ -325,9 +329,12 @@ struct fdctx *fdctx_current(void);
  * `limits` may be NULL (all defaults); it is copied.
  *
  * Returns the connection, or NULL with fdctx_last_error() set when
- * `sockfd` is negative, `framing` is not one of `FDCTX_FRAMING_*`, or a
+ * `sockfd` is negative or not a socket, `framing` is not one of
+ * `FDCTX_FRAMING_*`, PACKET framing is asked of a stream socket, or a
  * limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
  * `max_depth` 127).
+ *
+ * The connection must be the socket's only reader.
  *
  * Thread rules: a connection may move between threads but must not be used
  * from two threads at once.

@@ -191,7 +191,9 @@ enum Sock {
 /// The receiving side of one monitor socket: it frames commands and gives
 /// each exactly the fds that were sent with it. It keeps only the command
 /// in progress and fds waiting for one, and closes those when dropped.
-/// It may move to another thread, but must not be used from two at once.
+/// It may move to another thread, but must not be used from two at once,
+/// and it must be the socket's only reader (two readers would split
+/// commands, and a packet could change between peeking and receiving).
 pub struct Connection {
     sock: Sock,
     framing: Framing,
@@ -220,6 +222,22 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
+    /// Checks that `sock` is a socket that `framing` can read: packet
+    /// framing needs a `SOCK_SEQPACKET` or `SOCK_DGRAM` socket (on a stream
+    /// it would never see a message boundary).
+    ///
+    /// # Errors
+    /// `ENOTSOCK` (as [`Error::Sys`]) if `sock` is not a socket;
+    /// [`Error::InvalidArgument`] for packet framing on a stream socket.
+    pub fn check_socket(sock: BorrowedFd<'_>, framing: Framing) -> Result<(), Error> {
+        use nix::sys::socket::{getsockopt, sockopt, SockType};
+        let ty = getsockopt(&sock, sockopt::SockType).map_err(|e| Error::sys("getsockopt(SO_TYPE)", e))?;
+        if framing == Framing::Packet && ty == SockType::Stream {
+            return Err(Error::InvalidArgument("packet framing needs a SOCK_SEQPACKET or SOCK_DGRAM socket"));
+        }
+        Ok(())
+    }
+
     /// A connection reading `sock`, which it owns and closes when dropped.
     pub fn new(sock: OwnedFd, framing: Framing, limits: Limits) -> Connection {
         Connection::with_sock(Sock::Owned(sock), framing, limits)
@@ -333,25 +351,30 @@ impl Connection {
     }
 
     /// After an empty read on a packet socket: end of stream, or an empty
-    /// packet? A datagram socket has no end; a seqpacket one has ended when
-    /// the peer is gone or has shut down writing: `POLLHUP` or `POLLRDHUP`
-    /// (`unix_dgram_poll()` in `net/unix/af_unix.c`).
+    /// packet? The end is when the socket polls hung up — the peer closed
+    /// or shut down writing (seqpacket), or this side shut down reading —
+    /// and nothing is queued any more (`POLLHUP`/`POLLRDHUP` and `SIOCINQ`,
+    /// see `unix_dgram_poll()` and `unix_inq_len()` in `net/unix/af_unix.c`).
     fn peer_gone(&self) -> bool {
-        use nix::sys::socket::{getsockopt, sockopt, SockType};
-        if getsockopt(&self.sock(), sockopt::SockType).is_ok_and(|t| t == SockType::Datagram) {
-            return false;
-        }
-        let mut pfd = libc::pollfd { fd: self.raw_sock(), events: libc::POLLIN | libc::POLLRDHUP, revents: 0 };
+        let fd = self.raw_sock();
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN | libc::POLLRDHUP, revents: 0 };
         loop {
             // SAFETY: one valid pollfd, a zero timeout.
             let n = unsafe { libc::poll(&mut pfd, 1, 0) };
             if n >= 0 {
-                return pfd.revents & (libc::POLLHUP | libc::POLLRDHUP) != 0;
+                break;
             }
             if nix::errno::Errno::last() != nix::errno::Errno::EINTR {
                 return true;
             }
         }
+        if pfd.revents & (libc::POLLHUP | libc::POLLRDHUP) == 0 {
+            return false;
+        }
+        let mut queued: libc::c_int = 0;
+        // SAFETY: FIONREAD (SIOCINQ) writes one int to a live local.
+        let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) };
+        r < 0 || queued == 0
     }
 
     fn on_packet(&mut self, data: Vec<u8>, got: Received) {

@@ -150,8 +150,10 @@ impl Context {
         }
         if flags.contains(OFlag::O_PATH) && !have.contains(OFlag::O_PATH) {
             // open(2) with O_PATH gives a path-only fd, never one that can
-            // read or write: reopen the file that way rather than dup it.
-            let own = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+            // read or write: reopen the file that way rather than dup it
+            // (this needs procfs mounted).
+            // thread-self: a thread may have its own fd table (CLONE_FILES).
+            let own = format!("/proc/thread-self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
             return nix::fcntl::open(own.as_str(), OFlag::O_PATH | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
                 .map_err(|e| Error::sys("reopening /dev/fd/N with O_PATH", e));
         }

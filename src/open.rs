@@ -61,6 +61,7 @@ fn open_ordinary(path: &Path, flags: OFlag, mode: u32) -> Result<OwnedFd, Error>
         let how = OpenHow::new().flags(flags).mode(mode).resolve(ResolveFlag::RESOLVE_NO_MAGICLINKS);
         match openat2(AT_FDCWD, path, how) {
             Ok(fd) => return refuse_fd_tables(fd, path),
+            Err(Errno::ELOOP) if flags.contains(OFlag::O_NOFOLLOW) => return Err(Error::sys("openat2", Errno::ELOOP)),
             Err(Errno::ELOOP) => return Err(magic_link_or_loop(path)),
             Err(Errno::ENOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
             Err(e) => return Err(Error::sys("openat2", e)),
@@ -71,10 +72,10 @@ fn open_ordinary(path: &Path, flags: OFlag, mode: u32) -> Result<OwnedFd, Error>
 }
 
 /// Refuses what a client path must not reach on procfs, wherever procfs is
-/// mounted and through whatever symlinks: a `/proc/<pid>/fd` (or `fdinfo`)
-/// directory or anything in one, any entry of this process's own
-/// `/proc/<pid>` (`mem`, `environ`, `maps`...), and any procfs directory
-/// (from `/proc` or `/proc/<pid>`, the fd table is one `openat` away).
+/// mounted and through whatever symlinks: any process's entries
+/// (`/proc/<pid>/...`: `fd`, `mem`, `environ`; `/proc/net` too, which is
+/// `self/net`) and any procfs directory (from `/proc`, a fd table is one
+/// `openat` away). System-wide files such as `/proc/cpuinfo` stay open.
 /// Only files on procfs are looked at, by the name the kernel gives the
 /// opened file.
 fn refuse_fd_tables(fd: OwnedFd, path: &Path) -> Result<OwnedFd, Error> {
@@ -85,22 +86,22 @@ fn refuse_fd_tables(fd: OwnedFd, path: &Path) -> Result<OwnedFd, Error> {
     let is_dir = nix::sys::stat::fstat(&fd)
         .map(|st| nix::sys::stat::SFlag::from_bits_truncate(st.st_mode) & nix::sys::stat::SFlag::S_IFMT == nix::sys::stat::SFlag::S_IFDIR)
         .unwrap_or(true);
-    let name = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+    // thread-self: a thread may have its own fd table (CLONE_FILES).
+    let name = std::fs::read_link(format!("/proc/thread-self/fd/{}", fd.as_raw_fd()))
         .map_err(|e| Error::sys("readlink", Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
     let name = name.to_string_lossy();
-    if is_dir || fdpath::reaches_own_fds(&name) || in_proc_fd_table(&name) || names_own_task(&name) {
+    if is_dir || fdpath::reaches_own_fds(&name) || in_proc_fd_table(&name) || names_a_task(&name) {
         return Err(Error::OwnFdPath(path.to_string_lossy().into_owned()));
     }
     Ok(fd)
 }
 
-/// True for a procfs name with a numeric component that is this process
-/// or one of its threads (`/proc/1234/mem`, `/proc/1235/environ`).
-fn names_own_task(name: &str) -> bool {
-    let pid = std::process::id().to_string();
-    name.split('/').filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())).any(|n| {
-        n == pid || Path::new(&format!("/proc/self/task/{n}")).exists()
-    })
+/// True for a procfs name under a process directory (`/proc/1234/mem`,
+/// `/host/proc/1/environ`): whose process it is cannot be told from the
+/// number alone (another pid namespace's procfs numbers differently), so
+/// every process's entries are refused, this one's included.
+fn names_a_task(name: &str) -> bool {
+    name.split('/').any(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// True for a procfs name with a `<pid>/fd` or `<pid>/fdinfo` part, at any
@@ -218,11 +219,11 @@ mod tests {
     fn own_proc_entries_and_proc_directories_are_refused() {
         let _leaks = FdLeakCheck::new();
         let pid = std::process::id();
-        for p in ["/proc/self/mem", "/proc/self/environ", "/proc/thread-self/status", "/proc", "/proc/1", &format!("/proc/{pid}/maps")] {
+        for p in ["/proc/self/mem", "/proc/self/environ", "/proc/thread-self/status", "/proc", "/proc/1", "/proc/1/status", "/proc/net/dev", &format!("/proc/{pid}/maps")] {
             let e = open(None, p, libc::O_RDONLY, 0).unwrap_err();
             assert_eq!(e.errno(), libc::EPERM, "{p}: {e}");
         }
-        for p in ["/proc/cpuinfo", "/proc/1/status"] {
+        for p in ["/proc/cpuinfo", "/proc/sys/kernel/ostype"] {
             drop(open(None, p, libc::O_RDONLY, 0).unwrap_or_else(|e| panic!("{p}: {e}")));
         }
     }

@@ -38,6 +38,18 @@ const MAX_SYMLINKS: usize = 40;
 /// past 40 symlinks; otherwise the errno of the failing `openat(2)`.
 pub fn open_without_proc_links(path: &Path, flags: OFlag, mode: Mode) -> Result<OwnedFd, Error> {
     let refuse = || Error::OwnFdPath(path.to_string_lossy().into_owned());
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.is_empty() {
+        return Err(Error::sys("open", Errno::ENOENT));
+    }
+    // A path ending in `/`, `.` or `..` names a directory, as in the kernel.
+    let mut flags = flags;
+    if bytes.ends_with(b"/") || bytes.ends_with(b"/.") || bytes.ends_with(b"/..") || bytes == b"." || bytes == b".." {
+        if flags.contains(OFlag::O_CREAT) {
+            return Err(Error::sys("open", Errno::EISDIR));
+        }
+        flags |= OFlag::O_DIRECTORY;
+    }
     let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     let start: &OsStr = if path.as_os_str().as_bytes().starts_with(b"/") { "/".as_ref() } else { ".".as_ref() };
     let mut dir = openat(AT_FDCWD, start, dir_flags, Mode::empty()).map_err(|e| Error::sys("open", e))?;
@@ -62,6 +74,11 @@ pub fn open_without_proc_links(path: &Path, flags: OFlag, mode: Mode) -> Result<
             let on_proc = fstatfs(&fd).map(|s| s.filesystem_type() == PROC_SUPER_MAGIC).unwrap_or(true);
             if on_proc {
                 return Err(refuse());
+            }
+            // A final symlink is not followed under O_NOFOLLOW (ELOOP, or
+            // the link itself with O_PATH) nor by O_CREAT|O_EXCL (EEXIST).
+            if last && (flags.contains(OFlag::O_NOFOLLOW) || flags.contains(OFlag::O_CREAT | OFlag::O_EXCL)) {
+                return open_last(&dir, &name, flags, mode);
             }
             links += 1;
             if links > MAX_SYMLINKS {
@@ -140,6 +157,14 @@ mod tests {
             assert!(matches!(open(&p), Err(Error::OwnFdPath(_))), "{p} must be refused");
         }
         assert_eq!(open(&format!("{ds}/loop")).unwrap_err().errno(), libc::ELOOP);
+        assert_eq!(open("").unwrap_err().errno(), libc::ENOENT);
+        assert_eq!(open(&format!("{ds}/sub/file/")).unwrap_err().errno(), libc::ENOTDIR);
+        let nofollow = open_without_proc_links(&d.join("abs-link"), OFlag::O_RDONLY | OFlag::O_NOFOLLOW, Mode::empty());
+        assert_eq!(nofollow.unwrap_err().errno(), libc::ELOOP);
+        std::os::unix::fs::symlink(d.join("victim"), d.join("dangling")).unwrap();
+        let excl = open_without_proc_links(&d.join("dangling"), OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL, Mode::from_bits_truncate(0o600));
+        assert_eq!(excl.unwrap_err().errno(), libc::EEXIST);
+        assert!(!d.join("victim").exists(), "O_EXCL never creates through a symlink");
         assert_eq!(open(&format!("{ds}/missing")).unwrap_err().errno(), libc::ENOENT);
         let created = open_without_proc_links(&d.join("new"), OFlag::O_RDWR | OFlag::O_CREAT, Mode::from_bits_truncate(0o600));
         drop(created.unwrap());

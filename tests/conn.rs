@@ -404,3 +404,36 @@ fn fds_sent_ahead_by_a_pipelining_client_go_to_the_command_before() {
     let second = recv(&mut conn);
     assert_eq!(second.status().unwrap_err().errno(), libc::EBADF, "refused, never bound to a stranger's fd");
 }
+
+#[test]
+fn packet_end_of_stream_waits_for_what_is_queued() {
+    let _leaks = FdLeakCheck::new();
+    let raw = |s: &OwnedFd| std::os::fd::AsRawFd::as_raw_fd(s);
+    // An empty packet, then packets, then the peer closes: all delivered.
+    let (client, server) = pair(SockType::SeqPacket);
+    let mut conn = Connection::new(server, Framing::Packet, Limits::default());
+    nix::sys::socket::send(raw(&client), b"", nix::sys::socket::MsgFlags::empty()).unwrap();
+    send(&client, b"{}", &pipes(1));
+    send(&client, b"x", &[]);
+    drop(client);
+    let got: Vec<(Vec<u8>, usize)> =
+        std::iter::from_fn(|| conn.recv().unwrap()).map(|m| (m.data().to_vec(), m.fds().count())).collect();
+    assert_eq!(got, vec![(vec![], 0), (b"{}".to_vec(), 1), (b"x".to_vec(), 0)]);
+    // A datagram socket this side shut down for reading has ended.
+    let (client, server) = pair(SockType::Datagram);
+    nix::sys::socket::shutdown(raw(&server), nix::sys::socket::Shutdown::Read).unwrap();
+    let mut conn = Connection::new(server, Framing::Packet, Limits::default());
+    assert!(conn.recv().unwrap().is_none());
+    drop(client);
+}
+
+#[test]
+fn packet_framing_needs_a_packet_socket() {
+    let _leaks = FdLeakCheck::new();
+    let (a, b) = pair(SockType::Stream);
+    assert!(Connection::check_socket(b.as_fd(), Framing::Packet).is_err());
+    assert!(Connection::check_socket(b.as_fd(), Framing::Json).is_ok());
+    let (r, _w) = nix::unistd::pipe().unwrap();
+    assert_eq!(Connection::check_socket(r.as_fd(), Framing::Json).unwrap_err().errno(), libc::ENOTSOCK);
+    drop((a, b));
+}

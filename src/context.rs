@@ -298,6 +298,7 @@ mod tests {
 
     #[test]
     fn used_set_beyond_64() {
+        let _leaks = FdLeakCheck::new();
         let s = UsedSet::default();
         for i in [0, 63, 64, 200, 1000] {
             assert!(!s.contains(i));
@@ -309,6 +310,7 @@ mod tests {
 
     #[test]
     fn access_rules() {
+        let _leaks = FdLeakCheck::new();
         use OFlag as F;
         assert!(check_access(F::O_RDWR, F::O_RDONLY).is_ok());
         assert!(check_access(F::O_RDWR, F::O_WRONLY).is_ok());

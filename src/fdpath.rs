@@ -100,9 +100,11 @@ fn normalise(path: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::FdLeakCheck;
 
     #[test]
     fn well_formed_indices() {
+        let _leaks = FdLeakCheck::new();
         assert_eq!(classify("/dev/fd/0"), Ok(PathKind::FdIndex(0)));
         assert_eq!(classify("/dev/fd/7"), Ok(PathKind::FdIndex(7)));
         assert_eq!(classify("/dev/fd/252"), Ok(PathKind::FdIndex(252)));
@@ -110,6 +112,7 @@ mod tests {
 
     #[test]
     fn malformed_forms_are_errors() {
+        let _leaks = FdLeakCheck::new();
         for p in [
             "/dev/fd/01",
             "/dev/fd/+1",
@@ -134,6 +137,7 @@ mod tests {
 
     #[test]
     fn own_fd_spellings_are_refused() {
+        let _leaks = FdLeakCheck::new();
         for p in [
             "/dev//fd/1",
             "/dev/./fd/1",
@@ -160,6 +164,7 @@ mod tests {
 
     #[test]
     fn ordinary_paths_pass() {
+        let _leaks = FdLeakCheck::new();
         for p in [
             "/tmp/disk.qcow2",
             "disk.img",

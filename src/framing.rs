@@ -324,6 +324,7 @@ impl<'de> Visitor<'de> for &mut FdRefs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::FdLeakCheck;
 
     /// Feeds `input` in pieces of `cut` bytes; returns (frame text or error
     /// errno) for every frame end.
@@ -349,6 +350,7 @@ mod tests {
 
     #[test]
     fn json_frames_at_any_cut() {
+        let _leaks = FdLeakCheck::new();
         let input = br#" {"a":"}{\"x"} 
 {"b":[1,{"c":2}]}{"d":"\\"}"#;
         for cut in 1..input.len() {
@@ -366,6 +368,7 @@ mod tests {
 
     #[test]
     fn json_rejects_then_resynchronises_at_newline() {
+        let _leaks = FdLeakCheck::new();
         let ebadmsg = libc::EBADMSG;
         let input = b"[1]{\"x\":1}\n{\"a\":[[[[[1]]]]]} {\"y\":1}\n{\"ok\":1}";
         assert_eq!(
@@ -376,6 +379,7 @@ mod tests {
 
     #[test]
     fn json_too_large() {
+        let _leaks = FdLeakCheck::new();
         let big = format!("{{\"a\":\"{}\"}}\n{{}}", "x".repeat(100));
         assert_eq!(
             frames(Framing::Json, big.as_bytes(), 7),
@@ -388,6 +392,7 @@ mod tests {
 
     #[test]
     fn too_large_is_rejected_at_the_same_byte_whatever_the_cuts() {
+        let _leaks = FdLeakCheck::new();
         // Limit 64: rejected at byte 65, inside the second line; discarding
         // ends with that line, so the third line is garbage of its own.
         let input = b"{\"a\":\n\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\",\n\"b\":1}\n{\"c\":2}";
@@ -400,6 +405,7 @@ mod tests {
 
     #[test]
     fn line_frames() {
+        let _leaks = FdLeakCheck::new();
         let input = b"info block\r\n\n  \nquit\n";
         assert_eq!(
             frames(Framing::Line, input, 3),
@@ -411,6 +417,7 @@ mod tests {
 
     #[test]
     fn validation_finds_fd_references() {
+        let _leaks = FdLeakCheck::new();
         assert_eq!(validate_json(br#"{"a":"/dev/fd/2","b":["/dev/fd/7"]}"#), Ok(Some(7)));
         assert_eq!(validate_json(br#"{"/dev/fd/9":"x"}"#), Ok(None));
         assert_eq!(validate_json(br#"{"a":"/dev/fd/01"}"#), Ok(None));

@@ -175,9 +175,11 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::FdLeakCheck;
 
     #[test]
     fn accessors() {
+        let _leaks = FdLeakCheck::new();
         let m = Message::new(
             br#"{"execute":"x","id":{"a":[1,2]},"arguments":{"ro":true,"n":-5,"big":1e300,"s":"a\u0000b"}}"#.to_vec(),
             None,

@@ -230,6 +230,7 @@ mod tests {
 
     #[test]
     fn fd_tables_are_recognised_at_any_mount_point() {
+        let _leaks = FdLeakCheck::new();
         assert!(in_proc_fd_table("/mnt/p/42/fd"));
         assert!(in_proc_fd_table("/mnt/p/42/task/43/fdinfo/3"));
         assert!(in_proc_fd_table("/proc/self/fd"));

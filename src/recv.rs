@@ -192,6 +192,7 @@ mod tests {
 
     #[test]
     fn control_buffer_fits_scm_max_fd_and_credentials() {
+        let _leaks = FdLeakCheck::new();
         // SAFETY: CMSG_SPACE is a pure computation.
         let space = |n: usize| unsafe { libc::CMSG_SPACE(n as u32) } as usize;
         let want = space(SCM_MAX_FD * 4) + space(mem::size_of::<libc::ucred>()) + space(4);

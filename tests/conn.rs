@@ -380,6 +380,7 @@ fn packets_are_received_at_their_size_and_checked() {
 
 #[test]
 fn limits_above_their_maximum_are_refused_by_validation() {
+    let _leaks = FdLeakCheck::new();
     assert!(Limits { max_msg_bytes: usize::MAX, ..Limits::default() }.validated().is_err());
     assert!(Limits { max_fds: 1 << 20, ..Limits::default() }.validated().is_err());
     assert!(Limits { max_depth: 128, ..Limits::default() }.validated().is_err());

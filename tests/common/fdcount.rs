@@ -12,6 +12,11 @@ use std::sync::{Mutex, MutexGuard};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
+thread_local! {
+    /// Set while this thread holds a check: a second one would deadlock.
+    static HELD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// The process's open fds and what they point at.
 pub fn open_fds() -> BTreeMap<i32, String> {
     let mut out = BTreeMap::new();
@@ -38,6 +43,7 @@ pub struct FdLeakCheck {
 
 impl FdLeakCheck {
     pub fn new() -> FdLeakCheck {
+        assert!(!HELD.with(|h| h.replace(true)), "FdLeakCheck::new called twice in one test");
         let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
         FdLeakCheck { before: open_fds(), _serial: serial }
     }
@@ -55,6 +61,7 @@ impl FdLeakCheck {
 
 impl Drop for FdLeakCheck {
     fn drop(&mut self) {
+        HELD.with(|h| h.set(false));
         if std::thread::panicking() {
             return;
         }

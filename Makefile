@@ -159,6 +159,10 @@ check-header: build
 	    echo "FAIL: include/fdctx.h is stale: run 'make header' and commit it" >&2; \
 	    exit 1; \
 	fi
+	@if grep -E '^#define ' include/fdctx.h | grep -vE '^#define FDCTX_'; then \
+	    echo "FAIL: include/fdctx.h defines macros outside the FDCTX_ namespace (above)" >&2; exit 1; \
+	fi
+	@echo "every macro in include/fdctx.h is FDCTX_*"
 
 check-soname: $(STAGED_LIB)
 	@echo "== SONAME and library links"

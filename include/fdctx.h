@@ -25,24 +25,9 @@
 #define FDCTX_ABI_VERSION 0
 
 /**
- * The highest `max_msg_bytes` accepted: 1 GiB.
- */
-#define MAX_MSG_BYTES_LIMIT (1 << 30)
-
-/**
- * The highest `max_fds` accepted.
- */
-#define MAX_FDS_LIMIT (1 << 16)
-
-/**
- * The highest `max_depth` accepted: serde_json stops at 128 levels.
- */
-#define MAX_DEPTH_LIMIT 127
-
-/**
  * The receiving side of one monitor socket: it frames commands and gives
  * each exactly the fds that were sent with it. It keeps only the command
- * in progress and fds waiting for one, and closes those when dropped.
+ * in progress and fds waiting for one, and closes those when it ends.
  * It may move to another thread, but must not be used from two at once,
  * and it must be the socket's only reader (two readers would split
  * commands, and a packet could change between peeking and receiving).
@@ -78,16 +63,16 @@ typedef int fdctx_framing;
  */
 typedef struct fdctx_limits {
     /**
-     * Largest command in bytes; default 1 MiB (1048576).
+     * Largest command in bytes; default 1 MiB (1048576), at most 1 GiB.
      */
     size_t max_msg_bytes;
     /**
      * Most fds one command may bring (over any number of writes), and most
-     * fds that may wait for the next command; default 32.
+     * fds that may wait for the next command; default 32, at most 65536.
      */
     size_t max_fds;
     /**
-     * Deepest JSON nesting of objects and arrays; default 64.
+     * Deepest JSON nesting of objects and arrays; default 64, at most 127.
      */
     size_t max_depth;
 } fdctx_limits;

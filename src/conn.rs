@@ -190,7 +190,7 @@ enum Sock {
 
 /// The receiving side of one monitor socket: it frames commands and gives
 /// each exactly the fds that were sent with it. It keeps only the command
-/// in progress and fds waiting for one, and closes those when dropped.
+/// in progress and fds waiting for one, and closes those when it ends.
 /// It may move to another thread, but must not be used from two at once,
 /// and it must be the socket's only reader (two readers would split
 /// commands, and a packet could change between peeking and receiving).

@@ -47,12 +47,12 @@ pub const FDCTX_FRAMING_PACKET: fdctx_framing = 2;
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct fdctx_limits {
-    /// Largest command in bytes; default 1 MiB (1048576).
+    /// Largest command in bytes; default 1 MiB (1048576), at most 1 GiB.
     pub max_msg_bytes: usize,
     /// Most fds one command may bring (over any number of writes), and most
-    /// fds that may wait for the next command; default 32.
+    /// fds that may wait for the next command; default 32, at most 65536.
     pub max_fds: usize,
-    /// Deepest JSON nesting of objects and arrays; default 64.
+    /// Deepest JSON nesting of objects and arrays; default 64, at most 127.
     pub max_depth: usize,
 }
 

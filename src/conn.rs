@@ -34,7 +34,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 
 use crate::error::Error;
 pub use crate::framing::Framing;
-use crate::framing::{is_ws, validate_json, Scanner};
+use crate::framing::{is_ws, validate_json, validate_text, Scanner};
 use crate::message::Message;
 use crate::recv::{peek_packet_len, recv_with_fds, Received, CMSG_WORDS};
 
@@ -140,6 +140,14 @@ struct FdBatch {
 }
 
 impl FdBatch {
+    /// The fds, or why the command cannot have them.
+    fn into_result(self) -> Result<Vec<OwnedFd>, Error> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.fds),
+        }
+    }
+
     fn is_empty(&self) -> bool {
         self.fds.is_empty() && self.error.is_none()
     }
@@ -207,6 +215,8 @@ pub struct Connection {
     done: Vec<(Message, FdBatch)>,
     ready: VecDeque<Message>,
     eof: bool,
+    /// Packet framing: the socket was found to be a packet socket.
+    packet_socket: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -265,6 +275,7 @@ impl Connection {
             done: Vec::new(),
             ready: VecDeque::new(),
             eof: false,
+            packet_socket: false,
         }
     }
 
@@ -329,6 +340,11 @@ impl Connection {
     /// One packet, received into a buffer of exactly its size: memory
     /// follows what arrives, not `max_msg_bytes`.
     fn read_packet(&mut self, scratch: &mut Scratch) -> Result<(), Error> {
+        if !self.packet_socket {
+            // Once: on a stream socket, packet framing would never end.
+            Connection::check_socket(self.sock(), Framing::Packet)?;
+            self.packet_socket = true;
+        }
         let size = peek_packet_len(self.sock()).map_err(|e| Error::sys("recv(MSG_PEEK)", e))?;
         let max = self.limits.max_msg_bytes;
         let mut data = Vec::new();
@@ -383,15 +399,13 @@ impl Connection {
         } else if data.iter().find(|&&b| !is_ws(b)) == Some(&b'{') {
             validate_json(&data)
         } else {
-            std::str::from_utf8(&data).map(|_| None).map_err(|_| Error::InvalidUtf8)
+            validate_text(&data)
         };
-        let mut msg = Message::new(data, check.as_ref().ok().copied().flatten());
-        if let Err(e) = check {
-            msg.fail(e);
-        }
+        let mut msg = Message::new(data, check);
         let mut batch = FdBatch::default();
         batch.add(got.fds, got.fds_lost, self.limits.max_fds);
-        self.ready.push_back(finalize(msg, batch));
+        msg.attach_fds(batch.into_result());
+        self.ready.push_back(msg);
     }
 
     fn on_stream(&mut self, chunk: &[u8], got: Received) {
@@ -440,24 +454,20 @@ impl Connection {
             Some(batch) => batch.add(got.fds, got.fds_lost, max_fds),
             None => drop(got.fds),
         }
-        for (msg, batch) in self.done.drain(..) {
-            self.ready.push_back(finalize(msg, batch));
+        for (mut msg, batch) in self.done.drain(..) {
+            msg.attach_fds(batch.into_result());
+            self.ready.push_back(msg);
         }
     }
 
     /// Builds the message for a frame that just ended; `tail` is its last
     /// bytes from the current read.
     fn complete_frame(&mut self, tail: &[u8], end: Result<(), Error>) -> Message {
-        let mut data = if self.current.is_empty() {
-            let mut v = Vec::with_capacity(tail.len() + 1);
-            v.extend_from_slice(tail);
-            v
-        } else {
-            let mut v = std::mem::take(&mut self.current);
-            v.reserve_exact(tail.len() + 1);
-            v.extend_from_slice(tail);
-            v
-        };
+        // Between frames `current` has no allocation, so a frame that fits
+        // in one read costs one exact allocation (with room for the NUL).
+        let mut data = std::mem::take(&mut self.current);
+        data.reserve_exact(tail.len() + 1);
+        data.extend_from_slice(tail);
         let check = match end {
             Err(e) => {
                 if matches!(e, Error::TooLarge { .. }) {
@@ -470,14 +480,10 @@ impl Connection {
                 if data.last() == Some(&b'\r') {
                     data.pop();
                 }
-                std::str::from_utf8(&data).map(|_| None).map_err(|_| Error::InvalidUtf8)
+                validate_text(&data)
             }
         };
-        let mut msg = Message::new(data, check.as_ref().ok().copied().flatten());
-        if let Err(e) = check {
-            msg.fail(e);
-        }
-        msg
+        Message::new(data, check)
     }
 
     fn end_of_stream(&mut self) {
@@ -488,15 +494,4 @@ impl Connection {
         self.current_fds = FdBatch::default();
         self.waiting = FdBatch::default();
     }
-}
-
-/// Gives `msg` its fds, or its fds' error (closing them), then checks that
-/// every `/dev/fd/N` it names was sent.
-fn finalize(mut msg: Message, batch: FdBatch) -> Message {
-    match batch.error {
-        Some(e) => msg.fail(e),
-        None => msg.context_mut().adopt_vec(batch.fds),
-    }
-    msg.check_fd_refs();
-    msg
 }

@@ -13,7 +13,6 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::stat::{fstat, SFlag};
 
 use crate::error::Error;
-use crate::fdpath::{self, PathKind};
 
 /// One command's fd context: the fds received with it, indexed from 0 in
 /// arrival order. It owns every fd in it until one is taken, and closes the
@@ -119,7 +118,7 @@ impl Context {
     pub fn dup(&self, index: usize) -> Result<OwnedFd, Error> {
         let fd = self.slot(index)?;
         fd.try_clone_to_owned()
-            .map_err(|e| Error::sys("fcntl(F_DUPFD_CLOEXEC)", errno_of(&e)))
+            .map_err(|e| Error::io("fcntl(F_DUPFD_CLOEXEC)", &e))
     }
 
     /// A drop-in for `open(2)` (see [`crate::open::open`]): `/dev/fd/N`
@@ -159,7 +158,7 @@ impl Context {
         }
         let new = fd
             .try_clone_to_owned()
-            .map_err(|e| Error::sys("fcntl(F_DUPFD_CLOEXEC)", errno_of(&e)))?;
+            .map_err(|e| Error::io("fcntl(F_DUPFD_CLOEXEC)", &e))?;
         if !have.contains(OFlag::O_PATH) {
             // The status flags live in the open file description, which the
             // sender shares: match O_NONBLOCK to what this caller asked for.
@@ -186,10 +185,6 @@ impl Context {
     pub fn unused(&self) -> usize {
         (0..self.fds.len()).filter(|&i| !self.used.contains(i)).count()
     }
-}
-
-fn errno_of(e: &std::io::Error) -> nix::errno::Errno {
-    nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 fn access_of(flags: OFlag) -> OFlag {
@@ -254,15 +249,6 @@ impl UsedSet {
             self.high.borrow().get(word).is_some_and(|w| w & (1 << bit) != 0)
         }
     }
-}
-
-/// Parses `path` as an fd path: `Ok(Some(N))` for `/dev/fd/N`, `Ok(None)` for
-/// an ordinary path, an error for malformed or own-fd spellings.
-pub fn fd_index(path: &str) -> Result<Option<usize>, Error> {
-    Ok(match fdpath::classify(path)? {
-        PathKind::FdIndex(n) => Some(n),
-        PathKind::Ordinary => None,
-    })
 }
 
 #[cfg(test)]

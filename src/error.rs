@@ -78,6 +78,11 @@ impl Error {
     pub(crate) fn sys(call: &'static str, errno: Errno) -> Error {
         Error::Sys { call, errno }
     }
+
+    /// A failed call reported through `std::io::Error`.
+    pub(crate) fn io(call: &'static str, e: &std::io::Error) -> Error {
+        Error::sys(call, Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+    }
 }
 
 impl fmt::Display for Error {

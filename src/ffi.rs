@@ -25,6 +25,7 @@ use std::ptr;
 use crate::conn::{Connection, Framing, Limits};
 use crate::context::Context;
 use crate::error::Error;
+use crate::fdpath::PathKind;
 use crate::message::Message;
 
 /// How a connection splits its input into commands: one of the
@@ -297,15 +298,15 @@ pub unsafe extern "C" fn fdctx_index(path: *const c_char, index: *mut usize) -> 
     ffi_int!({
         // SAFETY: NUL-terminated string or NULL.
         let path = unsafe { path_arg(path, "path") }?;
-        match crate::context::fd_index(&path.to_string_lossy())? {
-            Some(n) => {
+        match crate::fdpath::classify(&path.to_string_lossy())? {
+            PathKind::FdIndex(n) => {
                 if !index.is_null() {
                     // SAFETY: non-null `index` points at writable storage.
                     unsafe { index.write(n) };
                 }
                 Ok(1)
             }
-            None => Ok(0),
+            PathKind::Ordinary => Ok(0),
         }
     })
 }

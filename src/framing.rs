@@ -91,11 +91,6 @@ impl Scanner {
         }
     }
 
-    /// True while a frame has started and not ended.
-    pub fn in_frame(&self) -> bool {
-        self.mode == Mode::Frame
-    }
-
     /// Scans `chunk` from its start; see [`Step`].
     pub fn step(&mut self, chunk: &[u8]) -> Step {
         match self.mode {
@@ -257,6 +252,12 @@ pub fn validate_json(frame: &[u8]) -> Result<Option<usize>, Error> {
     (&mut refs).deserialize(&mut de).map_err(|e| Error::MalformedJson(e.to_string()))?;
     de.end().map_err(|e| Error::MalformedJson(e.to_string()))?;
     Ok(refs.max)
+}
+
+/// Validates one complete frame that is not JSON: it must be UTF-8. Same
+/// result type as [`validate_json`], naming no fds.
+pub fn validate_text(frame: &[u8]) -> Result<Option<usize>, Error> {
+    std::str::from_utf8(frame).map(|_| None).map_err(|_| Error::InvalidUtf8)
 }
 
 /// Visits every value of a JSON document without building it, noting the

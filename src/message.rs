@@ -7,6 +7,7 @@
 
 use std::cell::{OnceCell, RefCell};
 use std::ffi::CString;
+use std::os::fd::OwnedFd;
 
 use serde_json::Value;
 
@@ -31,18 +32,24 @@ pub struct Message {
 }
 
 impl Message {
-    /// A message from its bytes (without NUL), with no fds yet.
-    pub(crate) fn new(mut data: Vec<u8>, fd_refs: Option<usize>) -> Message {
+    /// A message from its bytes (without NUL) and what checking them found:
+    /// the highest `/dev/fd/N` they name, or why they are bad. No fds yet.
+    pub(crate) fn new(mut data: Vec<u8>, check: Result<Option<usize>, Error>) -> Message {
         data.push(0);
-        Message {
+        let mut msg = Message {
             data,
             ctx: Context::for_message(),
             status: None,
             status_text: None,
-            fd_refs,
+            fd_refs: None,
             json: OnceCell::new(),
             c_strings: RefCell::new(Vec::new()),
+        };
+        match check {
+            Ok(fd_refs) => msg.fd_refs = fd_refs,
+            Err(e) => msg.fail(e),
         }
+        msg
     }
 
     /// The command's bytes.
@@ -62,10 +69,6 @@ impl Message {
 
     /// The fds sent with this command, for taking.
     pub fn fds_mut(&mut self) -> &mut Context {
-        &mut self.ctx
-    }
-
-    pub(crate) fn context_mut(&mut self) -> &mut Context {
         &mut self.ctx
     }
 
@@ -92,18 +95,21 @@ impl Message {
         self.ctx.clear();
     }
 
-    /// Checks that every `/dev/fd/N` the arguments name was sent; called once
-    /// all the command's fds have arrived.
-    pub(crate) fn check_fd_refs(&mut self) {
-        if self.status.is_some() {
-            self.ctx.clear();
-            return;
-        }
-        if let Some(max) = self.fd_refs {
-            let count = self.ctx.count();
-            if max >= count {
-                self.fail(Error::NoSuchIndex { index: max, count });
+    /// Gives the message the fds that came with it, or why they could not
+    /// come, once all have arrived. A bad message keeps none (they close
+    /// here), and neither does one whose arguments name a `/dev/fd/N`
+    /// beyond them.
+    pub(crate) fn attach_fds(&mut self, fds: Result<Vec<OwnedFd>, Error>) {
+        match fds {
+            Err(e) => self.fail(e),
+            Ok(fds) if self.status.is_none() => {
+                self.ctx.adopt_vec(fds);
+                let count = self.ctx.count();
+                if let Some(index) = self.fd_refs.filter(|&max| max >= count) {
+                    self.fail(Error::NoSuchIndex { index, count });
+                }
             }
+            Ok(_) => {}
         }
     }
 
@@ -182,7 +188,7 @@ mod tests {
         let _leaks = FdLeakCheck::new();
         let m = Message::new(
             br#"{"execute":"x","id":{"a":[1,2]},"arguments":{"ro":true,"n":-5,"big":1e300,"s":"a\u0000b"}}"#.to_vec(),
-            None,
+            Ok(None),
         );
         assert_eq!(m.get_str("/execute").unwrap(), "x");
         assert_eq!(m.get_json("/id").unwrap(), r#"{"a":[1,2]}"#);
@@ -193,7 +199,7 @@ mod tests {
         assert_eq!(m.get_str("/nope").unwrap_err().errno(), libc::ENOENT);
         assert_eq!(m.get_str("/arguments/s").unwrap(), "a\0b");
         assert_eq!(m.data_with_nul().last(), Some(&0));
-        let bad = Message::new(b"info block".to_vec(), None);
+        let bad = Message::new(b"info block".to_vec(), Ok(None));
         assert_eq!(bad.get_str("/x").unwrap_err().errno(), libc::EBADMSG);
     }
 }

@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use nix::errno::Errno;
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag, AT_FDCWD};
 use nix::sys::stat::Mode;
-use nix::sys::statfs::{fstatfs, PROC_SUPER_MAGIC};
 
 use crate::context::Context;
 use crate::error::Error;
@@ -79,8 +78,7 @@ fn open_ordinary(path: &Path, flags: OFlag, mode: u32) -> Result<OwnedFd, Error>
 /// Only files on procfs are looked at, by the name the kernel gives the
 /// opened file.
 fn refuse_fd_tables(fd: OwnedFd, path: &Path) -> Result<OwnedFd, Error> {
-    let on_proc = fstatfs(&fd).map(|s| s.filesystem_type() == PROC_SUPER_MAGIC).unwrap_or(true);
-    if !on_proc {
+    if !crate::resolve::on_procfs(&fd) {
         return Ok(fd);
     }
     let is_dir = nix::sys::stat::fstat(&fd)
@@ -88,9 +86,11 @@ fn refuse_fd_tables(fd: OwnedFd, path: &Path) -> Result<OwnedFd, Error> {
         .unwrap_or(true);
     // thread-self: a thread may have its own fd table (CLONE_FILES).
     let name = std::fs::read_link(format!("/proc/thread-self/fd/{}", fd.as_raw_fd()))
-        .map_err(|e| Error::sys("readlink", Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+        .map_err(|e| Error::io("readlink", &e))?;
     let name = name.to_string_lossy();
-    if is_dir || fdpath::reaches_own_fds(&name) || in_proc_fd_table(&name) || names_a_task(&name) {
+    // Kernel names spell every process directory by number, so a number
+    // covers the fd tables (`<pid>/fd`, `task/<tid>/fdinfo`) as well.
+    if is_dir || names_a_task(&name) {
         return Err(Error::OwnFdPath(path.to_string_lossy().into_owned()));
     }
     Ok(fd)
@@ -102,16 +102,6 @@ fn refuse_fd_tables(fd: OwnedFd, path: &Path) -> Result<OwnedFd, Error> {
 /// every process's entries are refused, this one's included.
 fn names_a_task(name: &str) -> bool {
     name.split('/').any(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// True for a procfs name with a `<pid>/fd` or `<pid>/fdinfo` part, at any
-/// mount point (`/mnt/proc/42/fd`, `.../task/43/fdinfo/3`).
-fn in_proc_fd_table(name: &str) -> bool {
-    let parts: Vec<&str> = name.split('/').filter(|p| !p.is_empty()).collect();
-    parts.windows(2).any(|w| {
-        let task = w[0].bytes().all(|b| b.is_ascii_digit()) || w[0] == "self" || w[0] == "thread-self";
-        task && (w[1] == "fd" || w[1] == "fdinfo")
-    })
 }
 
 /// `ELOOP` under `RESOLVE_NO_MAGICLINKS` is a magic link — unless the same
@@ -229,13 +219,14 @@ mod tests {
     }
 
     #[test]
-    fn fd_tables_are_recognised_at_any_mount_point() {
+    fn process_entries_are_recognised_at_any_mount_point() {
         let _leaks = FdLeakCheck::new();
-        assert!(in_proc_fd_table("/mnt/p/42/fd"));
-        assert!(in_proc_fd_table("/mnt/p/42/task/43/fdinfo/3"));
-        assert!(in_proc_fd_table("/proc/self/fd"));
-        assert!(!in_proc_fd_table("/proc/42/status"));
-        assert!(!in_proc_fd_table("/mnt/p/sys/fd"));
+        assert!(names_a_task("/mnt/p/42/fd"));
+        assert!(names_a_task("/mnt/p/42/task/43/fdinfo/3"));
+        assert!(names_a_task("/proc/1/fd"));
+        assert!(names_a_task("/proc/42/status"), "any process's entries, not only fd tables");
+        assert!(!names_a_task("/mnt/p/sys/fd"));
+        assert!(!names_a_task("/proc/cpuinfo"));
     }
 
     #[test]

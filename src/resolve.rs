@@ -28,6 +28,12 @@ use nix::sys::statfs::{fstatfs, PROC_SUPER_MAGIC};
 
 use crate::error::Error;
 
+/// True when `fd` is on procfs (or cannot be told: then it counts as on
+/// procfs, so the caller refuses).
+pub(crate) fn on_procfs<Fd: std::os::fd::AsFd>(fd: Fd) -> bool {
+    fstatfs(fd).map_or(true, |s| s.filesystem_type() == PROC_SUPER_MAGIC)
+}
+
 /// The most symlinks one resolution follows, as the kernel's `MAXSYMLINKS`.
 const MAX_SYMLINKS: usize = 40;
 
@@ -71,8 +77,7 @@ pub fn open_without_proc_links(path: &Path, flags: OFlag, mode: Mode) -> Result<
         };
         let st = fstat(&fd).map_err(|e| Error::sys("fstat", e))?;
         if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK {
-            let on_proc = fstatfs(&fd).map(|s| s.filesystem_type() == PROC_SUPER_MAGIC).unwrap_or(true);
-            if on_proc {
+            if on_procfs(&fd) {
                 return Err(refuse());
             }
             // A final symlink is not followed under O_NOFOLLOW (ELOOP, or

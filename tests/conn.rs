@@ -436,5 +436,7 @@ fn packet_framing_needs_a_packet_socket() {
     assert!(Connection::check_socket(b.as_fd(), Framing::Json).is_ok());
     let (r, _w) = nix::unistd::pipe().unwrap();
     assert_eq!(Connection::check_socket(r.as_fd(), Framing::Json).unwrap_err().errno(), libc::ENOTSOCK);
-    drop((a, b));
+    let mut conn = Connection::new(b, Framing::Packet, Limits::default());
+    assert!(matches!(conn.recv(), Err(Error::InvalidArgument(_))), "refused, not a loop");
+    drop(a);
 }

@@ -13,7 +13,7 @@
 #   make deps         install the system tools the checks need (Debian, as root)
 #   make clean        remove build/ and cargo's target/
 #
-# Fragments (examples/examples.mk, bench/bench.mk) may use STAGE,
+# Fragments (examples/examples.mk, bench/bench.mk, integrations/qemu/qemu.mk) may use STAGE,
 # PKG_CONFIG_PATH (the staged fdctx.pc first), FDCTX_CFLAGS and FDCTX_LIBS
 # (pkg-config's flags for the staged library, plus an rpath to it), and add
 # their checks with `EXTRA_CHECKS += target`.
@@ -275,3 +275,4 @@ clean:
 
 include examples/examples.mk
 -include bench/bench.mk
+include integrations/qemu/qemu.mk

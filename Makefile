@@ -11,6 +11,11 @@
 #                     symbols, pkg-config (dynamic and static), the C tests under
 #                     plain, valgrind and AddressSanitizer runs, then $(EXTRA_CHECKS)
 #   make deps         install the system tools the checks need (Debian, as root)
+#   make qemu         QEMU 10.0.2 built twice: with integrations/qemu/patches
+#                     against the staged fdctx (build/qemu/bin) and without
+#                     (build/qemu/upstream/bin)
+#   make qemu-check   QEMU's own fd-passing tests on both builds, then
+#                     integrations/qemu/test_qemu.py side by side
 #   make clean        remove build/ and cargo's target/
 #
 # Fragments (examples/examples.mk, bench/bench.mk, integrations/qemu/qemu.mk) may use STAGE,

@@ -25,16 +25,6 @@
 #define FDCTX_ABI_VERSION 0
 
 /**
- * The receiving side of one monitor socket: it frames commands and gives
- * each exactly the fds that were sent with it. It keeps only the command
- * in progress and fds waiting for one, and closes those when it ends.
- * It may move to another thread, but must not be used from two at once,
- * and it must be the socket's only reader (two readers would split
- * commands, and a packet could change between peeking and receiving).
- */
-typedef struct fdctx_conn fdctx_conn;
-
-/**
  * One command's fd context: the fds received with it, indexed from 0 in
  * arrival order. It owns every fd in it until one is taken, and closes the
  * rest when finished.
@@ -43,6 +33,16 @@ typedef struct fdctx_conn fdctx_conn;
  * threads at once (even borrowing records which fds were used).
  */
 typedef struct fdctx fdctx;
+
+/**
+ * The receiving side of one monitor socket: it frames commands and gives
+ * each exactly the fds that were sent with it. It keeps only the command
+ * in progress and fds waiting for one, and closes those when it ends.
+ * It may move to another thread, but must not be used from two at once,
+ * and it must be the socket's only reader (two readers would split
+ * commands, and a packet could change between peeking and receiving).
+ */
+typedef struct fdctx_conn fdctx_conn;
 
 /**
  * One framed command: its bytes, the fds sent with it (its context), and

@@ -7,7 +7,8 @@
 //! slot holds an `Option<OwnedFd>`, and taking one leaves `None` behind.
 
 use std::cell::Cell;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::collections::HashSet;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::stat::{fstat, SFlag};
@@ -24,8 +25,6 @@ use crate::error::Error;
 pub struct Context {
     fds: Vec<Option<OwnedFd>>,
     used: UsedSet,
-    /// Owned by a [`crate::Message`]: ended by finishing the message.
-    in_message: bool,
 }
 
 impl Context {
@@ -44,6 +43,46 @@ impl Context {
         self.fds.extend(fds.into_iter().map(Some));
     }
 
+    /// Takes over the raw fds `fds` and appends them in order, for a caller
+    /// that received them itself; returns how many were appended.
+    ///
+    /// Each entry is checked before it is wrapped: a negative number or one
+    /// that is not an open fd (`fcntl(2)` `F_GETFD` fails) is skipped, and
+    /// so is a number already in the context or earlier in `fds` (wrapping
+    /// it twice would close it twice; the first owner keeps it). The other
+    /// entries are appended even when one is refused, so the indices after
+    /// a refused entry move down by one.
+    ///
+    /// # Errors
+    /// The first refusal: `EBADF` (as [`Error::Sys`]) for a negative or
+    /// closed fd, [`Error::InvalidArgument`] for a duplicate. The fds that
+    /// were appended stay appended ([`Context::count`] tells).
+    ///
+    /// # Safety
+    /// The caller owns every open fd in `fds` and gives that ownership to
+    /// the context: nothing else may use or close them afterwards.
+    pub unsafe fn adopt_raw(&mut self, fds: &[RawFd]) -> Result<usize, Error> {
+        let mut seen: HashSet<RawFd> = self.fds.iter().flatten().map(AsRawFd::as_raw_fd).collect();
+        let before = self.fds.len();
+        let mut error = None;
+        for &fd in fds {
+            // SAFETY: F_GETFD only asks whether `fd` is open.
+            if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+                error.get_or_insert(Error::sys("fdctx_adopt", nix::errno::Errno::EBADF));
+            } else if !seen.insert(fd) {
+                error.get_or_insert(Error::InvalidArgument("the same fd appears twice"));
+            } else {
+                // SAFETY: an open fd the caller hands over (this function's
+                // contract), wrapped once: duplicates were refused above.
+                self.fds.push(Some(unsafe { OwnedFd::from_raw_fd(fd) }));
+            }
+        }
+        match error {
+            Some(e) => Err(e),
+            None => Ok(self.fds.len() - before),
+        }
+    }
+
     /// Appends a batch, moving the vector in when the context is empty.
     pub(crate) fn adopt_vec(&mut self, fds: Vec<OwnedFd>) {
         if self.fds.is_empty() {
@@ -58,12 +97,6 @@ impl Context {
         self.fds.len()
     }
 
-    /// The raw number of fd `index` if the context still owns it, without
-    /// counting as a use.
-    pub fn peek_raw(&self, index: usize) -> Option<std::os::fd::RawFd> {
-        self.fds.get(index)?.as_ref().map(std::os::fd::AsRawFd::as_raw_fd)
-    }
-
     /// How many fds the context still owns.
     pub fn owned(&self) -> usize {
         self.fds.iter().filter(|s| s.is_some()).count()
@@ -73,17 +106,6 @@ impl Context {
     pub(crate) fn clear(&mut self) {
         self.fds = Vec::new();
         self.used = UsedSet::default();
-    }
-
-    /// A context that belongs to a message (see [`Context::in_message`]).
-    pub(crate) fn for_message() -> Context {
-        Context { in_message: true, ..Context::default() }
-    }
-
-    /// True for the context inside a [`crate::Message`], which ends with
-    /// the message rather than on its own.
-    pub fn in_message(&self) -> bool {
-        self.in_message
     }
 
     fn slot(&self, index: usize) -> Result<BorrowedFd<'_>, Error> {
@@ -152,7 +174,7 @@ impl Context {
             // read or write: reopen the file that way rather than dup it
             // (this needs procfs mounted).
             // thread-self: a thread may have its own fd table (CLONE_FILES).
-            let own = format!("/proc/thread-self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+            let own = format!("/proc/thread-self/fd/{}", fd.as_raw_fd());
             return nix::fcntl::open(own.as_str(), OFlag::O_PATH | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
                 .map_err(|e| Error::sys("reopening /dev/fd/N with O_PATH", e));
         }
@@ -255,7 +277,6 @@ impl UsedSet {
 mod tests {
     use super::*;
     use crate::testutil::FdLeakCheck;
-    use std::os::fd::AsRawFd;
 
     fn pipe() -> (OwnedFd, OwnedFd) {
         nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap()
@@ -280,6 +301,69 @@ mod tests {
         drop((taken, d));
         assert_eq!(ctx.owned(), 3);
         assert_eq!(ctx.finish(), 1, "only index 3 was never used");
+    }
+
+    /// The raw number of an fd whose ownership moves to the test's caller.
+    fn raw(fd: OwnedFd) -> RawFd {
+        std::os::fd::IntoRawFd::into_raw_fd(fd)
+    }
+
+    /// An fd number that is certainly not open (far above any fd this
+    /// process allocates; fds are allocated lowest first).
+    const NOT_OPEN: RawFd = 1 << 30;
+
+    #[test]
+    fn adopt_raw_appends_in_order() {
+        let _leaks = FdLeakCheck::new();
+        let (r, w) = pipe();
+        let (r_raw, w_raw) = (raw(r), raw(w));
+        let mut ctx = Context::new();
+        // SAFETY: both fds were just released to this call.
+        assert_eq!(unsafe { ctx.adopt_raw(&[r_raw, w_raw]) }.unwrap(), 2);
+        // SAFETY: nothing to hand over.
+        assert_eq!(unsafe { ctx.adopt_raw(&[]) }.unwrap(), 0);
+        assert_eq!(ctx.get(0).unwrap().as_raw_fd(), r_raw);
+        assert_eq!(ctx.get(1).unwrap().as_raw_fd(), w_raw);
+        assert_eq!(ctx.finish(), 0);
+    }
+
+    #[test]
+    fn adopt_raw_refuses_closed_and_negative_fds() {
+        let _leaks = FdLeakCheck::new();
+        let (r, w) = pipe();
+        let (r_raw, w_raw) = (raw(r), raw(w));
+        let mut ctx = Context::new();
+        // SAFETY: the two open fds were released to this call; the others
+        // are not open fds at all.
+        let err = unsafe { ctx.adopt_raw(&[-1, r_raw, NOT_OPEN, w_raw]) }.unwrap_err();
+        assert_eq!(err.errno(), libc::EBADF, "{err}");
+        assert_eq!(ctx.count(), 2, "the open fds are appended, the bad ones take no index");
+        assert_eq!(ctx.get(0).unwrap().as_raw_fd(), r_raw);
+        assert_eq!(ctx.get(1).unwrap().as_raw_fd(), w_raw);
+    }
+
+    #[test]
+    fn adopt_raw_refuses_duplicates() {
+        let _leaks = FdLeakCheck::new();
+        let (r, w) = pipe();
+        let (r_raw, w_raw) = (raw(r), raw(w));
+        let mut ctx = Context::new();
+        // SAFETY: `r_raw` is released to this call (listed twice: the
+        // second is refused, not wrapped).
+        let err = unsafe { ctx.adopt_raw(&[r_raw, r_raw]) }.unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        assert_eq!(ctx.count(), 1);
+        // SAFETY: `r_raw` is already the context's: refused, not wrapped;
+        // `w_raw` is released to this call.
+        let err = unsafe { ctx.adopt_raw(&[r_raw, w_raw]) }.unwrap_err();
+        assert_eq!(err.errno(), libc::EINVAL);
+        assert_eq!(ctx.count(), 2, "the first owner keeps the fd, the new one is appended");
+        let taken = ctx.take(0).unwrap();
+        let taken_raw = raw(taken);
+        // SAFETY: a taken fd is no longer the context's: adopting it back
+        // hands it over again.
+        assert_eq!(unsafe { ctx.adopt_raw(&[taken_raw]) }.unwrap(), 1);
+        assert_eq!(ctx.count(), 3);
     }
 
     #[test]

@@ -46,8 +46,6 @@ pub enum Error {
     OutOfRange(String),
     /// A NULL pointer or otherwise unusable argument (`EINVAL`).
     InvalidArgument(&'static str),
-    /// A panic caught at the C boundary (`EIO`).
-    Panic,
     /// A system call failed.
     Sys { call: &'static str, errno: Errno },
 }
@@ -69,7 +67,6 @@ impl Error {
             Error::NoSuchValue(_) => Errno::ENOENT,
             Error::WrongType { .. } => Errno::ENOMSG,
             Error::OutOfRange(_) => Errno::ERANGE,
-            Error::Panic => Errno::EIO,
             Error::Sys { errno, .. } => *errno,
         };
         e as i32
@@ -125,7 +122,6 @@ impl fmt::Display for Error {
             }
             Error::OutOfRange(p) => write!(f, "value at JSON pointer '{p}' is out of range"),
             Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
-            Error::Panic => write!(f, "internal error (panic caught at the C boundary)"),
             Error::Sys { call, errno } => {
                 // The C library's wording (strerror), as C callers know it.
                 let text = std::io::Error::from_raw_os_error(*errno as i32).to_string();

@@ -8,7 +8,7 @@
 
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::stat::{fstat, SFlag};
@@ -62,24 +62,17 @@ impl Context {
     /// The caller owns every open fd in `fds` and gives that ownership to
     /// the context: nothing else may use or close them afterwards.
     pub unsafe fn adopt_raw(&mut self, fds: &[RawFd]) -> Result<usize, Error> {
-        let mut seen: HashSet<RawFd> = self.fds.iter().flatten().map(AsRawFd::as_raw_fd).collect();
-        let before = self.fds.len();
-        let mut error = None;
-        for &fd in fds {
-            // SAFETY: F_GETFD only asks whether `fd` is open.
-            if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-                error.get_or_insert(Error::sys("fdctx_adopt", nix::errno::Errno::EBADF));
-            } else if !seen.insert(fd) {
-                error.get_or_insert(Error::InvalidArgument("the same fd appears twice"));
-            } else {
-                // SAFETY: an open fd the caller hands over (this function's
-                // contract), wrapped once: duplicates were refused above.
-                self.fds.push(Some(unsafe { OwnedFd::from_raw_fd(fd) }));
-            }
-        }
+        let held: HashSet<RawFd> = self.fds.iter().flatten().map(AsRawFd::as_raw_fd).collect();
+        let (fresh, held_again): (Vec<RawFd>, Vec<RawFd>) = fds.iter().partition(|fd| !held.contains(fd));
+        // SAFETY: the caller hands over every open fd in `fds`; the ones
+        // this context already owns were set aside, so none is wrapped twice.
+        let (owned, error) = unsafe { crate::recv::own_raw_fds(&fresh) };
+        let added = owned.len();
+        self.adopt(owned);
         match error {
             Some(e) => Err(e),
-            None => Ok(self.fds.len() - before),
+            None if !held_again.is_empty() => Err(Error::InvalidArgument("the same fd appears twice")),
+            None => Ok(added),
         }
     }
 

@@ -25,12 +25,30 @@
 #define FDCTX_ABI_VERSION 0
 
 /**
+ * fdctx_conn_feed() flag: the caller's read reported `MSG_CTRUNC` (fds
+ * were sent that the kernel could not install); the command those fds
+ * belong to is delivered with status `-ECOMM`.
+ */
+#define FDCTX_FEED_FDS_LOST 1
+
+/**
+ * fdctx_conn_feed() flag: the stream ends after these bytes (the caller's
+ * read returned 0, or the caller stops reading this client).
+ */
+#define FDCTX_FEED_END 2
+
+/**
  * The receiving side of one monitor socket: it frames commands and gives
  * each exactly the fds that were sent with it. It keeps only the command
  * in progress and fds waiting for one, and closes those when it ends.
  * It may move to another thread, but must not be used from two at once,
  * and it must be the socket's only reader (two readers would split
  * commands, and a packet could change between peeking and receiving).
+ *
+ * A connection either reads its socket itself ([`Connection::new`]) or is
+ * fed the caller's reads ([`Connection::new_fed`], [`Connection::feed`]).
+ * Both go through the same framing and association code: a socket
+ * connection is a fed one plus its own `recvmsg(2)` loop.
  */
 typedef struct fdctx_conn fdctx_conn;
 
@@ -329,6 +347,75 @@ struct fdctx_conn *fdctx_conn_new(int sockfd,
                                   const struct fdctx_limits *limits);
 
 /**
+ * Starts a connection that fdctx does not read: the caller reads its
+ * monitor socket itself (its own `recvmsg`, GLib's `GSocket`, QEMU's
+ * chardev layer) and hands each read to fdctx_conn_feed(). The same
+ * framing, limits and fd association as fdctx_conn_new() apply, and
+ * commands come out of fdctx_conn_recv() the same way: given the same
+ * reads, both connections deliver the same messages with the same fds.
+ *
+ * `limits` may be NULL (all defaults); it is copied.
+ *
+ * Returns the connection, to be ended with fdctx_conn_free(), or NULL with
+ * fdctx_last_error() set when `framing` is not one of `FDCTX_FRAMING_*` or
+ * a limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
+ * `max_depth` 127).
+ *
+ * Thread rules: a connection may move between threads but must not be used
+ * from two threads at once.
+ */
+struct fdctx_conn *fdctx_conn_new_fed(fdctx_framing framing, const struct fdctx_limits *limits);
+
+/**
+ * Feeds one read of the caller's to a connection made by
+ * fdctx_conn_new_fed(): the `len` bytes at `data` and the `nfds` fds at
+ * `fds` that the same `recvmsg` returned.
+ *
+ * One call must be exactly one `recvmsg` (one read of GLib's or QEMU's):
+ * on a stream the kernel returns a write's fds with that write's last
+ * bytes, and fdctx gives the fds of one call to the last command that has
+ * a non-whitespace byte among the call's bytes (to the next command when
+ * the call holds whitespace only, as `qemu.qmp` sends its fds on a lone
+ * space). Merging two reads into one call, or splitting one into two, can
+ * give fds to the wrong command. With `FDCTX_FRAMING_PACKET` one call is
+ * one packet, an empty one included; a packet larger than `max_msg_bytes`
+ * (the caller's read reported `MSG_TRUNC`, or the bytes are too many) is
+ * delivered with status `-EMSGSIZE`. `len` may be 0 (a read that brought
+ * only fds, or a call with just `FDCTX_FEED_END`).
+ *
+ * `flags` is 0 or a bitwise OR of:
+ * - `FDCTX_FEED_FDS_LOST`: the read reported `MSG_CTRUNC`;
+ * - `FDCTX_FEED_END`: the stream ends after these bytes (the read returned
+ *   0). An unfinished command, and fds still waiting for one, are closed.
+ *   With PACKET framing a call with `FDCTX_FEED_END`, no bytes and no fds
+ *   is no packet, only the end.
+ *
+ * Ownership: the bytes are copied as needed; `data` may be reused after
+ * the call. The connection owns every fd in `fds` from this call on, EVEN
+ * WHEN THE CALL FAILS (a NULL `conn` included): the caller must not use or
+ * close them again; on failure they have been closed. They must be fds the
+ * caller owns, fresh from its read, not ones already fed.
+ *
+ * Returns 0, then call fdctx_conn_recv() until it returns `-EAGAIN` (or 0)
+ * for the commands that are now complete. On failure nothing is fed, the
+ * fds are closed, and the call returns:
+ * - `-EINVAL`: `conn` is NULL, `data` is NULL with `len > 0`, `fds` is
+ *   NULL with `nfds > 0`, `flags` has a bit other than the two above, an
+ *   fd appears twice in `fds`, or `conn` reads its own socket (it was made
+ *   by fdctx_conn_new());
+ * - `-EBADF`: an entry of `fds` is negative or not an open fd;
+ * - `-EPIPE`: `FDCTX_FEED_END` was fed before.
+ *
+ * Thread rules: not concurrently with other calls on the same connection.
+ */
+int fdctx_conn_feed(struct fdctx_conn *conn,
+                    const void *data,
+                    size_t len,
+                    const int *fds,
+                    size_t nfds,
+                    unsigned int flags);
+
+/**
  * Receives the next command with exactly the fds sent with it.
  *
  * Returns:
@@ -338,9 +425,11 @@ struct fdctx_conn *fdctx_conn_new(int sockfd,
  *   fds, fds lost in transit, a `/dev/fd/N` argument with no such fd)
  *   holds no fds and can be answered;
  * - 0 at orderly end of stream (fds of an unfinished command, or waiting
- *   for one, are closed); later calls return 0 again;
+ *   for one, are closed); later calls return 0 again. On a fed connection:
+ *   once `FDCTX_FEED_END` was fed and every command before it returned;
  * - `-EAGAIN` on a non-blocking socket with no whole command buffered yet
- *   (everything received so far is kept: call again when readable);
+ *   (everything received so far is kept: call again when readable), and
+ *   on a fed connection with no whole command fed yet (feed the next read);
  * - `-EINVAL` if `conn` or `out` is NULL;
  * - another negative errno if the socket failed (e.g. `-ECONNRESET`).
  *

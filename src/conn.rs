@@ -36,7 +36,7 @@ use crate::error::Error;
 pub use crate::framing::Framing;
 use crate::framing::{is_ws, validate_json, validate_text, Scanner};
 use crate::message::Message;
-use crate::recv::{peek_packet_len, recv_with_fds, Received, CMSG_WORDS};
+use crate::recv::{peek_packet_len, recv_with_fds, CMSG_WORDS};
 
 /// Bounds on what one command may bring. A field left 0 takes its default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,9 +191,25 @@ enum Owner {
     Discarded,
 }
 
+/// Where a connection's reads come from.
 enum Sock {
+    /// Fed by the caller's own reads ([`Connection::feed`]).
+    Fed,
     Owned(OwnedFd),
     Borrowed(RawFd),
+}
+
+/// What the caller's read reported besides its bytes and fds, for
+/// [`Connection::feed`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedFlags {
+    /// The read reported `MSG_CTRUNC`: fds were sent that the kernel could
+    /// not install (the command they belong to fails with
+    /// [`Error::FdsLost`]).
+    pub fds_lost: bool,
+    /// The stream ends after these bytes (the caller's read returned 0, or
+    /// the caller stops reading).
+    pub end: bool,
 }
 
 /// The receiving side of one monitor socket: it frames commands and gives
@@ -202,6 +218,11 @@ enum Sock {
 /// It may move to another thread, but must not be used from two at once,
 /// and it must be the socket's only reader (two readers would split
 /// commands, and a packet could change between peeking and receiving).
+///
+/// A connection either reads its socket itself ([`Connection::new`]) or is
+/// fed the caller's reads ([`Connection::new_fed`], [`Connection::feed`]).
+/// Both go through the same framing and association code: a socket
+/// connection is a fed one plus its own `recvmsg(2)` loop.
 pub struct Connection {
     sock: Sock,
     framing: Framing,
@@ -262,6 +283,66 @@ impl Connection {
         Connection::with_sock(Sock::Borrowed(sock), framing, limits)
     }
 
+    /// A connection fed by the caller's own reads of a socket it never
+    /// sees: each [`Connection::feed`] is one `recvmsg(2)` of the caller's,
+    /// and [`Connection::recv`] returns the commands framed from them.
+    pub fn new_fed(framing: Framing, limits: Limits) -> Connection {
+        Connection::with_sock(Sock::Fed, framing, limits)
+    }
+
+    /// Whether this connection is fed by its caller rather than reading a
+    /// socket.
+    pub fn is_fed(&self) -> bool {
+        matches!(self.sock, Sock::Fed)
+    }
+
+    /// Feeds one read of the caller's: its bytes `data` and the fds that
+    /// came with them, which the connection owns from now on (they are
+    /// closed by the connection whatever happens, failure included).
+    ///
+    /// One call is one `recvmsg(2)`: the association rule of this module's
+    /// doc applies to it exactly as to a read of the connection's own, so
+    /// the caller must not merge reads or split one. With
+    /// [`Framing::Packet`] one call is one packet (an empty one included),
+    /// except that a call with `flags.end`, no bytes and no fds only ends
+    /// the stream. A packet larger than `max_msg_bytes` is delivered as
+    /// [`Error::TooLarge`].
+    ///
+    /// Afterwards [`Connection::recv`] returns what is complete, then
+    /// `EAGAIN`; after `flags.end`, `Ok(None)` once everything before it
+    /// was returned.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] on a connection that reads its own
+    /// socket; `EPIPE` (as [`Error::Sys`]) after the end was fed. Nothing
+    /// is fed then, and `fds` are closed.
+    pub fn feed(&mut self, data: &[u8], fds: Vec<OwnedFd>, flags: FeedFlags) -> Result<(), Error> {
+        if !self.is_fed() {
+            return Err(Error::InvalidArgument("feeding a connection that reads its own socket"));
+        }
+        if self.eof {
+            return Err(Error::sys("feeding a connection after its end", nix::errno::Errno::EPIPE));
+        }
+        match self.framing {
+            Framing::Packet => {
+                if !(flags.end && data.is_empty() && fds.is_empty() && !flags.fds_lost) {
+                    let truncated = data.len() > self.limits.max_msg_bytes;
+                    let data = if truncated { Vec::new() } else { data.to_vec() };
+                    self.on_packet(data, fds, flags.fds_lost, truncated);
+                }
+            }
+            _ => {
+                if !data.is_empty() || !fds.is_empty() || flags.fds_lost {
+                    self.on_stream(data, fds, flags.fds_lost);
+                }
+            }
+        }
+        if flags.end {
+            self.end_of_stream();
+        }
+        Ok(())
+    }
+
     fn with_sock(sock: Sock, framing: Framing, limits: Limits) -> Connection {
         let limits = limits.resolved();
         Connection {
@@ -279,15 +360,18 @@ impl Connection {
         }
     }
 
-    fn raw_sock(&self) -> RawFd {
+    fn raw_sock(&self) -> Option<RawFd> {
         match &self.sock {
-            Sock::Owned(fd) => std::os::fd::AsRawFd::as_raw_fd(fd),
-            Sock::Borrowed(fd) => *fd,
+            Sock::Fed => None,
+            Sock::Owned(fd) => Some(std::os::fd::AsRawFd::as_raw_fd(fd)),
+            Sock::Borrowed(fd) => Some(*fd),
         }
     }
 
+    /// The socket read; only called on a connection that has one.
     fn sock(&self) -> BorrowedFd<'_> {
         match &self.sock {
+            Sock::Fed => unreachable!("a fed connection does not read"),
             Sock::Owned(fd) => fd.as_fd(),
             // SAFETY: `borrowed()`'s contract keeps the fd open for the
             // connection's lifetime, which outlives this borrow.
@@ -302,12 +386,14 @@ impl Connection {
 
     /// The next command, good or bad: `Ok(Some(msg))` for every
     /// message-shaped thing (check [`Message::status`]), `Ok(None)` at
-    /// orderly end of stream.
+    /// orderly end of stream (on a fed connection: once the end was fed
+    /// and everything before it returned).
     ///
     /// # Errors
-    /// `EAGAIN` (as [`Error::Sys`]) when the socket is non-blocking and no
-    /// whole command is buffered yet — everything received so far is kept;
-    /// any other errno when the socket itself failed.
+    /// `EAGAIN` (as [`Error::Sys`]) when the socket is non-blocking, or the
+    /// connection is fed, and no whole command is buffered yet — everything
+    /// received so far is kept; any other errno when the socket itself
+    /// failed.
     pub fn recv(&mut self) -> Result<Option<Message>, Error> {
         loop {
             if let Some(msg) = self.ready.pop_front() {
@@ -315,6 +401,9 @@ impl Connection {
             }
             if self.eof {
                 return Ok(None);
+            }
+            if self.is_fed() {
+                return Err(Error::sys("no whole command was fed yet", nix::errno::Errno::EAGAIN));
             }
             self.read_once()?;
         }
@@ -333,7 +422,13 @@ impl Connection {
         }
         let got = recv_with_fds(self.sock(), &mut scratch.buf[..STREAM_READ], &mut scratch.cmsg)
             .map_err(|e| Error::sys("recvmsg", e))?;
-        self.on_stream(&scratch.buf[..got.bytes], got);
+        if got.bytes == 0 {
+            // End of stream; a stream read returns fds only with bytes.
+            drop(got.fds);
+            self.end_of_stream();
+        } else {
+            self.on_stream(&scratch.buf[..got.bytes], got.fds, got.fds_lost);
+        }
         Ok(())
     }
 
@@ -362,7 +457,7 @@ impl Connection {
             self.end_of_stream();
             return Ok(());
         }
-        self.on_packet(data, got);
+        self.on_packet(data, got.fds, got.fds_lost, got.truncated);
         Ok(())
     }
 
@@ -372,7 +467,7 @@ impl Connection {
     /// and nothing is queued any more (`POLLHUP`/`POLLRDHUP` and `SIOCINQ`,
     /// see `unix_dgram_poll()` and `unix_inq_len()` in `net/unix/af_unix.c`).
     fn peer_gone(&self) -> bool {
-        let fd = self.raw_sock();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.sock());
         let mut pfd = libc::pollfd { fd, events: libc::POLLIN | libc::POLLRDHUP, revents: 0 };
         loop {
             // SAFETY: one valid pollfd, a zero timeout.
@@ -393,8 +488,10 @@ impl Connection {
         r < 0 || queued == 0
     }
 
-    fn on_packet(&mut self, data: Vec<u8>, got: Received) {
-        let check = if got.truncated {
+    /// One packet: its bytes (empty when `truncated`, i.e. larger than
+    /// `max_msg_bytes`), its fds and whether some were lost.
+    fn on_packet(&mut self, data: Vec<u8>, fds: Vec<OwnedFd>, fds_lost: bool, truncated: bool) {
+        let check = if truncated {
             Err(Error::TooLarge { limit: self.limits.max_msg_bytes })
         } else if data.iter().find(|&&b| !is_ws(b)) == Some(&b'{') {
             validate_json(&data)
@@ -403,16 +500,14 @@ impl Connection {
         };
         let mut msg = Message::new(data, check);
         let mut batch = FdBatch::default();
-        batch.add(got.fds, got.fds_lost, self.limits.max_fds);
+        batch.add(fds, fds_lost, self.limits.max_fds);
         msg.attach_fds(batch.into_result());
         self.ready.push_back(msg);
     }
 
-    fn on_stream(&mut self, chunk: &[u8], got: Received) {
-        if got.bytes == 0 {
-            self.end_of_stream();
-            return;
-        }
+    /// One read of a stream: its bytes (possibly none) and its fds, given
+    /// to commands by the association rule of this module's doc.
+    fn on_stream(&mut self, chunk: &[u8], fds: Vec<OwnedFd>, fds_lost: bool) {
         let max_fds = self.limits.max_fds;
         let mut owner = Owner::Nobody;
         let mut pos = 0;
@@ -451,8 +546,8 @@ impl Connection {
             Owner::Discarded => None,
         };
         match target {
-            Some(batch) => batch.add(got.fds, got.fds_lost, max_fds),
-            None => drop(got.fds),
+            Some(batch) => batch.add(fds, fds_lost, max_fds),
+            None => drop(fds),
         }
         for (mut msg, batch) in self.done.drain(..) {
             msg.attach_fds(batch.into_result());

@@ -16,13 +16,13 @@
 #![allow(non_camel_case_types, clippy::missing_safety_doc)]
 
 use std::cell::{Cell, RefCell};
-use std::ffi::{c_char, c_int, c_void, CStr, CString, OsStr};
+use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString, OsStr};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
-use crate::conn::{Connection, Framing, Limits};
+use crate::conn::{Connection, FeedFlags, Framing, Limits};
 use crate::context::Context;
 use crate::error::Error;
 use crate::fdpath::PathKind;
@@ -43,6 +43,14 @@ pub const FDCTX_FRAMING_LINE: fdctx_framing = 1;
 /// `SOCK_SEQPACKET` / `SOCK_DGRAM`: one packet is one command. A packet
 /// whose first non-whitespace byte is `{` is validated as JSON.
 pub const FDCTX_FRAMING_PACKET: fdctx_framing = 2;
+
+/// fdctx_conn_feed() flag: the caller's read reported `MSG_CTRUNC` (fds
+/// were sent that the kernel could not install); the command those fds
+/// belong to is delivered with status `-ECOMM`.
+pub const FDCTX_FEED_FDS_LOST: c_uint = 1;
+/// fdctx_conn_feed() flag: the stream ends after these bytes (the caller's
+/// read returned 0, or the caller stops reading this client).
+pub const FDCTX_FEED_END: c_uint = 2;
 
 /// Bounds on one command. A field left 0 takes its default.
 #[repr(C)]
@@ -513,20 +521,139 @@ pub unsafe extern "C" fn fdctx_conn_new(sockfd: c_int, framing: fdctx_framing, l
             return Err(Error::sys("fdctx_conn_new", nix::errno::Errno::EBADF));
         }
         // SAFETY: a live fdctx_limits or NULL.
-        let l = unsafe { limits.as_ref() }.copied().unwrap_or_default();
-        let limits = Limits { max_msg_bytes: l.max_msg_bytes, max_fds: l.max_fds, max_depth: l.max_depth }.validated()?;
-        let framing = match framing {
-            FDCTX_FRAMING_JSON => Framing::Json,
-            FDCTX_FRAMING_LINE => Framing::Line,
-            FDCTX_FRAMING_PACKET => Framing::Packet,
-            _ => return Err(Error::InvalidArgument("framing: not one of FDCTX_FRAMING_*")),
-        };
+        let limits = unsafe { limits_arg(limits) }?;
+        let framing = framing_arg(framing)?;
         // SAFETY: the caller keeps `sockfd` open for this call.
         Connection::check_socket(unsafe { BorrowedFd::borrow_raw(sockfd) }, framing)?;
         // SAFETY: the caller keeps `sockfd` open until fdctx_conn_free, as
         // documented above.
         let conn = unsafe { Connection::borrowed(sockfd, framing, limits) };
         Ok(Box::into_raw(Box::new(conn)))
+    })
+}
+
+/// `limits` converted and checked (NULL: all defaults).
+///
+/// # Safety
+/// `limits` is NULL or points at a live `fdctx_limits`.
+unsafe fn limits_arg(limits: *const fdctx_limits) -> Result<Limits, Error> {
+    // SAFETY: the caller's contract.
+    let l = unsafe { limits.as_ref() }.copied().unwrap_or_default();
+    Limits { max_msg_bytes: l.max_msg_bytes, max_fds: l.max_fds, max_depth: l.max_depth }.validated()
+}
+
+fn framing_arg(framing: fdctx_framing) -> Result<Framing, Error> {
+    match framing {
+        FDCTX_FRAMING_JSON => Ok(Framing::Json),
+        FDCTX_FRAMING_LINE => Ok(Framing::Line),
+        FDCTX_FRAMING_PACKET => Ok(Framing::Packet),
+        _ => Err(Error::InvalidArgument("framing: not one of FDCTX_FRAMING_*")),
+    }
+}
+
+/// Starts a connection that fdctx does not read: the caller reads its
+/// monitor socket itself (its own `recvmsg`, GLib's `GSocket`, QEMU's
+/// chardev layer) and hands each read to fdctx_conn_feed(). The same
+/// framing, limits and fd association as fdctx_conn_new() apply, and
+/// commands come out of fdctx_conn_recv() the same way: given the same
+/// reads, both connections deliver the same messages with the same fds.
+///
+/// `limits` may be NULL (all defaults); it is copied.
+///
+/// Returns the connection, to be ended with fdctx_conn_free(), or NULL with
+/// fdctx_last_error() set when `framing` is not one of `FDCTX_FRAMING_*` or
+/// a limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
+/// `max_depth` 127).
+///
+/// Thread rules: a connection may move between threads but must not be used
+/// from two threads at once.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_conn_new_fed(framing: fdctx_framing, limits: *const fdctx_limits) -> *mut Connection {
+    ffi_ptr!({
+        // SAFETY: a live fdctx_limits or NULL.
+        let limits = unsafe { limits_arg(limits) }?;
+        let framing = framing_arg(framing)?;
+        Ok(Box::into_raw(Box::new(Connection::new_fed(framing, limits))))
+    })
+}
+
+/// Feeds one read of the caller's to a connection made by
+/// fdctx_conn_new_fed(): the `len` bytes at `data` and the `nfds` fds at
+/// `fds` that the same `recvmsg` returned.
+///
+/// One call must be exactly one `recvmsg` (one read of GLib's or QEMU's):
+/// on a stream the kernel returns a write's fds with that write's last
+/// bytes, and fdctx gives the fds of one call to the last command that has
+/// a non-whitespace byte among the call's bytes (to the next command when
+/// the call holds whitespace only, as `qemu.qmp` sends its fds on a lone
+/// space). Merging two reads into one call, or splitting one into two, can
+/// give fds to the wrong command. With `FDCTX_FRAMING_PACKET` one call is
+/// one packet, an empty one included; a packet larger than `max_msg_bytes`
+/// (the caller's read reported `MSG_TRUNC`, or the bytes are too many) is
+/// delivered with status `-EMSGSIZE`. `len` may be 0 (a read that brought
+/// only fds, or a call with just `FDCTX_FEED_END`).
+///
+/// `flags` is 0 or a bitwise OR of:
+/// - `FDCTX_FEED_FDS_LOST`: the read reported `MSG_CTRUNC`;
+/// - `FDCTX_FEED_END`: the stream ends after these bytes (the read returned
+///   0). An unfinished command, and fds still waiting for one, are closed.
+///   With PACKET framing a call with `FDCTX_FEED_END`, no bytes and no fds
+///   is no packet, only the end.
+///
+/// Ownership: the bytes are copied as needed; `data` may be reused after
+/// the call. The connection owns every fd in `fds` from this call on, EVEN
+/// WHEN THE CALL FAILS (a NULL `conn` included): the caller must not use or
+/// close them again; on failure they have been closed. They must be fds the
+/// caller owns, fresh from its read, not ones already fed.
+///
+/// Returns 0, then call fdctx_conn_recv() until it returns `-EAGAIN` (or 0)
+/// for the commands that are now complete. On failure nothing is fed, the
+/// fds are closed, and the call returns:
+/// - `-EINVAL`: `conn` is NULL, `data` is NULL with `len > 0`, `fds` is
+///   NULL with `nfds > 0`, `flags` has a bit other than the two above, an
+///   fd appears twice in `fds`, or `conn` reads its own socket (it was made
+///   by fdctx_conn_new());
+/// - `-EBADF`: an entry of `fds` is negative or not an open fd;
+/// - `-EPIPE`: `FDCTX_FEED_END` was fed before.
+///
+/// Thread rules: not concurrently with other calls on the same connection.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_conn_feed(
+    conn: *mut Connection,
+    data: *const c_void,
+    len: usize,
+    fds: *const c_int,
+    nfds: usize,
+    flags: c_uint,
+) -> c_int {
+    ffi_int!({
+        let (owned, fd_error) = if fds.is_null() {
+            (Vec::new(), (nfds > 0).then(|| null("fds")))
+        } else {
+            // SAFETY: the caller passes an array of `nfds` fds it owns and
+            // hands over with this call.
+            unsafe { crate::recv::own_raw_fds(std::slice::from_raw_parts(fds, nfds)) }
+        };
+        if let Some(e) = fd_error {
+            return Err(e);
+        }
+        if flags & !(FDCTX_FEED_FDS_LOST | FDCTX_FEED_END) != 0 {
+            return Err(Error::InvalidArgument("flags: unknown FDCTX_FEED_* bit"));
+        }
+        let bytes: &[u8] = if len == 0 {
+            &[]
+        } else if data.is_null() {
+            return Err(null("data"));
+        } else {
+            // SAFETY: non-null `data` points at `len` readable bytes for
+            // the duration of the call.
+            unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }
+        };
+        // SAFETY: live connection or NULL, not in use elsewhere.
+        let conn = unsafe { arg_mut(conn, "conn") }?;
+        let flags = FeedFlags { fds_lost: flags & FDCTX_FEED_FDS_LOST != 0, end: flags & FDCTX_FEED_END != 0 };
+        conn.feed(bytes, owned, flags)?;
+        Ok(0)
     })
 }
 
@@ -539,9 +666,11 @@ pub unsafe extern "C" fn fdctx_conn_new(sockfd: c_int, framing: fdctx_framing, l
 ///   fds, fds lost in transit, a `/dev/fd/N` argument with no such fd)
 ///   holds no fds and can be answered;
 /// - 0 at orderly end of stream (fds of an unfinished command, or waiting
-///   for one, are closed); later calls return 0 again;
+///   for one, are closed); later calls return 0 again. On a fed connection:
+///   once `FDCTX_FEED_END` was fed and every command before it returned;
 /// - `-EAGAIN` on a non-blocking socket with no whole command buffered yet
-///   (everything received so far is kept: call again when readable);
+///   (everything received so far is kept: call again when readable), and
+///   on a fed connection with no whole command fed yet (feed the next read);
 /// - `-EINVAL` if `conn` or `out` is NULL;
 /// - another negative errno if the socket failed (e.g. `-ECONNRESET`).
 ///

@@ -30,7 +30,7 @@ pub mod recv;
 pub mod resolve;
 pub mod send;
 
-pub use conn::{Connection, Framing, Limits};
+pub use conn::{Connection, FeedFlags, Framing, Limits};
 pub use context::Context;
 pub use error::Error;
 pub use message::Message;

@@ -17,8 +17,9 @@ use nix::sys::socket::{getsockopt, sendmsg, sockopt, ControlMessage, MsgFlags, S
 
 use crate::error::Error;
 
-/// The most fds one `sendmsg(2)` may carry (`SCM_MAX_FD`).
-pub const SCM_MAX_FD: usize = 253;
+/// The most fds one `sendmsg(2)` may carry: the kernel's one limit for
+/// both directions.
+pub use crate::recv::SCM_MAX_FD;
 
 /// Sends all of `buf` on `sock`, with `fds` attached to its first bytes.
 ///

@@ -5,49 +5,18 @@
 mod common;
 
 use std::io::Write;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use common::fdcount::FdLeakCheck;
-use fdctx::send::send_with_fds;
+use common::{ino_of, inos, msg_inos, pair, pipes, recv, send};
 use fdctx::{Connection, Error, Framing, Limits, Message};
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-
-fn pair(ty: SockType) -> (OwnedFd, OwnedFd) {
-    socketpair(AddressFamily::Unix, ty, None, SockFlag::SOCK_CLOEXEC).unwrap()
-}
+use nix::sys::socket::SockType;
 
 /// A monitor connection and the client end of a stream socket.
 fn stream(limits: Limits) -> (Connection, OwnedFd) {
     let (client, server) = pair(SockType::Stream);
     (Connection::new(server, Framing::Json, limits), client)
-}
-
-/// `n` fresh pipe read ends, each marked by a distinct inode.
-fn pipes(n: usize) -> Vec<OwnedFd> {
-    (0..n).map(|_| nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap().0).collect()
-}
-
-fn ino(fd: BorrowedFd<'_>) -> u64 {
-    nix::sys::stat::fstat(fd).unwrap().st_ino
-}
-
-fn inos(fds: &[OwnedFd]) -> Vec<u64> {
-    fds.iter().map(|f| ino(f.as_fd())).collect()
-}
-
-/// The inodes of the fds a message brought, in index order.
-fn msg_inos(m: &Message) -> Vec<u64> {
-    (0..m.fds().count()).map(|i| ino(m.fds().get(i).unwrap())).collect()
-}
-
-fn send(sock: &OwnedFd, bytes: &[u8], fds: &[OwnedFd]) {
-    let b: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-    send_with_fds(sock.as_fd(), bytes, &b).unwrap();
-}
-
-fn recv(conn: &mut Connection) -> Message {
-    conn.recv().unwrap().expect("a message")
 }
 
 fn text(m: &Message) -> &str {
@@ -301,7 +270,7 @@ fn a_message_outlives_its_connection_on_another_thread() {
     let want = inos(&fds);
     let got = std::thread::spawn(move || {
         let fd = m.fds_mut().take(0).unwrap();
-        (ino(fd.as_fd()), m.finish())
+        (ino_of(fd.as_fd()), m.finish())
     })
     .join()
     .unwrap();

@@ -3,42 +3,13 @@
 
 mod common;
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use common::fdcount::FdLeakCheck;
+use common::{inos, msg_inos, pair, pipes, send};
 use fdctx::recv::{recv_with_fds, CMSG_WORDS};
-use fdctx::send::send_with_fds;
 use fdctx::{Connection, Error, FeedFlags, Framing, Limits, Message};
-use nix::sys::socket::{shutdown, socketpair, AddressFamily, Shutdown, SockFlag, SockType};
-
-fn pair(ty: SockType) -> (OwnedFd, OwnedFd) {
-    socketpair(AddressFamily::Unix, ty, None, SockFlag::SOCK_CLOEXEC).unwrap()
-}
-
-fn pipes(n: usize) -> Vec<OwnedFd> {
-    (0..n)
-        .map(|_| nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap().0)
-        .collect()
-}
-
-fn ino(fd: BorrowedFd<'_>) -> u64 {
-    nix::sys::stat::fstat(fd).unwrap().st_ino
-}
-
-fn inos(fds: &[OwnedFd]) -> Vec<u64> {
-    fds.iter().map(|f| ino(f.as_fd())).collect()
-}
-
-fn msg_inos(m: &Message) -> Vec<u64> {
-    (0..m.fds().count())
-        .map(|i| ino(m.fds().get(i).unwrap()))
-        .collect()
-}
-
-fn send(sock: &OwnedFd, bytes: &[u8], fds: &[OwnedFd]) {
-    let b: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-    send_with_fds(sock.as_fd(), bytes, &b).unwrap();
-}
+use nix::sys::socket::{shutdown, Shutdown, SockType};
 
 fn is_eagain(r: &Result<Option<Message>, Error>) -> bool {
     matches!(r, Err(e) if e.errno() == libc::EAGAIN)

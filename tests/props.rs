@@ -33,8 +33,6 @@
 //! and `open` against the kernel's own path resolution.
 
 mod common;
-#[path = "common/fdacct.rs"]
-mod fdacct;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::IoSlice;
@@ -43,7 +41,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::fdcount::FdLeakCheck;
-use fdacct::{ino_of, Marked, Tally};
+use common::fdacct::{ino_of, Marked, Tally};
 use fdctx::{Connection, Framing, Limits};
 use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
 use proptest::prelude::*;
@@ -573,7 +571,7 @@ struct Outcome {
 
 fn run_case(case: &Case, exact: bool) -> Outcome {
     let (client, server) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
-    let mut marks: Vec<Vec<Marked>> = case.writes.iter().map(|(_, n)| fdacct::marked(*n)).collect();
+    let mut marks: Vec<Vec<Marked>> = case.writes.iter().map(|(_, n)| common::fdacct::marked(*n)).collect();
     let mut by_ino = HashMap::new();
     let mut writes = Vec::new();
     for (w, ((range, _), ms)) in case.writes.iter().zip(marks.iter_mut()).enumerate() {

@@ -345,7 +345,7 @@ struct fdctx *fdctx_current(void);
  * `sockfd` is negative or not a socket, `framing` is not one of
  * `FDCTX_FRAMING_*`, PACKET framing is asked of a stream socket, or a
  * limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
- * `max_depth` 127).
+ * `max_depth` 127, `max_hold_ms` 3600000).
  *
  * The connection must be the socket's only reader.
  *
@@ -369,7 +369,7 @@ struct fdctx_conn *fdctx_conn_new(int sockfd,
  * Returns the connection, to be ended with fdctx_conn_free(), or NULL with
  * fdctx_last_error() set when `framing` is not one of `FDCTX_FRAMING_*` or
  * a limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
- * `max_depth` 127).
+ * `max_depth` 127, `max_hold_ms` 3600000).
  *
  * Thread rules: a connection may move between threads but must not be used
  * from two threads at once.

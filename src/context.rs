@@ -9,8 +9,7 @@
 use std::cell::Cell;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::sys::stat::{fstat, SFlag};
+use nix::fcntl::OFlag;
 
 use crate::error::Error;
 
@@ -128,51 +127,10 @@ impl Context {
         crate::open::open(Some(self), path, flags, mode)
     }
 
-    /// Like `open(2)` on the file fd `index` refers to (DESIGN.md 3.2):
-    /// access mode checked against the fd's `O_ACCMODE`, `O_PATH` fds refused
-    /// for I/O, `O_DIRECTORY` checked, `O_NONBLOCK` applied or cleared,
-    /// `O_TRUNC` applied, result close-on-exec and owned by the caller.
+    /// `open(2)` on the file fd `index` refers to, with the checks of
+    /// [`crate::open::open_fd`]; the result is the caller's.
     pub(crate) fn open_index(&self, index: usize, flags: OFlag) -> Result<OwnedFd, Error> {
-        let fd = self.slot(index)?;
-        let have = OFlag::from_bits_retain(
-            fcntl(fd, FcntlArg::F_GETFL).map_err(|e| Error::sys("fcntl(F_GETFL)", e))?,
-        );
-        check_access(have, flags)?;
-        if flags.contains(OFlag::O_DIRECTORY) {
-            let st = fstat(fd).map_err(|e| Error::sys("fstat", e))?;
-            if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFDIR {
-                return Err(Error::sys("open /dev/fd/N with O_DIRECTORY", nix::errno::Errno::ENOTDIR));
-            }
-        }
-        if flags.contains(OFlag::O_CREAT | OFlag::O_EXCL) {
-            return Err(Error::sys("open /dev/fd/N with O_CREAT|O_EXCL", nix::errno::Errno::EEXIST));
-        }
-        if flags.contains(OFlag::O_PATH) && !have.contains(OFlag::O_PATH) {
-            // open(2) with O_PATH gives a path-only fd, never one that can
-            // read or write: reopen the file that way rather than dup it
-            // (this needs procfs mounted).
-            // thread-self: a thread may have its own fd table (CLONE_FILES).
-            let own = format!("/proc/thread-self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
-            return nix::fcntl::open(own.as_str(), OFlag::O_PATH | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-                .map_err(|e| Error::sys("reopening /dev/fd/N with O_PATH", e));
-        }
-        let new = fd
-            .try_clone_to_owned()
-            .map_err(|e| Error::io("fcntl(F_DUPFD_CLOEXEC)", &e))?;
-        if !have.contains(OFlag::O_PATH) {
-            // The status flags live in the open file description, which the
-            // sender shares: match O_NONBLOCK to what this caller asked for.
-            let want_nb = flags.contains(OFlag::O_NONBLOCK);
-            if have.contains(OFlag::O_NONBLOCK) != want_nb {
-                let mut set = have & !OFlag::O_ACCMODE;
-                set.set(OFlag::O_NONBLOCK, want_nb);
-                fcntl(&new, FcntlArg::F_SETFL(set)).map_err(|e| Error::sys("fcntl(F_SETFL)", e))?;
-            }
-            if flags.contains(OFlag::O_TRUNC) && access_of(flags) != OFlag::O_RDONLY {
-                nix::unistd::ftruncate(&new, 0).map_err(|e| Error::sys("ftruncate", e))?;
-            }
-        }
-        Ok(new)
+        crate::open::open_fd(self.slot(index)?, flags)
     }
 
     /// Ends the command: closes every fd still owned and returns how many
@@ -184,39 +142,6 @@ impl Context {
     /// How many fds were never used so far.
     pub fn unused(&self) -> usize {
         (0..self.fds.len()).filter(|&i| !self.used.contains(i)).count()
-    }
-}
-
-fn access_of(flags: OFlag) -> OFlag {
-    flags & OFlag::O_ACCMODE
-}
-
-fn access_name(acc: OFlag) -> &'static str {
-    match acc {
-        a if a == OFlag::O_RDONLY => "O_RDONLY",
-        a if a == OFlag::O_WRONLY => "O_WRONLY",
-        a if a == OFlag::O_RDWR => "O_RDWR",
-        _ => "invalid access mode",
-    }
-}
-
-/// The access rule of `open(2)` applied to an fd that already exists.
-fn check_access(have: OFlag, want: OFlag) -> Result<(), Error> {
-    if want.contains(OFlag::O_PATH) {
-        return Ok(());
-    }
-    if have.contains(OFlag::O_PATH) {
-        return Err(Error::PathOnlyFd);
-    }
-    let (have_acc, want_acc) = (access_of(have), access_of(want));
-    if want_acc == OFlag::O_ACCMODE {
-        return Err(Error::InvalidArgument("flags: O_ACCMODE bits are all set"));
-    }
-    let ok = have_acc == OFlag::O_RDWR || have_acc == want_acc;
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::AccessMode { wanted: access_name(want_acc), have: access_name(have_acc) })
     }
 }
 
@@ -292,20 +217,5 @@ mod tests {
             assert!(s.contains(i));
         }
         assert!(!s.contains(199));
-    }
-
-    #[test]
-    fn access_rules() {
-        let _leaks = FdLeakCheck::new();
-        use OFlag as F;
-        assert!(check_access(F::O_RDWR, F::O_RDONLY).is_ok());
-        assert!(check_access(F::O_RDWR, F::O_WRONLY).is_ok());
-        assert!(check_access(F::O_RDONLY, F::O_RDONLY).is_ok());
-        assert!(check_access(F::O_RDONLY, F::O_RDWR).is_err());
-        assert!(check_access(F::O_RDONLY, F::O_WRONLY).is_err());
-        assert!(check_access(F::O_WRONLY, F::O_RDONLY).is_err());
-        assert!(matches!(check_access(F::O_PATH, F::O_RDONLY), Err(Error::PathOnlyFd)));
-        assert!(check_access(F::O_PATH, F::O_PATH).is_ok());
-        assert_eq!(Error::AccessMode { wanted: "", have: "" }.errno(), libc::EACCES);
     }
 }

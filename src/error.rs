@@ -26,6 +26,12 @@ pub enum Error {
     /// A path that would reach the process's own descriptor table, such as
     /// `/proc/self/fd/3` or `/dev/stdin` (`EPERM`).
     OwnFdPath(String),
+    /// A client path whose file is on procfs, however it was named or
+    /// reached (`EPERM`): see [`crate::open`].
+    ProcfsPath(String),
+    /// A path the kernel refused (`EACCES`) while the process is confined
+    /// by [`crate::confine::confine`].
+    Confined(String),
     /// A command longer than `max_msg_bytes` (`EMSGSIZE`).
     TooLarge { limit: usize },
     /// A command that brought more fds than `max_fds` (`ETOOMANYREFS`).
@@ -66,7 +72,8 @@ impl Error {
             Error::AlreadyTaken { .. } => Errno::EBADFD,
             Error::AccessMode { .. } | Error::PathOnlyFd => Errno::EACCES,
             Error::MalformedFdPath(_) | Error::InvalidArgument(_) => Errno::EINVAL,
-            Error::OwnFdPath(_) => Errno::EPERM,
+            Error::OwnFdPath(_) | Error::ProcfsPath(_) => Errno::EPERM,
+            Error::Confined(_) => Errno::EACCES,
             Error::TooLarge { .. } => Errno::EMSGSIZE,
             Error::TooManyFds { .. } => Errno::ETOOMANYREFS,
             Error::FdsLost => Errno::ECOMM,
@@ -116,6 +123,15 @@ impl fmt::Display for Error {
             Error::OwnFdPath(p) => write!(
                 f,
                 "path '{p}' would reach the process's own file descriptors; name fds as /dev/fd/N"
+            ),
+            Error::ProcfsPath(p) => write!(
+                f,
+                "path '{p}' is on procfs, which a client path may never open; name fds as /dev/fd/N"
+            ),
+            Error::Confined(p) => write!(
+                f,
+                "path '{p}': permission denied: the process is confined (fdctx_confine) and opens \
+                 files by path only beneath its allowed paths; pass the file as an fd and name it /dev/fd/N"
             ),
             Error::TooLarge { limit } => write!(f, "command larger than {limit} bytes"),
             Error::TooManyFds { limit } => {

@@ -392,11 +392,12 @@ pub unsafe extern "C" fn fdctx_dup(ctx: *const Context, index: usize) -> c_int {
 ///   would: the fd's access mode must allow the requested one (`-EACCES`),
 ///   an `O_PATH` fd serves only `O_PATH` requests (`-EACCES`),
 ///   `O_DIRECTORY` on a non-directory is `-ENOTDIR`, `O_CREAT|O_EXCL` is
-///   `-EEXIST`, `O_TRUNC` truncates a writable file, and `O_NONBLOCK` is set
-///   or cleared to match `flags` (on the open file description, which the
-///   sender shares). Other status flags are the sender's: in particular an
-///   fd opened `O_APPEND` by the client stays so, and on Linux pwrite(2) to
-///   it appends whatever offset is given.
+///   `-EEXIST`, `O_TRUNC` truncates a regular file opened for writing and
+///   is ignored on a pipe, a tty, a device or a socket (as open(2) does),
+///   and `O_NONBLOCK` is set or cleared to match `flags` (on the open file
+///   description, which the sender shares). Other status flags are the
+///   sender's: in particular an fd opened `O_APPEND` by the client stays
+///   so, and on Linux pwrite(2) to it appends whatever offset is given.
 /// - A path that would reach the process's own fds is refused: `-EINVAL`
 ///   for a malformed `/dev/fd/...`, `-EPERM` for `/proc/self/fd/...`,
 ///   `/proc/<pid>/fd/...`, `/proc/thread-self/fd/...`, `/dev/stdin` and the
@@ -405,16 +406,17 @@ pub unsafe extern "C" fn fdctx_dup(ctx: *const Context, index: usize) -> c_int {
 ///   openat2 is missing — kernels before 5.6, or a seccomp filter answering
 ///   `ENOSYS` — the path is walked one component at a time and every symlink
 ///   on procfs is refused, so it fails closed).
-/// - On procfs (wherever mounted, however reached) `-EPERM` also for any
-///   directory and any process's entries (`/proc/<pid>/...`: `fd`, `mem`,
-///   `environ`...; `/proc/net`, which is `self/net`, too). System-wide
-///   files such as `/proc/cpuinfo` open.
+/// - Nothing on procfs opens (`-EPERM`, `O_PATH` included): the file
+///   actually opened is checked with fstatfs(2), so no name, bind mount of
+///   `/proc/<pid>`, other procfs mount or symlink gets past it. `/dev/fd/N`
+///   is not affected: it never opens a path.
 /// - Any other path is opened with `flags | O_CLOEXEC` and `mode` (used only
 ///   with `O_CREAT`/`O_TMPFILE`); its errors are open(2)'s. Such a path has
 ///   the process's full filesystem authority, as with open(2).
 /// - `O_PATH` asked of an fd that is not `O_PATH` gives a path-only fd, as
-///   open(2) would, not a readable or writable duplicate (this reopens the
-///   file through procfs, which must be mounted).
+///   open(2) would, not a readable or writable duplicate (made with
+///   open_tree(2) on the fd; only where that call is missing, by reopening
+///   it `O_PATH` through procfs, which must then be mounted).
 ///
 /// Returns the new fd, owned by the caller; `-EINVAL` if `path` is NULL;
 /// `-EBADF` / `-EBADFD` for an index not passed / already taken.

@@ -38,21 +38,6 @@
 #define FDCTX_FEED_END 2
 
 /**
- * The receiving side of one monitor socket: it frames commands and gives
- * each exactly the fds that were sent with it. It keeps only the command
- * in progress and fds waiting for one, and closes those when it ends.
- * It may move to another thread, but must not be used from two at once,
- * and it must be the socket's only reader (two readers would split
- * commands, and a packet could change between peeking and receiving).
- *
- * A connection either reads its socket itself ([`Connection::new`]) or is
- * fed the caller's reads ([`Connection::new_fed`], [`Connection::feed`]).
- * Both go through the same framing and association code: a socket
- * connection is a fed one plus its own `recvmsg(2)` loop.
- */
-typedef struct fdctx_conn fdctx_conn;
-
-/**
  * One command's fd context: the fds received with it, indexed from 0 in
  * arrival order. It owns every fd in it until one is taken, and closes the
  * rest when finished.
@@ -61,6 +46,21 @@ typedef struct fdctx_conn fdctx_conn;
  * threads at once (even borrowing records which fds were used).
  */
 typedef struct fdctx fdctx;
+
+/**
+ * The receiving side of one monitor socket: it frames commands and gives
+ * each exactly the fds that were sent with it. It keeps only the command
+ * in progress and fds waiting for one, and closes those when it ends.
+ * It may move to another thread, but must not be used from two at once,
+ * and it must be the socket's only reader (two readers would split
+ * commands, and a packet could change between peeking and receiving).
+ *
+ * A connection either reads its socket itself (fdctx_conn_new()) or is
+ * fed the caller's reads (fdctx_conn_new_fed(), fdctx_conn_feed()). Both
+ * go through the same framing and association code: a socket connection
+ * is a fed one plus its own `recvmsg(2)` loop.
+ */
+typedef struct fdctx_conn fdctx_conn;
 
 /**
  * One framed command: its bytes, the fds sent with it (its context), and

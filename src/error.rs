@@ -58,8 +58,6 @@ pub enum Error {
     PeerSocket,
     /// A NULL pointer or otherwise unusable argument (`EINVAL`).
     InvalidArgument(&'static str),
-    /// A panic caught at the C boundary (`EIO`).
-    Panic,
     /// A system call failed.
     Sys { call: &'static str, errno: Errno },
 }
@@ -84,7 +82,6 @@ impl Error {
             Error::OutOfRange(_) => Errno::ERANGE,
             Error::HoldExpired { .. } => Errno::ETIMEDOUT,
             Error::PeerSocket => Errno::EDEADLK,
-            Error::Panic => Errno::EIO,
             Error::Sys { errno, .. } => *errno,
         };
         e as i32
@@ -157,7 +154,6 @@ impl fmt::Display for Error {
                 "a file descriptor sent was the monitor connection's own peer socket: refused and closed"
             ),
             Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
-            Error::Panic => write!(f, "internal error (panic caught at the C boundary)"),
             Error::Sys { call, errno } => {
                 // The C library's wording (strerror), as C callers know it.
                 let text = std::io::Error::from_raw_os_error(*errno as i32).to_string();

@@ -177,6 +177,14 @@ pub struct fdctx_limits {
     pub max_fds: usize,
     /// Deepest JSON nesting of objects and arrays; default 64, at most 127.
     pub max_depth: usize,
+    /// Longest time in milliseconds that fds may be held for a command that
+    /// has not completed, or wait for one (the qemu.qmp style); default
+    /// 10000, at most 3600000 (one hour). When it passes, the fds are
+    /// closed and the command in progress is delivered as it is with status
+    /// `-ETIMEDOUT`, the rest of its line discarded (fds that were waiting
+    /// make the next command fail with `-ETIMEDOUT`); the connection goes
+    /// on. Measured on the monotonic clock. See fdctx_conn_deadline_ms().
+    pub max_hold_ms: u32,
 }
 
 thread_local! {
@@ -484,7 +492,7 @@ pub extern "C" fn fdctx_current() -> *mut fdctx {
 /// `sockfd` is negative or not a socket, `framing` is not one of
 /// `FDCTX_FRAMING_*`, PACKET framing is asked of a stream socket, or a
 /// limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
-/// `max_depth` 127).
+/// `max_depth` 127, `max_hold_ms` 3600000).
 ///
 /// The connection must be the socket's only reader.
 ///
@@ -515,7 +523,8 @@ pub unsafe extern "C" fn fdctx_conn_new(sockfd: c_int, framing: fdctx_framing, l
 unsafe fn limits_arg(limits: *const fdctx_limits) -> Result<Limits, Error> {
     // SAFETY: the caller's contract.
     let l = unsafe { limits.as_ref() }.copied().unwrap_or_default();
-    Limits { max_msg_bytes: l.max_msg_bytes, max_fds: l.max_fds, max_depth: l.max_depth }.validated()
+    Limits { max_msg_bytes: l.max_msg_bytes, max_fds: l.max_fds, max_depth: l.max_depth, max_hold_ms: l.max_hold_ms }
+        .validated()
 }
 
 fn framing_arg(framing: fdctx_framing) -> Result<Framing, Error> {
@@ -539,7 +548,7 @@ fn framing_arg(framing: fdctx_framing) -> Result<Framing, Error> {
 /// Returns the connection, to be ended with fdctx_conn_free(), or NULL with
 /// fdctx_last_error() set when `framing` is not one of `FDCTX_FRAMING_*` or
 /// a limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
-/// `max_depth` 127).
+/// `max_depth` 127, `max_hold_ms` 3600000).
 ///
 /// Thread rules: a connection may move between threads but must not be used
 /// from two threads at once.
@@ -604,7 +613,7 @@ pub unsafe extern "C" fn fdctx_conn_feed(
 ) -> c_int {
     ffi_boundary(|| {
         let (owned, fd_error) = if fds.is_null() {
-            (Vec::new(), (nfds > 0).then(|| Error::InvalidArgument("fds")))
+            (Vec::new(), (nfds > 0).then_some(Error::InvalidArgument("fds")))
         } else {
             // SAFETY: the caller passes an array of `nfds` fds it owns and
             // hands over with this call.
@@ -645,6 +654,17 @@ pub unsafe extern "C" fn fdctx_conn_feed(
 /// - `-EINVAL` if `conn` or `out` is NULL;
 /// - another negative errno if the socket failed (e.g. `-ECONNRESET`).
 ///
+/// Fds held for an unfinished command, or waiting for one, are bounded by
+/// `max_hold_ms` (see fdctx_limits): a blocking call waits for the socket
+/// with poll() only until that deadline, then closes them and returns the
+/// command in progress with status `-ETIMEDOUT` (its line's remaining bytes
+/// are discarded), so a client that stops mid-command while holding fds
+/// cannot stall the monitor for longer. A received fd that is the
+/// connection's own peer socket (the client's end, which would keep the
+/// connection open for ever) is refused at once where the kernel can tell
+/// (Unix `sock_diag`): it is closed and its command gets status
+/// `-EDEADLK`. Fed connections cannot check this; the deadline bounds it.
+///
 /// `EINTR` is retried. `*out` is set to NULL unless 1 is returned.
 ///
 /// One read may bring several commands, which the connection then holds:
@@ -674,6 +694,33 @@ pub unsafe extern "C" fn fdctx_conn_recv(conn: *mut fdctx_conn, out: *mut *mut f
             }
             None => Ok(0),
         }
+    })
+}
+
+/// Milliseconds until the connection's next hold deadline: how long fds it
+/// holds for an unfinished command (or waiting for one) may still be held
+/// before `max_hold_ms` expires them. 0 when one is due now; -1 while no fd
+/// is held (no deadline); rounded up, so waking after this long finds the
+/// deadline passed. An event loop uses it as its timeout (poll, epoll_wait,
+/// g_timeout_add) and then calls fdctx_conn_recv(), which expires what is
+/// due and delivers the command in progress with status `-ETIMEDOUT`. The
+/// value changes only through fdctx_conn_recv() and fdctx_conn_feed(), so
+/// ask again after calling them. A blocking fdctx_conn_recv() honours the
+/// deadline by itself. Works the same on fed and socket connections.
+///
+/// Returns `-EINVAL` (negative, which poll() also takes as "no timeout")
+/// if `conn` is NULL.
+///
+/// Thread rules: not concurrently with other calls on the same connection.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_conn_deadline_ms(conn: *const fdctx_conn) -> c_int {
+    ffi_boundary(|| {
+        // SAFETY: live connection or NULL, not being changed elsewhere.
+        let conn = unsafe { fdctx_conn::arg(conn) }?;
+        Ok(match conn.conn.deadline() {
+            None => -1,
+            Some(left) => c_int::try_from(left.as_micros().div_ceil(1000)).unwrap_or(c_int::MAX),
+        })
     })
 }
 

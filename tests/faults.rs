@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 
 use common::fdcount::FdLeakCheck;
 use common::fdacct::{marked, Marked, Tally};
-use common::{gettid, msg_inos, recv, set_nonblocking, stream_pair};
+use common::{errno_of, gettid, msg_inos, recv, set_nonblocking, stream_pair};
 use fdctx::ffi;
 use fdctx::send::send_with_fds;
-use fdctx::{Connection, Error, Framing, Limits, Message};
+use fdctx::{Connection, Framing, Limits, Message};
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
@@ -113,10 +113,6 @@ fn delivered(t: &mut Tally, m: &Message, ms: &[Marked]) {
         assert!(m.reader_open(), "a delivered fd is open");
     }
     t.delivered += ms.len() as u64;
-}
-
-fn errno_of(m: &Message) -> i32 {
-    m.status().err().map_or(0, Error::errno)
 }
 
 /// Restores `RLIMIT_NOFILE` when dropped (also on panic).

@@ -6,14 +6,10 @@ mod common;
 use std::os::fd::{AsFd, OwnedFd};
 
 use common::fdcount::FdLeakCheck;
-use common::{inos, msg_inos, pair, pipes, send};
+use common::{inos, is_eagain, msg_inos, pair, pipes, send};
 use fdctx::recv::{recv_with_fds, CMSG_WORDS};
-use fdctx::{Connection, Error, FeedFlags, Framing, Limits, Message};
+use fdctx::{Connection, FeedFlags, Framing, Limits, Message};
 use nix::sys::socket::{shutdown, Shutdown, SockType};
-
-fn is_eagain(r: &Result<Option<Message>, Error>) -> bool {
-    matches!(r, Err(e) if e.errno() == libc::EAGAIN)
-}
 
 /// What a monitor saw of one message: its bytes, status errno (0 when
 /// good) and the inodes of its fds.

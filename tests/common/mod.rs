@@ -16,7 +16,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use fdctx::send::send_with_fds;
-use fdctx::{Connection, Message};
+use fdctx::{Connection, Error, Message};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
@@ -61,6 +61,16 @@ pub fn send(sock: &OwnedFd, bytes: &[u8], fds: &[OwnedFd]) {
 /// The next message; panics on an error or at end of stream.
 pub fn recv(conn: &mut Connection) -> Message {
     conn.recv().expect("recv").expect("a message")
+}
+
+/// The status of a message as a positive errno, 0 when it is good.
+pub fn errno_of(m: &Message) -> i32 {
+    m.status().err().map_or(0, Error::errno)
+}
+
+/// True for the `EAGAIN` of a non-blocking or fed connection.
+pub fn is_eagain(r: &Result<Option<Message>, Error>) -> bool {
+    matches!(r, Err(e) if e.errno() == libc::EAGAIN)
 }
 
 /// The file status flags of `fd` (`F_GETFL`).

@@ -358,6 +358,112 @@ static void test_open_refused_paths(void)
     CHECK(!h_is_open(fd));
 }
 
+/* O_TRUNC as open(2) does it: a regular file is truncated; on a pipe, a
+ * character device and a tty it is ignored (QEMU's chardev file backend
+ * opens O_WRONLY|O_CREAT|O_TRUNC and may be given any of them). */
+static void test_open_trunc_only_regular_files(void)
+{
+    char path[PATH_MAX], buf[64];
+    int p[2], fds[4], master, slave = -1, r, i;
+    fdctx *ctx;
+    struct stat st;
+
+    CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+    CHECK_EQ(write(p[1], "queued", 6), 6);
+    master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    CHECK(master >= 0);
+    if (master >= 0 && grantpt(master) == 0 && unlockpt(master) == 0 && ptsname_r(master, buf, sizeof buf) == 0)
+        slave = open(buf, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    CHECK(slave >= 0);
+    make_file(path, sizeof path, "trunc", "old contents");
+    fds[0] = p[1];
+    fds[1] = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    fds[2] = slave;
+    fds[3] = open(path, O_WRONLY | O_CLOEXEC);
+    ctx = fdctx_new();
+    CHECK(ctx != NULL);
+    if (!ctx)
+        return;
+    CHECK_EQ(fdctx_adopt(ctx, fds, 4), 4);
+    for (i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "/dev/fd/%d", i);
+        r = fdctx_open(ctx, name, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        CHECK_OK(r);
+        if (r >= 0) {
+            CHECK_EQ(write(r, "!", 1), 1);
+            close(r);
+        }
+    }
+    r = fdctx_open(ctx, "/dev/fd/2", O_RDWR | O_TRUNC, 0);
+    CHECK_OK(r);
+    if (r >= 0)
+        close(r);
+    CHECK_EQ(read(p[0], buf, sizeof buf), 7);
+    CHECK(memcmp(buf, "queued!", 7) == 0);
+    CHECK_EQ(read(master, buf, sizeof buf), 1);
+    /* The regular file is truncated. */
+    r = fdctx_open(ctx, "/dev/fd/3", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CHECK_OK(r);
+    if (r >= 0)
+        close(r);
+    CHECK(stat(path, &st) == 0 && st.st_size == 0);
+    CHECK_EQ(fdctx_finish(ctx), 0);
+    close(p[0]);
+    if (master >= 0)
+        close(master);
+    unlink(path);
+}
+
+/* Nothing on procfs opens for a client path, by any name or flag; its own
+ * fds, passed and named /dev/fd/N, still do (O_PATH included). */
+static void test_open_procfs_refused(void)
+{
+    static const char *const paths[] = {
+        "/proc/cpuinfo", "/proc/self/status", "/proc/self/mem", "/proc/self/environ",
+        "/proc/thread-self/maps", "/proc", "/proc/sys/kernel/ostype", "/proc/self/fdinfo",
+    };
+    static const int flags[] = {O_RDONLY, O_PATH, O_RDWR, O_WRONLY | O_TRUNC};
+    int fd = h_pipe_with("pipe");
+    fdctx *ctx = ctx_with(fd);
+    size_t i, j;
+    int r;
+
+    CHECK(ctx != NULL);
+    if (!ctx)
+        return;
+    for (i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        for (j = 0; j < sizeof flags / sizeof flags[0]; j++) {
+            r = fdctx_open(ctx, paths[i], flags[j], 0);
+            if (r >= 0) {
+                h_fail(__FILE__, __LINE__, "fdctx_open(\"%s\", %#o) opened; must be refused", paths[i], flags[j]);
+                close(r);
+            } else if (r != -EPERM && ((flags[j] & O_ACCMODE) == O_RDONLY || (r != -EISDIR && r != -EACCES))) {
+                /* Asked for writing, a directory or read-only file may
+                 * be refused by the kernel first (EISDIR, EACCES). */
+                h_fail(__FILE__, __LINE__, "fdctx_open(\"%s\", %#o) = %d (%s), want -EPERM", paths[i], flags[j],
+                       r, fdctx_last_error());
+            }
+        }
+    }
+    CHECK_ERR(fdctx_open(ctx, "/proc/cpuinfo", O_RDONLY, 0), EPERM);
+    CHECK(strstr(fdctx_last_error(), "procfs") != NULL);
+    r = fdctx_open(ctx, "/dev/fd/0", O_PATH, 0);
+    CHECK_OK(r);
+    if (r >= 0) {
+        CHECK(fcntl(r, F_GETFL) & O_PATH);
+        CHECK(h_same_file(r, fd));
+        close(r);
+    }
+    r = fdctx_open(ctx, "/dev/fd/0", O_RDONLY, 0);
+    CHECK_OK(r);
+    if (r >= 0) {
+        CHECK(h_reads(r, "pipe"));
+        close(r);
+    }
+    CHECK_EQ(fdctx_finish(ctx), 0);
+}
+
 /* Thread-local current context: enter/leave nest; fdctx_open(NULL, ...)
  * resolves /dev/fd/N in the current one. */
 static void *thread_current(void *arg)
@@ -435,6 +541,8 @@ int main(void)
     RUN(test_open_nonblock);
     RUN(test_open_ordinary_path);
     RUN(test_open_refused_paths);
+    RUN(test_open_trunc_only_regular_files);
+    RUN(test_open_procfs_refused);
     RUN(test_enter_leave_current);
     rc = h_finish();
     {

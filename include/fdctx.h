@@ -25,14 +25,17 @@
 #define FDCTX_ABI_VERSION 0
 
 /**
- * The receiving side of one monitor socket: it frames commands and gives
- * each exactly the fds that were sent with it. It keeps only the command
- * in progress and fds waiting for one, and closes those when it ends.
- * It may move to another thread, but must not be used from two at once,
- * and it must be the socket's only reader (two readers would split
- * commands, and a packet could change between peeking and receiving).
+ * fdctx_conn_feed() flag: the caller's read reported `MSG_CTRUNC` (fds
+ * were sent that the kernel could not install); the command those fds
+ * belong to is delivered with status `-ECOMM`.
  */
-typedef struct fdctx_conn fdctx_conn;
+#define FDCTX_FEED_FDS_LOST 1
+
+/**
+ * fdctx_conn_feed() flag: the stream ends after these bytes (the caller's
+ * read returned 0, or the caller stops reading this client).
+ */
+#define FDCTX_FEED_END 2
 
 /**
  * One command's fd context: the fds received with it, indexed from 0 in
@@ -43,6 +46,21 @@ typedef struct fdctx_conn fdctx_conn;
  * threads at once (even borrowing records which fds were used).
  */
 typedef struct fdctx fdctx;
+
+/**
+ * The receiving side of one monitor socket: it frames commands and gives
+ * each exactly the fds that were sent with it. It keeps only the command
+ * in progress and fds waiting for one, and closes those when it ends.
+ * It may move to another thread, but must not be used from two at once,
+ * and it must be the socket's only reader (two readers would split
+ * commands, and a packet could change between peeking and receiving).
+ *
+ * A connection either reads its socket itself (fdctx_conn_new()) or is
+ * fed the caller's reads (fdctx_conn_new_fed(), fdctx_conn_feed()). Both
+ * go through the same framing and association code: a socket connection
+ * is a fed one plus its own `recvmsg(2)` loop.
+ */
+typedef struct fdctx_conn fdctx_conn;
 
 /**
  * One framed command: its bytes, the fds sent with it (its context), and
@@ -75,6 +93,16 @@ typedef struct fdctx_limits {
      * Deepest JSON nesting of objects and arrays; default 64, at most 127.
      */
     size_t max_depth;
+    /**
+     * Longest time in milliseconds that fds may be held for a command that
+     * has not completed, or wait for one (the qemu.qmp style); default
+     * 10000, at most 3600000 (one hour). When it passes, the fds are
+     * closed and the command in progress is delivered as it is with status
+     * `-ETIMEDOUT`, the rest of its line discarded (fds that were waiting
+     * make the next command fail with `-ETIMEDOUT`); the connection goes
+     * on. Measured on the monotonic clock. See fdctx_conn_deadline_ms().
+     */
+    uint32_t max_hold_ms;
 } fdctx_limits;
 
 /**
@@ -226,11 +254,12 @@ int fdctx_dup(const struct fdctx *ctx, size_t index);
  *   would: the fd's access mode must allow the requested one (`-EACCES`),
  *   an `O_PATH` fd serves only `O_PATH` requests (`-EACCES`),
  *   `O_DIRECTORY` on a non-directory is `-ENOTDIR`, `O_CREAT|O_EXCL` is
- *   `-EEXIST`, `O_TRUNC` truncates a writable file, and `O_NONBLOCK` is set
- *   or cleared to match `flags` (on the open file description, which the
- *   sender shares). Other status flags are the sender's: in particular an
- *   fd opened `O_APPEND` by the client stays so, and on Linux pwrite(2) to
- *   it appends whatever offset is given.
+ *   `-EEXIST`, `O_TRUNC` truncates a regular file opened for writing and
+ *   is ignored on a pipe, a tty, a device or a socket (as open(2) does),
+ *   and `O_NONBLOCK` is set or cleared to match `flags` (on the open file
+ *   description, which the sender shares). Other status flags are the
+ *   sender's: in particular an fd opened `O_APPEND` by the client stays
+ *   so, and on Linux pwrite(2) to it appends whatever offset is given.
  * - A path that would reach the process's own fds is refused: `-EINVAL`
  *   for a malformed `/dev/fd/...`, `-EPERM` for `/proc/self/fd/...`,
  *   `/proc/<pid>/fd/...`, `/proc/thread-self/fd/...`, `/dev/stdin` and the
@@ -239,16 +268,17 @@ int fdctx_dup(const struct fdctx *ctx, size_t index);
  *   openat2 is missing — kernels before 5.6, or a seccomp filter answering
  *   `ENOSYS` — the path is walked one component at a time and every symlink
  *   on procfs is refused, so it fails closed).
- * - On procfs (wherever mounted, however reached) `-EPERM` also for any
- *   directory and any process's entries (`/proc/<pid>/...`: `fd`, `mem`,
- *   `environ`...; `/proc/net`, which is `self/net`, too). System-wide
- *   files such as `/proc/cpuinfo` open.
+ * - Nothing on procfs opens (`-EPERM`, `O_PATH` included): the file
+ *   actually opened is checked with fstatfs(2), so no name, bind mount of
+ *   `/proc/<pid>`, other procfs mount or symlink gets past it. `/dev/fd/N`
+ *   is not affected: it never opens a path.
  * - Any other path is opened with `flags | O_CLOEXEC` and `mode` (used only
  *   with `O_CREAT`/`O_TMPFILE`); its errors are open(2)'s. Such a path has
  *   the process's full filesystem authority, as with open(2).
  * - `O_PATH` asked of an fd that is not `O_PATH` gives a path-only fd, as
- *   open(2) would, not a readable or writable duplicate (this reopens the
- *   file through procfs, which must be mounted).
+ *   open(2) would, not a readable or writable duplicate (made with
+ *   open_tree(2) on the fd; only where that call is missing, by reopening
+ *   it `O_PATH` through procfs, which must then be mounted).
  *
  * Returns the new fd, owned by the caller; `-EINVAL` if `path` is NULL;
  * `-EBADF` / `-EBADFD` for an index not passed / already taken.
@@ -317,7 +347,7 @@ struct fdctx *fdctx_current(void);
  * `sockfd` is negative or not a socket, `framing` is not one of
  * `FDCTX_FRAMING_*`, PACKET framing is asked of a stream socket, or a
  * limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
- * `max_depth` 127).
+ * `max_depth` 127, `max_hold_ms` 3600000).
  *
  * The connection must be the socket's only reader.
  *
@@ -329,6 +359,75 @@ struct fdctx_conn *fdctx_conn_new(int sockfd,
                                   const struct fdctx_limits *limits);
 
 /**
+ * Starts a connection that fdctx does not read: the caller reads its
+ * monitor socket itself (its own `recvmsg`, GLib's `GSocket`, QEMU's
+ * chardev layer) and hands each read to fdctx_conn_feed(). The same
+ * framing, limits and fd association as fdctx_conn_new() apply, and
+ * commands come out of fdctx_conn_recv() the same way: given the same
+ * reads, both connections deliver the same messages with the same fds.
+ *
+ * `limits` may be NULL (all defaults); it is copied.
+ *
+ * Returns the connection, to be ended with fdctx_conn_free(), or NULL with
+ * fdctx_last_error() set when `framing` is not one of `FDCTX_FRAMING_*` or
+ * a limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
+ * `max_depth` 127, `max_hold_ms` 3600000).
+ *
+ * Thread rules: a connection may move between threads but must not be used
+ * from two threads at once.
+ */
+struct fdctx_conn *fdctx_conn_new_fed(fdctx_framing framing, const struct fdctx_limits *limits);
+
+/**
+ * Feeds one read of the caller's to a connection made by
+ * fdctx_conn_new_fed(): the `len` bytes at `data` and the `nfds` fds at
+ * `fds` that the same `recvmsg` returned.
+ *
+ * One call must be exactly one `recvmsg` (one read of GLib's or QEMU's):
+ * on a stream the kernel returns a write's fds with that write's last
+ * bytes, and fdctx gives the fds of one call to the last command that has
+ * a non-whitespace byte among the call's bytes (to the next command when
+ * the call holds whitespace only, as `qemu.qmp` sends its fds on a lone
+ * space). Merging two reads into one call, or splitting one into two, can
+ * give fds to the wrong command. With `FDCTX_FRAMING_PACKET` one call is
+ * one packet, an empty one included; a packet larger than `max_msg_bytes`
+ * (the caller's read reported `MSG_TRUNC`, or the bytes are too many) is
+ * delivered with status `-EMSGSIZE`. `len` may be 0 (a read that brought
+ * only fds, or a call with just `FDCTX_FEED_END`).
+ *
+ * `flags` is 0 or a bitwise OR of:
+ * - `FDCTX_FEED_FDS_LOST`: the read reported `MSG_CTRUNC`;
+ * - `FDCTX_FEED_END`: the stream ends after these bytes (the read returned
+ *   0). An unfinished command, and fds still waiting for one, are closed.
+ *   With PACKET framing a call with `FDCTX_FEED_END`, no bytes and no fds
+ *   is no packet, only the end.
+ *
+ * Ownership: the bytes are copied as needed; `data` may be reused after
+ * the call. The connection owns every fd in `fds` from this call on, EVEN
+ * WHEN THE CALL FAILS (a NULL `conn` included): the caller must not use or
+ * close them again; on failure they have been closed. They must be fds the
+ * caller owns, fresh from its read, not ones already fed.
+ *
+ * Returns 0, then call fdctx_conn_recv() until it returns `-EAGAIN` (or 0)
+ * for the commands that are now complete. On failure nothing is fed, the
+ * fds are closed, and the call returns:
+ * - `-EINVAL`: `conn` is NULL, `data` is NULL with `len > 0`, `fds` is
+ *   NULL with `nfds > 0`, `flags` has a bit other than the two above, an
+ *   fd appears twice in `fds`, or `conn` reads its own socket (it was made
+ *   by fdctx_conn_new());
+ * - `-EBADF`: an entry of `fds` is negative or not an open fd;
+ * - `-EPIPE`: `FDCTX_FEED_END` was fed before.
+ *
+ * Thread rules: not concurrently with other calls on the same connection.
+ */
+int fdctx_conn_feed(struct fdctx_conn *conn,
+                    const void *data,
+                    size_t len,
+                    const int *fds,
+                    size_t nfds,
+                    unsigned int flags);
+
+/**
  * Receives the next command with exactly the fds sent with it.
  *
  * Returns:
@@ -338,11 +437,24 @@ struct fdctx_conn *fdctx_conn_new(int sockfd,
  *   fds, fds lost in transit, a `/dev/fd/N` argument with no such fd)
  *   holds no fds and can be answered;
  * - 0 at orderly end of stream (fds of an unfinished command, or waiting
- *   for one, are closed); later calls return 0 again;
+ *   for one, are closed); later calls return 0 again. On a fed connection:
+ *   once `FDCTX_FEED_END` was fed and every command before it returned;
  * - `-EAGAIN` on a non-blocking socket with no whole command buffered yet
- *   (everything received so far is kept: call again when readable);
+ *   (everything received so far is kept: call again when readable), and
+ *   on a fed connection with no whole command fed yet (feed the next read);
  * - `-EINVAL` if `conn` or `out` is NULL;
  * - another negative errno if the socket failed (e.g. `-ECONNRESET`).
+ *
+ * Fds held for an unfinished command, or waiting for one, are bounded by
+ * `max_hold_ms` (see fdctx_limits): a blocking call waits for the socket
+ * with poll() only until that deadline, then closes them and returns the
+ * command in progress with status `-ETIMEDOUT` (its line's remaining bytes
+ * are discarded), so a client that stops mid-command while holding fds
+ * cannot stall the monitor for longer. A received fd that is the
+ * connection's own peer socket (the client's end, which would keep the
+ * connection open for ever) is refused at once where the kernel can tell
+ * (Unix `sock_diag`): it is closed and its command gets status
+ * `-EDEADLK`. Fed connections cannot check this; the deadline bounds it.
  *
  * `EINTR` is retried. `*out` is set to NULL unless 1 is returned.
  *
@@ -357,6 +469,25 @@ struct fdctx_conn *fdctx_conn_new(int sockfd,
  * Thread rules: not concurrently on the same connection.
  */
 int fdctx_conn_recv(struct fdctx_conn *conn, struct fdctx_msg **out);
+
+/**
+ * Milliseconds until the connection's next hold deadline: how long fds it
+ * holds for an unfinished command (or waiting for one) may still be held
+ * before `max_hold_ms` expires them. 0 when one is due now; -1 while no fd
+ * is held (no deadline); rounded up, so waking after this long finds the
+ * deadline passed. An event loop uses it as its timeout (poll, epoll_wait,
+ * g_timeout_add) and then calls fdctx_conn_recv(), which expires what is
+ * due and delivers the command in progress with status `-ETIMEDOUT`. The
+ * value changes only through fdctx_conn_recv() and fdctx_conn_feed(), so
+ * ask again after calling them. A blocking fdctx_conn_recv() honours the
+ * deadline by itself. Works the same on fed and socket connections.
+ *
+ * Returns `-EINVAL` (negative, which poll() also takes as "no timeout")
+ * if `conn` is NULL.
+ *
+ * Thread rules: not concurrently with other calls on the same connection.
+ */
+int fdctx_conn_deadline_ms(const struct fdctx_conn *conn);
 
 /**
  * Ends a connection: closes every fd it still holds (an unfinished

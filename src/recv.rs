@@ -120,6 +120,35 @@ pub fn peek_packet_len(sock: BorrowedFd<'_>) -> Result<usize, Errno> {
     }
 }
 
+/// Takes ownership of fds a caller received itself and hands over as raw
+/// numbers (a fed connection's input): each open, distinct entry becomes an
+/// [`OwnedFd`]. Returns them with the first problem found, if any: `EBADF`
+/// for an entry that is negative or not open, [`Error::InvalidArgument`]
+/// for one listed twice (wrapped once, so it is closed once).
+///
+/// # Safety
+/// The caller must own every open fd in `raw` and give up that ownership:
+/// nothing else may use or close them afterwards.
+pub unsafe fn own_raw_fds(raw: &[RawFd]) -> (Vec<OwnedFd>, Option<crate::error::Error>) {
+    use crate::error::Error;
+    let mut owned: Vec<OwnedFd> = Vec::with_capacity(raw.len());
+    let mut seen = std::collections::HashSet::with_capacity(raw.len());
+    let mut error = None;
+    for &fd in raw {
+        // SAFETY: F_GETFD only asks whether `fd` is open.
+        if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            error.get_or_insert(Error::sys("taking the fds", Errno::EBADF));
+        } else if !seen.insert(fd) {
+            error.get_or_insert(Error::InvalidArgument("the same fd appears twice"));
+        } else {
+            // SAFETY: the caller gives up ownership of each listed fd; a
+            // repeated entry was skipped above, so each is wrapped once.
+            owned.push(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+    }
+    (owned, error)
+}
+
 /// Walks the control messages of a received `msghdr` and wraps every
 /// `SCM_RIGHTS` fd in an [`OwnedFd`]. A pidfd (`SCM_PIDFD`) is closed at
 /// once: the kernel installs it, and nobody else would.

@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use common::fdcount::FdLeakCheck;
-use common::{ino_of, inos, msg_inos, pair, pipes, recv, send};
+use common::{ino_of, inos, msg_inos, pair, pipes, recv, send, send_raw};
 use fdctx::{Connection, Error, Framing, Limits, Message};
 use nix::sys::socket::SockType;
 
@@ -43,7 +43,7 @@ fn one_space_carrying_the_fd_then_the_command() {
     let _leaks = FdLeakCheck::new();
     let (mut conn, client) = stream(Limits::default());
     let fds = pipes(1);
-    send(&client, b" ", &fds);
+    send_raw(&client, b" ", &fds);
     send(&client, br#"{"execute":"getfd","arguments":{"fdname":"x"}}"#, &[]);
     send(&client, br#"{"execute":"query-block"}"#, &[]);
     let m = recv(&mut conn);
@@ -151,7 +151,7 @@ fn end_of_stream_mid_command_closes_its_fds() {
     let leaks = FdLeakCheck::new();
     let (mut conn, client) = stream(Limits::default());
     send(&client, br#"{"execute":"x","arguments":{"#, &pipes(3));
-    send(&client, b" ", &pipes(2));
+    send_raw(&client, b" ", &pipes(2));
     drop(client);
     assert!(conn.recv().unwrap().is_none());
     assert!(conn.recv().unwrap().is_none(), "end of stream stays the end");
@@ -367,7 +367,7 @@ fn fds_sent_ahead_by_a_pipelining_client_go_to_the_command_before() {
     let (mut conn, client) = stream(Limits::default());
     let fds = pipes(1);
     send(&client, br#"{"execute":"query-block"}"#, &[]);
-    send(&client, b" ", &fds);
+    send_raw(&client, b" ", &fds);
     send(&client, br#"{"execute":"blockdev-add","arguments":{"filename":"/dev/fd/0"}}"#, &[]);
     let first = recv(&mut conn);
     assert_eq!(msg_inos(&first), inos(&fds));

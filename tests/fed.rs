@@ -6,7 +6,7 @@ mod common;
 use std::os::fd::{AsFd, OwnedFd};
 
 use common::fdcount::FdLeakCheck;
-use common::{inos, is_eagain, msg_inos, pair, pipes, send};
+use common::{inos, is_eagain, msg_inos, pair, pipes, send_raw};
 use fdctx::recv::{recv_with_fds, CMSG_WORDS};
 use fdctx::{Connection, FeedFlags, Framing, Limits, Message};
 use nix::sys::socket::{shutdown, Shutdown, SockType};
@@ -79,7 +79,7 @@ fn client_script(writes: &[(&[u8], usize)]) -> (OwnedFd, Vec<Vec<u64>>) {
     let mut sent = Vec::new();
     for &(bytes, n) in writes {
         let fds = pipes(n);
-        send(&client, bytes, &fds);
+        send_raw(&client, bytes, &fds);
         sent.push(inos(&fds));
     }
     shutdown(std::os::fd::AsRawFd::as_raw_fd(&client), Shutdown::Write).unwrap();
@@ -372,7 +372,7 @@ fn fed_packets_match_the_socket_connection() {
         let mut sent = Vec::new();
         for &(bytes, n) in packets {
             let fds = pipes(n);
-            send(&client, bytes, &fds);
+            send_raw(&client, bytes, &fds);
             sent.push(inos(&fds));
         }
         drop(client);

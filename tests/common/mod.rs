@@ -12,13 +12,14 @@
 pub mod fdacct;
 pub mod fdcount;
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::io::IoSlice;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use fdctx::send::send_with_fds;
 use fdctx::{Connection, Error, Message};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
 
 pub use fdacct::ino_of;
 
@@ -56,6 +57,17 @@ pub fn msg_inos(m: &Message) -> Vec<u64> {
 pub fn send(sock: &OwnedFd, bytes: &[u8], fds: &[OwnedFd]) {
     let b: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
     send_with_fds(sock.as_fd(), bytes, &b).unwrap();
+}
+
+/// One `sendmsg(2)` exactly as given, as a client without fdctx_send does
+/// (`qemu.qmp` sends its fds on a lone space, which fdctx_send refuses):
+/// the test's writes are the client's writes.
+pub fn send_raw(sock: &OwnedFd, bytes: &[u8], fds: &[OwnedFd]) {
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let cmsg = [ControlMessage::ScmRights(&raw)];
+    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
+    let n = sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(bytes)], cmsgs, MsgFlags::empty(), None).unwrap();
+    assert_eq!(n, bytes.len());
 }
 
 /// The next message; panics on an error or at end of stream.

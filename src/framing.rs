@@ -7,7 +7,12 @@
 //! validated once by serde_json ([`validate_json`]).
 //!
 //! After a bad frame (not an object, too deep, too large) the scanner
-//! discards input up to the next line break and resumes there.
+//! discards input up to the next line break and resumes there; so does a
+//! connection after a complete frame that fails validation
+//! ([`Scanner::abandon`]). An object later on the same line as a bad one
+//! is discarded with it: after an error the reader cannot know where the
+//! client meant a command to start, and a line break is the one boundary
+//! both sides agree on.
 
 use std::ops::Range;
 
@@ -254,11 +259,15 @@ impl Scanner {
 }
 
 /// Validates one complete JSON frame: UTF-8, well-formed JSON, one value
-/// and nothing after it. Returns the highest `N` among string values of the
-/// form `/dev/fd/N`, so the caller can check the command brought that many.
-pub fn validate_json(frame: &[u8]) -> Result<Option<usize>, Error> {
+/// nested at most `max_depth` levels (objects and arrays), and nothing
+/// after it. Returns the highest `N` among string values of the form
+/// `/dev/fd/N`, so the caller can check the command brought that many.
+///
+/// A stream's [`Scanner`] bounds the depth already; a packet has no
+/// scanner, so this is where its depth is bounded.
+pub fn validate_json(frame: &[u8], max_depth: usize) -> Result<Option<usize>, Error> {
     let text = std::str::from_utf8(frame).map_err(|_| Error::InvalidUtf8)?;
-    let mut refs = FdRefs::default();
+    let mut refs = FdRefs { max: None, depth: 0, max_depth };
     // From a `str`, serde_json does not check UTF-8 a second time.
     let mut de = serde_json::Deserializer::from_str(text);
     (&mut refs).deserialize(&mut de).map_err(|e| Error::MalformedJson(e.to_string()))?;
@@ -273,13 +282,24 @@ pub fn validate_text(frame: &[u8]) -> Result<Option<usize>, Error> {
 }
 
 /// Visits every value of a JSON document without building it, noting the
-/// highest `/dev/fd/N` among string values (object keys are not values).
-#[derive(Default)]
+/// highest `/dev/fd/N` among string values (object keys are not values)
+/// and refusing nesting deeper than `max_depth`.
 struct FdRefs {
     max: Option<usize>,
+    depth: usize,
+    max_depth: usize,
 }
 
 impl FdRefs {
+    /// Enters an object or array.
+    fn enter<E: serde::de::Error>(&mut self) -> Result<(), E> {
+        self.depth += 1;
+        if self.depth > self.max_depth {
+            return Err(E::custom(format_args!("nested deeper than {} levels", self.max_depth)));
+        }
+        Ok(())
+    }
+
     fn note(&mut self, s: &str) {
         if !s.starts_with(fdpath::FD_PATH_PREFIX) {
             return;
@@ -323,13 +343,17 @@ impl<'de> Visitor<'de> for &mut FdRefs {
         Ok(())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.enter::<A::Error>()?;
         while seq.next_element_seed(&mut *self)?.is_some() {}
+        self.depth -= 1;
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.enter::<A::Error>()?;
         while map.next_key::<IgnoredAny>()?.is_some() {
             map.next_value_seed(&mut *self)?;
         }
+        self.depth -= 1;
         Ok(())
     }
 }
@@ -431,11 +455,13 @@ mod tests {
     #[test]
     fn validation_finds_fd_references() {
         let _leaks = FdLeakCheck::new();
-        assert_eq!(validate_json(br#"{"a":"/dev/fd/2","b":["/dev/fd/7"]}"#), Ok(Some(7)));
-        assert_eq!(validate_json(br#"{"/dev/fd/9":"x"}"#), Ok(None));
-        assert_eq!(validate_json(br#"{"a":"/dev/fd/01"}"#), Ok(None));
-        assert_eq!(validate_json(br#"{"a":"\/dev\/fd\/3"}"#), Ok(Some(3)));
-        assert!(matches!(validate_json(br#"{"a":1,}"#), Err(Error::MalformedJson(_))));
-        assert!(matches!(validate_json(b"{\"a\":\"\xff\"}"), Err(Error::InvalidUtf8)));
+        assert_eq!(validate_json(br#"{"a":"/dev/fd/2","b":["/dev/fd/7"]}"#, 64), Ok(Some(7)));
+        assert_eq!(validate_json(br#"{"/dev/fd/9":"x"}"#, 64), Ok(None));
+        assert_eq!(validate_json(br#"{"a":"/dev/fd/01"}"#, 64), Ok(None));
+        assert_eq!(validate_json(br#"{"a":"\/dev\/fd\/3"}"#, 64), Ok(Some(3)));
+        assert!(matches!(validate_json(br#"{"a":1,}"#, 64), Err(Error::MalformedJson(_))));
+        assert!(matches!(validate_json(b"{\"a\":\"\xff\"}", 64), Err(Error::InvalidUtf8)));
+        assert_eq!(validate_json(br#"{"a":[{"b":[]}]}"#, 4), Ok(None));
+        assert!(matches!(validate_json(br#"{"a":[{"b":[]}]}"#, 3), Err(Error::MalformedJson(_))));
     }
 }

@@ -151,7 +151,8 @@ fn ref_validate(frame: &[u8]) -> (i32, Option<usize>) {
 ///   `max_depth`, longer than `max_bytes` (detected at byte `max_bytes+1`
 ///   of the frame) — end the frame at the offending byte and discard the
 ///   input up to and including the next `\n`. A complete frame is then
-///   validated (`EILSEQ`, `EBADMSG`) without discarding anything.
+///   validated (`EILSEQ`, `EBADMSG`); when that fails, the input is
+///   discarded up to and including the next `\n` as well.
 /// * Line: a frame starts at a non-whitespace byte and ends at `\n`
 ///   (excluded; one trailing `\r` dropped); longer than `max_bytes` is
 ///   rejected and discarded up to the `\n`.
@@ -239,7 +240,7 @@ fn reference(framing: Framing, s: &[u8], max_bytes: usize, max_depth: usize) -> 
         } else if cur.len() > max_bytes {
             end = Some((libc::EMSGSIZE, true));
         }
-        let Some((errno, discard)) = end else { continue };
+        let Some((errno, mut discard)) = end else { continue };
         let f = &mut frames[i];
         f.complete = true;
         if errno == libc::EMSGSIZE {
@@ -252,6 +253,9 @@ fn reference(framing: Framing, s: &[u8], max_bytes: usize, max_depth: usize) -> 
             f.errno = e;
             f.max_ref = r;
             f.data = cur.clone();
+            // A complete frame that fails validation: the rest of its line
+            // is discarded too (a later object there is not a command).
+            discard = e != 0;
         } else {
             let mut d = cur[..cur.len() - 1].to_vec();
             if d.last() == Some(&b'\r') {

@@ -705,7 +705,7 @@ impl Connection {
             match step.end {
                 None => self.current.extend_from_slice(bytes),
                 Some(end) => {
-                    let msg = self.complete_frame(bytes, end);
+                    let msg = self.complete_frame(bytes, end, step.validated);
                     let fds = std::mem::take(&mut self.current_fds);
                     self.done.push((msg, fds));
                     if !self.waiting.holds_fds() {
@@ -737,8 +737,11 @@ impl Connection {
     }
 
     /// Builds the message for a frame that just ended; `tail` is its last
-    /// bytes from the current read.
-    fn complete_frame(&mut self, tail: &[u8], end: Result<(), Error>) -> Message {
+    /// bytes from the current read; `validated`, what the scanner's pass
+    /// over a frame whole in this read found (see [`Step::validated`]).
+    ///
+    /// [`Step::validated`]: crate::framing::Step::validated
+    fn complete_frame(&mut self, tail: &[u8], end: Result<(), Error>, validated: Option<Option<usize>>) -> Message {
         // Between frames `current` has no allocation, so a frame that fits
         // in one read costs one exact allocation (with room for the NUL).
         let mut data = std::mem::take(&mut self.current);
@@ -752,7 +755,10 @@ impl Connection {
                 Err(e)
             }
             Ok(()) if self.framing == Framing::Json => {
-                let check = validate_json(&data, self.limits.max_depth);
+                let check = match validated {
+                    Some(fd_refs) => Ok(fd_refs),
+                    None => validate_json(&data, self.limits.max_depth),
+                };
                 if check.is_err() {
                     // After a malformed command the reader cannot know where
                     // the client meant the next one to start: the rest of

@@ -131,8 +131,8 @@ impl fmt::Display for Error {
             ),
             Error::Confined(p) => write!(
                 f,
-                "path '{p}': permission denied: the process is confined (fdctx_confine) and opens \
-                 files by path only beneath its allowed paths; pass the file as an fd and name it /dev/fd/N"
+                "the process is confined (fdctx_confine) and '{p}' is not beneath a path allowed that access; \
+                 pass the file as an fd and name it /dev/fd/N"
             ),
             Error::Unconfinable(why) => write!(f, "not confined: {why}"),
             Error::AllowEntry { index, path, errno, why } => {

@@ -404,7 +404,10 @@ pub unsafe extern "C" fn fdctx_dup(ctx: *const Context, index: usize) -> c_int {
 ///   is not affected: it never opens a path.
 /// - Any other path is opened with `flags | O_CLOEXEC` and `mode` (used only
 ///   with `O_CREAT`/`O_TMPFILE`); its errors are open(2)'s. Such a path has
-///   the process's full filesystem authority, as with open(2).
+///   the process's full filesystem authority, as with open(2) — unless the
+///   process is confined (fdctx_confine()): then a path outside the allowed
+///   ones fails with `-EACCES` and a fdctx_last_error() text saying the
+///   process is confined. `/dev/fd/N` works the same confined or not.
 /// - `O_PATH` asked of an fd that is not `O_PATH` gives a path-only fd, as
 ///   open(2) would, not a readable or writable duplicate (made with
 ///   open_tree(2) on the fd; only where that call is missing, by reopening

@@ -330,6 +330,9 @@ static void allow_list_grants_its_access_only(void)
     write_file("rw/old", "old");
     write_file("log", "log line");
     write_file("outside/secret", "secret");
+    path_of(p, sizeof p, "ro/escape");
+    if (symlink("../outside/secret", p) != 0)
+        h_fail(__FILE__, __LINE__, "symlink: %s", strerror(errno));
     path_of(ro, sizeof ro, "ro");
     path_of(rw, sizeof rw, "rw");
     path_of(wo, sizeof wo, "log");
@@ -367,8 +370,11 @@ static void allow_list_grants_its_access_only(void)
     }
     CHECK_ERR(fdctx_open(NULL, p, O_RDWR, 0), EACCES);
     CHECK(strstr(fdctx_last_error(), "confined") != NULL);
-    /* ".." does not get out. */
+    /* ".." and symlinks do not get out: the file reached is checked. */
     CHECK_EQ(open_in("ro/../outside/secret", O_RDONLY), -EACCES);
+    CHECK_EQ(open_in("ro/escape", O_RDONLY), -EACCES);
+    path_of(p, sizeof p, "ro/escape");
+    CHECK_ERR(fdctx_open(NULL, p, O_RDONLY, 0), EACCES);
     CHECK_EQ(open_in("outside/secret", O_RDONLY), -EACCES);
 
     /* O_RDWR directory: files made, written, truncated, removed; and

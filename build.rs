@@ -63,8 +63,9 @@ fn generate_header(crate_dir: &Path, out_dir: &Path) {
     }
     config.after_includes = Some(after);
 
+    // Only the C layer: its own types are all the header may name.
     let bindings = match cbindgen::Builder::new()
-        .with_crate(crate_dir)
+        .with_src(crate_dir.join("src/ffi.rs"))
         .with_config(config)
         .generate()
     {

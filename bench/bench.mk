@@ -1,14 +1,17 @@
 # bench/bench.mk - the fdctx benchmark, included by the top-level Makefile.
 #
-#   make bench        build the receivers against the staged install, run every
-#                     workload, print the table, write build/bench/summary.txt
+#   make bench        install the baselines' libraries if missing, build the
+#                     receivers against the staged install, run every workload,
+#                     print the tables, write build/bench/summary.txt
 #   make bench-smoke  the same programs with small counts, one run each: checks
 #                     that every receiver gets every command and fd, leaks none
 #                     (part of `make check`)
 #
 # B2 needs jansson (Debian: libjansson-dev), B3 GLib/GIO (libglib2.0-dev).
-# A baseline whose library is missing is skipped with a line saying so;
-# nothing is installed from here.
+# `make bench` installs them when they are missing (scripts/install-deps
+# --bench, as CI does); where it cannot, it says in one line what to run,
+# and a baseline whose library is missing is skipped with a line saying so.
+# `make bench-smoke` installs nothing.
 
 BENCH_OUT := build/bench
 BENCH_STAGE = $(or $(STAGE),$(CURDIR)/build/stage)
@@ -22,10 +25,20 @@ BENCH_PROGS := $(BENCH_OUT)/fdbench $(BENCH_OUT)/fdbench-alloc.so \
 	$(if $(BENCH_HAVE_JANSSON),$(BENCH_OUT)/recv-b2) \
 	$(if $(BENCH_HAVE_GLIB),$(BENCH_OUT)/recv-b3)
 
-.PHONY: bench bench-build bench-smoke bench-skips bench-clean
+.PHONY: bench bench-run bench-deps bench-build bench-smoke bench-skips bench-clean
 
-bench: bench-build
+# A sub-make, so that libraries installed by bench-deps are seen.
+bench: bench-deps
+	@+$(MAKE) --no-print-directory bench-run
+
+bench-run: bench-build
 	$(BENCH_OUT)/fdbench --summary $(BENCH_OUT)/summary.txt $(BENCH_OUT)
+
+bench-deps:
+	@if ! pkg-config --exists jansson gio-unix-2.0 2>/dev/null; then \
+	    bash scripts/install-deps --bench || \
+	    echo "make bench: B2 and B3 need their libraries: run 'sudo scripts/install-deps --bench', then make bench"; \
+	fi
 
 bench-smoke: bench-build
 	$(BENCH_OUT)/fdbench --smoke $(BENCH_OUT)

@@ -244,7 +244,7 @@ static void test_malformed_then_good(void)
 /* Every kind of bad JSON command has its status; the stream goes on. */
 static void test_bad_json_kinds(void)
 {
-    fdctx_limits lim = {0, 0, 4};
+    fdctx_limits lim = {.max_depth = 4};
     struct seen s;
     int r;
 
@@ -296,7 +296,7 @@ static void test_too_many_fds(void)
 {
     static const char *const three[] = {"a", "b", "c"};
     static const char *const two[] = {"d", "e"};
-    fdctx_limits lim = {0, 2, 0};
+    fdctx_limits lim = {.max_fds = 2};
     struct seen s;
     int r;
 
@@ -319,7 +319,7 @@ static void test_too_many_fds(void)
 
 static void test_too_large(void)
 {
-    fdctx_limits lim = {64, 0, 0};
+    fdctx_limits lim = {.max_msg_bytes = 64};
     char big[300];
     struct seen s;
     int r;
@@ -397,7 +397,7 @@ static void test_packet_framing(void)
     static const char p0[] = "{\"execute\":\"first\"}";
     static const char p2[] = "{\"execute\":\"third\"}";
     static const char *const two[] = {"big-a", "big-b"};
-    fdctx_limits lim = {128, 0, 0};
+    fdctx_limits lim = {.max_msg_bytes = 128};
     char big[400];
     struct seen s;
     int r;
@@ -434,7 +434,7 @@ static void test_many_fds_one_command(void)
     enum { N = 300 };
     static int mine[N];
     static ino_t ino[N];
-    fdctx_limits lim = {0, N, 0};
+    fdctx_limits lim = {.max_fds = N};
     fdctx_conn *conn;
     fdctx_msg *msg = NULL;
     int i, r, ok = 1;
@@ -867,6 +867,59 @@ static void test_null_and_bad_arguments(void)
     close_pair();
 }
 
+/* A client sends its own end of the monitor socket with an unfinished
+ * command, then exits. The monitor's copy would keep the socket open for
+ * ever; the blocking receive must still end: at once where the kernel can
+ * name the peer (the fd is refused), at the hold deadline otherwise. */
+static void test_self_referencing_client_cannot_hang_the_monitor(void)
+{
+    fdctx_limits limits = {0};
+    fdctx_conn *conn;
+    fdctx_msg *msg;
+    int r;
+
+    limits.max_hold_ms = 2000;
+    open_pair(SOCK_STREAM);
+    CHECK_OK(fdctx_send(sp[1], "{\"execute\":\"x\",", 15, &sp[1], 1));
+    close(sp[1]);
+    conn = fdctx_conn_new(sp[0], FDCTX_FRAMING_JSON, &limits);
+    CHECK(conn != NULL);
+    r = fdctx_conn_recv(conn, &msg);
+    if (r == 1) {
+        /* No Unix sock_diag here: the deadline answered. */
+        CHECK_EQ(fdctx_msg_status(msg), -ETIMEDOUT);
+        CHECK_EQ(fdctx_count(fdctx_msg_fds(msg)), 0);
+        fdctx_msg_finish(msg);
+        r = fdctx_conn_recv(conn, &msg);
+    }
+    CHECK_EQ(r, 0);
+    fdctx_conn_free(conn);
+    close(sp[0]);
+}
+
+/* The same fd with a complete command: that command fails with -EDEADLK
+ * (where the kernel can tell), the connection goes on. */
+static void test_peer_socket_with_a_command_is_refused(void)
+{
+    struct seen s;
+    int r;
+    open_pair(SOCK_STREAM);
+    CHECK_OK(fdctx_send(sp[1], "{\"execute\":\"x\"}\n", 16, &sp[1], 1));
+    send_text("{\"execute\":\"y\"}\n");
+    r = run_monitor(FDCTX_FRAMING_JSON, NULL, &s);
+    CHECK_EQ(r, 0);
+    CHECK_EQ(s.n, 2);
+    if (s.m[0].status == 0) {
+        h_skip("this kernel cannot name a Unix socket's peer (no sock_diag)");
+    } else {
+        CHECK_EQ(s.m[0].status, -EDEADLK);
+        CHECK(s.m[0].has_error);
+        CHECK_EQ(s.m[0].nfds, 0);
+    }
+    CHECK_EQ(s.m[1].status, 0);
+    close_pair();
+}
+
 int main(void)
 {
     h_init();
@@ -887,5 +940,7 @@ int main(void)
     RUN(test_json_pointer);
     RUN(test_message_outlives_connection);
     RUN(test_null_and_bad_arguments);
+    RUN(test_self_referencing_client_cannot_hang_the_monitor);
+    RUN(test_peer_socket_with_a_command_is_refused);
     return h_finish();
 }

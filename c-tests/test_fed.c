@@ -7,6 +7,7 @@
  */
 #include "harness.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -319,6 +320,48 @@ static void test_fed_free_closes_held_fds(void)
     CHECK(!h_is_open(a) && !h_is_open(b));
 }
 
+/* The hold deadline on a fed connection, driven as an event loop does:
+ * sleep for fdctx_conn_deadline_ms(), then call fdctx_conn_recv(). */
+static void test_fed_deadline_driven_like_an_event_loop(void)
+{
+    fdctx_limits limits = {0};
+    fdctx_conn *conn;
+    struct got g = {0};
+    int fd = h_pipe_with("held"), ms, rounds = 0;
+
+    limits.max_hold_ms = 20;
+    conn = fdctx_conn_new_fed(FDCTX_FRAMING_JSON, &limits);
+    CHECK(conn != NULL);
+    CHECK_EQ(fdctx_conn_deadline_ms(conn), -1);
+    CHECK_EQ(fdctx_conn_feed(conn, "{\"a\":", 5, &fd, 1, 0), 0);
+    ms = fdctx_conn_deadline_ms(conn);
+    CHECK(ms > 0 && ms <= 20);
+    while ((ms = fdctx_conn_deadline_ms(conn)) > 0 && rounds++ < 1000)
+        poll(NULL, 0, ms);
+    CHECK_EQ(ms, 0);
+    CHECK(h_is_open(fd)); /* expired by the next recv, not behind our back */
+    CHECK_ERR(drain(conn, &g), EAGAIN);
+    CHECK(!h_is_open(fd));
+    CHECK_EQ(g.n, 1);
+    CHECK_EQ(g.status[0], -ETIMEDOUT);
+    CHECK_STREQ(g.data[0], "{\"a\":");
+    CHECK_EQ(g.nfds[0], 0);
+    CHECK_EQ(fdctx_conn_deadline_ms(conn), -1);
+    /* The rest of the line is discarded; the connection goes on. */
+    CHECK_EQ(fdctx_conn_feed(conn, "1} {\"b\":1}\n{\"c\":1}", 18, NULL, 0, FDCTX_FEED_END), 0);
+    CHECK_EQ(drain(conn, &g), 0);
+    CHECK_EQ(g.n, 2);
+    CHECK_STREQ(g.data[1], "{\"c\":1}");
+    CHECK_EQ(g.status[1], 0);
+
+    CHECK_ERR(fdctx_conn_deadline_ms(NULL), EINVAL);
+    limits.max_hold_ms = 3600001;
+    CHECK(fdctx_conn_new_fed(FDCTX_FRAMING_JSON, &limits) == NULL);
+    limits.max_hold_ms = 3600000;
+    fdctx_conn_free(fdctx_conn_new_fed(FDCTX_FRAMING_JSON, &limits));
+    fdctx_conn_free(conn);
+}
+
 int main(void)
 {
     h_init();
@@ -329,5 +372,6 @@ int main(void)
     RUN(test_fed_fds_lost);
     RUN(test_fed_packets);
     RUN(test_fed_free_closes_held_fds);
+    RUN(test_fed_deadline_driven_like_an_event_loop);
     return h_finish();
 }

@@ -3,6 +3,10 @@
  *
  * Usage: minivmm [--confine] SOCKET_PATH
  *
+ * Environment: MINIVMM_MAX_HOLD_MS, when set, is the connection's
+ * max_hold_ms (how long a client's fds may be held for an unfinished
+ * command; fdctx's default, 10 s, otherwise). Tests shorten it.
+ *
  * It listens on a Unix stream socket, prints "ready" on stdout once
  * listening, and serves clients one after another until one sends "quit".
  *
@@ -515,7 +519,11 @@ static bool serve(int client)
         return false;
     }
 
-    fdctx_conn *conn = fdctx_conn_new(client, FDCTX_FRAMING_JSON, NULL);
+    fdctx_limits limits = { 0 };
+    const char *hold = getenv("MINIVMM_MAX_HOLD_MS");
+    if (hold && *hold)
+        limits.max_hold_ms = (uint32_t)strtoul(hold, NULL, 10);
+    fdctx_conn *conn = fdctx_conn_new(client, FDCTX_FRAMING_JSON, &limits);
     if (!conn) {
         fprintf(stderr, "minivmm: fdctx_conn_new: %s\n", fdctx_last_error());
         return false;

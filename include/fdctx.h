@@ -44,21 +44,6 @@
 #define FDCTX_CONFINE_REQUIRE 1
 
 /**
- * The receiving side of one monitor socket: it frames commands and gives
- * each exactly the fds that were sent with it. It keeps only the command
- * in progress and fds waiting for one, and closes those when it ends.
- * It may move to another thread, but must not be used from two at once,
- * and it must be the socket's only reader (two readers would split
- * commands, and a packet could change between peeking and receiving).
- *
- * A connection either reads its socket itself ([`Connection::new`]) or is
- * fed the caller's reads ([`Connection::new_fed`], [`Connection::feed`]).
- * Both go through the same framing and association code: a socket
- * connection is a fed one plus its own `recvmsg(2)` loop.
- */
-typedef struct fdctx_conn fdctx_conn;
-
-/**
  * One command's fd context: the fds received with it, indexed from 0 in
  * arrival order. It owns every fd in it until one is taken, and closes the
  * rest when finished.
@@ -67,6 +52,21 @@ typedef struct fdctx_conn fdctx_conn;
  * threads at once (even borrowing records which fds were used).
  */
 typedef struct fdctx fdctx;
+
+/**
+ * The receiving side of one monitor socket: it frames commands and gives
+ * each exactly the fds that were sent with it. It keeps only the command
+ * in progress and fds waiting for one, and closes those when it ends.
+ * It may move to another thread, but must not be used from two at once,
+ * and it must be the socket's only reader (two readers would split
+ * commands, and a packet could change between peeking and receiving).
+ *
+ * A connection either reads its socket itself (fdctx_conn_new()) or is
+ * fed the caller's reads (fdctx_conn_new_fed(), fdctx_conn_feed()). Both
+ * go through the same framing and association code: a socket connection
+ * is a fed one plus its own `recvmsg(2)` loop.
+ */
+typedef struct fdctx_conn fdctx_conn;
 
 /**
  * One framed command: its bytes, the fds sent with it (its context), and
@@ -99,6 +99,16 @@ typedef struct fdctx_limits {
      * Deepest JSON nesting of objects and arrays; default 64, at most 127.
      */
     size_t max_depth;
+    /**
+     * Longest time in milliseconds that fds may be held for a command that
+     * has not completed, or wait for one (the qemu.qmp style); default
+     * 10000, at most 3600000 (one hour). When it passes, the fds are
+     * closed and the command in progress is delivered as it is with status
+     * `-ETIMEDOUT`, the rest of its line discarded (fds that were waiting
+     * make the next command fail with `-ETIMEDOUT`); the connection goes
+     * on. Measured on the monotonic clock. See fdctx_conn_deadline_ms().
+     */
+    uint32_t max_hold_ms;
 } fdctx_limits;
 
 /**
@@ -361,7 +371,7 @@ struct fdctx *fdctx_current(void);
  * `sockfd` is negative or not a socket, `framing` is not one of
  * `FDCTX_FRAMING_*`, PACKET framing is asked of a stream socket, or a
  * limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
- * `max_depth` 127).
+ * `max_depth` 127, `max_hold_ms` 3600000).
  *
  * The connection must be the socket's only reader.
  *
@@ -385,7 +395,7 @@ struct fdctx_conn *fdctx_conn_new(int sockfd,
  * Returns the connection, to be ended with fdctx_conn_free(), or NULL with
  * fdctx_last_error() set when `framing` is not one of `FDCTX_FRAMING_*` or
  * a limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
- * `max_depth` 127).
+ * `max_depth` 127, `max_hold_ms` 3600000).
  *
  * Thread rules: a connection may move between threads but must not be used
  * from two threads at once.
@@ -459,6 +469,17 @@ int fdctx_conn_feed(struct fdctx_conn *conn,
  * - `-EINVAL` if `conn` or `out` is NULL;
  * - another negative errno if the socket failed (e.g. `-ECONNRESET`).
  *
+ * Fds held for an unfinished command, or waiting for one, are bounded by
+ * `max_hold_ms` (see fdctx_limits): a blocking call waits for the socket
+ * with poll() only until that deadline, then closes them and returns the
+ * command in progress with status `-ETIMEDOUT` (its line's remaining bytes
+ * are discarded), so a client that stops mid-command while holding fds
+ * cannot stall the monitor for longer. A received fd that is the
+ * connection's own peer socket (the client's end, which would keep the
+ * connection open for ever) is refused at once where the kernel can tell
+ * (Unix `sock_diag`): it is closed and its command gets status
+ * `-EDEADLK`. Fed connections cannot check this; the deadline bounds it.
+ *
  * `EINTR` is retried. `*out` is set to NULL unless 1 is returned.
  *
  * One read may bring several commands, which the connection then holds:
@@ -472,6 +493,25 @@ int fdctx_conn_feed(struct fdctx_conn *conn,
  * Thread rules: not concurrently on the same connection.
  */
 int fdctx_conn_recv(struct fdctx_conn *conn, struct fdctx_msg **out);
+
+/**
+ * Milliseconds until the connection's next hold deadline: how long fds it
+ * holds for an unfinished command (or waiting for one) may still be held
+ * before `max_hold_ms` expires them. 0 when one is due now; -1 while no fd
+ * is held (no deadline); rounded up, so waking after this long finds the
+ * deadline passed. An event loop uses it as its timeout (poll, epoll_wait,
+ * g_timeout_add) and then calls fdctx_conn_recv(), which expires what is
+ * due and delivers the command in progress with status `-ETIMEDOUT`. The
+ * value changes only through fdctx_conn_recv() and fdctx_conn_feed(), so
+ * ask again after calling them. A blocking fdctx_conn_recv() honours the
+ * deadline by itself. Works the same on fed and socket connections.
+ *
+ * Returns `-EINVAL` (negative, which poll() also takes as "no timeout")
+ * if `conn` is NULL.
+ *
+ * Thread rules: not concurrently with other calls on the same connection.
+ */
+int fdctx_conn_deadline_ms(const struct fdctx_conn *conn);
 
 /**
  * Ends a connection: closes every fd it still holds (an unfinished

@@ -22,6 +22,29 @@
 //! With [`Framing::Packet`] one packet is one command and the association
 //! is exact.
 //!
+//! # The hold deadline
+//!
+//! Fds held for a command that has not completed, or waiting for one, are
+//! a resource the client controls. A client can even send its own end of
+//! the monitor socket with an unfinished command and exit: the monitor's
+//! copy keeps the socket open, end of stream never comes (dbus-daemon met
+//! the same attack, CVE-2014-3637, with its `pending_fd_timeout`). So:
+//!
+//! * fds may be held at most [`Limits::max_hold_ms`] (monotonic clock,
+//!   counted from the read that made the connection hold fds; a hold ends
+//!   when its command completes). Then they are closed; a command in
+//!   progress is delivered as it is with [`Error::HoldExpired`] and the
+//!   rest of its line is discarded, as after a malformed command; fds that
+//!   were waiting for a command make that command fail the same way. The
+//!   connection goes on.
+//! * A blocking [`Connection::recv`] waits for the socket with `poll(2)`
+//!   only until the deadline; [`Connection::deadline`] tells an event loop
+//!   when to call `recv` again, on fed connections too.
+//! * A received fd that is the connection's own peer socket is refused at
+//!   once ([`Error::PeerSocket`], the fd closed) where the kernel can tell
+//!   (see [`crate::peer`]), so the common form of the attack is answered
+//!   without waiting.
+//!
 //! The rule cannot tell a whitespace byte that ended the previous command
 //! (`\r\n`) from one sent ahead of the next command with fds, when one read
 //! returns both. So a client that sends fds ahead of its commands must wait
@@ -30,12 +53,14 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use crate::error::Error;
 pub use crate::framing::Framing;
 use crate::framing::{is_ws, validate_json, validate_text, Scanner};
 use crate::message::Message;
+use crate::peer;
 use crate::recv::{peek_packet_len, recv_with_fds, CMSG_WORDS};
 
 /// Bounds on what one command may bring. A field left 0 takes its default.
@@ -47,6 +72,10 @@ pub struct Limits {
     pub max_fds: usize,
     /// Deepest JSON nesting (default 64).
     pub max_depth: usize,
+    /// Longest time, in milliseconds, fds may be held for a command that
+    /// has not completed, or wait for one (default 10000, at most
+    /// 3600000). See "The hold deadline" in this module's doc.
+    pub max_hold_ms: u32,
 }
 
 /// Default largest command: 1 MiB.
@@ -56,12 +85,18 @@ pub const DEFAULT_MAX_FDS: usize = 32;
 /// Default JSON nesting depth.
 pub const DEFAULT_MAX_DEPTH: usize = 64;
 
+/// Default hold deadline: 10 s.
+pub const DEFAULT_MAX_HOLD_MS: u32 = 10_000;
+
 /// The highest `max_msg_bytes` accepted: 1 GiB.
 pub const MAX_MSG_BYTES_LIMIT: usize = 1 << 30;
 /// The highest `max_fds` accepted.
 pub const MAX_FDS_LIMIT: usize = 1 << 16;
 /// The highest `max_depth` accepted: serde_json stops at 128 levels.
 pub const MAX_DEPTH_LIMIT: usize = 127;
+/// The highest `max_hold_ms` accepted: one hour. A client may make the
+/// monitor hold its fds this long, so it stays bounded.
+pub const MAX_HOLD_MS_LIMIT: u32 = 3_600_000;
 
 impl Limits {
     /// These limits with defaults filled in, or [`Error::InvalidArgument`]
@@ -77,6 +112,9 @@ impl Limits {
         if self.max_depth > MAX_DEPTH_LIMIT {
             return Err(Error::InvalidArgument("max_depth is above 127"));
         }
+        if self.max_hold_ms > MAX_HOLD_MS_LIMIT {
+            return Err(Error::InvalidArgument("max_hold_ms is above 3600000 (one hour)"));
+        }
         Ok(self.resolved())
     }
 
@@ -88,13 +126,17 @@ impl Limits {
             max_msg_bytes: pick(self.max_msg_bytes, DEFAULT_MAX_MSG_BYTES, MAX_MSG_BYTES_LIMIT),
             max_fds: pick(self.max_fds, DEFAULT_MAX_FDS, MAX_FDS_LIMIT),
             max_depth: pick(self.max_depth, DEFAULT_MAX_DEPTH, MAX_DEPTH_LIMIT),
+            max_hold_ms: match self.max_hold_ms {
+                0 => DEFAULT_MAX_HOLD_MS,
+                v => v.min(MAX_HOLD_MS_LIMIT),
+            },
         }
     }
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_msg_bytes: 0, max_fds: 0, max_depth: 0 }.resolved()
+        Limits { max_msg_bytes: 0, max_fds: 0, max_depth: 0, max_hold_ms: 0 }.resolved()
     }
 }
 
@@ -152,10 +194,11 @@ impl FdBatch {
         self.fds.is_empty() && self.error.is_none()
     }
 
-    /// Adds one read's fds. Once the batch is bad it holds nothing.
-    fn add(&mut self, fds: Vec<OwnedFd>, lost: bool, max_fds: usize) {
-        if lost && self.error.is_none() {
-            self.error = Some(Error::FdsLost);
+    /// Adds one read's fds, and what was wrong with them if anything
+    /// (the first fault wins). Once the batch is bad it holds nothing.
+    fn add(&mut self, fds: Vec<OwnedFd>, fault: Option<Error>, max_fds: usize) {
+        if let Some(e) = fault {
+            self.error.get_or_insert(e);
         }
         if self.error.is_none() && self.fds.len() + fds.len() > max_fds {
             self.error = Some(Error::TooManyFds { limit: max_fds });
@@ -170,11 +213,16 @@ impl FdBatch {
     }
 
     fn merge(&mut self, other: FdBatch, max_fds: usize) {
-        let lost = matches!(other.error, Some(Error::FdsLost));
-        if let Some(e) = other.error {
-            self.error.get_or_insert(e);
-        }
-        self.add(other.fds, lost, max_fds);
+        self.add(other.fds, other.error, max_fds);
+    }
+
+    fn holds_fds(&self) -> bool {
+        !self.fds.is_empty()
+    }
+
+    /// Closes the fds; the command they were for fails with `why`.
+    fn expire(&mut self, why: Error) {
+        self.add(Vec::new(), Some(why), 0);
     }
 }
 
@@ -238,6 +286,12 @@ pub struct Connection {
     eof: bool,
     /// Packet framing: the socket was found to be a packet socket.
     packet_socket: bool,
+    /// Since when fds have been held (monotonic clock), `None` while none
+    /// are.
+    held_since: Option<Instant>,
+    /// The inodes of the socket itself and of its peer (`None` where the
+    /// kernel cannot tell), looked up the first time fds arrive.
+    peer: Option<(Option<u64>, Option<u64>)>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -328,12 +382,13 @@ impl Connection {
                 if !(flags.end && data.is_empty() && fds.is_empty() && !flags.fds_lost) {
                     let truncated = data.len() > self.limits.max_msg_bytes;
                     let data = if truncated { Vec::new() } else { data.to_vec() };
-                    self.on_packet(data, fds, flags.fds_lost, truncated);
+                    let fault = flags.fds_lost.then_some(Error::FdsLost);
+                    self.on_packet(data, fds, fault, truncated);
                 }
             }
             _ => {
                 if !data.is_empty() || !fds.is_empty() || flags.fds_lost {
-                    self.on_stream(data, fds, flags.fds_lost);
+                    self.on_stream(data, fds, flags.fds_lost.then_some(Error::FdsLost));
                 }
             }
         }
@@ -357,13 +412,15 @@ impl Connection {
             ready: VecDeque::new(),
             eof: false,
             packet_socket: false,
+            held_since: None,
+            peer: None,
         }
     }
 
     fn raw_sock(&self) -> Option<RawFd> {
         match &self.sock {
             Sock::Fed => None,
-            Sock::Owned(fd) => Some(std::os::fd::AsRawFd::as_raw_fd(fd)),
+            Sock::Owned(fd) => Some(AsRawFd::as_raw_fd(fd)),
             Sock::Borrowed(fd) => Some(*fd),
         }
     }
@@ -396,6 +453,7 @@ impl Connection {
     /// failed.
     pub fn recv(&mut self) -> Result<Option<Message>, Error> {
         loop {
+            self.expire_due();
             if let Some(msg) = self.ready.pop_front() {
                 return Ok(Some(msg));
             }
@@ -405,7 +463,105 @@ impl Connection {
             if self.is_fed() {
                 return Err(Error::sys("no whole command was fed yet", nix::errno::Errno::EAGAIN));
             }
+            if let Some(left) = self.deadline() {
+                // Fds are held: a blocking read must not outlast them.
+                if !self.readable_within(left)? {
+                    continue;
+                }
+            }
             self.read_once()?;
+        }
+    }
+
+    /// How long until held fds expire (zero when due), `None` while no fd
+    /// is held. An event loop waits at most this long before calling
+    /// [`Connection::recv`], which expires what is due.
+    pub fn deadline(&self) -> Option<Duration> {
+        let since = self.held_since?;
+        let hold = Duration::from_millis(u64::from(self.limits.max_hold_ms));
+        Some(hold.saturating_sub(since.elapsed()))
+    }
+
+    /// Expires held fds whose deadline has passed.
+    fn expire_due(&mut self) {
+        if self.deadline() == Some(Duration::ZERO) {
+            self.expire();
+        }
+    }
+
+    /// The hold deadline passed: held fds are closed; a command in
+    /// progress is delivered as it is with [`Error::HoldExpired`] and the
+    /// rest of its line discarded; fds waiting for a command make that
+    /// command fail the same way.
+    fn expire(&mut self) {
+        let why = Error::HoldExpired { limit_ms: self.limits.max_hold_ms };
+        self.held_since = None;
+        self.waiting.expire(why.clone());
+        if self.scanner.in_frame() {
+            self.scanner.abandon();
+            let data = std::mem::take(&mut self.current);
+            let mut batch = std::mem::take(&mut self.current_fds);
+            batch.merge(std::mem::take(&mut self.waiting), 0);
+            batch.expire(why.clone());
+            let mut msg = Message::new(data, Err(why));
+            msg.attach_fds(batch.into_result());
+            self.ready.push_back(msg);
+        }
+    }
+
+    /// Waits up to `left` for the socket to become readable, when it is in
+    /// blocking mode; `Ok(false)` when the time ran out (or a signal came).
+    /// A non-blocking socket is not waited for.
+    fn readable_within(&self, left: Duration) -> Result<bool, Error> {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        let fl = fcntl(self.sock(), FcntlArg::F_GETFL).map_err(|e| Error::sys("fcntl(F_GETFL)", e))?;
+        if OFlag::from_bits_retain(fl).contains(OFlag::O_NONBLOCK) {
+            return Ok(true);
+        }
+        // Round up, so a wake-up never comes before the deadline.
+        let ms = left.as_micros().div_ceil(1000).min(libc::c_int::MAX as u128) as libc::c_int;
+        let mut pfd = libc::pollfd { fd: self.sock().as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n < 0 {
+            let e = nix::errno::Errno::last();
+            return if e == nix::errno::Errno::EINTR { Ok(false) } else { Err(Error::sys("poll", e)) };
+        }
+        Ok(n > 0)
+    }
+
+    /// Whether fds are held now, and since when.
+    fn note_hold(&mut self) {
+        if self.current_fds.holds_fds() || self.waiting.holds_fds() {
+            self.held_since.get_or_insert_with(Instant::now);
+        } else {
+            self.held_since = None;
+        }
+    }
+
+    /// Whether `fds` hold the connection's own peer socket (see
+    /// [`crate::peer`]); looks the peer up once, the first time fds come.
+    fn refers_to_peer(&mut self, fds: &[OwnedFd]) -> bool {
+        if fds.is_empty() || self.is_fed() {
+            return false;
+        }
+        if self.peer.is_none() {
+            let sock = self.sock();
+            self.peer = Some((peer::socket_inode(sock), peer::peer_inode(sock)));
+        }
+        let Some((own, peer)) = self.peer else { return false };
+        fds.iter().any(|fd| {
+            let ino = peer::socket_inode(fd.as_fd());
+            ino.is_some() && (ino == peer || ino == own)
+        })
+    }
+
+    /// A read's fault: fds lost in transit, or the peer socket among them.
+    fn fault(&mut self, fds: &[OwnedFd], fds_lost: bool) -> Option<Error> {
+        if self.refers_to_peer(fds) {
+            Some(Error::PeerSocket)
+        } else {
+            fds_lost.then_some(Error::FdsLost)
         }
     }
 
@@ -427,7 +583,8 @@ impl Connection {
             drop(got.fds);
             self.end_of_stream();
         } else {
-            self.on_stream(&scratch.buf[..got.bytes], got.fds, got.fds_lost);
+            let fault = self.fault(&got.fds, got.fds_lost);
+            self.on_stream(&scratch.buf[..got.bytes], got.fds, fault);
         }
         Ok(())
     }
@@ -457,7 +614,8 @@ impl Connection {
             self.end_of_stream();
             return Ok(());
         }
-        self.on_packet(data, got.fds, got.fds_lost, got.truncated);
+        let fault = self.fault(&got.fds, got.fds_lost);
+        self.on_packet(data, got.fds, fault, got.truncated);
         Ok(())
     }
 
@@ -467,7 +625,7 @@ impl Connection {
     /// and nothing is queued any more (`POLLHUP`/`POLLRDHUP` and `SIOCINQ`,
     /// see `unix_dgram_poll()` and `unix_inq_len()` in `net/unix/af_unix.c`).
     fn peer_gone(&self) -> bool {
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.sock());
+        let fd = AsRawFd::as_raw_fd(&self.sock());
         let mut pfd = libc::pollfd { fd, events: libc::POLLIN | libc::POLLRDHUP, revents: 0 };
         loop {
             // SAFETY: one valid pollfd, a zero timeout.
@@ -489,8 +647,8 @@ impl Connection {
     }
 
     /// One packet: its bytes (empty when `truncated`, i.e. larger than
-    /// `max_msg_bytes`), its fds and whether some were lost.
-    fn on_packet(&mut self, data: Vec<u8>, fds: Vec<OwnedFd>, fds_lost: bool, truncated: bool) {
+    /// `max_msg_bytes`), its fds and what was wrong with them.
+    fn on_packet(&mut self, data: Vec<u8>, fds: Vec<OwnedFd>, fault: Option<Error>, truncated: bool) {
         let check = if truncated {
             Err(Error::TooLarge { limit: self.limits.max_msg_bytes })
         } else if data.iter().find(|&&b| !is_ws(b)) == Some(&b'{') {
@@ -500,14 +658,14 @@ impl Connection {
         };
         let mut msg = Message::new(data, check);
         let mut batch = FdBatch::default();
-        batch.add(fds, fds_lost, self.limits.max_fds);
+        batch.add(fds, fault, self.limits.max_fds);
         msg.attach_fds(batch.into_result());
         self.ready.push_back(msg);
     }
 
     /// One read of a stream: its bytes (possibly none) and its fds, given
     /// to commands by the association rule of this module's doc.
-    fn on_stream(&mut self, chunk: &[u8], fds: Vec<OwnedFd>, fds_lost: bool) {
+    fn on_stream(&mut self, chunk: &[u8], fds: Vec<OwnedFd>, fault: Option<Error>) {
         let max_fds = self.limits.max_fds;
         let mut owner = Owner::Nobody;
         let mut pos = 0;
@@ -532,6 +690,10 @@ impl Connection {
                     let msg = self.complete_frame(bytes, end);
                     let fds = std::mem::take(&mut self.current_fds);
                     self.done.push((msg, fds));
+                    if !self.waiting.holds_fds() {
+                        // A hold ends with its command; the next starts anew.
+                        self.held_since = None;
+                    }
                     if owner == Owner::Current {
                         owner = Owner::Done(self.done.len() - 1);
                     }
@@ -546,9 +708,10 @@ impl Connection {
             Owner::Discarded => None,
         };
         match target {
-            Some(batch) => batch.add(fds, fds_lost, max_fds),
+            Some(batch) => batch.add(fds, fault, max_fds),
             None => drop(fds),
         }
+        self.note_hold();
         for (mut msg, batch) in self.done.drain(..) {
             msg.attach_fds(batch.into_result());
             self.ready.push_back(msg);
@@ -588,5 +751,6 @@ impl Connection {
         self.current = Vec::new();
         self.current_fds = FdBatch::default();
         self.waiting = FdBatch::default();
+        self.held_since = None;
     }
 }

@@ -7,7 +7,8 @@
 //! slot holds an `Option<OwnedFd>`, and taking one leaves `None` behind.
 
 use std::cell::Cell;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::collections::HashSet;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::fcntl::OFlag;
 
@@ -23,8 +24,6 @@ use crate::error::Error;
 pub struct Context {
     fds: Vec<Option<OwnedFd>>,
     used: UsedSet,
-    /// Owned by a [`crate::Message`]: ended by finishing the message.
-    in_message: bool,
 }
 
 impl Context {
@@ -43,6 +42,39 @@ impl Context {
         self.fds.extend(fds.into_iter().map(Some));
     }
 
+    /// Takes over the raw fds `fds` and appends them in order, for a caller
+    /// that received them itself; returns how many were appended.
+    ///
+    /// Each entry is checked before it is wrapped: a negative number or one
+    /// that is not an open fd (`fcntl(2)` `F_GETFD` fails) is skipped, and
+    /// so is a number already in the context or earlier in `fds` (wrapping
+    /// it twice would close it twice; the first owner keeps it). The other
+    /// entries are appended even when one is refused, so the indices after
+    /// a refused entry move down by one.
+    ///
+    /// # Errors
+    /// The first refusal: `EBADF` (as [`Error::Sys`]) for a negative or
+    /// closed fd, [`Error::InvalidArgument`] for a duplicate. The fds that
+    /// were appended stay appended ([`Context::count`] tells).
+    ///
+    /// # Safety
+    /// The caller owns every open fd in `fds` and gives that ownership to
+    /// the context: nothing else may use or close them afterwards.
+    pub unsafe fn adopt_raw(&mut self, fds: &[RawFd]) -> Result<usize, Error> {
+        let held: HashSet<RawFd> = self.fds.iter().flatten().map(AsRawFd::as_raw_fd).collect();
+        let (fresh, held_again): (Vec<RawFd>, Vec<RawFd>) = fds.iter().partition(|fd| !held.contains(fd));
+        // SAFETY: the caller hands over every open fd in `fds`; the ones
+        // this context already owns were set aside, so none is wrapped twice.
+        let (owned, error) = unsafe { crate::recv::own_raw_fds(&fresh) };
+        let added = owned.len();
+        self.adopt(owned);
+        match error {
+            Some(e) => Err(e),
+            None if !held_again.is_empty() => Err(Error::InvalidArgument("the same fd appears twice")),
+            None => Ok(added),
+        }
+    }
+
     /// Appends a batch, moving the vector in when the context is empty.
     pub(crate) fn adopt_vec(&mut self, fds: Vec<OwnedFd>) {
         if self.fds.is_empty() {
@@ -57,12 +89,6 @@ impl Context {
         self.fds.len()
     }
 
-    /// The raw number of fd `index` if the context still owns it, without
-    /// counting as a use.
-    pub fn peek_raw(&self, index: usize) -> Option<std::os::fd::RawFd> {
-        self.fds.get(index)?.as_ref().map(std::os::fd::AsRawFd::as_raw_fd)
-    }
-
     /// How many fds the context still owns.
     pub fn owned(&self) -> usize {
         self.fds.iter().filter(|s| s.is_some()).count()
@@ -72,17 +98,6 @@ impl Context {
     pub(crate) fn clear(&mut self) {
         self.fds = Vec::new();
         self.used = UsedSet::default();
-    }
-
-    /// A context that belongs to a message (see [`Context::in_message`]).
-    pub(crate) fn for_message() -> Context {
-        Context { in_message: true, ..Context::default() }
-    }
-
-    /// True for the context inside a [`crate::Message`], which ends with
-    /// the message rather than on its own.
-    pub fn in_message(&self) -> bool {
-        self.in_message
     }
 
     fn slot(&self, index: usize) -> Result<BorrowedFd<'_>, Error> {
@@ -180,7 +195,6 @@ impl UsedSet {
 mod tests {
     use super::*;
     use crate::testutil::FdLeakCheck;
-    use std::os::fd::AsRawFd;
 
     fn pipe() -> (OwnedFd, OwnedFd) {
         nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap()
@@ -205,6 +219,69 @@ mod tests {
         drop((taken, d));
         assert_eq!(ctx.owned(), 3);
         assert_eq!(ctx.finish(), 1, "only index 3 was never used");
+    }
+
+    /// The raw number of an fd whose ownership moves to the test's caller.
+    fn raw(fd: OwnedFd) -> RawFd {
+        std::os::fd::IntoRawFd::into_raw_fd(fd)
+    }
+
+    /// An fd number that is certainly not open (far above any fd this
+    /// process allocates; fds are allocated lowest first).
+    const NOT_OPEN: RawFd = 1 << 30;
+
+    #[test]
+    fn adopt_raw_appends_in_order() {
+        let _leaks = FdLeakCheck::new();
+        let (r, w) = pipe();
+        let (r_raw, w_raw) = (raw(r), raw(w));
+        let mut ctx = Context::new();
+        // SAFETY: both fds were just released to this call.
+        assert_eq!(unsafe { ctx.adopt_raw(&[r_raw, w_raw]) }.unwrap(), 2);
+        // SAFETY: nothing to hand over.
+        assert_eq!(unsafe { ctx.adopt_raw(&[]) }.unwrap(), 0);
+        assert_eq!(ctx.get(0).unwrap().as_raw_fd(), r_raw);
+        assert_eq!(ctx.get(1).unwrap().as_raw_fd(), w_raw);
+        assert_eq!(ctx.finish(), 0);
+    }
+
+    #[test]
+    fn adopt_raw_refuses_closed_and_negative_fds() {
+        let _leaks = FdLeakCheck::new();
+        let (r, w) = pipe();
+        let (r_raw, w_raw) = (raw(r), raw(w));
+        let mut ctx = Context::new();
+        // SAFETY: the two open fds were released to this call; the others
+        // are not open fds at all.
+        let err = unsafe { ctx.adopt_raw(&[-1, r_raw, NOT_OPEN, w_raw]) }.unwrap_err();
+        assert_eq!(err.errno(), libc::EBADF, "{err}");
+        assert_eq!(ctx.count(), 2, "the open fds are appended, the bad ones take no index");
+        assert_eq!(ctx.get(0).unwrap().as_raw_fd(), r_raw);
+        assert_eq!(ctx.get(1).unwrap().as_raw_fd(), w_raw);
+    }
+
+    #[test]
+    fn adopt_raw_refuses_duplicates() {
+        let _leaks = FdLeakCheck::new();
+        let (r, w) = pipe();
+        let (r_raw, w_raw) = (raw(r), raw(w));
+        let mut ctx = Context::new();
+        // SAFETY: `r_raw` is released to this call (listed twice: the
+        // second is refused, not wrapped).
+        let err = unsafe { ctx.adopt_raw(&[r_raw, r_raw]) }.unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        assert_eq!(ctx.count(), 1);
+        // SAFETY: `r_raw` is already the context's: refused, not wrapped;
+        // `w_raw` is released to this call.
+        let err = unsafe { ctx.adopt_raw(&[r_raw, w_raw]) }.unwrap_err();
+        assert_eq!(err.errno(), libc::EINVAL);
+        assert_eq!(ctx.count(), 2, "the first owner keeps the fd, the new one is appended");
+        let taken = ctx.take(0).unwrap();
+        let taken_raw = raw(taken);
+        // SAFETY: a taken fd is no longer the context's: adopting it back
+        // hands it over again.
+        assert_eq!(unsafe { ctx.adopt_raw(&[taken_raw]) }.unwrap(), 1);
+        assert_eq!(ctx.count(), 3);
     }
 
     #[test]

@@ -57,10 +57,14 @@ pub enum Error {
     WrongType { pointer: String, wanted: &'static str },
     /// An integer that does not fit the requested type (`ERANGE`).
     OutOfRange(String),
+    /// Fds were held for an unfinished command, or waited for one, longer
+    /// than `max_hold_ms` (`ETIMEDOUT`).
+    HoldExpired { limit_ms: u32 },
+    /// A received fd was the connection's own peer socket, which would keep
+    /// the connection alive for ever (`EDEADLK`).
+    PeerSocket,
     /// A NULL pointer or otherwise unusable argument (`EINVAL`).
     InvalidArgument(&'static str),
-    /// A panic caught at the C boundary (`EIO`).
-    Panic,
     /// A system call failed.
     Sys { call: &'static str, errno: Errno },
 }
@@ -85,7 +89,8 @@ impl Error {
             Error::NoSuchValue(_) => Errno::ENOENT,
             Error::WrongType { .. } => Errno::ENOMSG,
             Error::OutOfRange(_) => Errno::ERANGE,
-            Error::Panic => Errno::EIO,
+            Error::HoldExpired { .. } => Errno::ETIMEDOUT,
+            Error::PeerSocket => Errno::EDEADLK,
             Error::Sys { errno, .. } => *errno,
         };
         e as i32
@@ -155,8 +160,15 @@ impl fmt::Display for Error {
                 write!(f, "value at JSON pointer '{pointer}' is not {wanted}")
             }
             Error::OutOfRange(p) => write!(f, "value at JSON pointer '{p}' is out of range"),
+            Error::HoldExpired { limit_ms } => write!(
+                f,
+                "file descriptors held longer than {limit_ms} ms (max_hold_ms) for a command that did not complete: closed"
+            ),
+            Error::PeerSocket => write!(
+                f,
+                "a file descriptor sent was the monitor connection's own peer socket: refused and closed"
+            ),
             Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
-            Error::Panic => write!(f, "internal error (panic caught at the C boundary)"),
             Error::Sys { call, errno } => {
                 // The C library's wording (strerror), as C callers know it.
                 let text = std::io::Error::from_raw_os_error(*errno as i32).to_string();

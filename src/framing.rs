@@ -91,6 +91,18 @@ impl Scanner {
         }
     }
 
+    /// Whether a frame is in progress (some of its bytes were scanned, its
+    /// end not yet).
+    pub fn in_frame(&self) -> bool {
+        self.mode == Mode::Frame
+    }
+
+    /// Gives up the frame in progress: the scanner discards input up to
+    /// the next line break, as after a rejected frame.
+    pub fn abandon(&mut self) {
+        self.mode = Mode::Discard;
+    }
+
     /// Scans `chunk` from its start; see [`Step`].
     pub fn step(&mut self, chunk: &[u8]) -> Step {
         match self.mode {

@@ -15,6 +15,7 @@
 //! * [`recv`]: `recvmsg(2)` with every fd owned from the moment it arrives.
 //! * [`framing`]: where one command ends (JSON, line, packet).
 //! * [`conn`]: a monitor connection and the fd association rule.
+//! * [`peer`]: recognising a connection's own peer socket among received fds.
 //! * [`message`]: one command, its bytes, its context and its status.
 //! * [`send`]: the client side, `sendmsg(2)` with fds attached once.
 //! * [`ffi`]: the C ABI (`fdctx.h`).
@@ -28,6 +29,7 @@ pub mod ffi;
 pub mod framing;
 pub mod message;
 pub mod open;
+pub mod peer;
 pub mod recv;
 pub mod resolve;
 pub mod send;

@@ -222,7 +222,7 @@ fn garbage_between_commands_is_reported_and_skipped() {
     for errno in want {
         let m = recv(&mut conn);
         assert_eq!(m.status().unwrap_err().errno(), errno, "{:?}", m.status());
-        assert!(m.status_text().is_some());
+        assert!(!m.status().unwrap_err().to_string().is_empty());
     }
     let m = recv(&mut conn);
     assert_eq!((m.status(), m.fds().count()), (Ok(()), 1));

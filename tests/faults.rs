@@ -205,7 +205,7 @@ fn rlimit_nofile_reached_while_fds_arrive() {
         let m = got.unwrap().unwrap();
         assert_eq!(errno_of(&m), libc::ECOMM);
         assert_eq!(m.fds().count(), 0);
-        assert!(m.status_text().unwrap().to_str().unwrap().contains("lost"));
+        assert!(m.status().unwrap_err().to_string().contains("lost"));
         assert_eq!(m.get_str("/execute").unwrap(), "a", "the command can still be answered");
         all_closed(&mut t, &a, "lost command");
         let m = recv(&mut conn);
@@ -1002,8 +1002,8 @@ fn last_error() -> String {
 fn c_abi_null_and_misuse_are_errors_not_crashes() {
     let _leaks = FdLeakCheck::new();
     let mut t = Tally::new("faults::c_abi_null_and_misuse_are_errors_not_crashes");
-    let null_ctx: *mut fdctx::Context = std::ptr::null_mut();
-    let null_msg: *mut Message = std::ptr::null_mut();
+    let null_ctx: *mut ffi::fdctx = std::ptr::null_mut();
+    let null_msg: *mut ffi::fdctx_msg = std::ptr::null_mut();
     let path = cs("/dev/fd/0");
     // SAFETY: every call below passes NULL or live objects as documented.
     unsafe {
@@ -1015,6 +1015,7 @@ fn c_abi_null_and_misuse_are_errors_not_crashes() {
         assert_eq!(ffi::fdctx_take(null_ctx, 0), -libc::EINVAL);
         assert_eq!(ffi::fdctx_dup(null_ctx, 0), -libc::EINVAL);
         assert_eq!(ffi::fdctx_count(null_ctx), 0);
+        assert_eq!(ffi::fdctx_adopt(null_ctx, std::ptr::null(), 0), -libc::EINVAL, "NULL context, nothing to adopt");
         assert_eq!(ffi::fdctx_index(std::ptr::null(), std::ptr::null_mut()), -libc::EINVAL);
         assert_eq!(ffi::fdctx_open(null_ctx, std::ptr::null(), libc::O_RDONLY, 0), -libc::EINVAL);
         assert_eq!(ffi::fdctx_open(null_ctx, path.as_ptr(), libc::O_RDONLY, 0), -libc::EBADF, "no current context");
@@ -1105,6 +1106,9 @@ fn c_abi_null_and_misuse_are_errors_not_crashes() {
             assert_eq!(ffi::fdctx_finish(ctx), -libc::EINVAL, "a message's context ends with the message");
             assert_eq!(ffi::fdctx_count(ctx), 2);
             let mut len = 0;
+            let data = ffi::fdctx_msg_data(msg, &mut len);
+            assert_eq!(CStr::from_ptr(data).to_bytes().len(), len, "the bytes are NUL-terminated");
+            assert_eq!(ffi::fdctx_msg_data(msg, std::ptr::null_mut()), data, "the same bytes each call");
             let id = ffi::fdctx_msg_get_json(msg, cs("/id").as_ptr(), &mut len);
             assert_eq!(CStr::from_ptr(id).to_bytes(), br#"{"n":1}"#);
             assert_eq!(ffi::fdctx_msg_get_bool(msg, cs("/arguments/ro").as_ptr(), std::ptr::null_mut()), -libc::EINVAL);

@@ -465,7 +465,7 @@ fn json_case() -> impl Strategy<Value = Case> {
     // exceed the limit: every other item is shorter than 250 bytes.
     let min_bytes = if OVERLONG_WITH_LINE_BREAKS { 40 } else { 250 };
     let limits = (min_bytes..700usize, 2usize..9, prop_oneof![1 => 1usize..6, 1 => Just(32usize)])
-        .prop_map(|(b, d, f)| Limits { max_msg_bytes: b, max_depth: d, max_fds: f });
+        .prop_map(|(b, d, f)| Limits { max_msg_bytes: b, max_depth: d, max_fds: f, max_hold_ms: 0 });
     let sep = prop::sample::select(vec![&b""[..], b" ", b"\n", b"\r\n", b"\t"]);
     let parts = prop::collection::vec((jitem(), sep, prop::bool::weighted(0.2)), 0..12);
     // A command cut short by the end of the stream (its fds are closed).
@@ -491,7 +491,7 @@ fn json_case() -> impl Strategy<Value = Case> {
 
 fn line_case() -> impl Strategy<Value = Case> {
     let limits = (16usize..400, prop_oneof![3 => 1usize..6, 1 => Just(32usize)])
-        .prop_map(|(b, f)| Limits { max_msg_bytes: b, max_depth: 0, max_fds: f });
+        .prop_map(|(b, f)| Limits { max_msg_bytes: b, max_depth: 0, max_fds: f, max_hold_ms: 0 });
     let parts = prop::collection::vec((litem(), prop::bool::weighted(0.2)), 0..12);
     (limits, parts, any::<bool>(), prop::collection::vec(any::<Index>(), 0..24), prop::collection::vec(fd_count(), 1..16), prop::bool::weighted(0.25))
         .prop_map(|(limits, parts, term, cuts, plan, nb)| {

@@ -37,7 +37,7 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 /// A context made through the C ABI holding the read ends of `ms` (the
 /// context owns them), usable from Rust as `&Context` and from C.
-struct CCtx(*mut Context);
+struct CCtx(*mut ffi::fdctx);
 
 impl CCtx {
     fn with(fds: Vec<OwnedFd>) -> CCtx {
@@ -50,7 +50,7 @@ impl CCtx {
     }
     fn get(&self) -> &Context {
         // SAFETY: live until finish() below.
-        unsafe { &*self.0 }
+        unsafe { &*self.0 }.context()
     }
     fn finish(self) -> i32 {
         // SAFETY: made by fdctx_new, finished once.
@@ -458,24 +458,26 @@ fn the_senders_o_nonblock_is_not_inherited() {
     set_nonblocking(sa.as_fd(), true);
     send_with_fds(client.as_fd(), br#"{"execute":"x","arguments":{"p":"/dev/fd/0","s":"/dev/fd/1"}}"#, &[pipe_r.as_fd(), sa.as_fd()]).unwrap();
     let mut conn = Connection::new(server, Framing::Json, Limits::default());
-    let m = conn.recv().unwrap().unwrap();
+    let mut m = conn.recv().unwrap().unwrap();
     assert_eq!(m.status(), Ok(()));
+    // The message's context, reachable from Rust and through the C ABI.
+    let mut h = ffi::fdctx::lend(std::mem::take(m.fds_mut()));
     t.scenarios += 1;
     t.sent += 2;
     for idx in ["/dev/fd/0", "/dev/fd/1"] {
         let acc = if idx.ends_with('0') { libc::O_RDONLY } else { libc::O_RDWR };
         // Rust entry points on the message's own context.
-        let a = m.fds().open(idx, acc, 0).unwrap();
+        let a = h.context().open(idx, acc, 0).unwrap();
         assert!(!flags_of(a.as_fd()).contains(OFlag::O_NONBLOCK), "{idx}: blocking unless asked");
         // The sender's copy shares the description: set it back, then ask.
         set_nonblocking(if idx.ends_with('0') { pipe_r.as_fd() } else { sa.as_fd() }, true);
-        let b = fdctx::open::open(Some(m.fds()), idx, acc, 0).unwrap();
+        let b = fdctx::open::open(Some(h.context()), idx, acc, 0).unwrap();
         assert!(!flags_of(b.as_fd()).contains(OFlag::O_NONBLOCK), "{idx}: open::open clears it too");
-        let c = m.fds().open(idx, acc | libc::O_NONBLOCK, 0).unwrap();
+        let c = h.context().open(idx, acc | libc::O_NONBLOCK, 0).unwrap();
         assert!(flags_of(c.as_fd()).contains(OFlag::O_NONBLOCK), "{idx}: O_NONBLOCK when asked");
         set_nonblocking(if idx.ends_with('0') { pipe_r.as_fd() } else { sa.as_fd() }, true);
         // And through the C ABI.
-        let ctx = m.fds() as *const Context as *mut Context;
+        let ctx: *mut ffi::fdctx = &mut h;
         let path = cstring(idx.as_bytes());
         // SAFETY: the message's context is live; the result is ours.
         let fd = unsafe { ffi::fdctx_open(ctx, path.as_ptr(), acc, 0) };
@@ -487,7 +489,7 @@ fn the_senders_o_nonblock_is_not_inherited() {
     }
     // A blocking read really blocks: nothing to read, so it must wait for
     // the writer rather than fail with EAGAIN.
-    let r = m.fds().open("/dev/fd/0", libc::O_RDONLY, 0).unwrap();
+    let r = h.context().open("/dev/fd/0", libc::O_RDONLY, 0).unwrap();
     let reader = std::thread::spawn(move || {
         let mut b = [0u8; 1];
         nix::unistd::read(&r, &mut b).map(|n| (n, b[0]))
@@ -497,7 +499,8 @@ fn the_senders_o_nonblock_is_not_inherited() {
     assert_eq!(reader.join().unwrap(), Ok((1, b'k')));
     drop((pipe_r, sa, sb, client));
     t.delivered += 2;
-    assert_eq!(m.finish(), 0);
+    assert_eq!(h.into_context().finish(), 0);
+    drop(m);
     drop(conn);
     assert_eq!(t.settle(&ms), 0);
     t.report();

@@ -142,8 +142,10 @@ class Monitor:
         self.path = os.path.join(workdir, "vmm.sock")
         self.log = open(os.path.join(workdir, "minivmm.log"), "wb")
         # close_fds (the default): the monitor starts with fds 0, 1 and 2 only
+        # A short hold deadline, so the deadline tests do not wait 10 s.
+        env = dict(os.environ, MINIVMM_MAX_HOLD_MS=str(hold_ms()))
         self.proc = subprocess.Popen(list(wrap) + [binary] + list(options) + [self.path], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=self.log, close_fds=True)
+                                     stdout=subprocess.PIPE, stderr=self.log, close_fds=True, env=env)
         self.pid = self.proc.pid
         line = b""
         if select.select([self.proc.stdout], [], [], T(10))[0]:
@@ -740,6 +742,56 @@ def t_ahead_fd_then_disconnect(s):
     s.mon.wait_for(lambda: s.mon.holds(s.img("c.raw")) == h0, "the waiting fd to be closed")
 
 
+def hold_ms():
+    """The monitor's max_hold_ms for this run (MINIVMM_MAX_HOLD_MS)."""
+    return int(1000 * TIME_SCALE)
+
+
+def t_self_referencing_client_cannot_hang_the_monitor(s):
+    """A client sends its own end of the socket with an unfinished command and exits.
+
+    The monitor's copy would keep the connection open for ever; it must be
+    refused (or expire at the hold deadline) so the next client is served.
+    """
+    c = Client(s.mon.path)
+    try:
+        c.send(b'{"execute": "blockdev-add", "arguments": {"node-name": "self"', [c.sock.fileno()])
+    finally:
+        c.close()
+    with Client(s.mon.path) as c2:  # its greeting comes only once the monitor is free
+        assert c2.cmd(QUERY) == {"return": []}
+
+
+def t_self_reference_ahead_then_exit(s):
+    """The same on a lone space (qemu.qmp style), before any command."""
+    c = Client(s.mon.path)
+    try:
+        c.send(b"", [c.sock.fileno()], "ahead")
+    finally:
+        c.close()
+    with Client(s.mon.path) as c2:
+        assert c2.cmd(QUERY) == {"return": []}
+
+
+def t_stalled_client_holding_fds_is_timed_out(s):
+    """A client stops mid-command holding an fd: at the deadline the fd is closed,
+    the client gets an error, the rest of that line is discarded, the connection goes on."""
+    h0 = s.mon.holds(s.img("c.raw"))
+    with Client(s.mon.path) as c:
+        fd = s.open("c.raw")
+        try:
+            c.send(b'{"execute": "blockdev-add", "arguments": {"node-name": "stall"', [fd])
+        finally:
+            os.close(fd)
+        c.sock.settimeout(T(10) + hold_ms() / 1000.0)
+        expect_error(c.reply(), "held longer")
+        assert s.mon.holds(s.img("c.raw")) == h0, "the held fd was closed"
+        c.send(b', "filename": "/dev/fd/0"}} {"execute": "smuggled"}\n')
+        assert c.cmd(QUERY) == {"return": []}, "the rest of the line was discarded"
+    with Client(s.mon.path) as c2:
+        assert c2.cmd(QUERY) == {"return": []}
+
+
 def t_oversized_command_with_fd(s):
     """A command over the 1 MiB limit with an fd: refused, fd closed, the next command works."""
     with Client(s.mon.path) as c:
@@ -1048,6 +1100,9 @@ TESTS = [
     t_client_dies_mid_command,
     t_ahead_fd_then_disconnect,
     t_oversized_command_with_fd,
+    t_self_referencing_client_cannot_hang_the_monitor,
+    t_self_reference_ahead_then_exit,
+    t_stalled_client_holding_fds_is_timed_out,
     t_fdctx_send_replies,
     t_fdctx_send_failures,
 ]

@@ -120,11 +120,31 @@ static void serve(int sock, size_t cap, struct got *g, int *feeds)
     fdctx_conn_free(conn);
 }
 
-/* sendmsg of `text` with one fresh pipe holding `payload` (none if NULL). */
+/* One sendmsg of `text` with one fresh pipe holding `payload` (none if
+ * NULL), exactly as given: fdctx_send would refuse the qemu.qmp style's fd
+ * on a lone space. */
 static void send_one(int sock, const char *text, const char *payload)
 {
     int fd = payload ? h_pipe_with(payload) : -1;
-    CHECK_OK(fdctx_send(sock, text, strlen(text), payload ? &fd : NULL, payload ? 1 : 0));
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = { (void *)text, strlen(text) };
+    struct msghdr mh;
+
+    memset(&mh, 0, sizeof mh);
+    memset(cbuf, 0, sizeof cbuf);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    if (fd >= 0) {
+        struct cmsghdr *c;
+        mh.msg_control = cbuf;
+        mh.msg_controllen = sizeof cbuf;
+        c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    }
+    CHECK_EQ(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t)strlen(text));
     if (fd >= 0)
         close(fd);
 }

@@ -687,7 +687,7 @@ impl Connection {
             match step.end {
                 None => self.current.extend_from_slice(bytes),
                 Some(end) => {
-                    let msg = self.complete_frame(bytes, end);
+                    let msg = self.complete_frame(bytes, end, step.validated);
                     let fds = std::mem::take(&mut self.current_fds);
                     self.done.push((msg, fds));
                     if !self.waiting.holds_fds() {
@@ -719,8 +719,11 @@ impl Connection {
     }
 
     /// Builds the message for a frame that just ended; `tail` is its last
-    /// bytes from the current read.
-    fn complete_frame(&mut self, tail: &[u8], end: Result<(), Error>) -> Message {
+    /// bytes from the current read; `validated`, what the scanner's pass
+    /// over a frame whole in this read found (see [`Step::validated`]).
+    ///
+    /// [`Step::validated`]: crate::framing::Step::validated
+    fn complete_frame(&mut self, tail: &[u8], end: Result<(), Error>, validated: Option<Option<usize>>) -> Message {
         // Between frames `current` has no allocation, so a frame that fits
         // in one read costs one exact allocation (with room for the NUL).
         let mut data = std::mem::take(&mut self.current);
@@ -733,7 +736,10 @@ impl Connection {
                 }
                 Err(e)
             }
-            Ok(()) if self.framing == Framing::Json => validate_json(&data),
+            Ok(()) if self.framing == Framing::Json => match validated {
+                Some(fd_refs) => Ok(fd_refs),
+                None => validate_json(&data),
+            },
             Ok(()) => {
                 if data.last() == Some(&b'\r') {
                     data.pop();

@@ -75,6 +75,11 @@ pub fn recv(conn: &mut Connection) -> Message {
     conn.recv().expect("recv").expect("a message")
 }
 
+/// A message's bytes as text.
+pub fn text(m: &Message) -> &str {
+    std::str::from_utf8(m.data()).unwrap()
+}
+
 /// The status of a message as a positive errno, 0 when it is good.
 pub fn errno_of(m: &Message) -> i32 {
     m.status().err().map_or(0, Error::errno)

@@ -497,7 +497,10 @@ pub extern "C" fn fdctx_current() -> *mut fdctx {
 /// limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
 /// `max_depth` 127, `max_hold_ms` 3600000).
 ///
-/// The connection must be the socket's only reader.
+/// The connection must be the socket's only reader. With PACKET framing it
+/// turns on `SO_TIMESTAMP` on the socket: every packet then brings a
+/// timestamp, which is how an empty packet is told from the end of the
+/// stream; leave it on.
 ///
 /// Thread rules: a connection may move between threads but must not be used
 /// from two threads at once.

@@ -457,6 +457,18 @@ int fdctx_conn_feed(struct fdctx_conn *conn,
 /**
  * Receives the next command with exactly the fds sent with it.
  *
+ * A monitor loop:
+ *
+ * ```c
+ * while ((r = fdctx_conn_recv(conn, &msg)) == 1) {
+ *     if (fdctx_msg_status(msg) < 0)
+ *         reply_error(msg, fdctx_msg_error(msg));
+ *     else
+ *         dispatch(msg);
+ *     fdctx_msg_finish(msg);
+ * }
+ * ```
+ *
  * Returns:
  * - 1, with `*out` set to a message the caller must end with
  *   fdctx_msg_finish(), for every message-shaped thing, good or bad —
@@ -711,7 +723,9 @@ int fdctx_send(int sockfd, const void *buf, size_t len, const int *fds, size_t n
  *
  * What stays as it was (Landlock does not restrict it):
  * - every operation on an fd the process holds or receives later (read,
- *   write, ftruncate, ioctl, mmap, ...), which is the point;
+ *   write, ftruncate, ioctl, mmap, ...), which is the point — but a
+ *   directory fd gives no access by path beneath it: openat(2) through it
+ *   is checked like any other path;
  * - `O_PATH` opens, stat(2), readlink(2), chdir(2); sockets and the
  *   network (TCP bind/connect, abstract Unix sockets), signals;
  * - whatever the kernel's Landlock ABI lacks: before ABI 2 a file can

@@ -40,7 +40,9 @@
 //!
 //! * Operations on fds that already exist — held or received later, from
 //!   an unconfined sender: read, write, `ftruncate`, `ioctl`, `mmap`,
-//!   `fchmod`... This is the point: the passed fd is the authority.
+//!   `fchmod`... This is the point: the passed fd is the authority. (A
+//!   directory fd is no authority over what is beneath it: `openat(2)`
+//!   through it is checked like any path.)
 //! * `O_PATH` opens, `stat(2)`, `readlink(2)`, `chdir(2)`, path walks.
 //! * Threads that already exist: `landlock_restrict_self` confines the
 //!   calling thread and what it creates afterwards (threads, `fork`,

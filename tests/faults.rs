@@ -885,8 +885,8 @@ fn messages_for(stream: &[u8], cuts: &[usize], limits: Limits) -> Vec<(i32, Vec<
 
 #[test]
 fn overlong_command_gives_the_same_messages_whatever_the_reads() {
-    // DESIGN.md 4.1: a command longer than max_msg_bytes is refused and the
-    // input is discarded up to the next line break. Where the discarding
+    // A command longer than max_msg_bytes is refused and the input is
+    // discarded up to the next line break (`fdctx::framing`'s doc). Where the discarding
     // starts must not depend on how the kernel split the stream into reads:
     // here a pretty-printed command of 120 bytes (limit 40) is followed by
     // a good one.

@@ -15,7 +15,7 @@
 //! * every fd sent is delivered in exactly one message, or closed by the
 //!   library (proved per fd with the pipe's write end: `EPIPE`);
 //!   sent = delivered + closed, nothing leaked after the messages end;
-//! * the association rule of DESIGN.md 4.2.
+//! * the association rule stated in the doc of `fdctx::conn`.
 //!
 //! Two ways of reading:
 //! * **exact**: the sender waits until the receiver consumed each write
@@ -120,7 +120,8 @@ struct RefStream {
     owner: Vec<ByteOwner>,
 }
 
-/// Reference `/dev/fd/N` parser: the strict grammar of DESIGN.md 3.1.
+/// Reference `/dev/fd/N` parser: the strict grammar stated in the doc of
+/// `fdctx::fdpath`.
 fn ref_fd_index(s: &str) -> Option<Result<usize, ()>> {
     let rest = s.strip_prefix("/dev/fd/")?;
     let ok = !rest.is_empty()
@@ -1101,7 +1102,7 @@ fn line_fed_and_socket_connections_agree_on_any_reads() {
 // ---------------------------------------------------------------------------
 // The /dev/fd/N grammar
 
-/// Reference classification (DESIGN.md 3.1).
+/// Reference classification (the rules of `fdctx::fdpath`'s doc).
 #[derive(Debug, PartialEq, Eq)]
 enum RefKind {
     Index(usize),

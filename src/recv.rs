@@ -15,6 +15,7 @@ use std::mem;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
+use smallvec::SmallVec;
 
 /// The most fds one `recvmsg(2)` can return (`SCM_MAX_FD`,
 /// `include/net/scm.h`).
@@ -43,13 +44,23 @@ const fn cmsg_space(len: usize) -> usize {
     mem::size_of::<libc::cmsghdr>() + len.div_ceil(8) * 8
 }
 
+/// How many fds an [`FdList`] holds without a heap allocation: a QMP
+/// command brings one or two.
+pub const INLINE_FDS: usize = 4;
+
+/// The fds of one read or one command, in arrival order, each in its own
+/// slot (`Some` as received; a command's context empties a slot when its fd
+/// is taken, so a command's list becomes its context as it is). Up to
+/// [`INLINE_FDS`] of them live inline, without a heap allocation.
+pub type FdList = SmallVec<[Option<OwnedFd>; INLINE_FDS]>;
+
 /// What one `recvmsg(2)` returned.
 #[derive(Debug, Default)]
 pub struct Received {
     /// Bytes written into the buffer.
     pub bytes: usize,
-    /// Every fd the kernel installed, in order.
-    pub fds: Vec<OwnedFd>,
+    /// Every fd the kernel installed, in order (every slot `Some`).
+    pub fds: FdList,
     /// `MSG_CTRUNC`: fds were sent that the kernel could not install.
     pub fds_lost: bool,
     /// `MSG_TRUNC`: a datagram or packet was larger than the buffer.
@@ -84,7 +95,7 @@ pub fn recv_with_fds(
             // successful call; `msg_controllen` says how much of it.
             unsafe { take_scm_rights(&msg) }
         } else {
-            Vec::new()
+            FdList::new()
         };
         if n < 0 {
             match Errno::last() {
@@ -158,8 +169,8 @@ pub unsafe fn own_raw_fds(raw: &[RawFd]) -> (Vec<OwnedFd>, Option<crate::error::
 /// still alive, so that `msg_control`/`msg_controllen` describe control
 /// messages the kernel wrote, and every fd in them is newly installed and
 /// owned by nobody else.
-unsafe fn take_scm_rights(msg: &libc::msghdr) -> Vec<OwnedFd> {
-    let mut fds = Vec::new();
+unsafe fn take_scm_rights(msg: &libc::msghdr) -> FdList {
+    let mut fds = FdList::new();
     // SAFETY: per this function's contract the header describes a valid
     // control buffer; CMSG_FIRSTHDR/CMSG_NXTHDR stay within msg_controllen.
     let mut c = unsafe { libc::CMSG_FIRSTHDR(msg) };
@@ -184,7 +195,7 @@ unsafe fn take_scm_rights(msg: &libc::msghdr) -> Vec<OwnedFd> {
                     // for this message; nothing else refers to it yet.
                     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
                     if hdr.cmsg_type == libc::SCM_RIGHTS {
-                        fds.push(fd);
+                        fds.push(Some(fd));
                     }
                 }
             }
@@ -213,7 +224,7 @@ mod tests {
         let mut cmsg = [0u64; CMSG_WORDS];
         let got = recv_with_fds(b.as_fd(), &mut buf, &mut cmsg).unwrap();
         assert_eq!((got.bytes, got.fds.len(), got.fds_lost), (2, 2, false));
-        for fd in &got.fds {
+        for fd in got.fds.iter().flatten() {
             let fl = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
             assert!(nix::fcntl::FdFlag::from_bits_retain(fl).contains(nix::fcntl::FdFlag::FD_CLOEXEC));
         }

@@ -140,6 +140,18 @@ impl Default for Limits {
     }
 }
 
+/// Turns on `SO_TIMESTAMP` on a packet socket: the kernel then attaches a
+/// timestamp to every packet it returns, an empty one included, and none
+/// to the end of the stream (`__unix_dgram_recvmsg()` in
+/// `net/unix/af_unix.c` adds it only when it dequeued a packet). That is
+/// how an empty packet is told from the end, even when more empty packets
+/// are queued behind it. Best effort: without it, an empty packet that
+/// arrives just before the peer closes may read as the end.
+fn enable_timestamps(sock: BorrowedFd<'_>) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let _ = setsockopt(&sock, sockopt::ReceiveTimestamp, &true);
+}
+
 /// Bytes asked of the kernel per read on a stream socket.
 const STREAM_READ: usize = 64 * 1024;
 
@@ -601,6 +613,7 @@ impl Connection {
         if !self.packet_socket {
             // Once: on a stream socket, packet framing would never end.
             Connection::check_socket(self.sock(), Framing::Packet)?;
+            enable_timestamps(self.sock());
             self.packet_socket = true;
         }
         let size = peek_packet_len(self.sock()).map_err(|e| Error::sys("recv(MSG_PEEK)", e))?;
@@ -616,7 +629,9 @@ impl Connection {
         // kernel drops its bytes and reports MSG_TRUNC.
         let got = recv_with_fds(self.sock(), &mut data, &mut scratch.cmsg).map_err(|e| Error::sys("recvmsg", e))?;
         data.truncate(got.bytes);
-        if got.bytes == 0 && got.fds.is_empty() && !got.truncated && !got.fds_lost && self.peer_gone() {
+        // A packet, even an empty one, brings its timestamp; the end brings
+        // no control data at all.
+        if got.bytes == 0 && !got.control && !got.truncated && !got.fds_lost && self.peer_gone() {
             self.end_of_stream();
             return Ok(());
         }
@@ -630,6 +645,9 @@ impl Connection {
     /// or shut down writing (seqpacket), or this side shut down reading —
     /// and nothing is queued any more (`POLLHUP`/`POLLRDHUP` and `SIOCINQ`,
     /// see `unix_dgram_poll()` and `unix_inq_len()` in `net/unix/af_unix.c`).
+    /// `SIOCINQ` counts bytes, so it cannot see empty packets still queued:
+    /// that a read took an empty packet is known from its timestamp (see
+    /// [`enable_timestamps`]).
     fn peer_gone(&self) -> bool {
         let fd = AsRawFd::as_raw_fd(&self.sock());
         let mut pfd = libc::pollfd { fd, events: libc::POLLIN | libc::POLLRDHUP, revents: 0 };
@@ -658,7 +676,7 @@ impl Connection {
         let check = if truncated {
             Err(Error::TooLarge { limit: self.limits.max_msg_bytes })
         } else if data.iter().find(|&&b| !is_ws(b)) == Some(&b'{') {
-            validate_json(&data)
+            validate_json(&data, self.limits.max_depth)
         } else {
             validate_text(&data)
         };
@@ -742,10 +760,19 @@ impl Connection {
                 }
                 Err(e)
             }
-            Ok(()) if self.framing == Framing::Json => match validated {
-                Some(fd_refs) => Ok(fd_refs),
-                None => validate_json(&data),
-            },
+            Ok(()) if self.framing == Framing::Json => {
+                let check = match validated {
+                    Some(fd_refs) => Ok(fd_refs),
+                    None => validate_json(&data, self.limits.max_depth),
+                };
+                if check.is_err() {
+                    // After a malformed command the reader cannot know where
+                    // the client meant the next one to start: the rest of
+                    // the line goes too (see the framing module's doc).
+                    self.scanner.abandon();
+                }
+                check
+            }
             Ok(()) => {
                 if data.last() == Some(&b'\r') {
                     data.pop();

@@ -397,7 +397,10 @@ pub unsafe extern "C" fn fdctx_dup(ctx: *const fdctx, index: usize) -> c_int {
 ///   is not affected: it never opens a path.
 /// - Any other path is opened with `flags | O_CLOEXEC` and `mode` (used only
 ///   with `O_CREAT`/`O_TMPFILE`); its errors are open(2)'s. Such a path has
-///   the process's full filesystem authority, as with open(2).
+///   the process's full filesystem authority, as with open(2) — unless the
+///   process is confined (fdctx_confine()): then a path outside the allowed
+///   ones fails with `-EACCES` and a fdctx_last_error() text saying the
+///   process is confined. `/dev/fd/N` works the same confined or not.
 /// - `O_PATH` asked of an fd that is not `O_PATH` gives a path-only fd, as
 ///   open(2) would, not a readable or writable duplicate (made with
 ///   open_tree(2) on the fd; only where that call is missing, by reopening
@@ -494,7 +497,10 @@ pub extern "C" fn fdctx_current() -> *mut fdctx {
 /// limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
 /// `max_depth` 127, `max_hold_ms` 3600000).
 ///
-/// The connection must be the socket's only reader.
+/// The connection must be the socket's only reader. With PACKET framing it
+/// turns on `SO_TIMESTAMP` on the socket: every packet then brings a
+/// timestamp, which is how an empty packet is told from the end of the
+/// stream; leave it on.
 ///
 /// Thread rules: a connection may move between threads but must not be used
 /// from two threads at once.
@@ -989,5 +995,114 @@ pub unsafe extern "C" fn fdctx_send(sockfd: c_int, buf: *const c_void, len: usiz
         let sock = unsafe { BorrowedFd::borrow_raw(sockfd) };
         crate::send::send_with_fds(sock, bytes, &borrowed)?;
         Ok(0)
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Confinement
+
+/// One path a confined process may still open by path (fdctx_confine()).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct fdctx_allow {
+    /// A NUL-terminated path: a directory allows what is beneath it, a file
+    /// allows that file. It must exist when fdctx_confine() is called.
+    pub path: *const c_char,
+    /// `O_RDONLY`, `O_WRONLY` or `O_RDWR`: the most this entry allows.
+    pub access: c_int,
+}
+
+/// fdctx_confine() flag: fail with `-EOPNOTSUPP` rather than run
+/// unconfined when the kernel has no usable Landlock.
+pub const FDCTX_CONFINE_REQUIRE: c_uint = 1;
+
+/// Confines the process with Landlock so that it can open no file by path
+/// except beneath the `n` entries of `allow`, each with at most its
+/// access: files then reach it only as fds passed with commands
+/// (`/dev/fd/N`). No privilege is needed, and it works on any filesystem
+/// (NFS included, where SELinux labels cannot be stored).
+///
+/// What each entry allows beneath its path:
+/// - `O_RDONLY`: reading files and listing directories;
+/// - `O_WRONLY`: writing and truncating files, and under a directory also
+///   creating regular files, directories and Unix sockets, removing files
+///   and directories, and moving them within the allowed tree;
+/// - `O_RDWR`: both.
+///
+/// Every entry also allows ioctl(2) on device files opened beneath it
+/// (`/dev/kvm`, `/dev/net/tun` are used that way). Never allowed:
+/// executing files, and making device nodes, FIFOs or symlinks.
+///
+/// What stays as it was (Landlock does not restrict it):
+/// - every operation on an fd the process holds or receives later (read,
+///   write, ftruncate, ioctl, mmap, ...), which is the point — but a
+///   directory fd gives no access by path beneath it: openat(2) through it
+///   is checked like any other path;
+/// - `O_PATH` opens, stat(2), readlink(2), chdir(2); sockets and the
+///   network (TCP bind/connect, abstract Unix sockets), signals;
+/// - whatever the kernel's Landlock ABI lacks: before ABI 2 a file can
+///   never be renamed or linked into another directory; before ABI 3
+///   truncate(2) and `O_TRUNC` by path are not restricted; before ABI 5
+///   ioctl(2) is not restricted. Rights of ABIs newer than the library
+///   knows are not restricted either.
+///
+/// Thread rules: Landlock confines the calling thread and every thread and
+/// process it creates afterwards (pthread_create, fork, exec), never
+/// threads that already exist. Call it before creating threads (in main,
+/// before the event loop and worker threads start). The confinement cannot
+/// be undone, and is inherited across fork and exec.
+///
+/// With seccomp: confine first, then install the seccomp filter (which
+/// then need not allow the three Landlock system calls); a filter that
+/// already blocks them makes this call report no Landlock. The two
+/// combine: seccomp decides which system calls run, Landlock which files
+/// the open-like ones reach.
+///
+/// The entries are checked and their paths opened first, so a bad entry
+/// is an error on every kernel. Then the ruleset is made,
+/// `prctl(PR_SET_NO_NEW_PRIVS)` is set (for good: it stays set even if the
+/// last step fails) and landlock_restrict_self(2) enforces the ruleset. A
+/// second call adds a layer and can only narrow what is allowed.
+///
+/// After it, fdctx_open() of `/dev/fd/N` works exactly as before (every
+/// flag and check, `O_PATH` included: it opens no path), and an ordinary
+/// path outside the allowed ones fails with `-EACCES` and a
+/// fdctx_last_error() text saying the process is confined.
+///
+/// `allow` may be NULL when `n` is 0: nothing is allowed by path.
+///
+/// Returns the Landlock ABI version enforced (> 0); 0 when the kernel has
+/// no usable Landlock (not built in, not enabled at boot, or blocked by a
+/// seccomp filter) and `FDCTX_CONFINE_REQUIRE` was not given: nothing is
+/// enforced and fdctx_last_error() says why. Errors, with nothing enforced:
+/// - `-EINVAL`: `allow` is NULL with `n > 0`, an entry's `path` is NULL or
+///   its `access` is not one of the three, or `flags` has an unknown bit;
+/// - the errno of opening an entry's path (`-ENOENT` when it does not
+///   exist, `-EACCES`, ...), with a text naming the entry and its path;
+/// - `-EOPNOTSUPP` with `FDCTX_CONFINE_REQUIRE` and no usable Landlock;
+/// - another negative errno when a Landlock call fails (`-E2BIG`: more
+///   than 16 layers).
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_confine(allow: *const fdctx_allow, n: usize, flags: c_uint) -> c_int {
+    ffi_boundary(|| {
+        if flags & !FDCTX_CONFINE_REQUIRE != 0 {
+            return Err(Error::InvalidArgument("flags: unknown bits (only FDCTX_CONFINE_REQUIRE is defined)"));
+        }
+        // SAFETY: NULL, or `n` entries.
+        let entries = unsafe { slice_arg(allow, n, "allow (NULL with n > 0)") }?;
+        let mut list = Vec::with_capacity(entries.len());
+        for e in entries {
+            // SAFETY: each entry's path is NUL-terminated or NULL.
+            let path = unsafe { path_arg(e.path, "allow entry path") }?;
+            list.push(crate::confine::Allow { path, access: e.access });
+        }
+        match crate::confine::confine(&list, flags & FDCTX_CONFINE_REQUIRE != 0)? {
+            crate::confine::Outcome::Enforced(abi) => Ok(c_int::try_from(abi).unwrap_or(c_int::MAX)),
+            crate::confine::Outcome::Unsupported(why) => {
+                // Success without enforcement: the text says why.
+                boundary::set_last_error(&why.to_string());
+                Ok(0)
+            }
+        }
     })
 }

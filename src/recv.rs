@@ -28,15 +28,21 @@ const SCM_PIDFD: libc::c_int = 0x04;
 /// Room for a security label (`SCM_SECURITY`, with `SO_PASSSEC`).
 const SECURITY_LABEL_BYTES: usize = 256;
 
+/// Room for a receive timestamp (`SCM_TIMESTAMP`, `SCM_TIMESTAMPNS`: a
+/// `timeval`/`timespec` or their 64-bit forms, at most 16 bytes), which a
+/// packet connection turns on to tell an empty packet from the end.
+const TIMESTAMP_BYTES: usize = 16;
+
 /// Bytes of control buffer, in `u64` words so the buffer has `cmsghdr`
 /// alignment: `SCM_MAX_FD` fds, plus what other control messages a VMM may
 /// have enabled on its socket (`SO_PASSCRED`, `SO_PASSPIDFD`,
-/// `SO_PASSSEC`) take, so they never crowd out fds (a truncation there would
+/// `SO_PASSSEC`, `SO_TIMESTAMP`) take, so they never crowd out fds (a truncation there would
 /// read as fds lost).
 pub const CMSG_WORDS: usize = (cmsg_space(SCM_MAX_FD * mem::size_of::<RawFd>())
     + cmsg_space(mem::size_of::<libc::ucred>())
     + cmsg_space(mem::size_of::<RawFd>())
-    + cmsg_space(SECURITY_LABEL_BYTES))
+    + cmsg_space(SECURITY_LABEL_BYTES)
+    + cmsg_space(TIMESTAMP_BYTES))
     / 8;
 
 /// `CMSG_SPACE(len)` on Linux: the header plus the data rounded up to 8.
@@ -65,6 +71,10 @@ pub struct Received {
     pub fds_lost: bool,
     /// `MSG_TRUNC`: a datagram or packet was larger than the buffer.
     pub truncated: bool,
+    /// The kernel wrote control data (any kind). On a packet socket with
+    /// `SO_TIMESTAMP` every packet received brings some, so an empty read
+    /// without any is the end of the stream, not an empty packet.
+    pub control: bool,
 }
 
 /// Receives into `buf`, with room for 253 fds in `cmsg`, always with
@@ -108,6 +118,7 @@ pub fn recv_with_fds(
             fds,
             fds_lost: msg.msg_flags & libc::MSG_CTRUNC != 0,
             truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
+            control: msg.msg_controllen > 0,
         });
     }
 }

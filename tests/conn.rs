@@ -451,3 +451,58 @@ fn packet_framing_needs_a_packet_socket() {
     assert!(matches!(conn.recv(), Err(Error::InvalidArgument(_))), "refused, not a loop");
     drop(a);
 }
+
+#[test]
+fn packet_framing_refuses_json_nested_deeper_than_max_depth() {
+    let _leaks = FdLeakCheck::new();
+    let deep = |n: usize| format!("{{\"a\":{}1{}}}", "[".repeat(n - 1), "]".repeat(n - 1));
+    for ty in [SockType::SeqPacket, SockType::Datagram] {
+        let (client, server) = pair(ty);
+        let mut conn = Connection::new(server, Framing::Packet, Limits::default());
+        send(&client, deep(100).as_bytes(), &pipes(1));
+        send(&client, deep(64).as_bytes(), &[]);
+        let m = recv(&mut conn);
+        assert_eq!((m.status().unwrap_err().errno(), m.fds().count()), (libc::EBADMSG, 0), "{ty:?}");
+        assert_eq!(recv(&mut conn).status(), Ok(()), "{ty:?}: 64 levels are allowed");
+    }
+    let mut fed = Connection::new_fed(Framing::Packet, Limits { max_depth: 3, ..Limits::default() });
+    fed.feed(deep(4).as_bytes(), pipes(1), fdctx::FeedFlags::default()).unwrap();
+    let m = fed.recv().unwrap().unwrap();
+    assert_eq!((m.status().unwrap_err().errno(), m.fds().count()), (libc::EBADMSG, 0));
+}
+
+#[test]
+fn json_smuggled_after_a_malformed_object_on_the_same_line_is_discarded() {
+    let _leaks = FdLeakCheck::new();
+    for bad in [&b"{\"a\":1,}"[..], &b"{\"a\":\"\xff\"}"[..]] {
+        let (mut conn, client) = stream(Limits::default());
+        let line = [bad, b" {\"execute\":\"smuggled\",\"arguments\":{\"f\":\"/dev/fd/0\"}}\n"].concat();
+        send(&client, &line, &pipes(1));
+        send(&client, b"{\"execute\":\"next\"}\n", &[]);
+        drop(client);
+        let got: Vec<(Vec<u8>, i32, usize)> = std::iter::from_fn(|| conn.recv().unwrap())
+            .map(|m| (m.data().to_vec(), m.status().map_or_else(|e| e.errno(), |()| 0), m.fds().count()))
+            .collect();
+        let want_errno = if bad.contains(&0xff) { libc::EILSEQ } else { libc::EBADMSG };
+        assert_eq!(got, vec![(bad.to_vec(), want_errno, 0), (b"{\"execute\":\"next\"}".to_vec(), 0, 0)]);
+    }
+}
+
+#[test]
+fn seqpacket_empty_packets_then_close_are_each_delivered_before_the_end() {
+    let _leaks = FdLeakCheck::new();
+    let raw = |s: &OwnedFd| std::os::fd::AsRawFd::as_raw_fd(s);
+    let (client, server) = pair(SockType::SeqPacket);
+    let mut conn = Connection::new(server, Framing::Packet, Limits::default());
+    nix::sys::socket::send(raw(&client), b"", nix::sys::socket::MsgFlags::empty()).unwrap();
+    let fd = pipes(1);
+    let rights = [std::os::fd::AsRawFd::as_raw_fd(&fd[0])];
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&rights)];
+    let sent = nix::sys::socket::sendmsg::<()>(raw(&client), &[], &cmsg, nix::sys::socket::MsgFlags::empty(), None);
+    assert_eq!(sent, Ok(0), "an empty packet carrying an fd");
+    drop((client, fd));
+    let got: Vec<(Vec<u8>, usize)> =
+        std::iter::from_fn(|| conn.recv().unwrap()).map(|m| (m.data().to_vec(), m.fds().count())).collect();
+    assert_eq!(got, vec![(vec![], 0), (vec![], 1)]);
+    assert!(conn.recv().unwrap().is_none());
+}

@@ -87,7 +87,7 @@ pub(crate) fn ffi_boundary<T: Failure>(body: impl FnOnce() -> Result<T, Error>) 
 /// Records `text` for `fdctx_last_error`. Never panics: while a thread is
 /// being torn down (a pthread key destructor calling in) its thread-locals
 /// may be gone, and the text is then dropped.
-fn set_last_error(text: &str) {
+pub(crate) fn set_last_error(text: &str) {
     let _ = LAST_ERROR.try_with(|e| {
         if let Ok(mut slot) = e.try_borrow_mut() {
             *slot = c_text(text);

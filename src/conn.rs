@@ -61,7 +61,7 @@ pub use crate::framing::Framing;
 use crate::framing::{is_ws, validate_json, validate_text, Scanner};
 use crate::message::Message;
 use crate::peer;
-use crate::recv::{peek_packet_len, recv_with_fds, FdList, CMSG_WORDS};
+use crate::recv::{peek_packet_len, recv_fd_list, FdList, CMSG_WORDS};
 
 /// Bounds on what one command may bring. A field left 0 takes its default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -382,12 +382,7 @@ impl Connection {
     /// [`Error::InvalidArgument`] on a connection that reads its own
     /// socket; `EPIPE` (as [`Error::Sys`]) after the end was fed. Nothing
     /// is fed then, and `fds` are closed.
-    pub fn feed(
-        &mut self,
-        data: &[u8],
-        fds: impl IntoIterator<Item = OwnedFd>,
-        flags: FeedFlags,
-    ) -> Result<(), Error> {
+    pub fn feed(&mut self, data: &[u8], fds: Vec<OwnedFd>, flags: FeedFlags) -> Result<(), Error> {
         let fds: FdList = fds.into_iter().map(Some).collect();
         if !self.is_fed() {
             return Err(Error::InvalidArgument("feeding a connection that reads its own socket"));
@@ -594,7 +589,7 @@ impl Connection {
         if scratch.buf.len() < STREAM_READ {
             scratch.buf.resize(STREAM_READ, 0);
         }
-        let got = recv_with_fds(self.sock(), &mut scratch.buf[..STREAM_READ], &mut scratch.cmsg)
+        let got = recv_fd_list(self.sock(), &mut scratch.buf[..STREAM_READ], &mut scratch.cmsg)
             .map_err(|e| Error::sys("recvmsg", e))?;
         if got.bytes == 0 {
             // End of stream; a stream read returns fds only with bytes.
@@ -627,7 +622,7 @@ impl Connection {
         }
         // A packet over the limit is received into no room at all: the
         // kernel drops its bytes and reports MSG_TRUNC.
-        let got = recv_with_fds(self.sock(), &mut data, &mut scratch.cmsg).map_err(|e| Error::sys("recvmsg", e))?;
+        let got = recv_fd_list(self.sock(), &mut data, &mut scratch.cmsg).map_err(|e| Error::sys("recvmsg", e))?;
         data.truncate(got.bytes);
         // A packet, even an empty one, brings its timestamp; the end brings
         // no control data at all.

@@ -60,13 +60,14 @@ pub const INLINE_FDS: usize = 4;
 /// [`INLINE_FDS`] of them live inline, without a heap allocation.
 pub type FdList = SmallVec<[Option<OwnedFd>; INLINE_FDS]>;
 
-/// What one `recvmsg(2)` returned.
+/// What one `recvmsg(2)` returned: its fds as a `Vec` ([`recv_with_fds`]),
+/// or as the connection keeps them, an [`FdList`] ([`recv_fd_list`]).
 #[derive(Debug, Default)]
-pub struct Received {
+pub struct Received<Fds = Vec<OwnedFd>> {
     /// Bytes written into the buffer.
     pub bytes: usize,
-    /// Every fd the kernel installed, in order (every slot `Some`).
-    pub fds: FdList,
+    /// Every fd the kernel installed, in order.
+    pub fds: Fds,
     /// `MSG_CTRUNC`: fds were sent that the kernel could not install.
     pub fds_lost: bool,
     /// `MSG_TRUNC`: a datagram or packet was larger than the buffer.
@@ -85,6 +86,23 @@ pub fn recv_with_fds(
     buf: &mut [u8],
     cmsg: &mut [u64; CMSG_WORDS],
 ) -> Result<Received, Errno> {
+    let got = recv_fd_list(sock, buf, cmsg)?;
+    Ok(Received {
+        bytes: got.bytes,
+        fds: got.fds.into_iter().flatten().collect(),
+        fds_lost: got.fds_lost,
+        truncated: got.truncated,
+        control: got.control,
+    })
+}
+
+/// [`recv_with_fds`] with the fds in an [`FdList`] (every slot `Some`):
+/// no heap allocation for a few fds.
+pub fn recv_fd_list(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    cmsg: &mut [u64; CMSG_WORDS],
+) -> Result<Received<FdList>, Errno> {
     loop {
         let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
         // SAFETY: an all-zero msghdr is a valid "no address, no iov, no
@@ -235,7 +253,7 @@ mod tests {
         let mut cmsg = [0u64; CMSG_WORDS];
         let got = recv_with_fds(b.as_fd(), &mut buf, &mut cmsg).unwrap();
         assert_eq!((got.bytes, got.fds.len(), got.fds_lost), (2, 2, false));
-        for fd in got.fds.iter().flatten() {
+        for fd in &got.fds {
             let fl = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
             assert!(nix::fcntl::FdFlag::from_bits_retain(fl).contains(nix::fcntl::FdFlag::FD_CLOEXEC));
         }

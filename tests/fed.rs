@@ -94,7 +94,7 @@ fn serve_fed(sock: &OwnedFd, framing: Framing, cap: usize) -> Vec<Seen> {
             fds_lost: got.fds_lost,
             end,
         };
-        conn.feed(&buf[..got.bytes], got.fds.into_iter().flatten(), flags).unwrap();
+        conn.feed(&buf[..got.bytes], got.fds, flags).unwrap();
         if drain(&mut conn, &mut out) {
             return out;
         }
@@ -444,7 +444,7 @@ fn serve_fed_packets(sock: &OwnedFd, n: usize) -> Vec<Seen> {
         let got = recv_with_fds(sock.as_fd(), &mut buf, &mut cmsg).unwrap();
         conn.feed(
             &buf[..got.bytes],
-            got.fds.into_iter().flatten(),
+            got.fds,
             FeedFlags {
                 fds_lost: got.fds_lost,
                 end: false,

@@ -1,7 +1,7 @@
 //! A monitor connection: reads commands and gives each exactly the fds
 //! that were sent with it.
 //!
-//! # The association rule (stream sockets, DESIGN.md 4.2)
+//! # The association rule (stream sockets)
 //!
 //! On a stream socket the kernel returns the fds of one `sendmsg(2)`
 //! together with the last bytes of that write: a `recvmsg(2)` stops right

@@ -645,6 +645,18 @@ pub unsafe extern "C" fn fdctx_conn_feed(
 
 /// Receives the next command with exactly the fds sent with it.
 ///
+/// A monitor loop:
+///
+/// ```c
+/// while ((r = fdctx_conn_recv(conn, &msg)) == 1) {
+///     if (fdctx_msg_status(msg) < 0)
+///         reply_error(msg, fdctx_msg_error(msg));
+///     else
+///         dispatch(msg);
+///     fdctx_msg_finish(msg);
+/// }
+/// ```
+///
 /// Returns:
 /// - 1, with `*out` set to a message the caller must end with
 ///   fdctx_msg_finish(), for every message-shaped thing, good or bad —

@@ -15,7 +15,7 @@
 //! * every fd sent is delivered in exactly one message, or closed by the
 //!   library (proved per fd with the pipe's write end: `EPIPE`);
 //!   sent = delivered + closed, nothing leaked after the messages end;
-//! * the association rule of DESIGN.md 4.2.
+//! * the association rule stated in the doc of `fdctx::conn`.
 //!
 //! Two ways of reading:
 //! * **exact**: the sender waits until the receiver consumed each write
@@ -42,8 +42,6 @@
 //! and `open` against the kernel's own path resolution.
 
 mod common;
-#[path = "common/fdacct.rs"]
-mod fdacct;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::IoSlice;
@@ -52,7 +50,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::fdcount::FdLeakCheck;
-use fdacct::{ino_of, Marked, Tally};
+use common::fdacct::{ino_of, marked, Marked, Tally};
 use fdctx::{Connection, FeedFlags, Framing, Limits};
 use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
 use proptest::prelude::*;
@@ -120,7 +118,8 @@ struct RefStream {
     owner: Vec<ByteOwner>,
 }
 
-/// Reference `/dev/fd/N` parser: the strict grammar of DESIGN.md 3.1.
+/// Reference `/dev/fd/N` parser: the strict grammar stated in the doc of
+/// `fdctx::fdpath`.
 fn ref_fd_index(s: &str) -> Option<Result<usize, ()>> {
     let rest = s.strip_prefix("/dev/fd/")?;
     let ok = !rest.is_empty()
@@ -586,7 +585,7 @@ struct Outcome {
 
 fn run_case(case: &Case, exact: bool) -> Outcome {
     let (client, server) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
-    let mut marks: Vec<Vec<Marked>> = case.writes.iter().map(|(_, n)| fdacct::marked(*n)).collect();
+    let mut marks: Vec<Vec<Marked>> = case.writes.iter().map(|(_, n)| marked(*n)).collect();
     let mut by_ino = HashMap::new();
     let mut writes = Vec::new();
     for (w, ((range, _), ms)) in case.writes.iter().zip(marks.iter_mut()).enumerate() {
@@ -1040,7 +1039,7 @@ fn read_caps() -> impl Strategy<Value = Vec<usize>> {
 }
 
 fn check_equivalent(case: Case, caps: Vec<usize>, tally: &Mutex<Tally>) -> Result<(), TestCaseError> {
-    let mut marks: Vec<Vec<Marked>> = case.writes.iter().map(|(_, n)| fdacct::marked(*n)).collect();
+    let mut marks: Vec<Vec<Marked>> = case.writes.iter().map(|(_, n)| marked(*n)).collect();
     let by_ino: HashMap<u64, (usize, usize)> = marks
         .iter()
         .enumerate()
@@ -1101,7 +1100,7 @@ fn line_fed_and_socket_connections_agree_on_any_reads() {
 // ---------------------------------------------------------------------------
 // The /dev/fd/N grammar
 
-/// Reference classification (DESIGN.md 3.1).
+/// Reference classification (the rules of `fdctx::fdpath`'s doc).
 #[derive(Debug, PartialEq, Eq)]
 enum RefKind {
     Index(usize),

@@ -203,12 +203,18 @@ fn abi_version() -> Result<u32, Error> {
     }
 }
 
-/// `ENOSYS` (not built in, or a seccomp filter) and `EOPNOTSUPP` (built in
-/// but not enabled at boot) mean no Landlock; anything else is a failure.
+/// `ENOSYS` (not built in, or a seccomp filter), `EOPNOTSUPP` (built in
+/// but not enabled at boot) and `EPERM` (which these calls never return
+/// here on their own: no privilege is needed, and no_new_privs is set
+/// before `landlock_restrict_self`; container runtimes' filters answer it)
+/// mean no Landlock; anything else is a failure.
 fn unsupported_or_sys(call: &'static str, e: Errno) -> Error {
     match e {
         Errno::ENOSYS => Error::Unconfinable(format!(
             "{call}: ENOSYS: the kernel has no Landlock (not built in, or the call is blocked by a seccomp filter)"
+        )),
+        Errno::EPERM => Error::Unconfinable(format!(
+            "{call}: EPERM: Landlock is blocked (by a seccomp filter or a container's policy)"
         )),
         Errno::EOPNOTSUPP => Error::Unconfinable(format!(
             "{call}: EOPNOTSUPP: Landlock is built in but not enabled (add landlock to the lsm= boot parameter)"

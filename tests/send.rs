@@ -26,7 +26,7 @@ fn pair(ty: SockType) -> (OwnedFd, OwnedFd) {
 fn monitor(framing: Framing) -> (Connection, OwnedFd) {
     let (client, server) = pair(SockType::Stream);
     let limits = Limits { max_fds: 1000, ..Limits::default() };
-    (Connection::new(server, framing, limits), client)
+    (Connection::new(server, framing, limits).unwrap(), client)
 }
 
 /// `n` fresh pipe read ends, each marked by a distinct inode.
@@ -315,7 +315,7 @@ fn leading_whitespace_larger_than_the_socket_buffer_goes_out_first_without_fds()
 fn a_packet_is_one_write_with_all_its_fds_whatever_its_bytes() {
     let _leaks = FdLeakCheck::new();
     let (client, server) = pair(SockType::SeqPacket);
-    let mut conn = Connection::new(server, Framing::Packet, Limits::default());
+    let mut conn = Connection::new(server, Framing::Packet, Limits::default()).unwrap();
     let fds = pipes(2);
     let want = inos(&fds);
     send(&client, b" {\"execute\":\"x\"}", fds).unwrap();

@@ -393,6 +393,25 @@ static void allow_list_grants_its_access_only(void)
     path_of(p, sizeof p, "rw/dir");
     CHECK_EQ(mkdir(p, 0700), 0);
     CHECK_EQ(rmdir(p), 0);
+    if (abi >= 2) {
+        /* Moved between directories within the allowed tree (REFER), but
+         * not out of it. */
+        char q[PATH_MAX];
+        path_of(p, sizeof p, "rw/dir");
+        CHECK_EQ(mkdir(p, 0700), 0);
+        path_of(p, sizeof p, "rw/moved");
+        r = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        CHECK(r >= 0);
+        if (r >= 0)
+            close(r);
+        path_of(q, sizeof q, "rw/dir/moved");
+        CHECK_EQ(rename(p, q), 0);
+        path_of(p, sizeof p, "outside/moved");
+        CHECK(rename(q, p) == -1 && (errno == EXDEV || errno == EACCES));
+        CHECK_EQ(unlink(q), 0);
+        path_of(p, sizeof p, "rw/dir");
+        CHECK_EQ(rmdir(p), 0);
+    }
     path_of(p, sizeof p, "rw/fifo");
     CHECK_EQ(mkfifo(p, 0600), -1);
     CHECK_EQ(errno, EACCES);

@@ -117,7 +117,9 @@ typedef struct fdctx_limits {
 typedef struct fdctx_allow {
     /**
      * A NUL-terminated path: a directory allows what is beneath it, a file
-     * allows that file. It must exist when fdctx_confine() is called.
+     * allows that file. It must exist when fdctx_confine() is called; a
+     * symlink is followed (what it points to is allowed). The rule is on
+     * that file or directory itself, so it still holds after a rename.
      */
     const char *path;
     /**

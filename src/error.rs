@@ -109,15 +109,7 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::NoSuchIndex { index, count } => match count {
-                0 => write!(f, "/dev/fd/{index} was not passed with this command (no fd was)"),
-                1 => write!(f, "/dev/fd/{index} was not passed with this command (only /dev/fd/0 was)"),
-                n => write!(
-                    f,
-                    "/dev/fd/{index} was not passed with this command (only /dev/fd/0 to /dev/fd/{} were)",
-                    n - 1
-                ),
-            },
+            Error::NoSuchIndex { index, count } => no_such_index(f, *index, *count),
             Error::AlreadyTaken { index } => {
                 write!(f, "/dev/fd/{index} was already taken by an earlier call")
             }
@@ -169,14 +161,25 @@ impl fmt::Display for Error {
                 "a file descriptor sent was the monitor connection's own peer socket: refused and closed"
             ),
             Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
-            Error::Sys { call, errno } => {
-                // The C library's wording (strerror), as C callers know it.
-                let text = std::io::Error::from_raw_os_error(*errno as i32).to_string();
-                let text = text.split(" (os error").next().unwrap_or(&text).to_owned();
-                write!(f, "{call}: {text}")
-            }
+            Error::Sys { call, errno } => write!(f, "{call}: {}", strerror(*errno)),
         }
     }
+}
+
+/// Which fds a command did bring, for the text of [`Error::NoSuchIndex`].
+fn no_such_index(f: &mut fmt::Formatter<'_>, index: usize, count: usize) -> fmt::Result {
+    write!(f, "/dev/fd/{index} was not passed with this command ")?;
+    match count {
+        0 => write!(f, "(no fd was)"),
+        1 => write!(f, "(only /dev/fd/0 was)"),
+        n => write!(f, "(only /dev/fd/0 to /dev/fd/{} were)", n - 1),
+    }
+}
+
+/// The C library's wording of `errno` (strerror), as C callers know it.
+fn strerror(errno: Errno) -> String {
+    let text = std::io::Error::from_raw_os_error(errno as i32).to_string();
+    text.split(" (os error").next().unwrap_or(&text).to_owned()
 }
 
 impl std::error::Error for Error {}

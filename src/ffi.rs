@@ -1019,7 +1019,9 @@ pub unsafe extern "C" fn fdctx_send(sockfd: c_int, buf: *const c_void, len: usiz
 #[derive(Debug, Clone, Copy)]
 pub struct fdctx_allow {
     /// A NUL-terminated path: a directory allows what is beneath it, a file
-    /// allows that file. It must exist when fdctx_confine() is called.
+    /// allows that file. It must exist when fdctx_confine() is called; a
+    /// symlink is followed (what it points to is allowed). The rule is on
+    /// that file or directory itself, so it still holds after a rename.
     pub path: *const c_char,
     /// `O_RDONLY`, `O_WRONLY` or `O_RDWR`: the most this entry allows.
     pub access: c_int,

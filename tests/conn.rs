@@ -5,64 +5,18 @@
 mod common;
 
 use std::io::Write;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use common::fdcount::FdLeakCheck;
-use fdctx::send::send_with_fds;
-use fdctx::{Connection, Error, Framing, Limits, Message};
-use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
-
-fn pair(ty: SockType) -> (OwnedFd, OwnedFd) {
-    socketpair(AddressFamily::Unix, ty, None, SockFlag::SOCK_CLOEXEC).unwrap()
-}
+use common::{ino_of, inos, msg_inos, pair, pipes, recv, send, send_raw, text};
+use fdctx::{Connection, Error, Framing, Limits};
+use nix::sys::socket::SockType;
 
 /// A monitor connection and the client end of a stream socket.
 fn stream(limits: Limits) -> (Connection, OwnedFd) {
     let (client, server) = pair(SockType::Stream);
     (Connection::new(server, Framing::Json, limits).unwrap(), client)
-}
-
-/// `n` fresh pipe read ends, each marked by a distinct inode.
-fn pipes(n: usize) -> Vec<OwnedFd> {
-    (0..n).map(|_| nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap().0).collect()
-}
-
-fn ino(fd: BorrowedFd<'_>) -> u64 {
-    nix::sys::stat::fstat(fd).unwrap().st_ino
-}
-
-fn inos(fds: &[OwnedFd]) -> Vec<u64> {
-    fds.iter().map(|f| ino(f.as_fd())).collect()
-}
-
-/// The inodes of the fds a message brought, in index order.
-fn msg_inos(m: &Message) -> Vec<u64> {
-    (0..m.fds().count()).map(|i| ino(m.fds().get(i).unwrap())).collect()
-}
-
-fn send(sock: &OwnedFd, bytes: &[u8], fds: &[OwnedFd]) {
-    let b: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-    send_with_fds(sock.as_fd(), bytes, &b).unwrap();
-}
-
-/// One `sendmsg(2)` exactly as given, as a client without fdctx_send does
-/// (`qemu.qmp` sends its fds on a lone space, which fdctx_send refuses).
-fn send_raw(sock: &OwnedFd, bytes: &[u8], fds: &[OwnedFd]) {
-    use std::os::fd::AsRawFd;
-    let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
-    let cmsg = [ControlMessage::ScmRights(&raw)];
-    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
-    let n = sendmsg::<()>(sock.as_raw_fd(), &[std::io::IoSlice::new(bytes)], cmsgs, MsgFlags::empty(), None).unwrap();
-    assert_eq!(n, bytes.len());
-}
-
-fn recv<S: AsFd>(conn: &mut Connection<S>) -> Message {
-    conn.recv().unwrap().expect("a message")
-}
-
-fn text(m: &Message) -> &str {
-    std::str::from_utf8(m.data()).unwrap()
 }
 
 #[test]
@@ -312,7 +266,7 @@ fn a_message_outlives_its_connection_on_another_thread() {
     let want = inos(&fds);
     let got = std::thread::spawn(move || {
         let fd = m.fds_mut().take(0).unwrap();
-        (ino(fd.as_fd()), m.finish())
+        (ino_of(fd.as_fd()), m.finish())
     })
     .join()
     .unwrap();

@@ -42,8 +42,6 @@
 //! and `open` against the kernel's own path resolution.
 
 mod common;
-#[path = "common/fdacct.rs"]
-mod fdacct;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::IoSlice;
@@ -52,7 +50,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::fdcount::FdLeakCheck;
-use fdacct::{ino_of, Marked, Tally};
+use common::fdacct::{ino_of, marked, Marked, Tally};
 use fdctx::{Connection, FeedFlags, Framing, Limits};
 use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
 use proptest::prelude::*;
@@ -587,7 +585,7 @@ struct Outcome {
 
 fn run_case(case: &Case, exact: bool) -> Outcome {
     let (client, server) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
-    let mut marks: Vec<Vec<Marked>> = case.writes.iter().map(|(_, n)| fdacct::marked(*n)).collect();
+    let mut marks: Vec<Vec<Marked>> = case.writes.iter().map(|(_, n)| marked(*n)).collect();
     let mut by_ino = HashMap::new();
     let mut writes = Vec::new();
     for (w, ((range, _), ms)) in case.writes.iter().zip(marks.iter_mut()).enumerate() {
@@ -1041,7 +1039,7 @@ fn read_caps() -> impl Strategy<Value = Vec<usize>> {
 }
 
 fn check_equivalent(case: Case, caps: Vec<usize>, tally: &Mutex<Tally>) -> Result<(), TestCaseError> {
-    let mut marks: Vec<Vec<Marked>> = case.writes.iter().map(|(_, n)| fdacct::marked(*n)).collect();
+    let mut marks: Vec<Vec<Marked>> = case.writes.iter().map(|(_, n)| marked(*n)).collect();
     let by_ino: HashMap<u64, (usize, usize)> = marks
         .iter()
         .enumerate()

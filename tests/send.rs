@@ -7,19 +7,13 @@
 
 mod common;
 
-use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use common::fdcount::FdLeakCheck;
+use common::{inos, msg_inos, pair, pipes, recv, send_raw, text};
 use fdctx::send::send_with_fds;
-use fdctx::{Connection, Error, Framing, Limits, Message};
-use nix::sys::socket::{
-    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-};
-
-fn pair(ty: SockType) -> (OwnedFd, OwnedFd) {
-    socketpair(AddressFamily::Unix, ty, None, SockFlag::SOCK_CLOEXEC).unwrap()
-}
+use fdctx::{Connection, Error, Framing, Limits};
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockType};
 
 /// A monitor connection that accepts up to 1000 fds per command, and the
 /// client end of its stream socket.
@@ -29,45 +23,11 @@ fn monitor(framing: Framing) -> (Connection, OwnedFd) {
     (Connection::new(server, framing, limits).unwrap(), client)
 }
 
-/// `n` fresh pipe read ends, each marked by a distinct inode.
-fn pipes(n: usize) -> Vec<OwnedFd> {
-    (0..n).map(|_| nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap().0).collect()
-}
-
-fn ino(fd: BorrowedFd<'_>) -> u64 {
-    nix::sys::stat::fstat(fd).unwrap().st_ino
-}
-
-fn inos(fds: &[OwnedFd]) -> Vec<u64> {
-    fds.iter().map(|f| ino(f.as_fd())).collect()
-}
-
-fn msg_inos(m: &Message) -> Vec<u64> {
-    (0..m.fds().count()).map(|i| ino(m.fds().get(i).unwrap())).collect()
-}
-
 /// `fdctx_send`; the sender's copies of the fds are closed right after, as a
 /// client does, so only the receiver's copies stay open.
 fn send(sock: &OwnedFd, bytes: &[u8], fds: Vec<OwnedFd>) -> Result<(), Error> {
     let b: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
     send_with_fds(sock.as_fd(), bytes, &b)
-}
-
-/// One `sendmsg(2)` exactly as given: a client that does not use fdctx_send.
-fn raw_sendmsg(sock: &OwnedFd, bytes: &[u8], fds: &[OwnedFd]) {
-    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
-    let cmsg = [ControlMessage::ScmRights(&raw)];
-    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
-    let n = sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(bytes)], cmsgs, MsgFlags::empty(), None).unwrap();
-    assert_eq!(n, bytes.len());
-}
-
-fn recv(conn: &mut Connection) -> Message {
-    conn.recv().unwrap().expect("a message")
-}
-
-fn text(m: &Message) -> &str {
-    std::str::from_utf8(m.data()).unwrap()
 }
 
 /// Closes the client end and checks that nothing else was queued.
@@ -274,12 +234,12 @@ fn a_raw_write_starting_on_whitespace_after_a_64k_read_minus_one_gives_its_fd_to
     let _leaks = FdLeakCheck::new();
     let (mut conn, client) = monitor(Framing::Json);
     let fill = filler(65535);
-    raw_sendmsg(&client, &fill, &[]);
+    send_raw(&client, &fill, &[]);
     let mut cmd2 = b" ".to_vec();
     cmd2.extend_from_slice(OPEN);
     let fds = pipes(1);
     let want = inos(&fds);
-    raw_sendmsg(&client, &cmd2, &fds);
+    send_raw(&client, &cmd2, &fds);
     drop(fds);
     let first = recv(&mut conn);
     assert_eq!(msg_inos(&first), want, "the read that returned the fd held command 1's last bytes");

@@ -28,7 +28,7 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::fdpath::PathKind;
 use crate::message::Message;
-use boundary::{c_text, count_out, fd_out, ffi_boundary, path_arg, slice_arg, str_arg, write_opt, Castable};
+use boundary::{c_text, count_out, fd_arg, fd_out, ffi_boundary, path_arg, slice_arg, str_arg, write_opt, Castable};
 
 /// The receiving side of one monitor socket: it frames commands and gives
 /// each exactly the fds that were sent with it. It keeps only the command
@@ -510,16 +510,13 @@ pub extern "C" fn fdctx_current() -> *mut fdctx {
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_conn_new(sockfd: c_int, framing: fdctx_framing, limits: *const fdctx_limits) -> *mut fdctx_conn {
     ffi_boundary(|| {
-        if sockfd < 0 {
-            return Err(Error::sys("fdctx_conn_new", nix::errno::Errno::EBADF));
-        }
+        // SAFETY: the caller keeps `sockfd` open until fdctx_conn_free(), as
+        // documented above, and the connection ends there: the 'static
+        // borrow outlives every use. The one borrowed socket of the C ABI.
+        let sock: BorrowedFd<'static> = unsafe { fd_arg(sockfd, "fdctx_conn_new") }?;
         // SAFETY: a live fdctx_limits or NULL.
         let limits = unsafe { limits_arg(limits) };
         let framing = framing_arg(framing)?;
-        // SAFETY: the caller keeps `sockfd` open until fdctx_conn_free(), as
-        // documented above, and the connection ends there: the borrow
-        // outlives every use. This is the one borrowed socket of the C ABI.
-        let sock = unsafe { BorrowedFd::borrow_raw(sockfd) };
         Ok(fdctx_conn { conn: Connection::new(sock, framing, limits)? }.into_ptr())
     })
 }
@@ -911,17 +908,8 @@ pub unsafe extern "C" fn fdctx_msg_get_json(msg: *const fdctx_msg, pointer: *con
 /// read-only ones included (the accessors cache what they parse).
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_msg_get_bool(msg: *const fdctx_msg, pointer: *const c_char, out: *mut bool) -> c_int {
-    ffi_boundary(|| {
-        // SAFETY: live message or NULL; NUL-terminated string or NULL.
-        let (m, pointer) = unsafe { (fdctx_msg::arg(msg)?, str_arg(pointer, "pointer")?) };
-        if out.is_null() {
-            return Err(Error::InvalidArgument("out"));
-        }
-        let v = m.msg.get_bool(pointer)?;
-        // SAFETY: non-null `out` points at writable storage.
-        unsafe { out.write(v) };
-        Ok(0)
-    })
+    // SAFETY: forwarded (the same pointer rules).
+    unsafe { get_scalar(msg, pointer, out, Message::get_bool) }
 }
 
 /// The integer at `pointer`, written to `*out`.
@@ -934,13 +922,29 @@ pub unsafe extern "C" fn fdctx_msg_get_bool(msg: *const fdctx_msg, pointer: *con
 /// read-only ones included (the accessors cache what they parse).
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_msg_get_int(msg: *const fdctx_msg, pointer: *const c_char, out: *mut i64) -> c_int {
+    // SAFETY: forwarded (the same pointer rules).
+    unsafe { get_scalar(msg, pointer, out, Message::get_int) }
+}
+
+/// The body of the scalar accessors: the value `get` finds at `pointer`,
+/// written to `*out`.
+///
+/// # Safety
+/// `msg` is a live message or NULL, `pointer` a NUL-terminated string or
+/// NULL, `out` NULL or writable.
+unsafe fn get_scalar<T>(
+    msg: *const fdctx_msg,
+    pointer: *const c_char,
+    out: *mut T,
+    get: fn(&Message, &str) -> Result<T, Error>,
+) -> c_int {
     ffi_boundary(|| {
-        // SAFETY: live message or NULL; NUL-terminated string or NULL.
+        // SAFETY: the caller's contract.
         let (m, pointer) = unsafe { (fdctx_msg::arg(msg)?, str_arg(pointer, "pointer")?) };
         if out.is_null() {
             return Err(Error::InvalidArgument("out"));
         }
-        let v = m.msg.get_int(pointer)?;
+        let v = get(&m.msg, pointer)?;
         // SAFETY: non-null `out` points at writable storage.
         unsafe { out.write(v) };
         Ok(0)
@@ -992,20 +996,15 @@ pub unsafe extern "C" fn fdctx_msg_get_int(msg: *const fdctx_msg, pointer: *cons
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_send(sockfd: c_int, buf: *const c_void, len: usize, fds: *const c_int, nfds: usize) -> c_int {
     ffi_boundary(|| {
-        if sockfd < 0 {
-            return Err(Error::sys("fdctx_send", nix::errno::Errno::EBADF));
-        }
+        // SAFETY: the caller keeps the socket open for the call.
+        let sock = unsafe { fd_arg(sockfd, "fdctx_send") }?;
         // SAFETY: non-null `buf` points at `len` readable bytes, non-null
         // `fds` at `nfds` ints.
         let (bytes, raw) = unsafe { (slice_arg(buf.cast::<u8>(), len, "buf or fds")?, slice_arg(fds, nfds, "buf or fds")?) };
-        if raw.iter().any(|&fd| fd < 0) {
-            return Err(Error::sys("fdctx_send: negative fd", nix::errno::Errno::EBADF));
-        }
-        // SAFETY: the caller keeps these fds (and the socket) open for the
-        // duration of the call; they are only borrowed.
-        let borrowed: Vec<BorrowedFd<'_>> = raw.iter().map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) }).collect();
-        // SAFETY: as above, for the socket.
-        let sock = unsafe { BorrowedFd::borrow_raw(sockfd) };
+        // SAFETY: the caller keeps these fds open for the call; they are
+        // only borrowed.
+        let borrowed: Vec<BorrowedFd<'_>> =
+            raw.iter().map(|&fd| unsafe { fd_arg(fd, "fdctx_send: negative fd") }).collect::<Result<_, _>>()?;
         crate::send::send_with_fds(sock, bytes, &borrowed)?;
         Ok(0)
     })

@@ -61,7 +61,7 @@ pub use crate::framing::Framing;
 use crate::framing::{is_ws, validate_json, validate_text, Scanner};
 use crate::message::Message;
 use crate::peer;
-use crate::recv::{peek_packet_len, recv_with_fds, CMSG_WORDS};
+use crate::recv::{peek_packet_len, recv_fd_list, FdList, CMSG_WORDS};
 
 /// Bounds on what one command may bring. A field left 0 takes its default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,13 +192,13 @@ fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
 /// Fds gathered for one command, or waiting for the next one.
 #[derive(Debug, Default)]
 struct FdBatch {
-    fds: Vec<OwnedFd>,
+    fds: FdList,
     error: Option<Error>,
 }
 
 impl FdBatch {
     /// The fds, or why the command cannot have them.
-    fn into_result(self) -> Result<Vec<OwnedFd>, Error> {
+    fn into_result(self) -> Result<FdList, Error> {
         match self.error {
             Some(e) => Err(e),
             None => Ok(self.fds),
@@ -211,7 +211,7 @@ impl FdBatch {
 
     /// Adds one read's fds, and what was wrong with them if anything
     /// (the first fault wins). Once the batch is bad it holds nothing.
-    fn add(&mut self, fds: Vec<OwnedFd>, fault: Option<Error>, max_fds: usize) {
+    fn add(&mut self, fds: FdList, fault: Option<Error>, max_fds: usize) {
         if let Some(e) = fault {
             self.error.get_or_insert(e);
         }
@@ -237,7 +237,7 @@ impl FdBatch {
 
     /// Closes the fds; the command they were for fails with `why`.
     fn expire(&mut self, why: Error) {
-        self.add(Vec::new(), Some(why), 0);
+        self.add(FdList::new(), Some(why), 0);
     }
 }
 
@@ -398,6 +398,7 @@ impl<S: AsFd> Connection<S> {
     /// socket; `EPIPE` (as [`Error::Sys`]) after the end was fed. Nothing
     /// is fed then, and `fds` are closed.
     pub fn feed(&mut self, data: &[u8], fds: Vec<OwnedFd>, flags: FeedFlags) -> Result<(), Error> {
+        let fds: FdList = fds.into_iter().map(Some).collect();
         if !self.is_fed() {
             return Err(Error::InvalidArgument("feeding a connection that reads its own socket"));
         }
@@ -553,7 +554,7 @@ impl<S: AsFd> Connection<S> {
 
     /// Whether `fds` hold the connection's own peer socket (see
     /// [`crate::peer`]); looks the peer up once, the first time fds come.
-    fn refers_to_peer(&mut self, fds: &[OwnedFd]) -> bool {
+    fn refers_to_peer(&mut self, fds: &[Option<OwnedFd>]) -> bool {
         if fds.is_empty() || self.is_fed() {
             return false;
         }
@@ -562,14 +563,14 @@ impl<S: AsFd> Connection<S> {
             self.peer = Some((peer::socket_inode(sock), peer::peer_inode(sock)));
         }
         let Some((own, peer)) = self.peer else { return false };
-        fds.iter().any(|fd| {
+        fds.iter().flatten().any(|fd| {
             let ino = peer::socket_inode(fd.as_fd());
             ino.is_some() && (ino == peer || ino == own)
         })
     }
 
     /// A read's fault: fds lost in transit, or the peer socket among them.
-    fn fault(&mut self, fds: &[OwnedFd], fds_lost: bool) -> Option<Error> {
+    fn fault(&mut self, fds: &[Option<OwnedFd>], fds_lost: bool) -> Option<Error> {
         if self.refers_to_peer(fds) {
             Some(Error::PeerSocket)
         } else {
@@ -588,7 +589,7 @@ impl<S: AsFd> Connection<S> {
         if scratch.buf.len() < STREAM_READ {
             scratch.buf.resize(STREAM_READ, 0);
         }
-        let got = recv_with_fds(self.sock(), &mut scratch.buf[..STREAM_READ], &mut scratch.cmsg)
+        let got = recv_fd_list(self.sock(), &mut scratch.buf[..STREAM_READ], &mut scratch.cmsg)
             .map_err(|e| Error::sys("recvmsg", e))?;
         if got.bytes == 0 {
             // End of stream; a stream read returns fds only with bytes.
@@ -615,7 +616,7 @@ impl<S: AsFd> Connection<S> {
         }
         // A packet over the limit is received into no room at all: the
         // kernel drops its bytes and reports MSG_TRUNC.
-        let got = recv_with_fds(self.sock(), &mut data, &mut scratch.cmsg).map_err(|e| Error::sys("recvmsg", e))?;
+        let got = recv_fd_list(self.sock(), &mut data, &mut scratch.cmsg).map_err(|e| Error::sys("recvmsg", e))?;
         data.truncate(got.bytes);
         // A packet, even an empty one, brings its timestamp; the end brings
         // no control data at all.
@@ -660,7 +661,7 @@ impl<S: AsFd> Connection<S> {
 
     /// One packet: its bytes (empty when `truncated`, i.e. larger than
     /// `max_msg_bytes`), its fds and what was wrong with them.
-    fn on_packet(&mut self, data: Vec<u8>, fds: Vec<OwnedFd>, fault: Option<Error>, truncated: bool) {
+    fn on_packet(&mut self, data: Vec<u8>, fds: FdList, fault: Option<Error>, truncated: bool) {
         let check = if truncated {
             Err(Error::TooLarge { limit: self.limits.max_msg_bytes })
         } else if data.iter().find(|&&b| !is_ws(b)) == Some(&b'{') {
@@ -677,7 +678,7 @@ impl<S: AsFd> Connection<S> {
 
     /// One read of a stream: its bytes (possibly none) and its fds, given
     /// to commands by the association rule of this module's doc.
-    fn on_stream(&mut self, chunk: &[u8], fds: Vec<OwnedFd>, fault: Option<Error>) {
+    fn on_stream(&mut self, chunk: &[u8], fds: FdList, fault: Option<Error>) {
         let max_fds = self.limits.max_fds;
         let mut owner = Owner::Nobody;
         let mut pos = 0;

@@ -1,17 +1,19 @@
 # bench/bench.mk - the fdctx benchmark, included by the top-level Makefile.
 #
-#   make bench        build the receivers against the staged install, run every
-#                     workload, print the table, write build/bench/summary.txt
+#   make bench        install the baselines' libraries if missing, build the
+#                     receivers against the staged install, run every workload,
+#                     print the tables, write build/bench/summary.txt
 #   make bench-smoke  the same programs with small counts, one run each: checks
 #                     that every receiver gets every command and fd, leaks none
 #                     (part of `make check`)
 #
 # B2 needs jansson (Debian: libjansson-dev), B3 GLib/GIO (libglib2.0-dev).
-# A baseline whose library is missing is skipped with a line saying so;
-# nothing is installed from here.
+# `make bench` installs them when they are missing (scripts/install-deps
+# --bench, as CI does); where it cannot, it says in one line what to run,
+# and a baseline whose library is missing is skipped with a line saying so.
+# `make bench-smoke` installs nothing.
 
 BENCH_OUT := build/bench
-BENCH_STAGE = $(or $(STAGE),$(CURDIR)/build/stage)
 BENCH_CFLAGS ?= -O2 -g -Wall -Wextra -std=gnu11
 BENCH_HDRS := bench/bench.h bench/rx_main.h
 BENCH_HAVE_JANSSON := $(shell pkg-config --exists jansson 2>/dev/null && echo yes)
@@ -22,10 +24,20 @@ BENCH_PROGS := $(BENCH_OUT)/fdbench $(BENCH_OUT)/fdbench-alloc.so \
 	$(if $(BENCH_HAVE_JANSSON),$(BENCH_OUT)/recv-b2) \
 	$(if $(BENCH_HAVE_GLIB),$(BENCH_OUT)/recv-b3)
 
-.PHONY: bench bench-build bench-smoke bench-skips bench-clean
+.PHONY: bench bench-run bench-deps bench-build bench-smoke bench-skips bench-clean
 
-bench: bench-build
+# A sub-make, so that libraries installed by bench-deps are seen.
+bench: bench-deps
+	@+$(MAKE) --no-print-directory bench-run
+
+bench-run: bench-build
 	$(BENCH_OUT)/fdbench --summary $(BENCH_OUT)/summary.txt $(BENCH_OUT)
+
+bench-deps:
+	@if ! pkg-config --exists jansson gio-unix-2.0 2>/dev/null; then \
+	    bash scripts/install-deps --bench || \
+	    echo "make bench: B2 and B3 need their libraries: run 'sudo scripts/install-deps --bench', then make bench"; \
+	fi
 
 bench-smoke: bench-build
 	$(BENCH_OUT)/fdbench --smoke $(BENCH_OUT)
@@ -62,9 +74,7 @@ $(BENCH_OUT)/recv-b3: bench/recv_b3.c $(BENCH_HDRS)
 # `stage` is phony, so this one small program is relinked on every run.
 $(BENCH_OUT)/recv-fdctx: bench/recv_fdctx.c $(BENCH_HDRS) stage
 	@mkdir -p $(@D)
-	$(CC) $(BENCH_CFLAGS) -o $@ $< \
-		$$(PKG_CONFIG_PATH=$(BENCH_STAGE)/lib/pkgconfig pkg-config --cflags --libs fdctx) \
-		-Wl,-rpath,$(BENCH_STAGE)/lib
+	$(CC) $(BENCH_CFLAGS) $(FDCTX_CFLAGS) -o $@ $< $(FDCTX_LIBS)
 
 bench-clean:
 	rm -rf $(BENCH_OUT)

@@ -1,14 +1,20 @@
 /* fdbench: the driver and sender of the fdctx benchmark.
  *
- *   fdbench [--smoke] [--summary FILE] BENCH_DIR
+ *   fdbench [--smoke] [--only W1,..] [--rx fdctx,..] [--count N] [--summary FILE] BENCH_DIR
  *
  * BENCH_DIR holds the receivers (recv-fdctx, recv-b1, recv-b2, recv-b3; a
  * missing one is reported as skipped) and the allocation-counting shim
  * fdbench-alloc.so. For every workload and receiver, fdbench creates a Unix
  * stream socket pair (or, for W5, a listening socket), forks and execs the
  * receiver pinned to one CPU, pins itself to another, sends the workload,
- * and reads the receiver's one-line report. Runs are interleaved across
- * receivers and repeated until the medians settle; medians are reported.
+ * and reads the receiver's one-line report.
+ *
+ * Runs are made in rounds: one round runs every receiver once, back to
+ * back (W4: both sizes), and rounds go on until every median moves by less
+ * than 1 % from one round to the next. Each figure is reported as the
+ * median over rounds with the smallest and largest value; a ratio is the
+ * median of the ratios within each round, which cancels the machine's
+ * drift between rounds.
  *
  * Sending uses sendmmsg(2) with one command per message (each message
  * carrying that command's fds), so the sender stays ahead of every receiver
@@ -16,10 +22,11 @@
  *
  * --smoke runs every workload once with small counts and only checks that
  * every receiver receives every command and fd and leaks none.
- * --only W1,W3 and --rx fdctx,B1 restrict the run (e.g. to profile one
- * receiver: perf record -C <receiver CPU> -g -- fdbench --only W1 --rx fdctx DIR);
- * FDBENCH_WRAP="valgrind --tool=callgrind" in the environment runs every
- * receiver under that command (best with --smoke). */
+ * --only W1,W3 and --rx fdctx,B1 restrict the run, --count N sets the
+ * commands of W1-W3 (e.g. to profile one receiver: perf record -C <receiver
+ * CPU> -g -- fdbench --only W1 --rx fdctx DIR). FDBENCH_WRAP="valgrind
+ * --tool=callgrind" in the environment runs every receiver under that
+ * command (best with --smoke or a small --count). */
 #define _GNU_SOURCE
 #include "bench.h"
 #include <fcntl.h>
@@ -40,20 +47,21 @@ struct workload {
     enum wl_kind kind;
     size_t count;     /* commands, or connections for WL_IDLE */
     size_t fds;       /* fds per command */
-    size_t big_bytes; /* WL_BIG: size of the one command */
+    size_t big_bytes; /* WL_BIG: size of each command */
     int min_runs, max_runs;
+    int with_next; /* measured in the same rounds as the next workload */
 };
 
 #define W_1MIB (1024u * 1024u)
 #define BIG_WRITE 4096
 
 static struct workload workloads[] = {
-    { "W1", "100,000 commands of 153 B, 1 fd each", WL_CMDS, 100000, 1, 0, 5, 9 },
-    { "W2", "100,000 commands of 155 B, no fd", WL_CMDS, 100000, 0, 0, 5, 9 },
-    { "W3", "2,000 commands of 153 B, 253 fds each", WL_CMDS, 2000, BENCH_SCM_MAX_FD, 0, 5, 9 },
-    { "W4a", "one 1 MiB command in 4 KiB writes", WL_BIG, 1, 0, 1 * W_1MIB, 9, 15 },
-    { "W4b", "one 4 MiB command in 4 KiB writes", WL_BIG, 1, 0, 4 * W_1MIB, 9, 15 },
-    { "W5", "1,000 idle connections after one command (1 fd)", WL_IDLE, 1000, 1, 0, 3, 3 },
+    { "W1", "100,000 commands of 153 B, 1 fd each", WL_CMDS, 100000, 1, 0, 5, 15, 0 },
+    { "W2", "100,000 commands of 155 B, no fd", WL_CMDS, 100000, 0, 0, 5, 15, 0 },
+    { "W3", "2,000 commands of 153 B, 253 fds each", WL_CMDS, 2000, BENCH_SCM_MAX_FD, 0, 5, 15, 0 },
+    { "W4a", "1 MiB commands in 4 KiB writes", WL_BIG, 1, 0, 1 * W_1MIB, 51, 63, 1 },
+    { "W4b", "4 MiB commands in 4 KiB writes", WL_BIG, 1, 0, 4 * W_1MIB, 51, 63, 0 },
+    { "W5", "1,000 idle connections after one command (1 fd)", WL_IDLE, 1000, 1, 0, 3, 3, 0 },
 };
 #define NWL (sizeof workloads / sizeof workloads[0])
 enum { W1, W2, W3, W4A, W4B, W5 };
@@ -76,7 +84,7 @@ static struct receiver receivers[] = {
 #define NRX (sizeof receivers / sizeof receivers[0])
 enum { RX_FDCTX, RX_B1, RX_B2, RX_B3 };
 
-#define MAX_RUNS 16
+#define MAX_RUNS 64
 
 struct run {
     double wall_ns, cpu_ns;
@@ -164,17 +172,6 @@ static double median(const double *v, int n)
     return n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
 }
 
-static double result_median(const struct result *r, int which, int n)
-{
-    double v[MAX_RUNS];
-    for (int i = 0; i < n; i++)
-        v[i] = which == 0   ? r->runs[i].wall_ns
-               : which == 1 ? r->runs[i].cpu_ns
-               : which == 2 ? (double)r->runs[i].idle_heap
-                            : (double)r->runs[i].idle_rss;
-    return median(v, n);
-}
-
 static void pick_cpus(void)
 {
     cpu_set_t set;
@@ -230,7 +227,7 @@ static pid_t spawn(const struct receiver *rx, const char *mode, int fd, int ctl,
         int n = 0;
         char *wrap = getenv("FDBENCH_WRAP");
         if (wrap && *wrap)
-            for (char *t = strtok(wrap, " "); t && n < 24; t = strtok(NULL, " "))
+            for (char *t = strtok(wrap, " \t\n"); t && n < 24; t = strtok(NULL, " \t\n"))
                 argv[n++] = t;
         char *rest[] = { (char *)rx->path, (char *)mode, sfd, sctl, scount, sfds, sbytes, NULL };
         memcpy(argv + n, rest, sizeof rest);
@@ -448,9 +445,9 @@ static int run_stream(int wi, const struct receiver *rx, const struct workload *
             sent += (size_t)k;
         }
     } else {
-        /* One big command written 4 KiB at a time while the receiver reads. */
-        r = announce(cv[0], 1);
-        if (r == 0)
+        /* Big commands written 4 KiB at a time while the receiver reads. */
+        r = announce(cv[0], (uint64_t)w->count);
+        for (size_t i = 0; i < w->count && r == 0; i++)
             r = send_big(sv[0], big_cmd[w->big_bytes > W_1MIB], w->big_bytes);
         if (r == 0)
             r = wait_ack(cv[0]);
@@ -514,17 +511,137 @@ static int run_once(int wi, int ri, int with_shim, struct run *out)
     return w->kind == WL_IDLE ? run_idle(rx, w, out) : run_stream(wi, rx, w, with_shim, out);
 }
 
+/* ---- figures ----------------------------------------------------------- */
+
+static int ok(int wi, int ri)
+{
+    return receivers[ri].present && !results[wi][ri].failed && results[wi][ri].nruns > 0;
+}
+
+/* The spread of a figure over rounds: median, smallest, largest. */
+struct spread {
+    double med, min, max;
+    int n;
+};
+
+static struct spread no_spread(void) { return (struct spread){ NAN, NAN, NAN, 0 }; }
+
+static struct spread spread_of(const double *v, int n)
+{
+    if (n <= 0)
+        return no_spread();
+    struct spread s = { median(v, n), v[0], v[0], n };
+    for (int i = 1; i < n; i++) {
+        if (v[i] < s.min)
+            s.min = v[i];
+        if (v[i] > s.max)
+            s.max = v[i];
+    }
+    return s;
+}
+
+/* The receiver's own CPU time (user + system) per command in each run: the
+ * figure all ratios use. Unlike wall time it does not grow when another
+ * process on the machine takes the receiver's CPU for a while. `which`: 0
+ * wall, 1 CPU per command; 2 heap, 3 RSS bytes per idle connection. Over
+ * the first n rounds (n < 0: all). */
+static struct spread run_spread(int wi, int ri, int which, int n)
+{
+    if (!ok(wi, ri))
+        return no_spread();
+    const struct result *r = &results[wi][ri];
+    if (n < 0 || n > r->nruns)
+        n = r->nruns;
+    double v[MAX_RUNS], count = (double)workloads[wi].count;
+    for (int i = 0; i < n; i++)
+        v[i] = which == 0   ? r->runs[i].wall_ns / count
+               : which == 1 ? r->runs[i].cpu_ns / count
+               : which == 2 ? (double)r->runs[i].idle_heap
+                            : (double)r->runs[i].idle_rss;
+    return spread_of(v, n);
+}
+
+static double ns_per_cmd(int wi, int ri) { return run_spread(wi, ri, 1, -1).med; }
+
+/* The per-round ratio of the CPU time per command of workload wa on
+ * receiver ra to that of wb on rb, over the first n rounds (n < 0: all).
+ * Both were measured in the same round, moments apart, so the ratio of
+ * each pair cancels the machine's drift between rounds; the figure is the
+ * median of those ratios, not the ratio of two medians. */
+static struct spread ratio_spread(int wa, int ra, int wb, int rb, int n)
+{
+    if (!ok(wa, ra) || !ok(wb, rb))
+        return no_spread();
+    const struct result *a = &results[wa][ra], *b = &results[wb][rb];
+    int m = a->nruns < b->nruns ? a->nruns : b->nruns;
+    if (n < 0 || n > m)
+        n = m;
+    double v[MAX_RUNS];
+    for (int i = 0; i < n; i++)
+        v[i] = (a->runs[i].cpu_ns / (double)workloads[wa].count) /
+               (b->runs[i].cpu_ns / (double)workloads[wb].count);
+    return spread_of(v, n);
+}
+
+/* Time of the 4 MiB command over the 1 MiB one: 4 when the cost is linear. */
+static struct spread linearity(int ri, int n) { return ratio_spread(W4B, ri, W4A, ri, n); }
+
+/* The figures that are ratios of two times (W3's per-fd ratio is its time
+ * ratio: both sides are divided by the same 253 fds). */
+struct ratio_fig {
+    const char *key;
+    const char *label;
+    int wa, ra, wb, rb;
+    double limit; /* NAN: no target */
+};
+
+static const struct ratio_fig ratio_figs[] = {
+    { "w1_ratio_b1", "W1 time fdctx / B1", W1, RX_FDCTX, W1, RX_B1, 1.25 },
+    { "w1_ratio_b2", "W1 time fdctx / B2", W1, RX_FDCTX, W1, RX_B2, 1.10 },
+    { "w1_ratio_b3", "W1 time fdctx / B3", W1, RX_FDCTX, W1, RX_B3, 0.80 },
+    { "w2_ratio_b1", "W2 time fdctx / B1", W2, RX_FDCTX, W2, RX_B1, 1.60 },
+    { "w2_ratio_b2", "W2 time fdctx / B2", W2, RX_FDCTX, W2, RX_B2, NAN },
+    { "w2_ratio_b3", "W2 time fdctx / B3", W2, RX_FDCTX, W2, RX_B3, NAN },
+    { "w3_per_fd_ratio_b1", "W3 per-fd cost fdctx / B1", W3, RX_FDCTX, W3, RX_B1, 1.05 },
+    { "w3_per_fd_ratio_b2", "W3 per-fd cost fdctx / B2", W3, RX_FDCTX, W3, RX_B2, NAN },
+    { "w3_per_fd_ratio_b3", "W3 per-fd cost fdctx / B3", W3, RX_FDCTX, W3, RX_B3, NAN },
+    { "w4_linearity", "W4 fdctx time 4 MiB / 1 MiB", W4B, RX_FDCTX, W4A, RX_FDCTX, 4.3 },
+};
+#define NRATIO (sizeof ratio_figs / sizeof ratio_figs[0])
+
 /* ---- the schedule ------------------------------------------------------ */
 
-static int stable(int wi)
+/* Workloads run in groups: W4's two sizes are one group, every other
+ * workload is its own. One round runs every workload of the group on every
+ * receiver, back to back, so that the two times a ratio compares were taken
+ * moments apart. */
+static int group_len(int wi) { return workloads[wi].with_next ? 2 : 1; }
+
+static int in_group(int wi, int first) { return wi >= first && wi < first + group_len(first); }
+
+static int wl_rounds[NWL];
+
+static int moved(struct spread a, struct spread b, double tol)
 {
-    for (size_t ri = 0; ri < NRX; ri++) {
-        const struct result *r = &results[wi][ri];
-        if (!receivers[ri].present || r->failed)
+    if (isnan(a.med) || isnan(b.med))
+        return 0;
+    return fabs(a.med - b.med) > tol * fabs(a.med);
+}
+
+/* After round n: did any median of the group (each receiver's time, each
+ * ratio figure) move by more than 1 % from round n - 1? */
+static int stable(int first, int n)
+{
+    for (int wi = first; in_group(wi, first); wi++)
+        for (size_t ri = 0; ri < NRX; ri++)
+            if (moved(run_spread(wi, (int)ri, 1, n), run_spread(wi, (int)ri, 1, n - 1), 0.01))
+                return 0;
+    for (size_t i = 0; i < NRATIO; i++) {
+        const struct ratio_fig *f = &ratio_figs[i];
+        if (!in_group(f->wa, first))
             continue;
-        int n = r->nruns;
-        double a = result_median(r, 1, n), b = result_median(r, 1, n - 1);
-        if (fabs(a - b) > 0.01 * a)
+        if (moved(ratio_spread(f->wa, f->ra, f->wb, f->rb, n),
+                  ratio_spread(f->wa, f->ra, f->wb, f->rb, n - 1), 0.01))
             return 0;
     }
     return 1;
@@ -538,96 +655,80 @@ static void record(struct result *res, const struct run *run)
         res->maxrss_kb = run->maxrss_kb;
 }
 
-static int run_workload(int wi)
+/* One run of every workload of the group on every receiver still in it;
+ * `keep`: record the runs (else a discarded warm-up). */
+static void round_of(int first, int keep)
 {
-    const struct workload *w = &workloads[wi];
-    int fails = 0;
     struct run run;
-    fprintf(stderr, "fdbench: %s (%s)", w->id, smoke ? "smoke: small counts, one run" : w->desc);
     for (size_t ri = 0; ri < NRX; ri++)
-        results[wi][ri].allocs = -1;
-    if (!smoke && w->kind != WL_IDLE) /* warm-up run, discarded */
-        for (size_t ri = 0; ri < NRX; ri++)
-            if (receivers[ri].present && run_once(wi, (int)ri, 0, &run) != 0)
-                results[wi][ri].failed = 1;
-    int min_runs = smoke ? 1 : w->min_runs, max_runs = smoke ? 1 : w->max_runs;
-    for (int n = 1; n <= max_runs; n++) {
-        for (size_t ri = 0; ri < NRX; ri++) {
+        for (int wi = first; in_group(wi, first); wi++) {
             struct result *res = &results[wi][ri];
             if (!receivers[ri].present || res->failed)
                 continue;
             if (run_once(wi, (int)ri, 0, &run) != 0)
                 res->failed = 1;
-            else
+            else if (keep)
                 record(res, &run);
         }
+}
+
+/* Runs a group: a discarded warm-up round, then rounds until every median
+ * the group reports settles (within the first workload's bounds), then one
+ * more run of each under the allocation-counting shim. */
+static int run_group(int first)
+{
+    const struct workload *w = &workloads[first];
+    int fails = 0;
+    struct run run;
+    fprintf(stderr, "fdbench: %s", w->id);
+    for (int wi = first + 1; in_group(wi, first); wi++)
+        fprintf(stderr, "+%s", workloads[wi].id);
+    fprintf(stderr, " (%s)", smoke ? "smoke: small counts, one run" : w->desc);
+    for (int wi = first; in_group(wi, first); wi++)
+        for (size_t ri = 0; ri < NRX; ri++)
+            results[wi][ri].allocs = -1;
+    if (!smoke && w->kind != WL_IDLE)
+        round_of(first, 0);
+    int min_runs = smoke ? 1 : w->min_runs, max_runs = smoke ? 1 : w->max_runs;
+    if (max_runs > MAX_RUNS)
+        max_runs = MAX_RUNS;
+    int n;
+    for (n = 1; n <= max_runs; n++) {
+        round_of(first, 1);
         fputc('.', stderr);
-        if (n >= min_runs && n > 1 && stable(wi))
+        if (n >= min_runs && n > 1 && stable(first, n))
             break;
     }
-    /* One more run under the allocation-counting shim. */
+    for (int wi = first; in_group(wi, first); wi++)
+        wl_rounds[wi] = n > max_runs ? max_runs : n;
     if (have_shim && w->kind != WL_IDLE)
-        for (size_t ri = 0; ri < NRX; ri++) {
-            struct result *res = &results[wi][ri];
-            if (!receivers[ri].present || res->failed)
-                continue;
-            if (run_once(wi, (int)ri, 1, &run) != 0)
-                res->failed = 1;
-            else {
-                res->allocs = run.allocs;
-                if (run.maxrss_kb > res->maxrss_kb)
-                    res->maxrss_kb = run.maxrss_kb;
+        for (int wi = first; in_group(wi, first); wi++)
+            for (size_t ri = 0; ri < NRX; ri++) {
+                struct result *res = &results[wi][ri];
+                if (!receivers[ri].present || res->failed)
+                    continue;
+                if (run_once(wi, (int)ri, 1, &run) != 0)
+                    res->failed = 1;
+                else {
+                    res->allocs = run.allocs;
+                    if (run.maxrss_kb > res->maxrss_kb)
+                        res->maxrss_kb = run.maxrss_kb;
+                }
             }
-        }
     fputc('\n', stderr);
-    for (size_t ri = 0; ri < NRX; ri++)
-        fails += receivers[ri].present && results[wi][ri].failed;
+    for (int wi = first; in_group(wi, first); wi++)
+        for (size_t ri = 0; ri < NRX; ri++)
+            fails += receivers[ri].present && results[wi][ri].failed;
     return fails;
 }
 
-/* ---- figures ----------------------------------------------------------- */
-
-static int ok(int wi, int ri)
-{
-    return receivers[ri].present && !results[wi][ri].failed && results[wi][ri].nruns > 0;
-}
-
-/* The receiver's own CPU time (user + system) per command: the figure all
- * ratios use. Unlike wall time it does not grow when another process on
- * the machine takes the receiver's CPU for a while. */
-static double ns_per_cmd(int wi, int ri)
-{
-    if (!ok(wi, ri))
-        return NAN;
-    const struct result *r = &results[wi][ri];
-    return result_median(r, 1, r->nruns) / (double)workloads[wi].count;
-}
-
-static double wall_ns_per_cmd(int wi, int ri)
-{
-    if (!ok(wi, ri))
-        return NAN;
-    const struct result *r = &results[wi][ri];
-    return result_median(r, 0, r->nruns) / (double)workloads[wi].count;
-}
+/* ---- the report -------------------------------------------------------- */
 
 static double allocs_per_cmd(int wi, int ri)
 {
     if (!ok(wi, ri) || results[wi][ri].allocs < 0)
         return NAN;
     return (double)results[wi][ri].allocs / (double)workloads[wi].count;
-}
-
-static double ratio(int wi, int a, int b) { return ns_per_cmd(wi, a) / ns_per_cmd(wi, b); }
-
-static double linearity(int ri) { return ns_per_cmd(W4B, ri) / ns_per_cmd(W4A, ri); }
-
-static double idle(int ri, int which)
-{
-    if (!ok(W5, ri))
-        return NAN;
-    const struct result *r = &results[W5][ri];
-    return result_median(r, which, r->nruns);
 }
 
 static const char *skipped(size_t ri) { return receivers[ri].built ? "not run" : "skipped"; }
@@ -659,17 +760,43 @@ static const char *fmt_f(char *buf, size_t sz, double v, int prec)
     return buf;
 }
 
-struct target {
-    const char *key;
-    const char *label;
-    double value;
-    double limit; /* NAN: no target */
-    int prec;
-};
+/* "min–max" of a spread, `scale` applied, with `prec` decimals (-1: as an
+ * integer with separators). */
+static const char *fmt_range(char *buf, size_t sz, struct spread s, double scale, int prec)
+{
+    char lo[32], hi[32];
+    if (s.n == 0)
+        return snprintf(buf, sz, "n/a"), buf;
+    if (s.n == 1)
+        return snprintf(buf, sz, "one run"), buf;
+    if (prec < 0) {
+        fmt_int(lo, sizeof lo, s.min * scale);
+        fmt_int(hi, sizeof hi, s.max * scale);
+    } else {
+        fmt_f(lo, sizeof lo, s.min * scale, prec);
+        fmt_f(hi, sizeof hi, s.max * scale, prec);
+    }
+    snprintf(buf, sz, "%s–%s", lo, hi);
+    return buf;
+}
+
+static char load_start[64];
+
+static void read_load(char *buf, size_t sz)
+{
+    FILE *f = fopen("/proc/loadavg", "r");
+    double a = NAN, b = NAN, c = NAN;
+    if (f) {
+        if (fscanf(f, "%lf %lf %lf", &a, &b, &c) != 3)
+            a = b = c = NAN;
+        fclose(f);
+    }
+    snprintf(buf, sz, "%.2f %.2f %.2f", a, b, c);
+}
 
 static void print_machine(void)
 {
-    char model[256] = "unknown CPU";
+    char model[256] = "unknown CPU", load_end[64];
     FILE *f = fopen("/proc/cpuinfo", "r");
     if (f) {
         char line[512];
@@ -687,27 +814,34 @@ static void print_machine(void)
     }
     struct utsname u;
     uname(&u);
+    read_load(load_end, sizeof load_end);
     printf("Machine: %s, %ld online CPUs, Linux %s. ", model, sysconf(_SC_NPROCESSORS_ONLN),
            u.release);
     if (cpu_rx >= 0)
         printf("Receiver pinned to CPU %d, sender to CPU %d.\n", cpu_rx, cpu_tx);
     else
         printf("Only one CPU: receiver and sender not pinned.\n");
+    printf("Load average (1, 5, 15 min) at the start: %s; at the end: %s.\n", load_start, load_end);
 }
 
 static void report(const char *summary_path)
 {
-    char a[32], b[32], c[32], d[32], e[32], g[32];
+    char a[80], b[80], c[80], d[80], e[80], g[80], h[80];
     printf("\n");
     print_machine();
-    printf("Medians of 5-9 interleaved runs (W4: 9-15); a warm-up run of each is discarded.\n");
+    printf("Rounds (after one discarded warm-up round): W1 %d, W2 %d, W3 %d, W4 %d, W5 %d. A round\n"
+           "runs every receiver back to back; rounds stop when every median moves by less than 1 %%.\n",
+           wl_rounds[W1], wl_rounds[W2], wl_rounds[W3], wl_rounds[W4A], wl_rounds[W5]);
     printf("W1-W3: the sender queues what the socket holds (on average %.0f / %.0f / %.0f commands),\n"
-           "then the receiver drains exactly that under its clock; W4: from the first byte to the\n"
-           "command. ns/cmd and ms are the receiver's CPU time (user + system), cmds/s = 1e9 / ns/cmd;\n"
-           "wall ns/cmd is close to ns/cmd unless other work shares the receiver's CPU.\n\n",
-           batch_sum[W1] / batch_n[W1], batch_sum[W2] / batch_n[W2], batch_sum[W3] / batch_n[W3]);
+           "then the receiver drains exactly that under its clock; W4: %zu and %zu commands, each from\n"
+           "its first byte to its end. ns/cmd and ms are the receiver's CPU time (user + system),\n"
+           "median over rounds and (in brackets) the smallest and largest; cmds/s = 1e9 / ns/cmd.\n"
+           "wall ns/cmd is close to ns/cmd unless other work shares the receiver's CPU. Ratios are\n"
+           "medians of per-round ratios, with the smallest and largest.\n\n",
+           batch_sum[W1] / batch_n[W1], batch_sum[W2] / batch_n[W2], batch_sum[W3] / batch_n[W3],
+           workloads[W4A].count, workloads[W4B].count);
 
-    printf("| workload | receiver | cmds/s | ns/cmd | wall ns/cmd | allocs/cmd | peak RSS KiB |\n");
+    printf("| workload | receiver | cmds/s | ns/cmd (min–max) | wall ns/cmd | allocs/cmd | peak RSS KiB |\n");
     printf("|---|---|---:|---:|---:|---:|---:|\n");
     for (int wi = W1; wi <= W3; wi++)
         for (size_t ri = 0; ri < NRX; ri++) {
@@ -715,41 +849,45 @@ static void report(const char *summary_path)
                 printf("| %s | %s | %s | | | | |\n", workloads[wi].id, receivers[ri].name, skipped(ri));
                 continue;
             }
-            double ns = ns_per_cmd(wi, (int)ri);
-            printf("| %s | %s | %s | %s | %s | %s | %s |\n", workloads[wi].id, receivers[ri].name,
-                   fmt_int(a, sizeof a, 1e9 / ns), fmt_int(b, sizeof b, ns),
-                   fmt_int(c, sizeof c, wall_ns_per_cmd(wi, (int)ri)),
+            struct spread t = run_spread(wi, (int)ri, 1, -1);
+            printf("| %s | %s | %s | %s (%s) | %s | %s | %s |\n", workloads[wi].id, receivers[ri].name,
+                   fmt_int(a, sizeof a, 1e9 / t.med), fmt_int(b, sizeof b, t.med),
+                   fmt_range(h, sizeof h, t, 1, -1),
+                   fmt_int(c, sizeof c, run_spread(wi, (int)ri, 0, -1).med),
                    fmt_f(d, sizeof d, allocs_per_cmd(wi, (int)ri), 2),
                    fmt_int(e, sizeof e, ok(wi, (int)ri) ? (double)results[wi][ri].maxrss_kb : NAN));
         }
 
-    printf("\n| W4 | 1 MiB ms | 4 MiB ms | 4 MiB / 1 MiB | allocs 1 MiB / 4 MiB | peak RSS KiB |\n");
+    printf("\n| W4 | 1 MiB ms (min–max) | 4 MiB ms (min–max) | 4 MiB / 1 MiB (min–max) | allocs 1 MiB / 4 MiB | peak RSS KiB |\n");
     printf("|---|---:|---:|---:|---:|---:|\n");
     for (size_t ri = 0; ri < NRX; ri++) {
         if (!receivers[ri].present) {
             printf("| %s | %s | | | | |\n", receivers[ri].name, skipped(ri));
             continue;
         }
-        char f1[32], f2[32];
-        printf("| %s | %s | %s | %s | %s / %s | %s |\n", receivers[ri].name,
-               fmt_f(a, sizeof a, ns_per_cmd(W4A, (int)ri) / 1e6, 2),
-               fmt_f(b, sizeof b, ns_per_cmd(W4B, (int)ri) / 1e6, 2),
-               fmt_f(c, sizeof c, linearity((int)ri), 2),
+        char f1[32], f2[32], r1[80], r2[80], r3[80];
+        struct spread t1 = run_spread(W4A, (int)ri, 1, -1), t4 = run_spread(W4B, (int)ri, 1, -1);
+        struct spread lin = linearity((int)ri, -1);
+        printf("| %s | %s (%s) | %s (%s) | %s (%s) | %s / %s | %s |\n", receivers[ri].name,
+               fmt_f(a, sizeof a, t1.med / 1e6, 2), fmt_range(r1, sizeof r1, t1, 1e-6, 2),
+               fmt_f(b, sizeof b, t4.med / 1e6, 2), fmt_range(r2, sizeof r2, t4, 1e-6, 2),
+               fmt_f(c, sizeof c, lin.med, 2), fmt_range(r3, sizeof r3, lin, 1, 2),
                fmt_f(f1, sizeof f1, allocs_per_cmd(W4A, (int)ri), 0),
                fmt_f(f2, sizeof f2, allocs_per_cmd(W4B, (int)ri), 0),
                fmt_int(g, sizeof g,
                        ok(W4B, (int)ri) ? (double)results[W4B][ri].maxrss_kb : NAN));
     }
 
-    printf("\n| W5 | heap bytes / idle conn | RSS bytes / idle conn | peak RSS KiB |\n");
+    printf("\n| W5 | heap bytes / idle conn (min–max) | RSS bytes / idle conn | peak RSS KiB |\n");
     printf("|---|---:|---:|---:|\n");
     for (size_t ri = 0; ri < NRX; ri++) {
         if (!receivers[ri].present) {
             printf("| %s | %s | | |\n", receivers[ri].name, skipped(ri));
             continue;
         }
-        printf("| %s | %s | %s | %s |\n", receivers[ri].name, fmt_int(a, sizeof a, idle((int)ri, 2)),
-               fmt_int(b, sizeof b, idle((int)ri, 3)),
+        struct spread heap = run_spread(W5, (int)ri, 2, -1);
+        printf("| %s | %s (%s) | %s | %s |\n", receivers[ri].name, fmt_int(a, sizeof a, heap.med),
+               fmt_range(h, sizeof h, heap, 1, -1), fmt_int(b, sizeof b, run_spread(W5, (int)ri, 3, -1).med),
                fmt_int(c, sizeof c, ok(W5, (int)ri) ? (double)results[W5][ri].maxrss_kb : NAN));
     }
 
@@ -761,46 +899,51 @@ static void report(const char *summary_path)
         if (ok(wi, RX_FDCTX) && results[wi][RX_FDCTX].maxrss_kb > peak)
             peak = results[wi][RX_FDCTX].maxrss_kb;
 
-    struct target t[] = {
-        { "w1_ratio_b1", "W1 time fdctx / B1", ratio(W1, RX_FDCTX, RX_B1), 1.50, 3 },
-        { "w1_ratio_b2", "W1 time fdctx / B2", ratio(W1, RX_FDCTX, RX_B2), 1.10, 3 },
-        { "w1_ratio_b3", "W1 time fdctx / B3", ratio(W1, RX_FDCTX, RX_B3), NAN, 3 },
-        { "w2_ratio_b1", "W2 time fdctx / B1", ratio(W2, RX_FDCTX, RX_B1), NAN, 3 },
-        { "w2_ratio_b2", "W2 time fdctx / B2", ratio(W2, RX_FDCTX, RX_B2), NAN, 3 },
-        { "w2_ratio_b3", "W2 time fdctx / B3", ratio(W2, RX_FDCTX, RX_B3), NAN, 3 },
-        { "w3_per_fd_ratio_b1", "W3 per-fd cost fdctx / B1", per_fd[RX_FDCTX] / per_fd[RX_B1], 1.10, 3 },
-        { "w3_per_fd_ratio_b2", "W3 per-fd cost fdctx / B2", per_fd[RX_FDCTX] / per_fd[RX_B2], NAN, 3 },
-        { "w3_per_fd_ratio_b3", "W3 per-fd cost fdctx / B3", per_fd[RX_FDCTX] / per_fd[RX_B3], NAN, 3 },
-        { "w4_linearity", "W4 fdctx time 4 MiB / 1 MiB", linearity(RX_FDCTX), 4.5, 2 },
-        { "w1_allocs_per_cmd", "W1 fdctx heap allocations per command", allocs_per_cmd(W1, RX_FDCTX), 4, 2 },
-        { "idle_conn_bytes", "W5 fdctx heap bytes per idle connection", idle(RX_FDCTX, 2), 16384, 0 },
-    };
-    size_t nt = sizeof t / sizeof t[0];
+    /* Every figure with its spread and target; the ratios first. */
+    struct fig {
+        const char *key;
+        const char *label;
+        struct spread s;
+        double limit; /* NAN: no target */
+        int prec;
+    } t[NRATIO + 2];
+    size_t nt = 0;
+    for (size_t i = 0; i < NRATIO; i++) {
+        const struct ratio_fig *f = &ratio_figs[i];
+        t[nt++] = (struct fig){ f->key, f->label, ratio_spread(f->wa, f->ra, f->wb, f->rb, -1),
+                                f->limit, f->wa == W4B ? 2 : 3 };
+    }
+    double al = allocs_per_cmd(W1, RX_FDCTX);
+    t[nt++] = (struct fig){ "w1_allocs_per_cmd", "W1 fdctx heap allocations per command",
+                            { al, al, al, isnan(al) ? 0 : 1 }, 2, 2 };
+    /* (one run: under the shim, which counts exactly, so no spread.) */
+    t[nt++] = (struct fig){ "idle_conn_bytes", "W5 fdctx heap bytes per idle connection",
+                            run_spread(W5, RX_FDCTX, 2, -1), 2481, 0 };
     int met = 0, total = 0;
-    printf("\n| figure | value | target | met |\n|---|---:|---:|---|\n");
+    printf("\n| figure | value | min–max | target | met |\n|---|---:|---:|---:|---|\n");
     for (size_t i = 0; i < nt; i++) {
         const char *verdict = "";
         if (!isnan(t[i].limit)) {
             total++;
-            if (isnan(t[i].value))
+            if (isnan(t[i].s.med))
                 verdict = "not measured";
-            else if (t[i].value <= t[i].limit)
+            else if (t[i].s.med <= t[i].limit)
                 verdict = "yes", met++;
             else
                 verdict = "NO";
         }
+        fmt_f(a, sizeof a, t[i].s.med, t[i].prec);
+        fmt_range(h, sizeof h, t[i].s, 1, t[i].prec);
         if (isnan(t[i].limit))
-            printf("| %s | %s | | |\n", t[i].label, fmt_f(a, sizeof a, t[i].value, t[i].prec));
+            printf("| %s | %s | %s | | |\n", t[i].label, a, h);
         else
-            printf("| %s | %s | <= %s | %s |\n", t[i].label,
-                   fmt_f(a, sizeof a, t[i].value, t[i].prec),
-                   fmt_f(b, sizeof b, t[i].limit, t[i].limit == floor(t[i].limit) ? 0 : 2),
-                   verdict);
+            printf("| %s | %s | %s | <= %s | %s |\n", t[i].label, a, h,
+                   fmt_f(b, sizeof b, t[i].limit, t[i].limit == floor(t[i].limit) ? 0 : 2), verdict);
     }
-    printf("| W3 per-fd cost, ns: fdctx / B1 / B2 / B3 | %s / %s / %s / %s | | |\n",
+    printf("| W3 per-fd cost, ns: fdctx / B1 / B2 / B3 | %s / %s / %s / %s | | | |\n",
            fmt_f(a, sizeof a, per_fd[RX_FDCTX], 1), fmt_f(b, sizeof b, per_fd[RX_B1], 1),
            fmt_f(c, sizeof c, per_fd[RX_B2], 1), fmt_f(d, sizeof d, per_fd[RX_B3], 1));
-    printf("| fdctx peak RSS, KiB (all workloads) | %ld | | |\n", peak);
+    printf("| fdctx peak RSS, KiB (all workloads) | %ld | | | |\n", peak);
     printf("\nTargets met: %d of %d.\n", met, total);
 
     if (!summary_path)
@@ -808,23 +951,32 @@ static void report(const char *summary_path)
     FILE *f = fopen(summary_path, "w");
     if (!f)
         die("%s: %s", summary_path, strerror(errno));
-    for (size_t i = 0; i < nt; i++)
-        fprintf(f, "%s %s\n", t[i].key, fmt_f(a, sizeof a, t[i].value, t[i].prec));
+    for (size_t i = 0; i < nt; i++) {
+        fprintf(f, "%s %s\n", t[i].key, fmt_f(a, sizeof a, t[i].s.med, t[i].prec));
+        fprintf(f, "%s_min %s\n", t[i].key, fmt_f(a, sizeof a, t[i].s.min, t[i].prec));
+        fprintf(f, "%s_max %s\n", t[i].key, fmt_f(a, sizeof a, t[i].s.max, t[i].prec));
+    }
     for (size_t ri = 0; ri < NRX; ri++) {
         const char *n = receivers[ri].bin + 5; /* fdctx, b1, b2, b3 */
         for (int wi = W1; wi <= W3; wi++) {
-            fprintf(f, "w%d_ns_per_cmd_%s %s\n", wi + 1, n, fmt_f(a, sizeof a, ns_per_cmd(wi, (int)ri), 1));
-            fprintf(f, "w%d_cmds_per_s_%s %s\n", wi + 1, n,
-                    fmt_f(a, sizeof a, 1e9 / ns_per_cmd(wi, (int)ri), 0));
+            struct spread s = run_spread(wi, (int)ri, 1, -1);
+            fprintf(f, "w%d_ns_per_cmd_%s %s\n", wi + 1, n, fmt_f(a, sizeof a, s.med, 1));
+            fprintf(f, "w%d_ns_per_cmd_%s_min %s\n", wi + 1, n, fmt_f(a, sizeof a, s.min, 1));
+            fprintf(f, "w%d_ns_per_cmd_%s_max %s\n", wi + 1, n, fmt_f(a, sizeof a, s.max, 1));
+            fprintf(f, "w%d_cmds_per_s_%s %s\n", wi + 1, n, fmt_f(a, sizeof a, 1e9 / s.med, 0));
             fprintf(f, "w%d_allocs_per_cmd_%s %s\n", wi + 1, n,
                     fmt_f(a, sizeof a, allocs_per_cmd(wi, (int)ri), 2));
         }
+        struct spread lin = linearity((int)ri, -1);
         fprintf(f, "w3_ns_per_fd_%s %s\n", n, fmt_f(a, sizeof a, per_fd[ri], 1));
         fprintf(f, "w4_1mib_ms_%s %s\n", n, fmt_f(a, sizeof a, ns_per_cmd(W4A, (int)ri) / 1e6, 3));
         fprintf(f, "w4_4mib_ms_%s %s\n", n, fmt_f(a, sizeof a, ns_per_cmd(W4B, (int)ri) / 1e6, 3));
-        fprintf(f, "w4_linearity_%s %s\n", n, fmt_f(a, sizeof a, linearity((int)ri), 2));
-        fprintf(f, "idle_conn_bytes_%s %s\n", n, fmt_f(a, sizeof a, idle((int)ri, 2), 0));
-        fprintf(f, "idle_conn_rss_bytes_%s %s\n", n, fmt_f(a, sizeof a, idle((int)ri, 3), 0));
+        fprintf(f, "w4_linearity_%s %s\n", n, fmt_f(a, sizeof a, lin.med, 2));
+        fprintf(f, "w4_linearity_%s_min %s\n", n, fmt_f(a, sizeof a, lin.min, 2));
+        fprintf(f, "w4_linearity_%s_max %s\n", n, fmt_f(a, sizeof a, lin.max, 2));
+        fprintf(f, "idle_conn_bytes_%s %s\n", n, fmt_f(a, sizeof a, run_spread(W5, (int)ri, 2, -1).med, 0));
+        fprintf(f, "idle_conn_rss_bytes_%s %s\n", n,
+                fmt_f(a, sizeof a, run_spread(W5, (int)ri, 3, -1).med, 0));
         long pk = 0;
         for (int wi = 0; wi < (int)NWL; wi++)
             if (ok(wi, (int)ri) && results[wi][ri].maxrss_kb > pk)
@@ -832,6 +984,8 @@ static void report(const char *summary_path)
         fprintf(f, "peak_rss_kb_%s %s\n", n, fmt_f(a, sizeof a, ok(W1, (int)ri) ? (double)pk : NAN, 0));
     }
     fprintf(f, "peak_rss_kb %ld\n", peak);
+    for (int wi = 0; wi < (int)NWL; wi++)
+        fprintf(f, "rounds_%s %d\n", workloads[wi].id, wl_rounds[wi]);
     fprintf(f, "targets_met %d\ntargets_total %d\n", met, total);
     fclose(f);
     printf("Summary written to %s\n", summary_path);
@@ -855,6 +1009,7 @@ static int in_list(const char *list, const char *name)
 int main(int argc, char **argv)
 {
     const char *summary = NULL, *dir = NULL, *only = NULL, *only_rx = NULL;
+    long count = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--smoke") == 0)
             smoke = 1;
@@ -862,17 +1017,19 @@ int main(int argc, char **argv)
             only = argv[++i];
         else if (strcmp(argv[i], "--rx") == 0 && i + 1 < argc)
             only_rx = argv[++i];
+        else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc && (count = atol(argv[i + 1])) > 0)
+            i++;
         else if (strcmp(argv[i], "--summary") == 0 && i + 1 < argc)
             summary = argv[++i];
         else if (argv[i][0] != '-' && !dir)
             dir = argv[i];
         else {
-            fprintf(stderr, "usage: fdbench [--smoke] [--only W1,..] [--rx fdctx,..] [--summary FILE] BENCH_DIR\n");
+            fprintf(stderr, "usage: fdbench [--smoke] [--only W1,..] [--rx fdctx,..] [--count N] [--summary FILE] BENCH_DIR\n");
             return 2;
         }
     }
     if (!dir) {
-        fprintf(stderr, "usage: fdbench [--smoke] [--summary FILE] BENCH_DIR\n");
+        fprintf(stderr, "usage: fdbench [--smoke] [--only W1,..] [--rx fdctx,..] [--count N] [--summary FILE] BENCH_DIR\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -890,6 +1047,8 @@ int main(int argc, char **argv)
         workloads[W3].count = 50;
         workloads[W5].count = 50;
     }
+    if (count) /* e.g. for a profile under FDBENCH_WRAP: W1-W3 with N commands */
+        workloads[W1].count = workloads[W2].count = workloads[W3].count = (size_t)count;
 
     snprintf(shim_path, sizeof shim_path, "%s/fdbench-alloc.so", dir);
     have_shim = access(shim_path, R_OK) == 0;
@@ -917,12 +1076,17 @@ int main(int argc, char **argv)
         die("no receiver was built in %s", dir);
 
     int fails = 0;
-    for (int wi = 0; wi < (int)NWL; wi++) {
-        if (only && !in_list(only, workloads[wi].id) &&
-            !(strncmp(workloads[wi].id, "W4", 2) == 0 && in_list(only, "W4")))
+    read_load(load_start, sizeof load_start);
+    for (int wi = 0; wi < (int)NWL; wi += group_len(wi)) {
+        int want = !only;
+        for (int g = wi; only && in_group(g, wi); g++)
+            want |= in_list(only, workloads[g].id) ||
+                    (strncmp(workloads[g].id, "W4", 2) == 0 && in_list(only, "W4"));
+        if (!want)
             continue;
-        wl_ran[wi] = 1;
-        fails += run_workload(wi);
+        for (int g = wi; in_group(g, wi); g++)
+            wl_ran[g] = 1;
+        fails += run_group(wi);
     }
 
     if (smoke) {

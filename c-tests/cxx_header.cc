@@ -12,7 +12,7 @@ int main()
     (fdctx_count(ctx) == 0 ? passed : failed)++;
     fdctx_framing f = FDCTX_FRAMING_PACKET;
     (static_cast<int>(f) == 2 ? passed : failed)++;
-    fdctx_limits lim = {0, 0, 0};
+    fdctx_limits lim = {0, 0, 0, 0};
     (lim.max_fds == 0 ? passed : failed)++;
     (fdctx_finish(ctx) == 0 ? passed : failed)++;
     std::printf("%d passed, %d failed\n", passed, failed);

@@ -35,7 +35,7 @@ int main(void)
     fdctx *ctx, *prev;
     fdctx_conn *conn;
     fdctx_msg *msg = NULL;
-    fdctx_limits limits = {0, 0, 0};
+    fdctx_limits limits = {0, 0, 0, 0};
     bool b = false;
     int64_t v = 0;
     static const char cmd[] =

@@ -1,6 +1,6 @@
 /*
- * The receiving side from C: a monitor loop exactly as in DESIGN.md
- * section 4 over a socket pair, with the client side using fdctx_send.
+ * The receiving side from C: the monitor loop the header documents for
+ * fdctx_conn_recv(), over a socket pair, with the client side using fdctx_send.
  * Framings (JSON, LINE, PACKET), bad messages followed by good ones, the fd
  * association rules, limits, the JSON pointer accessors, and a message used
  * from another thread after its connection was freed.
@@ -76,7 +76,7 @@ static void dispatch(struct seen *s, fdctx_msg *msg)
     }
 }
 
-/* DESIGN.md section 4, verbatim. */
+/* The monitor loop of the header's fdctx_conn_recv() documentation. */
 static int monitor_loop(fdctx_conn *conn, struct seen *s)
 {
     fdctx_msg *msg;
@@ -131,6 +131,38 @@ static void send_text(const char *text)
 static void send_1(const char *text, const char *payload)
 {
     send_with(text, &payload, 1);
+}
+
+/* One sendmsg(2) of `text` with `fd` attached, as a client that does not
+ * use fdctx_send does: qemu.qmp sends its fd on a lone space, which
+ * fdctx_send refuses (a write carrying fds must start at a command byte). */
+static void send_raw_fd(int sock, const char *text, int fd)
+{
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = { (void *)text, strlen(text) };
+    struct msghdr mh;
+    struct cmsghdr *c;
+
+    memset(&mh, 0, sizeof mh);
+    memset(cbuf, 0, sizeof cbuf);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof cbuf;
+    c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    CHECK_EQ(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t)strlen(text));
+}
+
+/* The qemu.qmp style: a lone space carrying a fresh pipe, then the command. */
+static void send_ahead_1(const char *payload)
+{
+    int fd = h_pipe_with(payload);
+    send_raw_fd(sp[1], " ", fd);
+    close(fd);
 }
 
 /* Run the monitor on everything sent so far, up to end of stream. */
@@ -244,7 +276,7 @@ static void test_malformed_then_good(void)
 /* Every kind of bad JSON command has its status; the stream goes on. */
 static void test_bad_json_kinds(void)
 {
-    fdctx_limits lim = {0, 0, 4};
+    fdctx_limits lim = {.max_depth = 4};
     struct seen s;
     int r;
 
@@ -296,7 +328,7 @@ static void test_too_many_fds(void)
 {
     static const char *const three[] = {"a", "b", "c"};
     static const char *const two[] = {"d", "e"};
-    fdctx_limits lim = {0, 2, 0};
+    fdctx_limits lim = {.max_fds = 2};
     struct seen s;
     int r;
 
@@ -319,7 +351,7 @@ static void test_too_many_fds(void)
 
 static void test_too_large(void)
 {
-    fdctx_limits lim = {64, 0, 0};
+    fdctx_limits lim = {.max_msg_bytes = 64};
     char big[300];
     struct seen s;
     int r;
@@ -344,14 +376,15 @@ static void test_too_large(void)
 }
 
 /* qemu.qmp sends one space with the fd, then the command without: the fd
- * waits for the next command (DESIGN.md 4.2). */
+ * waits for the next command (the association rule of fdctx_conn_feed()
+ * and src/conn.rs). */
 static void test_fd_before_command(void)
 {
     struct seen s;
     int r;
 
     open_pair(SOCK_STREAM);
-    send_1(" ", "early");
+    send_ahead_1("early");
     send_text("{\"execute\":\"getfd\",\"arguments\":{\"fdname\":\"x\"}}\n");
     send_text("{\"execute\":\"query-status\"}\n");
     r = run_monitor(FDCTX_FRAMING_JSON, NULL, &s);
@@ -397,7 +430,7 @@ static void test_packet_framing(void)
     static const char p0[] = "{\"execute\":\"first\"}";
     static const char p2[] = "{\"execute\":\"third\"}";
     static const char *const two[] = {"big-a", "big-b"};
-    fdctx_limits lim = {128, 0, 0};
+    fdctx_limits lim = {.max_msg_bytes = 128};
     char big[400];
     struct seen s;
     int r;
@@ -434,7 +467,7 @@ static void test_many_fds_one_command(void)
     enum { N = 300 };
     static int mine[N];
     static ino_t ino[N];
-    fdctx_limits lim = {0, N, 0};
+    fdctx_limits lim = {.max_fds = N};
     fdctx_conn *conn;
     fdctx_msg *msg = NULL;
     int i, r, ok = 1;
@@ -584,7 +617,7 @@ static void test_conn_free_closes_waiting_fds(void)
     open_pair(SOCK_STREAM);
     CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
     CHECK_EQ(fcntl(sp[0], F_SETFL, O_NONBLOCK), 0);
-    CHECK_OK(fdctx_send(sp[1], " ", 1, &p[0], 1));
+    send_raw_fd(sp[1], " ", p[0]);
     close(p[0]);
     conn = fdctx_conn_new(sp[0], FDCTX_FRAMING_JSON, NULL);
     CHECK(conn != NULL);
@@ -867,6 +900,59 @@ static void test_null_and_bad_arguments(void)
     close_pair();
 }
 
+/* A client sends its own end of the monitor socket with an unfinished
+ * command, then exits. The monitor's copy would keep the socket open for
+ * ever; the blocking receive must still end: at once where the kernel can
+ * name the peer (the fd is refused), at the hold deadline otherwise. */
+static void test_self_referencing_client_cannot_hang_the_monitor(void)
+{
+    fdctx_limits limits = {0};
+    fdctx_conn *conn;
+    fdctx_msg *msg;
+    int r;
+
+    limits.max_hold_ms = 2000;
+    open_pair(SOCK_STREAM);
+    CHECK_OK(fdctx_send(sp[1], "{\"execute\":\"x\",", 15, &sp[1], 1));
+    close(sp[1]);
+    conn = fdctx_conn_new(sp[0], FDCTX_FRAMING_JSON, &limits);
+    CHECK(conn != NULL);
+    r = fdctx_conn_recv(conn, &msg);
+    if (r == 1) {
+        /* No Unix sock_diag here: the deadline answered. */
+        CHECK_EQ(fdctx_msg_status(msg), -ETIMEDOUT);
+        CHECK_EQ(fdctx_count(fdctx_msg_fds(msg)), 0);
+        fdctx_msg_finish(msg);
+        r = fdctx_conn_recv(conn, &msg);
+    }
+    CHECK_EQ(r, 0);
+    fdctx_conn_free(conn);
+    close(sp[0]);
+}
+
+/* The same fd with a complete command: that command fails with -EDEADLK
+ * (where the kernel can tell), the connection goes on. */
+static void test_peer_socket_with_a_command_is_refused(void)
+{
+    struct seen s;
+    int r;
+    open_pair(SOCK_STREAM);
+    CHECK_OK(fdctx_send(sp[1], "{\"execute\":\"x\"}\n", 16, &sp[1], 1));
+    send_text("{\"execute\":\"y\"}\n");
+    r = run_monitor(FDCTX_FRAMING_JSON, NULL, &s);
+    CHECK_EQ(r, 0);
+    CHECK_EQ(s.n, 2);
+    if (s.m[0].status == 0) {
+        h_skip("this kernel cannot name a Unix socket's peer (no sock_diag)");
+    } else {
+        CHECK_EQ(s.m[0].status, -EDEADLK);
+        CHECK(s.m[0].has_error);
+        CHECK_EQ(s.m[0].nfds, 0);
+    }
+    CHECK_EQ(s.m[1].status, 0);
+    close_pair();
+}
+
 int main(void)
 {
     h_init();
@@ -887,5 +973,7 @@ int main(void)
     RUN(test_json_pointer);
     RUN(test_message_outlives_connection);
     RUN(test_null_and_bad_arguments);
+    RUN(test_self_referencing_client_cannot_hang_the_monitor);
+    RUN(test_peer_socket_with_a_command_is_refused);
     return h_finish();
 }

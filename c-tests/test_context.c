@@ -250,7 +250,7 @@ static void test_many(void)
     CHECK(ok);
 }
 
-/* DESIGN 3.1: the strict /dev/fd/N grammar. */
+/* The strict /dev/fd/N grammar (src/fdpath.rs, docs/ARCHITECTURE.md). */
 static void test_index_grammar(void)
 {
     static const struct {
@@ -307,10 +307,21 @@ static void test_null_arguments(void)
 {
     int bad = -1;
     CHECK_ERR(fdctx_adopt(NULL, &bad, 1), EINVAL);
+    CHECK_ERR(fdctx_adopt(NULL, NULL, 0), EINVAL);
+    CHECK_ERR(fdctx_adopt(NULL, NULL, 1), EINVAL);
+    {
+        /* The fds are the library's even when ctx is NULL: closed. */
+        int fd = h_pipe_with("orphan");
+        CHECK_ERR(fdctx_adopt(NULL, &fd, 1), EINVAL);
+        CHECK(!h_is_open(fd));
+        if (h_is_open(fd))
+            close(fd);
+    }
     {
         fdctx *ctx = fdctx_new();
         CHECK(ctx != NULL);
         if (ctx) {
+            CHECK_EQ(fdctx_adopt(ctx, NULL, 0), 0);
             CHECK_ERR(fdctx_adopt(ctx, NULL, 1), EINVAL);
             CHECK_ERR(fdctx_open(ctx, NULL, O_RDONLY, 0), EINVAL);
             CHECK_EQ(fdctx_finish(ctx), 0);

@@ -25,14 +25,23 @@
 #define FDCTX_ABI_VERSION 0
 
 /**
- * The receiving side of one monitor socket: it frames commands and gives
- * each exactly the fds that were sent with it. It keeps only the command
- * in progress and fds waiting for one, and closes those when it ends.
- * It may move to another thread, but must not be used from two at once,
- * and it must be the socket's only reader (two readers would split
- * commands, and a packet could change between peeking and receiving).
+ * fdctx_conn_feed() flag: the caller's read reported `MSG_CTRUNC` (fds
+ * were sent that the kernel could not install); the command those fds
+ * belong to is delivered with status `-ECOMM`.
  */
-typedef struct fdctx_conn fdctx_conn;
+#define FDCTX_FEED_FDS_LOST 1
+
+/**
+ * fdctx_conn_feed() flag: the stream ends after these bytes (the caller's
+ * read returned 0, or the caller stops reading this client).
+ */
+#define FDCTX_FEED_END 2
+
+/**
+ * fdctx_confine() flag: fail with `-EOPNOTSUPP` rather than run
+ * unconfined when the kernel has no usable Landlock.
+ */
+#define FDCTX_CONFINE_REQUIRE 1
 
 /**
  * One command's fd context: the fds received with it, indexed from 0 in
@@ -43,6 +52,21 @@ typedef struct fdctx_conn fdctx_conn;
  * threads at once (even borrowing records which fds were used).
  */
 typedef struct fdctx fdctx;
+
+/**
+ * The receiving side of one monitor socket: it frames commands and gives
+ * each exactly the fds that were sent with it. It keeps only the command
+ * in progress and fds waiting for one, and closes those when it ends.
+ * It may move to another thread, but must not be used from two at once,
+ * and it must be the socket's only reader (two readers would split
+ * commands, and a packet could change between peeking and receiving).
+ *
+ * A connection either reads its socket itself (fdctx_conn_new()) or is
+ * fed the caller's reads (fdctx_conn_new_fed(), fdctx_conn_feed()). Both
+ * go through the same framing and association code: a socket connection
+ * is a fed one plus its own `recvmsg(2)` loop.
+ */
+typedef struct fdctx_conn fdctx_conn;
 
 /**
  * One framed command: its bytes, the fds sent with it (its context), and
@@ -75,7 +99,34 @@ typedef struct fdctx_limits {
      * Deepest JSON nesting of objects and arrays; default 64, at most 127.
      */
     size_t max_depth;
+    /**
+     * Longest time in milliseconds that fds may be held for a command that
+     * has not completed, or wait for one (the qemu.qmp style); default
+     * 10000, at most 3600000 (one hour). When it passes, the fds are
+     * closed and the command in progress is delivered as it is with status
+     * `-ETIMEDOUT`, the rest of its line discarded (fds that were waiting
+     * make the next command fail with `-ETIMEDOUT`); the connection goes
+     * on. Measured on the monotonic clock. See fdctx_conn_deadline_ms().
+     */
+    uint32_t max_hold_ms;
 } fdctx_limits;
+
+/**
+ * One path a confined process may still open by path (fdctx_confine()).
+ */
+typedef struct fdctx_allow {
+    /**
+     * A NUL-terminated path: a directory allows what is beneath it, a file
+     * allows that file. It must exist when fdctx_confine() is called; a
+     * symlink is followed (what it points to is allowed). The rule is on
+     * that file or directory itself, so it still holds after a rename.
+     */
+    const char *path;
+    /**
+     * `O_RDONLY`, `O_WRONLY` or `O_RDWR`: the most this entry allows.
+     */
+    int access;
+} fdctx_allow;
 
 /**
  * QMP: a stream of JSON objects, optional whitespace between them. Each is
@@ -226,11 +277,12 @@ int fdctx_dup(const struct fdctx *ctx, size_t index);
  *   would: the fd's access mode must allow the requested one (`-EACCES`),
  *   an `O_PATH` fd serves only `O_PATH` requests (`-EACCES`),
  *   `O_DIRECTORY` on a non-directory is `-ENOTDIR`, `O_CREAT|O_EXCL` is
- *   `-EEXIST`, `O_TRUNC` truncates a writable file, and `O_NONBLOCK` is set
- *   or cleared to match `flags` (on the open file description, which the
- *   sender shares). Other status flags are the sender's: in particular an
- *   fd opened `O_APPEND` by the client stays so, and on Linux pwrite(2) to
- *   it appends whatever offset is given.
+ *   `-EEXIST`, `O_TRUNC` truncates a regular file opened for writing and
+ *   is ignored on a pipe, a tty, a device or a socket (as open(2) does),
+ *   and `O_NONBLOCK` is set or cleared to match `flags` (on the open file
+ *   description, which the sender shares). Other status flags are the
+ *   sender's: in particular an fd opened `O_APPEND` by the client stays
+ *   so, and on Linux pwrite(2) to it appends whatever offset is given.
  * - A path that would reach the process's own fds is refused: `-EINVAL`
  *   for a malformed `/dev/fd/...`, `-EPERM` for `/proc/self/fd/...`,
  *   `/proc/<pid>/fd/...`, `/proc/thread-self/fd/...`, `/dev/stdin` and the
@@ -239,16 +291,20 @@ int fdctx_dup(const struct fdctx *ctx, size_t index);
  *   openat2 is missing — kernels before 5.6, or a seccomp filter answering
  *   `ENOSYS` — the path is walked one component at a time and every symlink
  *   on procfs is refused, so it fails closed).
- * - On procfs (wherever mounted, however reached) `-EPERM` also for any
- *   directory and any process's entries (`/proc/<pid>/...`: `fd`, `mem`,
- *   `environ`...; `/proc/net`, which is `self/net`, too). System-wide
- *   files such as `/proc/cpuinfo` open.
+ * - Nothing on procfs opens (`-EPERM`, `O_PATH` included): the file
+ *   actually opened is checked with fstatfs(2), so no name, bind mount of
+ *   `/proc/<pid>`, other procfs mount or symlink gets past it. `/dev/fd/N`
+ *   is not affected: it never opens a path.
  * - Any other path is opened with `flags | O_CLOEXEC` and `mode` (used only
  *   with `O_CREAT`/`O_TMPFILE`); its errors are open(2)'s. Such a path has
- *   the process's full filesystem authority, as with open(2).
+ *   the process's full filesystem authority, as with open(2) — unless the
+ *   process is confined (fdctx_confine()): then a path outside the allowed
+ *   ones fails with `-EACCES` and a fdctx_last_error() text saying the
+ *   process is confined. `/dev/fd/N` works the same confined or not.
  * - `O_PATH` asked of an fd that is not `O_PATH` gives a path-only fd, as
- *   open(2) would, not a readable or writable duplicate (this reopens the
- *   file through procfs, which must be mounted).
+ *   open(2) would, not a readable or writable duplicate (made with
+ *   open_tree(2) on the fd; only where that call is missing, by reopening
+ *   it `O_PATH` through procfs, which must then be mounted).
  *
  * Returns the new fd, owned by the caller; `-EINVAL` if `path` is NULL;
  * `-EBADF` / `-EBADFD` for an index not passed / already taken.
@@ -317,9 +373,12 @@ struct fdctx *fdctx_current(void);
  * `sockfd` is negative or not a socket, `framing` is not one of
  * `FDCTX_FRAMING_*`, PACKET framing is asked of a stream socket, or a
  * limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
- * `max_depth` 127).
+ * `max_depth` 127, `max_hold_ms` 3600000).
  *
- * The connection must be the socket's only reader.
+ * The connection must be the socket's only reader. With PACKET framing it
+ * turns on `SO_TIMESTAMP` on the socket: every packet then brings a
+ * timestamp, which is how an empty packet is told from the end of the
+ * stream; leave it on.
  *
  * Thread rules: a connection may move between threads but must not be used
  * from two threads at once.
@@ -329,7 +388,88 @@ struct fdctx_conn *fdctx_conn_new(int sockfd,
                                   const struct fdctx_limits *limits);
 
 /**
+ * Starts a connection that fdctx does not read: the caller reads its
+ * monitor socket itself (its own `recvmsg`, GLib's `GSocket`, QEMU's
+ * chardev layer) and hands each read to fdctx_conn_feed(). The same
+ * framing, limits and fd association as fdctx_conn_new() apply, and
+ * commands come out of fdctx_conn_recv() the same way: given the same
+ * reads, both connections deliver the same messages with the same fds.
+ *
+ * `limits` may be NULL (all defaults); it is copied.
+ *
+ * Returns the connection, to be ended with fdctx_conn_free(), or NULL with
+ * fdctx_last_error() set when `framing` is not one of `FDCTX_FRAMING_*` or
+ * a limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
+ * `max_depth` 127, `max_hold_ms` 3600000).
+ *
+ * Thread rules: a connection may move between threads but must not be used
+ * from two threads at once.
+ */
+struct fdctx_conn *fdctx_conn_new_fed(fdctx_framing framing, const struct fdctx_limits *limits);
+
+/**
+ * Feeds one read of the caller's to a connection made by
+ * fdctx_conn_new_fed(): the `len` bytes at `data` and the `nfds` fds at
+ * `fds` that the same `recvmsg` returned.
+ *
+ * One call must be exactly one `recvmsg` (one read of GLib's or QEMU's):
+ * on a stream the kernel returns a write's fds with that write's last
+ * bytes, and fdctx gives the fds of one call to the last command that has
+ * a non-whitespace byte among the call's bytes (to the next command when
+ * the call holds whitespace only, as `qemu.qmp` sends its fds on a lone
+ * space). Merging two reads into one call, or splitting one into two, can
+ * give fds to the wrong command. With `FDCTX_FRAMING_PACKET` one call is
+ * one packet, an empty one included; a packet larger than `max_msg_bytes`
+ * (the caller's read reported `MSG_TRUNC`, or the bytes are too many) is
+ * delivered with status `-EMSGSIZE`. `len` may be 0 (a read that brought
+ * only fds, or a call with just `FDCTX_FEED_END`).
+ *
+ * `flags` is 0 or a bitwise OR of:
+ * - `FDCTX_FEED_FDS_LOST`: the read reported `MSG_CTRUNC`;
+ * - `FDCTX_FEED_END`: the stream ends after these bytes (the read returned
+ *   0). An unfinished command, and fds still waiting for one, are closed.
+ *   With PACKET framing a call with `FDCTX_FEED_END`, no bytes and no fds
+ *   is no packet, only the end.
+ *
+ * Ownership: the bytes are copied as needed; `data` may be reused after
+ * the call. The connection owns every fd in `fds` from this call on, EVEN
+ * WHEN THE CALL FAILS (a NULL `conn` included): the caller must not use or
+ * close them again; on failure they have been closed. They must be fds the
+ * caller owns, fresh from its read, not ones already fed.
+ *
+ * Returns 0, then call fdctx_conn_recv() until it returns `-EAGAIN` (or 0)
+ * for the commands that are now complete. On failure nothing is fed, the
+ * fds are closed, and the call returns:
+ * - `-EINVAL`: `conn` is NULL, `data` is NULL with `len > 0`, `fds` is
+ *   NULL with `nfds > 0`, `flags` has a bit other than the two above, an
+ *   fd appears twice in `fds`, or `conn` reads its own socket (it was made
+ *   by fdctx_conn_new());
+ * - `-EBADF`: an entry of `fds` is negative or not an open fd;
+ * - `-EPIPE`: `FDCTX_FEED_END` was fed before.
+ *
+ * Thread rules: not concurrently with other calls on the same connection.
+ */
+int fdctx_conn_feed(struct fdctx_conn *conn,
+                    const void *data,
+                    size_t len,
+                    const int *fds,
+                    size_t nfds,
+                    unsigned int flags);
+
+/**
  * Receives the next command with exactly the fds sent with it.
+ *
+ * A monitor loop:
+ *
+ * ```c
+ * while ((r = fdctx_conn_recv(conn, &msg)) == 1) {
+ *     if (fdctx_msg_status(msg) < 0)
+ *         reply_error(msg, fdctx_msg_error(msg));
+ *     else
+ *         dispatch(msg);
+ *     fdctx_msg_finish(msg);
+ * }
+ * ```
  *
  * Returns:
  * - 1, with `*out` set to a message the caller must end with
@@ -338,11 +478,24 @@ struct fdctx_conn *fdctx_conn_new(int sockfd,
  *   fds, fds lost in transit, a `/dev/fd/N` argument with no such fd)
  *   holds no fds and can be answered;
  * - 0 at orderly end of stream (fds of an unfinished command, or waiting
- *   for one, are closed); later calls return 0 again;
+ *   for one, are closed); later calls return 0 again. On a fed connection:
+ *   once `FDCTX_FEED_END` was fed and every command before it returned;
  * - `-EAGAIN` on a non-blocking socket with no whole command buffered yet
- *   (everything received so far is kept: call again when readable);
+ *   (everything received so far is kept: call again when readable), and
+ *   on a fed connection with no whole command fed yet (feed the next read);
  * - `-EINVAL` if `conn` or `out` is NULL;
  * - another negative errno if the socket failed (e.g. `-ECONNRESET`).
+ *
+ * Fds held for an unfinished command, or waiting for one, are bounded by
+ * `max_hold_ms` (see fdctx_limits): a blocking call waits for the socket
+ * with poll() only until that deadline, then closes them and returns the
+ * command in progress with status `-ETIMEDOUT` (its line's remaining bytes
+ * are discarded), so a client that stops mid-command while holding fds
+ * cannot stall the monitor for longer. A received fd that is the
+ * connection's own peer socket (the client's end, which would keep the
+ * connection open for ever) is refused at once where the kernel can tell
+ * (Unix `sock_diag`): it is closed and its command gets status
+ * `-EDEADLK`. Fed connections cannot check this; the deadline bounds it.
  *
  * `EINTR` is retried. `*out` is set to NULL unless 1 is returned.
  *
@@ -357,6 +510,25 @@ struct fdctx_conn *fdctx_conn_new(int sockfd,
  * Thread rules: not concurrently on the same connection.
  */
 int fdctx_conn_recv(struct fdctx_conn *conn, struct fdctx_msg **out);
+
+/**
+ * Milliseconds until the connection's next hold deadline: how long fds it
+ * holds for an unfinished command (or waiting for one) may still be held
+ * before `max_hold_ms` expires them. 0 when one is due now; -1 while no fd
+ * is held (no deadline); rounded up, so waking after this long finds the
+ * deadline passed. An event loop uses it as its timeout (poll, epoll_wait,
+ * g_timeout_add) and then calls fdctx_conn_recv(), which expires what is
+ * due and delivers the command in progress with status `-ETIMEDOUT`. The
+ * value changes only through fdctx_conn_recv() and fdctx_conn_feed(), so
+ * ask again after calling them. A blocking fdctx_conn_recv() honours the
+ * deadline by itself. Works the same on fed and socket connections.
+ *
+ * Returns `-EINVAL` (negative, which poll() also takes as "no timeout")
+ * if `conn` is NULL.
+ *
+ * Thread rules: not concurrently with other calls on the same connection.
+ */
+int fdctx_conn_deadline_ms(const struct fdctx_conn *conn);
 
 /**
  * Ends a connection: closes every fd it still holds (an unfinished
@@ -491,25 +663,117 @@ int fdctx_msg_get_bool(const struct fdctx_msg *msg, const char *pointer, bool *o
 int fdctx_msg_get_int(const struct fdctx_msg *msg, const char *pointer, int64_t *out);
 
 /**
- * Sends all `len` bytes of `buf` on the connected Unix socket `sockfd`,
- * with the `nfds` fds of the array `fds` attached to the first byte(s).
+ * Sends one command: all `len` bytes of `buf` on the connected Unix socket
+ * `sockfd`, with the `nfds` fds of the array `fds` attached so that the
+ * monitor gives them to exactly this command.
  *
- * More than 253 fds (`SCM_MAX_FD`) are split over several writes of one
- * byte each, the last batch going with the remaining bytes, so the
- * receiver gathers them all for the one command (stream sockets only).
- * A partial write never attaches the fds again. `EINTR` is retried;
- * `EAGAIN` is waited out with poll(2). `SIGPIPE` is not raised.
+ * The association guarantee: a monitor that follows fdctx's rule (the fds
+ * of one read belong to the last command with a non-whitespace byte in that
+ * read) gives a command exactly its fds when, and only when, every write
+ * that carries them starts at a non-whitespace byte of the command. The
+ * kernel hands a write's fds to the read that returns the write's first
+ * byte; that read may also hold the unread end of the previous command, so
+ * a write starting on whitespace (a space, the `\r\n` of the previous line)
+ * can give its fds to the command before. fdctx_send therefore, on a stream
+ * socket:
+ *  - sends leading whitespace first, without fds;
+ *  - attaches the fds to the write that starts at the first non-whitespace
+ *    byte (JSON whitespace: space, tab, `\n`, `\r`);
+ *  - splits more than 253 fds (`SCM_MAX_FD`) into batches, batch i riding
+ *    on the i-th non-whitespace byte, the last batch on the rest;
+ *  - never attaches a batch twice when the kernel accepts only part of a
+ *    write: the rest goes without fds.
+ * So a command sent with fdctx_send gets exactly its fds, pipelined behind
+ * other commands or not. Clients that send fds *ahead* of a command on a
+ * whitespace byte of their own (`qemu.qmp`'s `send_fd_scm`) get the same
+ * guarantee only if they wait for each reply before sending the next
+ * command. On a packet socket (`SOCK_SEQPACKET`, `SOCK_DGRAM`) one write is
+ * one message: the whole command goes in one write with all its fds.
  *
  * Ownership: the caller keeps `fds` (the receiver gets duplicates).
  *
- * Returns 0, or `-EINVAL` (`buf` NULL with `len > 0`, `fds` NULL with
- * `nfds > 0`, or fewer bytes than batches of fds), `-ETOOMANYREFS` (more
- * than 253 fds on a packet socket), or sendmsg(2)'s errno (`-EPIPE` when
- * the peer is gone).
+ * Returns 0, or `-EINVAL` with nothing sent (`buf` NULL with `len > 0`,
+ * `fds` NULL with `nfds > 0`, fds with `len == 0`, or, on a stream socket,
+ * fewer non-whitespace bytes in `buf` than batches of 253 fds — a command
+ * of whitespace only with one fd included), `-EBADF` (`sockfd` or an fd
+ * negative), `-ETOOMANYREFS` (more than 253 fds on a packet socket), or
+ * the errno of getsockopt(2) or sendmsg(2) (`-EPIPE` when the peer is
+ * gone; part of the command may have gone out). `EINTR` is retried;
+ * `EAGAIN` is waited out with poll(2). `SIGPIPE` is not raised.
  *
  * Thread rules: any thread; concurrent sends on one socket may interleave.
  */
 int fdctx_send(int sockfd, const void *buf, size_t len, const int *fds, size_t nfds);
+
+/**
+ * Confines the process with Landlock so that it can open no file by path
+ * except beneath the `n` entries of `allow`, each with at most its
+ * access: files then reach it only as fds passed with commands
+ * (`/dev/fd/N`). No privilege is needed, and it works on any filesystem
+ * (NFS included, where SELinux labels cannot be stored).
+ *
+ * What each entry allows beneath its path:
+ * - `O_RDONLY`: reading files and listing directories;
+ * - `O_WRONLY`: writing and truncating files, and under a directory also
+ *   creating regular files, directories and Unix sockets, removing files
+ *   and directories, and moving them within the allowed tree;
+ * - `O_RDWR`: both.
+ *
+ * Every entry also allows ioctl(2) on device files opened beneath it
+ * (`/dev/kvm`, `/dev/net/tun` are used that way). Never allowed:
+ * executing files, and making device nodes, FIFOs or symlinks.
+ *
+ * What stays as it was (Landlock does not restrict it):
+ * - every operation on an fd the process holds or receives later (read,
+ *   write, ftruncate, ioctl, mmap, ...), which is the point — but a
+ *   directory fd gives no access by path beneath it: openat(2) through it
+ *   is checked like any other path;
+ * - `O_PATH` opens, stat(2), readlink(2), chdir(2); sockets and the
+ *   network (TCP bind/connect, abstract Unix sockets), signals;
+ * - whatever the kernel's Landlock ABI lacks: before ABI 2 a file can
+ *   never be renamed or linked into another directory; before ABI 3
+ *   truncate(2) and `O_TRUNC` by path are not restricted; before ABI 5
+ *   ioctl(2) is not restricted. Rights of ABIs newer than the library
+ *   knows are not restricted either.
+ *
+ * Thread rules: Landlock confines the calling thread and every thread and
+ * process it creates afterwards (pthread_create, fork, exec), never
+ * threads that already exist. Call it before creating threads (in main,
+ * before the event loop and worker threads start). The confinement cannot
+ * be undone, and is inherited across fork and exec.
+ *
+ * With seccomp: confine first, then install the seccomp filter (which
+ * then need not allow the three Landlock system calls); a filter that
+ * already blocks them makes this call report no Landlock. The two
+ * combine: seccomp decides which system calls run, Landlock which files
+ * the open-like ones reach.
+ *
+ * The entries are checked and their paths opened first, so a bad entry
+ * is an error on every kernel. Then the ruleset is made,
+ * `prctl(PR_SET_NO_NEW_PRIVS)` is set (for good: it stays set even if the
+ * last step fails) and landlock_restrict_self(2) enforces the ruleset. A
+ * second call adds a layer and can only narrow what is allowed.
+ *
+ * After it, fdctx_open() of `/dev/fd/N` works exactly as before (every
+ * flag and check, `O_PATH` included: it opens no path), and an ordinary
+ * path outside the allowed ones fails with `-EACCES` and a
+ * fdctx_last_error() text saying the process is confined.
+ *
+ * `allow` may be NULL when `n` is 0: nothing is allowed by path.
+ *
+ * Returns the Landlock ABI version enforced (> 0); 0 when the kernel has
+ * no usable Landlock (not built in, not enabled at boot, or blocked by a
+ * seccomp filter) and `FDCTX_CONFINE_REQUIRE` was not given: nothing is
+ * enforced and fdctx_last_error() says why. Errors, with nothing enforced:
+ * - `-EINVAL`: `allow` is NULL with `n > 0`, an entry's `path` is NULL or
+ *   its `access` is not one of the three, or `flags` has an unknown bit;
+ * - the errno of opening an entry's path (`-ENOENT` when it does not
+ *   exist, `-EACCES`, ...), with a text naming the entry and its path;
+ * - `-EOPNOTSUPP` with `FDCTX_CONFINE_REQUIRE` and no usable Landlock;
+ * - another negative errno when a Landlock call fails (`-E2BIG`: more
+ *   than 16 layers).
+ */
+int fdctx_confine(const struct fdctx_allow *allow, size_t n, unsigned int flags);
 
 #ifdef __cplusplus
 }  // extern "C"

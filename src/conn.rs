@@ -1,7 +1,7 @@
 //! A monitor connection: reads commands and gives each exactly the fds
 //! that were sent with it.
 //!
-//! # The association rule (stream sockets, DESIGN.md 4.2)
+//! # The association rule (stream sockets)
 //!
 //! On a stream socket the kernel returns the fds of one `sendmsg(2)`
 //! together with the last bytes of that write: a `recvmsg(2)` stops right
@@ -22,6 +22,29 @@
 //! With [`Framing::Packet`] one packet is one command and the association
 //! is exact.
 //!
+//! # The hold deadline
+//!
+//! Fds held for a command that has not completed, or waiting for one, are
+//! a resource the client controls. A client can even send its own end of
+//! the monitor socket with an unfinished command and exit: the monitor's
+//! copy keeps the socket open, end of stream never comes (dbus-daemon met
+//! the same attack, CVE-2014-3637, with its `pending_fd_timeout`). So:
+//!
+//! * fds may be held at most [`Limits::max_hold_ms`] (monotonic clock,
+//!   counted from the read that made the connection hold fds; a hold ends
+//!   when its command completes). Then they are closed; a command in
+//!   progress is delivered as it is with [`Error::HoldExpired`] and the
+//!   rest of its line is discarded, as after a malformed command; fds that
+//!   were waiting for a command make that command fail the same way. The
+//!   connection goes on.
+//! * A blocking [`Connection::recv`] waits for the socket with `poll(2)`
+//!   only until the deadline; [`Connection::deadline`] tells an event loop
+//!   when to call `recv` again, on fed connections too.
+//! * A received fd that is the connection's own peer socket is refused at
+//!   once ([`Error::PeerSocket`], the fd closed) where the kernel can tell
+//!   (see [`crate::peer`]), so the common form of the attack is answered
+//!   without waiting.
+//!
 //! The rule cannot tell a whitespace byte that ended the previous command
 //! (`\r\n`) from one sent ahead of the next command with fds, when one read
 //! returns both. So a client that sends fds ahead of its commands must wait
@@ -30,13 +53,15 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use crate::error::Error;
 pub use crate::framing::Framing;
 use crate::framing::{is_ws, validate_json, validate_text, Scanner};
 use crate::message::Message;
-use crate::recv::{peek_packet_len, recv_with_fds, Received, CMSG_WORDS};
+use crate::peer;
+use crate::recv::{peek_packet_len, recv_fd_list, FdList, CMSG_WORDS};
 
 /// Bounds on what one command may bring. A field left 0 takes its default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +72,10 @@ pub struct Limits {
     pub max_fds: usize,
     /// Deepest JSON nesting (default 64).
     pub max_depth: usize,
+    /// Longest time, in milliseconds, fds may be held for a command that
+    /// has not completed, or wait for one (default 10000, at most
+    /// 3600000). See "The hold deadline" in this module's doc.
+    pub max_hold_ms: u32,
 }
 
 /// Default largest command: 1 MiB.
@@ -56,17 +85,29 @@ pub const DEFAULT_MAX_FDS: usize = 32;
 /// Default JSON nesting depth.
 pub const DEFAULT_MAX_DEPTH: usize = 64;
 
+/// Default hold deadline: 10 s.
+pub const DEFAULT_MAX_HOLD_MS: u32 = 10_000;
+
 /// The highest `max_msg_bytes` accepted: 1 GiB.
 pub const MAX_MSG_BYTES_LIMIT: usize = 1 << 30;
 /// The highest `max_fds` accepted.
 pub const MAX_FDS_LIMIT: usize = 1 << 16;
 /// The highest `max_depth` accepted: serde_json stops at 128 levels.
 pub const MAX_DEPTH_LIMIT: usize = 127;
+/// The highest `max_hold_ms` accepted: one hour. A client may make the
+/// monitor hold its fds this long, so it stays bounded.
+pub const MAX_HOLD_MS_LIMIT: u32 = 3_600_000;
 
 impl Limits {
-    /// These limits with defaults filled in, or [`Error::InvalidArgument`]
-    /// if one is above its maximum ([`MAX_MSG_BYTES_LIMIT`],
-    /// [`MAX_FDS_LIMIT`], [`MAX_DEPTH_LIMIT`]).
+    /// These limits checked, with every 0 replaced by its default: the one
+    /// check, made when a connection is built ([`Connection::new`],
+    /// [`Connection::new_fed`]). A value above its maximum is refused, never
+    /// lowered.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if a field is above its maximum
+    /// ([`MAX_MSG_BYTES_LIMIT`], [`MAX_FDS_LIMIT`], [`MAX_DEPTH_LIMIT`],
+    /// [`MAX_HOLD_MS_LIMIT`]).
     pub fn validated(self) -> Result<Limits, Error> {
         if self.max_msg_bytes > MAX_MSG_BYTES_LIMIT {
             return Err(Error::InvalidArgument("max_msg_bytes is above 1 GiB"));
@@ -77,25 +118,41 @@ impl Limits {
         if self.max_depth > MAX_DEPTH_LIMIT {
             return Err(Error::InvalidArgument("max_depth is above 127"));
         }
-        Ok(self.resolved())
-    }
-
-    /// These limits with every 0 replaced by its default and every value
-    /// above its maximum lowered to it.
-    pub fn resolved(self) -> Limits {
-        let pick = |v: usize, default: usize, max: usize| if v == 0 { default } else { v.min(max) };
-        Limits {
-            max_msg_bytes: pick(self.max_msg_bytes, DEFAULT_MAX_MSG_BYTES, MAX_MSG_BYTES_LIMIT),
-            max_fds: pick(self.max_fds, DEFAULT_MAX_FDS, MAX_FDS_LIMIT),
-            max_depth: pick(self.max_depth, DEFAULT_MAX_DEPTH, MAX_DEPTH_LIMIT),
+        if self.max_hold_ms > MAX_HOLD_MS_LIMIT {
+            return Err(Error::InvalidArgument("max_hold_ms is above 3600000 (one hour)"));
         }
+        let pick = |v: usize, default: usize| if v == 0 { default } else { v };
+        Ok(Limits {
+            max_msg_bytes: pick(self.max_msg_bytes, DEFAULT_MAX_MSG_BYTES),
+            max_fds: pick(self.max_fds, DEFAULT_MAX_FDS),
+            max_depth: pick(self.max_depth, DEFAULT_MAX_DEPTH),
+            max_hold_ms: if self.max_hold_ms == 0 { DEFAULT_MAX_HOLD_MS } else { self.max_hold_ms },
+        })
     }
 }
 
 impl Default for Limits {
+    /// Every limit at its default.
     fn default() -> Limits {
-        Limits { max_msg_bytes: 0, max_fds: 0, max_depth: 0 }.resolved()
+        Limits {
+            max_msg_bytes: DEFAULT_MAX_MSG_BYTES,
+            max_fds: DEFAULT_MAX_FDS,
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_hold_ms: DEFAULT_MAX_HOLD_MS,
+        }
     }
+}
+
+/// Turns on `SO_TIMESTAMP` on a packet socket: the kernel then attaches a
+/// timestamp to every packet it returns, an empty one included, and none
+/// to the end of the stream (`__unix_dgram_recvmsg()` in
+/// `net/unix/af_unix.c` adds it only when it dequeued a packet). That is
+/// how an empty packet is told from the end, even when more empty packets
+/// are queued behind it. Best effort: without it, an empty packet that
+/// arrives just before the peer closes may read as the end.
+fn enable_timestamps(sock: BorrowedFd<'_>) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let _ = setsockopt(&sock, sockopt::ReceiveTimestamp, &true);
 }
 
 /// Bytes asked of the kernel per read on a stream socket.
@@ -135,13 +192,13 @@ fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
 /// Fds gathered for one command, or waiting for the next one.
 #[derive(Debug, Default)]
 struct FdBatch {
-    fds: Vec<OwnedFd>,
+    fds: FdList,
     error: Option<Error>,
 }
 
 impl FdBatch {
     /// The fds, or why the command cannot have them.
-    fn into_result(self) -> Result<Vec<OwnedFd>, Error> {
+    fn into_result(self) -> Result<FdList, Error> {
         match self.error {
             Some(e) => Err(e),
             None => Ok(self.fds),
@@ -152,10 +209,11 @@ impl FdBatch {
         self.fds.is_empty() && self.error.is_none()
     }
 
-    /// Adds one read's fds. Once the batch is bad it holds nothing.
-    fn add(&mut self, fds: Vec<OwnedFd>, lost: bool, max_fds: usize) {
-        if lost && self.error.is_none() {
-            self.error = Some(Error::FdsLost);
+    /// Adds one read's fds, and what was wrong with them if anything
+    /// (the first fault wins). Once the batch is bad it holds nothing.
+    fn add(&mut self, fds: FdList, fault: Option<Error>, max_fds: usize) {
+        if let Some(e) = fault {
+            self.error.get_or_insert(e);
         }
         if self.error.is_none() && self.fds.len() + fds.len() > max_fds {
             self.error = Some(Error::TooManyFds { limit: max_fds });
@@ -170,11 +228,16 @@ impl FdBatch {
     }
 
     fn merge(&mut self, other: FdBatch, max_fds: usize) {
-        let lost = matches!(other.error, Some(Error::FdsLost));
-        if let Some(e) = other.error {
-            self.error.get_or_insert(e);
-        }
-        self.add(other.fds, lost, max_fds);
+        self.add(other.fds, other.error, max_fds);
+    }
+
+    fn holds_fds(&self) -> bool {
+        !self.fds.is_empty()
+    }
+
+    /// Closes the fds; the command they were for fails with `why`.
+    fn expire(&mut self, why: Error) {
+        self.add(FdList::new(), Some(why), 0);
     }
 }
 
@@ -191,9 +254,17 @@ enum Owner {
     Discarded,
 }
 
-enum Sock {
-    Owned(OwnedFd),
-    Borrowed(RawFd),
+/// What the caller's read reported besides its bytes and fds, for
+/// [`Connection::feed`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedFlags {
+    /// The read reported `MSG_CTRUNC`: fds were sent that the kernel could
+    /// not install (the command they belong to fails with
+    /// [`Error::FdsLost`]).
+    pub fds_lost: bool,
+    /// The stream ends after these bytes (the caller's read returned 0, or
+    /// the caller stops reading).
+    pub end: bool,
 }
 
 /// The receiving side of one monitor socket: it frames commands and gives
@@ -202,8 +273,19 @@ enum Sock {
 /// It may move to another thread, but must not be used from two at once,
 /// and it must be the socket's only reader (two readers would split
 /// commands, and a packet could change between peeking and receiving).
-pub struct Connection {
-    sock: Sock,
+///
+/// A connection either reads its socket itself ([`Connection::new`]) or is
+/// fed the caller's reads ([`Connection::new_fed`], [`Connection::feed`]).
+/// Both go through the same framing and association code: a socket
+/// connection is a fed one plus its own `recvmsg(2)` loop.
+///
+/// `S` is how the connection holds its socket: [`OwnedFd`] (the default)
+/// owns it and closes it when dropped; [`BorrowedFd`] borrows it, the
+/// borrow checker keeping the socket open for as long as the connection
+/// lives. A fed connection holds none.
+pub struct Connection<S: AsFd = OwnedFd> {
+    /// The socket read, `None` for a fed connection.
+    sock: Option<S>,
     framing: Framing,
     limits: Limits,
     scanner: Scanner,
@@ -215,14 +297,18 @@ pub struct Connection {
     done: Vec<(Message, FdBatch)>,
     ready: VecDeque<Message>,
     eof: bool,
-    /// Packet framing: the socket was found to be a packet socket.
-    packet_socket: bool,
+    /// Since when fds have been held (monotonic clock), `None` while none
+    /// are.
+    held_since: Option<Instant>,
+    /// The inodes of the socket itself and of its peer (`None` where the
+    /// kernel cannot tell), looked up the first time fds arrive.
+    peer: Option<(Option<u64>, Option<u64>)>,
 }
 
-impl std::fmt::Debug for Connection {
+impl<S: AsFd> std::fmt::Debug for Connection<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
-            .field("sock", &self.raw_sock())
+            .field("sock", &self.sock.as_ref().map(|s| s.as_fd().as_raw_fd()))
             .field("framing", &self.framing)
             .field("limits", &self.limits)
             .field("ready", &self.ready.len())
@@ -231,40 +317,118 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// Checks that `sock` is a socket that `framing` can read: packet framing
+/// needs a `SOCK_SEQPACKET` or `SOCK_DGRAM` socket (on a stream it would
+/// never see a message boundary), and then turns on its timestamps (see
+/// [`enable_timestamps`]).
+fn check_socket(sock: BorrowedFd<'_>, framing: Framing) -> Result<(), Error> {
+    use nix::sys::socket::{getsockopt, sockopt, SockType};
+    let ty = getsockopt(&sock, sockopt::SockType).map_err(|e| Error::sys("getsockopt(SO_TYPE)", e))?;
+    if framing == Framing::Packet {
+        if ty == SockType::Stream {
+            return Err(Error::InvalidArgument("packet framing needs a SOCK_SEQPACKET or SOCK_DGRAM socket"));
+        }
+        enable_timestamps(sock);
+    }
+    Ok(())
+}
+
 impl Connection {
-    /// Checks that `sock` is a socket that `framing` can read: packet
-    /// framing needs a `SOCK_SEQPACKET` or `SOCK_DGRAM` socket (on a stream
-    /// it would never see a message boundary).
+    /// A connection fed by the caller's own reads of a socket it never
+    /// sees: each [`Connection::feed`] is one `recvmsg(2)` of the caller's,
+    /// and [`Connection::recv`] returns the commands framed from them.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if a limit is above its maximum
+    /// ([`Limits::validated`]).
+    pub fn new_fed(framing: Framing, limits: Limits) -> Result<Connection, Error> {
+        Connection::fed(framing, limits)
+    }
+}
+
+impl<S: AsFd> Connection<S> {
+    /// A connection reading `sock`: an [`OwnedFd`] it closes when dropped,
+    /// or a [`BorrowedFd`] it never closes. Checks, once, the socket's type
+    /// against `framing` and the limits; with [`Framing::Packet`] it turns
+    /// on `SO_TIMESTAMP` on the socket (an empty packet is told from the end
+    /// of the stream by its timestamp).
     ///
     /// # Errors
     /// `ENOTSOCK` (as [`Error::Sys`]) if `sock` is not a socket;
-    /// [`Error::InvalidArgument`] for packet framing on a stream socket.
-    pub fn check_socket(sock: BorrowedFd<'_>, framing: Framing) -> Result<(), Error> {
-        use nix::sys::socket::{getsockopt, sockopt, SockType};
-        let ty = getsockopt(&sock, sockopt::SockType).map_err(|e| Error::sys("getsockopt(SO_TYPE)", e))?;
-        if framing == Framing::Packet && ty == SockType::Stream {
-            return Err(Error::InvalidArgument("packet framing needs a SOCK_SEQPACKET or SOCK_DGRAM socket"));
+    /// [`Error::InvalidArgument`] for packet framing on a stream socket or a
+    /// limit above its maximum.
+    pub fn new(sock: S, framing: Framing, limits: Limits) -> Result<Connection<S>, Error> {
+        check_socket(sock.as_fd(), framing)?;
+        Connection::build(Some(sock), framing, limits)
+    }
+
+    /// A fed connection (see [`Connection::new_fed`]) of this type, for a
+    /// program that keeps connections of both kinds in one type.
+    ///
+    /// # Errors
+    /// As [`Connection::new_fed`].
+    pub fn fed(framing: Framing, limits: Limits) -> Result<Connection<S>, Error> {
+        Connection::build(None, framing, limits)
+    }
+
+    /// Whether this connection is fed by its caller rather than reading a
+    /// socket.
+    pub fn is_fed(&self) -> bool {
+        self.sock.is_none()
+    }
+
+    /// Feeds one read of the caller's: its bytes `data` and the fds that
+    /// came with them, which the connection owns from now on (they are
+    /// closed by the connection whatever happens, failure included).
+    ///
+    /// One call is one `recvmsg(2)`: the association rule of this module's
+    /// doc applies to it exactly as to a read of the connection's own, so
+    /// the caller must not merge reads or split one. With
+    /// [`Framing::Packet`] one call is one packet (an empty one included),
+    /// except that a call with `flags.end`, no bytes and no fds only ends
+    /// the stream. A packet larger than `max_msg_bytes` is delivered as
+    /// [`Error::TooLarge`].
+    ///
+    /// Afterwards [`Connection::recv`] returns what is complete, then
+    /// `EAGAIN`; after `flags.end`, `Ok(None)` once everything before it
+    /// was returned.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] on a connection that reads its own
+    /// socket; `EPIPE` (as [`Error::Sys`]) after the end was fed. Nothing
+    /// is fed then, and `fds` are closed.
+    pub fn feed(&mut self, data: &[u8], fds: Vec<OwnedFd>, flags: FeedFlags) -> Result<(), Error> {
+        let fds: FdList = fds.into_iter().map(Some).collect();
+        if !self.is_fed() {
+            return Err(Error::InvalidArgument("feeding a connection that reads its own socket"));
+        }
+        if self.eof {
+            return Err(Error::sys("feeding a connection after its end", nix::errno::Errno::EPIPE));
+        }
+        match self.framing {
+            Framing::Packet => {
+                if !(flags.end && data.is_empty() && fds.is_empty() && !flags.fds_lost) {
+                    let truncated = data.len() > self.limits.max_msg_bytes;
+                    let data = if truncated { Vec::new() } else { data.to_vec() };
+                    let fault = flags.fds_lost.then_some(Error::FdsLost);
+                    self.on_packet(data, fds, fault, truncated);
+                }
+            }
+            _ => {
+                if !data.is_empty() || !fds.is_empty() || flags.fds_lost {
+                    self.on_stream(data, fds, flags.fds_lost.then_some(Error::FdsLost));
+                }
+            }
+        }
+        if flags.end {
+            self.end_of_stream();
         }
         Ok(())
     }
 
-    /// A connection reading `sock`, which it owns and closes when dropped.
-    pub fn new(sock: OwnedFd, framing: Framing, limits: Limits) -> Connection {
-        Connection::with_sock(Sock::Owned(sock), framing, limits)
-    }
-
-    /// A connection reading `sock` without owning it.
-    ///
-    /// # Safety
-    /// `sock` must stay open, and refer to the same socket, for as long as
-    /// the connection exists.
-    pub unsafe fn borrowed(sock: RawFd, framing: Framing, limits: Limits) -> Connection {
-        Connection::with_sock(Sock::Borrowed(sock), framing, limits)
-    }
-
-    fn with_sock(sock: Sock, framing: Framing, limits: Limits) -> Connection {
-        let limits = limits.resolved();
-        Connection {
+    fn build(sock: Option<S>, framing: Framing, limits: Limits) -> Result<Connection<S>, Error> {
+        let limits = limits.validated()?;
+        Ok(Connection {
             sock,
             framing,
             limits,
@@ -275,24 +439,14 @@ impl Connection {
             done: Vec::new(),
             ready: VecDeque::new(),
             eof: false,
-            packet_socket: false,
-        }
+            held_since: None,
+            peer: None,
+        })
     }
 
-    fn raw_sock(&self) -> RawFd {
-        match &self.sock {
-            Sock::Owned(fd) => std::os::fd::AsRawFd::as_raw_fd(fd),
-            Sock::Borrowed(fd) => *fd,
-        }
-    }
-
+    /// The socket read; only called on a connection that has one.
     fn sock(&self) -> BorrowedFd<'_> {
-        match &self.sock {
-            Sock::Owned(fd) => fd.as_fd(),
-            // SAFETY: `borrowed()`'s contract keeps the fd open for the
-            // connection's lifetime, which outlives this borrow.
-            Sock::Borrowed(fd) => unsafe { BorrowedFd::borrow_raw(*fd) },
-        }
+        self.sock.as_ref().expect("a fed connection does not read").as_fd()
     }
 
     /// The limits in force (defaults filled in).
@@ -302,21 +456,125 @@ impl Connection {
 
     /// The next command, good or bad: `Ok(Some(msg))` for every
     /// message-shaped thing (check [`Message::status`]), `Ok(None)` at
-    /// orderly end of stream.
+    /// orderly end of stream (on a fed connection: once the end was fed
+    /// and everything before it returned).
     ///
     /// # Errors
-    /// `EAGAIN` (as [`Error::Sys`]) when the socket is non-blocking and no
-    /// whole command is buffered yet — everything received so far is kept;
-    /// any other errno when the socket itself failed.
+    /// `EAGAIN` (as [`Error::Sys`]) when the socket is non-blocking, or the
+    /// connection is fed, and no whole command is buffered yet — everything
+    /// received so far is kept; any other errno when the socket itself
+    /// failed.
     pub fn recv(&mut self) -> Result<Option<Message>, Error> {
         loop {
+            self.expire_due();
             if let Some(msg) = self.ready.pop_front() {
                 return Ok(Some(msg));
             }
             if self.eof {
                 return Ok(None);
             }
+            if self.is_fed() {
+                return Err(Error::sys("no whole command was fed yet", nix::errno::Errno::EAGAIN));
+            }
+            if let Some(left) = self.deadline() {
+                // Fds are held: a blocking read must not outlast them.
+                if !self.readable_within(left)? {
+                    continue;
+                }
+            }
             self.read_once()?;
+        }
+    }
+
+    /// How long until held fds expire (zero when due), `None` while no fd
+    /// is held. An event loop waits at most this long before calling
+    /// [`Connection::recv`], which expires what is due.
+    pub fn deadline(&self) -> Option<Duration> {
+        let since = self.held_since?;
+        let hold = Duration::from_millis(u64::from(self.limits.max_hold_ms));
+        Some(hold.saturating_sub(since.elapsed()))
+    }
+
+    /// Expires held fds whose deadline has passed.
+    fn expire_due(&mut self) {
+        if self.deadline() == Some(Duration::ZERO) {
+            self.expire();
+        }
+    }
+
+    /// The hold deadline passed: held fds are closed; a command in
+    /// progress is delivered as it is with [`Error::HoldExpired`] and the
+    /// rest of its line discarded; fds waiting for a command make that
+    /// command fail the same way.
+    fn expire(&mut self) {
+        let why = Error::HoldExpired { limit_ms: self.limits.max_hold_ms };
+        self.held_since = None;
+        self.waiting.expire(why.clone());
+        if self.scanner.in_frame() {
+            self.scanner.abandon();
+            let data = std::mem::take(&mut self.current);
+            let mut batch = std::mem::take(&mut self.current_fds);
+            batch.merge(std::mem::take(&mut self.waiting), 0);
+            batch.expire(why.clone());
+            let mut msg = Message::new(data, Err(why));
+            msg.attach_fds(batch.into_result());
+            self.ready.push_back(msg);
+        }
+    }
+
+    /// Waits up to `left` for the socket to become readable, when it is in
+    /// blocking mode; `Ok(false)` when the time ran out (or a signal came).
+    /// A non-blocking socket is not waited for.
+    fn readable_within(&self, left: Duration) -> Result<bool, Error> {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        let fl = fcntl(self.sock(), FcntlArg::F_GETFL).map_err(|e| Error::sys("fcntl(F_GETFL)", e))?;
+        if OFlag::from_bits_retain(fl).contains(OFlag::O_NONBLOCK) {
+            return Ok(true);
+        }
+        // Round up, so a wake-up never comes before the deadline.
+        let ms = left.as_micros().div_ceil(1000).min(libc::c_int::MAX as u128) as libc::c_int;
+        let mut pfd = libc::pollfd { fd: self.sock().as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n < 0 {
+            let e = nix::errno::Errno::last();
+            return if e == nix::errno::Errno::EINTR { Ok(false) } else { Err(Error::sys("poll", e)) };
+        }
+        Ok(n > 0)
+    }
+
+    /// Whether fds are held now, and since when.
+    fn note_hold(&mut self) {
+        if self.current_fds.holds_fds() || self.waiting.holds_fds() {
+            self.held_since.get_or_insert_with(Instant::now);
+        } else {
+            self.held_since = None;
+        }
+    }
+
+    /// Whether `fds` hold the connection's own peer socket (see
+    /// [`crate::peer`]); looks the peer up once, the first time fds come.
+    fn refers_to_peer(&mut self, fds: &[Option<OwnedFd>]) -> bool {
+        if fds.is_empty() || self.is_fed() {
+            return false;
+        }
+        if self.peer.is_none() {
+            let sock = self.sock();
+            self.peer = Some((peer::socket_inode(sock), peer::peer_inode(sock)));
+        }
+        let Some((own, peer)) = self.peer else { return false };
+        fds.iter().flatten().any(|fd| {
+            let ino = peer::socket_inode(fd.as_fd());
+            ino.is_some() && (ino == peer || ino == own)
+        })
+    }
+
+    /// A read's fault: fds lost in transit, or the peer socket among them.
+    fn fault(&mut self, fds: &[Option<OwnedFd>], fds_lost: bool) -> Option<Error> {
+        if self.refers_to_peer(fds) {
+            Some(Error::PeerSocket)
+        } else {
+            fds_lost.then_some(Error::FdsLost)
         }
     }
 
@@ -331,20 +589,22 @@ impl Connection {
         if scratch.buf.len() < STREAM_READ {
             scratch.buf.resize(STREAM_READ, 0);
         }
-        let got = recv_with_fds(self.sock(), &mut scratch.buf[..STREAM_READ], &mut scratch.cmsg)
+        let got = recv_fd_list(self.sock(), &mut scratch.buf[..STREAM_READ], &mut scratch.cmsg)
             .map_err(|e| Error::sys("recvmsg", e))?;
-        self.on_stream(&scratch.buf[..got.bytes], got);
+        if got.bytes == 0 {
+            // End of stream; a stream read returns fds only with bytes.
+            drop(got.fds);
+            self.end_of_stream();
+        } else {
+            let fault = self.fault(&got.fds, got.fds_lost);
+            self.on_stream(&scratch.buf[..got.bytes], got.fds, fault);
+        }
         Ok(())
     }
 
     /// One packet, received into a buffer of exactly its size: memory
     /// follows what arrives, not `max_msg_bytes`.
     fn read_packet(&mut self, scratch: &mut Scratch) -> Result<(), Error> {
-        if !self.packet_socket {
-            // Once: on a stream socket, packet framing would never end.
-            Connection::check_socket(self.sock(), Framing::Packet)?;
-            self.packet_socket = true;
-        }
         let size = peek_packet_len(self.sock()).map_err(|e| Error::sys("recv(MSG_PEEK)", e))?;
         let max = self.limits.max_msg_bytes;
         let mut data = Vec::new();
@@ -356,13 +616,16 @@ impl Connection {
         }
         // A packet over the limit is received into no room at all: the
         // kernel drops its bytes and reports MSG_TRUNC.
-        let got = recv_with_fds(self.sock(), &mut data, &mut scratch.cmsg).map_err(|e| Error::sys("recvmsg", e))?;
+        let got = recv_fd_list(self.sock(), &mut data, &mut scratch.cmsg).map_err(|e| Error::sys("recvmsg", e))?;
         data.truncate(got.bytes);
-        if got.bytes == 0 && got.fds.is_empty() && !got.truncated && !got.fds_lost && self.peer_gone() {
+        // A packet, even an empty one, brings its timestamp; the end brings
+        // no control data at all.
+        if got.bytes == 0 && !got.control && !got.truncated && !got.fds_lost && self.peer_gone() {
             self.end_of_stream();
             return Ok(());
         }
-        self.on_packet(data, got);
+        let fault = self.fault(&got.fds, got.fds_lost);
+        self.on_packet(data, got.fds, fault, got.truncated);
         Ok(())
     }
 
@@ -371,8 +634,11 @@ impl Connection {
     /// or shut down writing (seqpacket), or this side shut down reading —
     /// and nothing is queued any more (`POLLHUP`/`POLLRDHUP` and `SIOCINQ`,
     /// see `unix_dgram_poll()` and `unix_inq_len()` in `net/unix/af_unix.c`).
+    /// `SIOCINQ` counts bytes, so it cannot see empty packets still queued:
+    /// that a read took an empty packet is known from its timestamp (see
+    /// [`enable_timestamps`]).
     fn peer_gone(&self) -> bool {
-        let fd = self.raw_sock();
+        let fd = AsRawFd::as_raw_fd(&self.sock());
         let mut pfd = libc::pollfd { fd, events: libc::POLLIN | libc::POLLRDHUP, revents: 0 };
         loop {
             // SAFETY: one valid pollfd, a zero timeout.
@@ -393,26 +659,26 @@ impl Connection {
         r < 0 || queued == 0
     }
 
-    fn on_packet(&mut self, data: Vec<u8>, got: Received) {
-        let check = if got.truncated {
+    /// One packet: its bytes (empty when `truncated`, i.e. larger than
+    /// `max_msg_bytes`), its fds and what was wrong with them.
+    fn on_packet(&mut self, data: Vec<u8>, fds: FdList, fault: Option<Error>, truncated: bool) {
+        let check = if truncated {
             Err(Error::TooLarge { limit: self.limits.max_msg_bytes })
         } else if data.iter().find(|&&b| !is_ws(b)) == Some(&b'{') {
-            validate_json(&data)
+            validate_json(&data, self.limits.max_depth)
         } else {
             validate_text(&data)
         };
         let mut msg = Message::new(data, check);
         let mut batch = FdBatch::default();
-        batch.add(got.fds, got.fds_lost, self.limits.max_fds);
+        batch.add(fds, fault, self.limits.max_fds);
         msg.attach_fds(batch.into_result());
         self.ready.push_back(msg);
     }
 
-    fn on_stream(&mut self, chunk: &[u8], got: Received) {
-        if got.bytes == 0 {
-            self.end_of_stream();
-            return;
-        }
+    /// One read of a stream: its bytes (possibly none) and its fds, given
+    /// to commands by the association rule of this module's doc.
+    fn on_stream(&mut self, chunk: &[u8], fds: FdList, fault: Option<Error>) {
         let max_fds = self.limits.max_fds;
         let mut owner = Owner::Nobody;
         let mut pos = 0;
@@ -434,9 +700,13 @@ impl Connection {
             match step.end {
                 None => self.current.extend_from_slice(bytes),
                 Some(end) => {
-                    let msg = self.complete_frame(bytes, end);
+                    let msg = self.complete_frame(bytes, end, step.validated);
                     let fds = std::mem::take(&mut self.current_fds);
                     self.done.push((msg, fds));
+                    if !self.waiting.holds_fds() {
+                        // A hold ends with its command; the next starts anew.
+                        self.held_since = None;
+                    }
                     if owner == Owner::Current {
                         owner = Owner::Done(self.done.len() - 1);
                     }
@@ -451,9 +721,10 @@ impl Connection {
             Owner::Discarded => None,
         };
         match target {
-            Some(batch) => batch.add(got.fds, got.fds_lost, max_fds),
-            None => drop(got.fds),
+            Some(batch) => batch.add(fds, fault, max_fds),
+            None => drop(fds),
         }
+        self.note_hold();
         for (mut msg, batch) in self.done.drain(..) {
             msg.attach_fds(batch.into_result());
             self.ready.push_back(msg);
@@ -461,8 +732,11 @@ impl Connection {
     }
 
     /// Builds the message for a frame that just ended; `tail` is its last
-    /// bytes from the current read.
-    fn complete_frame(&mut self, tail: &[u8], end: Result<(), Error>) -> Message {
+    /// bytes from the current read; `validated`, what the scanner's pass
+    /// over a frame whole in this read found (see [`Step::validated`]).
+    ///
+    /// [`Step::validated`]: crate::framing::Step::validated
+    fn complete_frame(&mut self, tail: &[u8], end: Result<(), Error>, validated: Option<Option<usize>>) -> Message {
         // Between frames `current` has no allocation, so a frame that fits
         // in one read costs one exact allocation (with room for the NUL).
         let mut data = std::mem::take(&mut self.current);
@@ -475,7 +749,19 @@ impl Connection {
                 }
                 Err(e)
             }
-            Ok(()) if self.framing == Framing::Json => validate_json(&data),
+            Ok(()) if self.framing == Framing::Json => {
+                let check = match validated {
+                    Some(fd_refs) => Ok(fd_refs),
+                    None => validate_json(&data, self.limits.max_depth),
+                };
+                if check.is_err() {
+                    // After a malformed command the reader cannot know where
+                    // the client meant the next one to start: the rest of
+                    // the line goes too (see the framing module's doc).
+                    self.scanner.abandon();
+                }
+                check
+            }
             Ok(()) => {
                 if data.last() == Some(&b'\r') {
                     data.pop();
@@ -493,5 +779,6 @@ impl Connection {
         self.current = Vec::new();
         self.current_fds = FdBatch::default();
         self.waiting = FdBatch::default();
+        self.held_since = None;
     }
 }

@@ -7,12 +7,14 @@
 //! slot holds an `Option<OwnedFd>`, and taking one leaves `None` behind.
 
 use std::cell::Cell;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::collections::HashSet;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::sys::stat::{fstat, SFlag};
+use nix::fcntl::OFlag;
+use smallvec::SmallVec;
 
 use crate::error::Error;
+use crate::recv::FdList;
 
 /// One command's fd context: the fds received with it, indexed from 0 in
 /// arrival order. It owns every fd in it until one is taken, and closes the
@@ -22,10 +24,9 @@ use crate::error::Error;
 /// threads at once (even borrowing records which fds were used).
 #[derive(Debug, Default)]
 pub struct Context {
-    fds: Vec<Option<OwnedFd>>,
+    /// A command's few fds inline, more on the heap.
+    fds: FdList,
     used: UsedSet,
-    /// Owned by a [`crate::Message`]: ended by finishing the message.
-    in_message: bool,
 }
 
 impl Context {
@@ -34,9 +35,10 @@ impl Context {
         Context::default()
     }
 
-    /// A context owning `fds`, in order. Reuses the vector's allocation.
+    /// A context owning `fds`, in order. Reuses the vector's allocation
+    /// for more than a few.
     pub fn from_fds(fds: Vec<OwnedFd>) -> Context {
-        Context { fds: fds.into_iter().map(Some).collect(), ..Context::default() }
+        Context { fds: SmallVec::from_vec(fds.into_iter().map(Some).collect()), ..Context::default() }
     }
 
     /// Appends `fds`; the context owns them from now on.
@@ -44,24 +46,51 @@ impl Context {
         self.fds.extend(fds.into_iter().map(Some));
     }
 
-    /// Appends a batch, moving the vector in when the context is empty.
-    pub(crate) fn adopt_vec(&mut self, fds: Vec<OwnedFd>) {
+    /// Takes over the raw fds `fds` and appends them in order, for a caller
+    /// that received them itself; returns how many were appended.
+    ///
+    /// Each entry is checked before it is wrapped: a negative number or one
+    /// that is not an open fd (`fcntl(2)` `F_GETFD` fails) is skipped, and
+    /// so is a number already in the context or earlier in `fds` (wrapping
+    /// it twice would close it twice; the first owner keeps it). The other
+    /// entries are appended even when one is refused, so the indices after
+    /// a refused entry move down by one.
+    ///
+    /// # Errors
+    /// The first refusal: `EBADF` (as [`Error::Sys`]) for a negative or
+    /// closed fd, [`Error::InvalidArgument`] for a duplicate. The fds that
+    /// were appended stay appended ([`Context::count`] tells).
+    ///
+    /// # Safety
+    /// The caller owns every open fd in `fds` and gives that ownership to
+    /// the context: nothing else may use or close them afterwards.
+    pub unsafe fn adopt_raw(&mut self, fds: &[RawFd]) -> Result<usize, Error> {
+        let held: HashSet<RawFd> = self.fds.iter().flatten().map(AsRawFd::as_raw_fd).collect();
+        let (fresh, held_again): (Vec<RawFd>, Vec<RawFd>) = fds.iter().partition(|fd| !held.contains(fd));
+        // SAFETY: the caller hands over every open fd in `fds`; the ones
+        // this context already owns were set aside, so none is wrapped twice.
+        let (owned, error) = unsafe { crate::recv::own_raw_fds(&fresh) };
+        let added = owned.len();
+        self.adopt(owned);
+        match error {
+            Some(e) => Err(e),
+            None if !held_again.is_empty() => Err(Error::InvalidArgument("the same fd appears twice")),
+            None => Ok(added),
+        }
+    }
+
+    /// Appends a received batch; into an empty context it moves as it is.
+    pub(crate) fn adopt_list(&mut self, fds: FdList) {
         if self.fds.is_empty() {
-            self.fds = fds.into_iter().map(Some).collect();
+            self.fds = fds;
         } else {
-            self.adopt(fds);
+            self.fds.extend(fds);
         }
     }
 
     /// How many fds were received (taken ones included).
     pub fn count(&self) -> usize {
         self.fds.len()
-    }
-
-    /// The raw number of fd `index` if the context still owns it, without
-    /// counting as a use.
-    pub fn peek_raw(&self, index: usize) -> Option<std::os::fd::RawFd> {
-        self.fds.get(index)?.as_ref().map(std::os::fd::AsRawFd::as_raw_fd)
     }
 
     /// How many fds the context still owns.
@@ -71,19 +100,8 @@ impl Context {
 
     /// Closes every fd and forgets them: the context is empty again.
     pub(crate) fn clear(&mut self) {
-        self.fds = Vec::new();
+        self.fds = SmallVec::new();
         self.used = UsedSet::default();
-    }
-
-    /// A context that belongs to a message (see [`Context::in_message`]).
-    pub(crate) fn for_message() -> Context {
-        Context { in_message: true, ..Context::default() }
-    }
-
-    /// True for the context inside a [`crate::Message`], which ends with
-    /// the message rather than on its own.
-    pub fn in_message(&self) -> bool {
-        self.in_message
     }
 
     fn slot(&self, index: usize) -> Result<BorrowedFd<'_>, Error> {
@@ -128,51 +146,10 @@ impl Context {
         crate::open::open(Some(self), path, flags, mode)
     }
 
-    /// Like `open(2)` on the file fd `index` refers to (DESIGN.md 3.2):
-    /// access mode checked against the fd's `O_ACCMODE`, `O_PATH` fds refused
-    /// for I/O, `O_DIRECTORY` checked, `O_NONBLOCK` applied or cleared,
-    /// `O_TRUNC` applied, result close-on-exec and owned by the caller.
+    /// `open(2)` on the file fd `index` refers to, with the checks of
+    /// [`crate::open::open_fd`]; the result is the caller's.
     pub(crate) fn open_index(&self, index: usize, flags: OFlag) -> Result<OwnedFd, Error> {
-        let fd = self.slot(index)?;
-        let have = OFlag::from_bits_retain(
-            fcntl(fd, FcntlArg::F_GETFL).map_err(|e| Error::sys("fcntl(F_GETFL)", e))?,
-        );
-        check_access(have, flags)?;
-        if flags.contains(OFlag::O_DIRECTORY) {
-            let st = fstat(fd).map_err(|e| Error::sys("fstat", e))?;
-            if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFDIR {
-                return Err(Error::sys("open /dev/fd/N with O_DIRECTORY", nix::errno::Errno::ENOTDIR));
-            }
-        }
-        if flags.contains(OFlag::O_CREAT | OFlag::O_EXCL) {
-            return Err(Error::sys("open /dev/fd/N with O_CREAT|O_EXCL", nix::errno::Errno::EEXIST));
-        }
-        if flags.contains(OFlag::O_PATH) && !have.contains(OFlag::O_PATH) {
-            // open(2) with O_PATH gives a path-only fd, never one that can
-            // read or write: reopen the file that way rather than dup it
-            // (this needs procfs mounted).
-            // thread-self: a thread may have its own fd table (CLONE_FILES).
-            let own = format!("/proc/thread-self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
-            return nix::fcntl::open(own.as_str(), OFlag::O_PATH | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-                .map_err(|e| Error::sys("reopening /dev/fd/N with O_PATH", e));
-        }
-        let new = fd
-            .try_clone_to_owned()
-            .map_err(|e| Error::io("fcntl(F_DUPFD_CLOEXEC)", &e))?;
-        if !have.contains(OFlag::O_PATH) {
-            // The status flags live in the open file description, which the
-            // sender shares: match O_NONBLOCK to what this caller asked for.
-            let want_nb = flags.contains(OFlag::O_NONBLOCK);
-            if have.contains(OFlag::O_NONBLOCK) != want_nb {
-                let mut set = have & !OFlag::O_ACCMODE;
-                set.set(OFlag::O_NONBLOCK, want_nb);
-                fcntl(&new, FcntlArg::F_SETFL(set)).map_err(|e| Error::sys("fcntl(F_SETFL)", e))?;
-            }
-            if flags.contains(OFlag::O_TRUNC) && access_of(flags) != OFlag::O_RDONLY {
-                nix::unistd::ftruncate(&new, 0).map_err(|e| Error::sys("ftruncate", e))?;
-            }
-        }
-        Ok(new)
+        crate::open::open_fd(self.slot(index)?, flags)
     }
 
     /// Ends the command: closes every fd still owned and returns how many
@@ -184,39 +161,6 @@ impl Context {
     /// How many fds were never used so far.
     pub fn unused(&self) -> usize {
         (0..self.fds.len()).filter(|&i| !self.used.contains(i)).count()
-    }
-}
-
-fn access_of(flags: OFlag) -> OFlag {
-    flags & OFlag::O_ACCMODE
-}
-
-fn access_name(acc: OFlag) -> &'static str {
-    match acc {
-        a if a == OFlag::O_RDONLY => "O_RDONLY",
-        a if a == OFlag::O_WRONLY => "O_WRONLY",
-        a if a == OFlag::O_RDWR => "O_RDWR",
-        _ => "invalid access mode",
-    }
-}
-
-/// The access rule of `open(2)` applied to an fd that already exists.
-fn check_access(have: OFlag, want: OFlag) -> Result<(), Error> {
-    if want.contains(OFlag::O_PATH) {
-        return Ok(());
-    }
-    if have.contains(OFlag::O_PATH) {
-        return Err(Error::PathOnlyFd);
-    }
-    let (have_acc, want_acc) = (access_of(have), access_of(want));
-    if want_acc == OFlag::O_ACCMODE {
-        return Err(Error::InvalidArgument("flags: O_ACCMODE bits are all set"));
-    }
-    let ok = have_acc == OFlag::O_RDWR || have_acc == want_acc;
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::AccessMode { wanted: access_name(want_acc), have: access_name(have_acc) })
     }
 }
 
@@ -255,7 +199,6 @@ impl UsedSet {
 mod tests {
     use super::*;
     use crate::testutil::FdLeakCheck;
-    use std::os::fd::AsRawFd;
 
     fn pipe() -> (OwnedFd, OwnedFd) {
         nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap()
@@ -282,6 +225,69 @@ mod tests {
         assert_eq!(ctx.finish(), 1, "only index 3 was never used");
     }
 
+    /// The raw number of an fd whose ownership moves to the test's caller.
+    fn raw(fd: OwnedFd) -> RawFd {
+        std::os::fd::IntoRawFd::into_raw_fd(fd)
+    }
+
+    /// An fd number that is certainly not open (far above any fd this
+    /// process allocates; fds are allocated lowest first).
+    const NOT_OPEN: RawFd = 1 << 30;
+
+    #[test]
+    fn adopt_raw_appends_in_order() {
+        let _leaks = FdLeakCheck::new();
+        let (r, w) = pipe();
+        let (r_raw, w_raw) = (raw(r), raw(w));
+        let mut ctx = Context::new();
+        // SAFETY: both fds were just released to this call.
+        assert_eq!(unsafe { ctx.adopt_raw(&[r_raw, w_raw]) }.unwrap(), 2);
+        // SAFETY: nothing to hand over.
+        assert_eq!(unsafe { ctx.adopt_raw(&[]) }.unwrap(), 0);
+        assert_eq!(ctx.get(0).unwrap().as_raw_fd(), r_raw);
+        assert_eq!(ctx.get(1).unwrap().as_raw_fd(), w_raw);
+        assert_eq!(ctx.finish(), 0);
+    }
+
+    #[test]
+    fn adopt_raw_refuses_closed_and_negative_fds() {
+        let _leaks = FdLeakCheck::new();
+        let (r, w) = pipe();
+        let (r_raw, w_raw) = (raw(r), raw(w));
+        let mut ctx = Context::new();
+        // SAFETY: the two open fds were released to this call; the others
+        // are not open fds at all.
+        let err = unsafe { ctx.adopt_raw(&[-1, r_raw, NOT_OPEN, w_raw]) }.unwrap_err();
+        assert_eq!(err.errno(), libc::EBADF, "{err}");
+        assert_eq!(ctx.count(), 2, "the open fds are appended, the bad ones take no index");
+        assert_eq!(ctx.get(0).unwrap().as_raw_fd(), r_raw);
+        assert_eq!(ctx.get(1).unwrap().as_raw_fd(), w_raw);
+    }
+
+    #[test]
+    fn adopt_raw_refuses_duplicates() {
+        let _leaks = FdLeakCheck::new();
+        let (r, w) = pipe();
+        let (r_raw, w_raw) = (raw(r), raw(w));
+        let mut ctx = Context::new();
+        // SAFETY: `r_raw` is released to this call (listed twice: the
+        // second is refused, not wrapped).
+        let err = unsafe { ctx.adopt_raw(&[r_raw, r_raw]) }.unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        assert_eq!(ctx.count(), 1);
+        // SAFETY: `r_raw` is already the context's: refused, not wrapped;
+        // `w_raw` is released to this call.
+        let err = unsafe { ctx.adopt_raw(&[r_raw, w_raw]) }.unwrap_err();
+        assert_eq!(err.errno(), libc::EINVAL);
+        assert_eq!(ctx.count(), 2, "the first owner keeps the fd, the new one is appended");
+        let taken = ctx.take(0).unwrap();
+        let taken_raw = raw(taken);
+        // SAFETY: a taken fd is no longer the context's: adopting it back
+        // hands it over again.
+        assert_eq!(unsafe { ctx.adopt_raw(&[taken_raw]) }.unwrap(), 1);
+        assert_eq!(ctx.count(), 3);
+    }
+
     #[test]
     fn used_set_beyond_64() {
         let _leaks = FdLeakCheck::new();
@@ -292,20 +298,5 @@ mod tests {
             assert!(s.contains(i));
         }
         assert!(!s.contains(199));
-    }
-
-    #[test]
-    fn access_rules() {
-        let _leaks = FdLeakCheck::new();
-        use OFlag as F;
-        assert!(check_access(F::O_RDWR, F::O_RDONLY).is_ok());
-        assert!(check_access(F::O_RDWR, F::O_WRONLY).is_ok());
-        assert!(check_access(F::O_RDONLY, F::O_RDONLY).is_ok());
-        assert!(check_access(F::O_RDONLY, F::O_RDWR).is_err());
-        assert!(check_access(F::O_RDONLY, F::O_WRONLY).is_err());
-        assert!(check_access(F::O_WRONLY, F::O_RDONLY).is_err());
-        assert!(matches!(check_access(F::O_PATH, F::O_RDONLY), Err(Error::PathOnlyFd)));
-        assert!(check_access(F::O_PATH, F::O_PATH).is_ok());
-        assert_eq!(Error::AccessMode { wanted: "", have: "" }.errno(), libc::EACCES);
     }
 }

@@ -26,6 +26,19 @@ pub enum Error {
     /// A path that would reach the process's own descriptor table, such as
     /// `/proc/self/fd/3` or `/dev/stdin` (`EPERM`).
     OwnFdPath(String),
+    /// A client path whose file is on procfs, however it was named or
+    /// reached (`EPERM`): see [`crate::open`].
+    ProcfsPath(String),
+    /// A path the kernel refused (`EACCES`) while the process is confined
+    /// by [`crate::confine::confine`].
+    Confined(String),
+    /// Confinement cannot be enforced: the kernel has no usable Landlock
+    /// (`EOPNOTSUPP`).
+    Unconfinable(String),
+    /// An allow entry of [`crate::confine::confine`] that cannot be used:
+    /// its path cannot be opened (that errno, `ENOENT` when missing) or its
+    /// access is not `O_RDONLY`, `O_WRONLY` or `O_RDWR` (`EINVAL`).
+    AllowEntry { index: usize, path: String, errno: Errno, why: &'static str },
     /// A command longer than `max_msg_bytes` (`EMSGSIZE`).
     TooLarge { limit: usize },
     /// A command that brought more fds than `max_fds` (`ETOOMANYREFS`).
@@ -44,10 +57,14 @@ pub enum Error {
     WrongType { pointer: String, wanted: &'static str },
     /// An integer that does not fit the requested type (`ERANGE`).
     OutOfRange(String),
+    /// Fds were held for an unfinished command, or waited for one, longer
+    /// than `max_hold_ms` (`ETIMEDOUT`).
+    HoldExpired { limit_ms: u32 },
+    /// A received fd was the connection's own peer socket, which would keep
+    /// the connection alive for ever (`EDEADLK`).
+    PeerSocket,
     /// A NULL pointer or otherwise unusable argument (`EINVAL`).
     InvalidArgument(&'static str),
-    /// A panic caught at the C boundary (`EIO`).
-    Panic,
     /// A system call failed.
     Sys { call: &'static str, errno: Errno },
 }
@@ -60,7 +77,10 @@ impl Error {
             Error::AlreadyTaken { .. } => Errno::EBADFD,
             Error::AccessMode { .. } | Error::PathOnlyFd => Errno::EACCES,
             Error::MalformedFdPath(_) | Error::InvalidArgument(_) => Errno::EINVAL,
-            Error::OwnFdPath(_) => Errno::EPERM,
+            Error::OwnFdPath(_) | Error::ProcfsPath(_) => Errno::EPERM,
+            Error::Confined(_) => Errno::EACCES,
+            Error::Unconfinable(_) => Errno::EOPNOTSUPP,
+            Error::AllowEntry { errno, .. } => *errno,
             Error::TooLarge { .. } => Errno::EMSGSIZE,
             Error::TooManyFds { .. } => Errno::ETOOMANYREFS,
             Error::FdsLost => Errno::ECOMM,
@@ -69,7 +89,8 @@ impl Error {
             Error::NoSuchValue(_) => Errno::ENOENT,
             Error::WrongType { .. } => Errno::ENOMSG,
             Error::OutOfRange(_) => Errno::ERANGE,
-            Error::Panic => Errno::EIO,
+            Error::HoldExpired { .. } => Errno::ETIMEDOUT,
+            Error::PeerSocket => Errno::EDEADLK,
             Error::Sys { errno, .. } => *errno,
         };
         e as i32
@@ -88,15 +109,7 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::NoSuchIndex { index, count } => match count {
-                0 => write!(f, "/dev/fd/{index} was not passed with this command (no fd was)"),
-                1 => write!(f, "/dev/fd/{index} was not passed with this command (only /dev/fd/0 was)"),
-                n => write!(
-                    f,
-                    "/dev/fd/{index} was not passed with this command (only /dev/fd/0 to /dev/fd/{} were)",
-                    n - 1
-                ),
-            },
+            Error::NoSuchIndex { index, count } => no_such_index(f, *index, *count),
             Error::AlreadyTaken { index } => {
                 write!(f, "/dev/fd/{index} was already taken by an earlier call")
             }
@@ -109,6 +122,21 @@ impl fmt::Display for Error {
                 f,
                 "path '{p}' would reach the process's own file descriptors; name fds as /dev/fd/N"
             ),
+            Error::ProcfsPath(p) => write!(
+                f,
+                "path '{p}' is on procfs, which a client path may never open; name fds as /dev/fd/N"
+            ),
+            Error::Confined(p) => write!(
+                f,
+                "the process is confined (fdctx_confine) and '{p}' is not beneath a path allowed that access; \
+                 pass the file as an fd and name it /dev/fd/N"
+            ),
+            Error::Unconfinable(why) => write!(f, "not confined: {why}"),
+            Error::AllowEntry { index, path, errno, why } => {
+                let text = std::io::Error::from_raw_os_error(*errno as i32).to_string();
+                let text = text.split(" (os error").next().unwrap_or(&text).to_owned();
+                write!(f, "allow entry {index} '{path}': {why}: {text}")
+            }
             Error::TooLarge { limit } => write!(f, "command larger than {limit} bytes"),
             Error::TooManyFds { limit } => {
                 write!(f, "command brought more than {limit} file descriptors")
@@ -124,16 +152,34 @@ impl fmt::Display for Error {
                 write!(f, "value at JSON pointer '{pointer}' is not {wanted}")
             }
             Error::OutOfRange(p) => write!(f, "value at JSON pointer '{p}' is out of range"),
+            Error::HoldExpired { limit_ms } => write!(
+                f,
+                "file descriptors held longer than {limit_ms} ms (max_hold_ms) for a command that did not complete: closed"
+            ),
+            Error::PeerSocket => write!(
+                f,
+                "a file descriptor sent was the monitor connection's own peer socket: refused and closed"
+            ),
             Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
-            Error::Panic => write!(f, "internal error (panic caught at the C boundary)"),
-            Error::Sys { call, errno } => {
-                // The C library's wording (strerror), as C callers know it.
-                let text = std::io::Error::from_raw_os_error(*errno as i32).to_string();
-                let text = text.split(" (os error").next().unwrap_or(&text).to_owned();
-                write!(f, "{call}: {text}")
-            }
+            Error::Sys { call, errno } => write!(f, "{call}: {}", strerror(*errno)),
         }
     }
+}
+
+/// Which fds a command did bring, for the text of [`Error::NoSuchIndex`].
+fn no_such_index(f: &mut fmt::Formatter<'_>, index: usize, count: usize) -> fmt::Result {
+    write!(f, "/dev/fd/{index} was not passed with this command ")?;
+    match count {
+        0 => write!(f, "(no fd was)"),
+        1 => write!(f, "(only /dev/fd/0 was)"),
+        n => write!(f, "(only /dev/fd/0 to /dev/fd/{} were)", n - 1),
+    }
+}
+
+/// The C library's wording of `errno` (strerror), as C callers know it.
+fn strerror(errno: Errno) -> String {
+    let text = std::io::Error::from_raw_os_error(errno as i32).to_string();
+    text.split(" (os error").next().unwrap_or(&text).to_owned()
 }
 
 impl std::error::Error for Error {}

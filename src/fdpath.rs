@@ -2,9 +2,9 @@
 //! process's own descriptor table.
 //!
 //! Inside a command's arguments `/dev/fd/N` means "the N-th fd sent with
-//! this command". The grammar is strict (DESIGN.md 3.1): `/dev/fd/`
-//! followed by a decimal number with no sign, no leading zero (except `0`
-//! itself), no space and nothing after it.
+//! this command". The grammar is strict: `/dev/fd/` followed by a decimal
+//! number with no sign, no leading zero (except `0` itself), no space and
+//! nothing after it.
 //!
 //! Every other spelling that the kernel would resolve to one of *our* fds —
 //! `/dev//fd/1`, `/dev/./fd/1`, `/proc/self/fd/1`, `/proc/<pid>/fd/1`,

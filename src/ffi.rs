@@ -3,30 +3,147 @@
 //! Each exported function converts its arguments, calls the core, and maps
 //! the result: `int` calls return a non-negative value or `-errno`, pointer
 //! calls return NULL on failure; either way the failure's text is kept for
-//! [`fdctx_last_error`]. A panic never crosses into C: the `ffi_int!` and
-//! `ffi_ptr!` macros, written inside each function body so cbindgen still
-//! sees a plain signature, catch it and report `-EIO`.
+//! [`fdctx_last_error`]. Every body runs inside [`ffi_boundary`], so a
+//! panic never crosses into C (it is reported as `-EIO`).
 //!
-//! The opaque C types map to core types: `fdctx` is [`Context`],
-//! `fdctx_conn` is [`Connection`], `fdctx_msg` is [`Message`] (renamed in
-//! cbindgen.toml).
+//! The opaque C types are the handles defined here: [`fdctx`] wraps a
+//! [`Context`], [`fdctx_conn`] a [`Connection`], [`fdctx_msg`] a
+//! [`Message`] together with what only C needs (the NUL-terminated copies
+//! of the bytes and strings it hands out, the status text). Their ownership
+//! and casts are [`boundary::Castable`]'s.
 
 // The safety rules of each function are its pointer and ownership rules,
 // written for C readers in its doc comment (they become the header's docs).
 #![allow(non_camel_case_types, clippy::missing_safety_doc)]
 
-use std::cell::{Cell, RefCell};
-use std::ffi::{c_char, c_int, c_void, CStr, CString, OsStr};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+mod boundary;
+
+use std::cell::{Cell, OnceCell, RefCell};
+use std::ffi::{c_char, c_int, c_uint, c_void, CString};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::ptr;
 
-use crate::conn::{Connection, Framing, Limits};
+use crate::conn::{Connection, FeedFlags, Framing, Limits};
 use crate::context::Context;
 use crate::error::Error;
 use crate::fdpath::PathKind;
 use crate::message::Message;
+use boundary::{c_text, count_out, fd_arg, fd_out, ffi_boundary, path_arg, slice_arg, str_arg, write_opt, Castable};
+
+/// The receiving side of one monitor socket: it frames commands and gives
+/// each exactly the fds that were sent with it. It keeps only the command
+/// in progress and fds waiting for one, and closes those when it ends.
+/// It may move to another thread, but must not be used from two at once,
+/// and it must be the socket's only reader (two readers would split
+/// commands, and a packet could change between peeking and receiving).
+///
+/// A connection either reads its socket itself (fdctx_conn_new()) or is
+/// fed the caller's reads (fdctx_conn_new_fed(), fdctx_conn_feed()). Both
+/// go through the same framing and association code: a socket connection
+/// is a fed one plus its own `recvmsg(2)` loop.
+pub struct fdctx_conn {
+    /// The caller's socket, borrowed for the connection's whole life (the
+    /// `'static` is the C contract of fdctx_conn_new(): open until
+    /// fdctx_conn_free()); none for a fed connection.
+    conn: Connection<BorrowedFd<'static>>,
+}
+
+impl Castable for fdctx_conn {
+    const NAME: &'static str = "conn";
+}
+
+/// One command's fd context: the fds received with it, indexed from 0 in
+/// arrival order. It owns every fd in it until one is taken, and closes the
+/// rest when finished.
+///
+/// A context may move to another thread, but must not be used from two
+/// threads at once (even borrowing records which fds were used).
+pub struct fdctx {
+    ctx: Context,
+    /// Lent by a message (fdctx_msg_fds), which ends it.
+    in_message: bool,
+}
+
+impl Castable for fdctx {
+    const NAME: &'static str = "ctx";
+
+    fn boxed(&self) -> bool {
+        !self.in_message
+    }
+}
+
+/// For Rust code that also calls the C functions (tests): a handle around
+/// a context, and the context inside a handle. Such a handle is the
+/// caller's; fdctx_finish() must not be called on it.
+impl fdctx {
+    pub fn lend(ctx: Context) -> fdctx {
+        fdctx { ctx, in_message: true }
+    }
+
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    pub fn into_context(self) -> Context {
+        self.ctx
+    }
+}
+
+/// One framed command: its bytes, the fds sent with it (its context), and
+/// a status saying whether it can be dispatched. It owns all of these, may
+/// move to another thread and may outlive its connection.
+pub struct fdctx_msg {
+    /// The command's bytes, status and parsed JSON (its fds are in `fds`).
+    msg: Message,
+    fds: fdctx,
+    /// The bytes followed by a NUL, made on the first fdctx_msg_data.
+    data: OnceCell<Box<[u8]>>,
+    /// The status as C text, made on the first fdctx_msg_error.
+    error: OnceCell<Option<CString>>,
+    /// Strings handed out by the accessors, kept until the message ends.
+    strings: RefCell<Vec<Box<[u8]>>>,
+}
+
+impl Castable for fdctx_msg {
+    const NAME: &'static str = "msg";
+}
+
+impl fdctx_msg {
+    /// The C handle of `msg`: its context moves into a handle of its own,
+    /// which fdctx_msg_fds lends out.
+    fn new(mut msg: Message) -> fdctx_msg {
+        let ctx = std::mem::take(msg.fds_mut());
+        fdctx_msg {
+            msg,
+            fds: fdctx { ctx, in_message: true },
+            data: OnceCell::new(),
+            error: OnceCell::new(),
+            strings: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Keeps a NUL-terminated copy of `text` until the message ends, stores
+    /// its length in `*len` (if not NULL) and returns it for C.
+    ///
+    /// # Safety
+    /// `len` is NULL or points at writable storage.
+    unsafe fn hand_out(&self, text: &[u8], len: *mut usize) -> *const c_char {
+        // SAFETY: per this function's contract.
+        unsafe { write_opt(len, text.len()) };
+        let kept = nul_terminated(text);
+        let ptr = kept.as_ptr().cast::<c_char>();
+        self.strings.borrow_mut().push(kept);
+        ptr
+    }
+}
+
+/// `bytes` followed by one NUL, for C.
+fn nul_terminated(bytes: &[u8]) -> Box<[u8]> {
+    let mut owned = Vec::with_capacity(bytes.len() + 1);
+    owned.extend_from_slice(bytes);
+    owned.push(0);
+    owned.into_boxed_slice()
+}
 
 /// How a connection splits its input into commands: one of the
 /// `FDCTX_FRAMING_*` values. (An integer type rather than a C enum, so that
@@ -44,6 +161,14 @@ pub const FDCTX_FRAMING_LINE: fdctx_framing = 1;
 /// whose first non-whitespace byte is `{` is validated as JSON.
 pub const FDCTX_FRAMING_PACKET: fdctx_framing = 2;
 
+/// fdctx_conn_feed() flag: the caller's read reported `MSG_CTRUNC` (fds
+/// were sent that the kernel could not install); the command those fds
+/// belong to is delivered with status `-ECOMM`.
+pub const FDCTX_FEED_FDS_LOST: c_uint = 1;
+/// fdctx_conn_feed() flag: the stream ends after these bytes (the caller's
+/// read returned 0, or the caller stops reading this client).
+pub const FDCTX_FEED_END: c_uint = 2;
+
 /// Bounds on one command. A field left 0 takes its default.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
@@ -55,119 +180,36 @@ pub struct fdctx_limits {
     pub max_fds: usize,
     /// Deepest JSON nesting of objects and arrays; default 64, at most 127.
     pub max_depth: usize,
+    /// Longest time in milliseconds that fds may be held for a command that
+    /// has not completed, or wait for one (the qemu.qmp style); default
+    /// 10000, at most 3600000 (one hour). When it passes, the fds are
+    /// closed and the command in progress is delivered as it is with status
+    /// `-ETIMEDOUT`, the rest of its line discarded (fds that were waiting
+    /// make the next command fail with `-ETIMEDOUT`); the connection goes
+    /// on. Measured on the monotonic clock. See fdctx_conn_deadline_ms().
+    pub max_hold_ms: u32,
 }
 
 thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
-    static CURRENT: Cell<*mut Context> = const { Cell::new(ptr::null_mut()) };
-}
-
-/// Records `err` for `fdctx_last_error` and returns `-errno`. Never panics:
-/// while a thread is being torn down (a pthread key destructor calling in)
-/// its thread-locals may be gone, and the text is then dropped.
-fn fail(err: Error) -> c_int {
-    let text = err.to_string().replace('\0', " ");
-    let _ = LAST_ERROR.try_with(|e| {
-        if let Ok(mut slot) = e.try_borrow_mut() {
-            *slot = CString::new(text).unwrap_or_default();
-        }
-    });
-    -err.errno()
+    static CURRENT: Cell<*mut fdctx> = const { Cell::new(ptr::null_mut()) };
 }
 
 /// The calling thread's current context (NULL once its thread-locals are
 /// gone).
-fn current() -> *mut Context {
+fn current() -> *mut fdctx {
     CURRENT.try_with(Cell::get).unwrap_or(ptr::null_mut())
 }
 
 /// Makes `ctx` current on the calling thread; returns the previous one.
-fn replace_current(ctx: *mut Context) -> *mut Context {
+fn replace_current(ctx: *mut fdctx) -> *mut fdctx {
     CURRENT.try_with(|c| c.replace(ctx)).unwrap_or(ptr::null_mut())
 }
 
-/// Runs a body returning `Result<c_int, Error>`; maps errors and panics.
-macro_rules! ffi_int {
-    ($body:block) => {{
-        let run = || -> Result<c_int, Error> { $body };
-        match catch_unwind(AssertUnwindSafe(run)) {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => fail(e),
-            Err(_) => fail(Error::Panic),
-        }
-    }};
-}
-
-/// Runs a body returning `Result<*mut T, Error>` (or `*const T`); errors
-/// and panics become NULL.
-macro_rules! ffi_ptr {
-    ($body:block) => {{
-        let run = || -> Result<_, Error> { $body };
-        match catch_unwind(AssertUnwindSafe(run)) {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                fail(e);
-                ptr::null_mut()
-            }
-            Err(_) => {
-                fail(Error::Panic);
-                ptr::null_mut()
-            }
-        }
-    }};
-}
-
-fn null(what: &'static str) -> Error {
-    Error::InvalidArgument(what)
-}
-
-/// Turns a possibly NULL pointer into a reference.
-///
-/// # Safety
-/// Non-null `p` must point at a live `T` not mutably aliased elsewhere for
-/// `'a`.
-unsafe fn arg<'a, T>(p: *const T, what: &'static str) -> Result<&'a T, Error> {
-    // SAFETY: the caller's contract; NULL is checked by `as_ref`.
-    unsafe { p.as_ref() }.ok_or(null(what))
-}
-
-/// Like [`arg`] for exclusive access.
-///
-/// # Safety
-/// Non-null `p` must point at a live `T` that nothing else accesses for `'a`.
-unsafe fn arg_mut<'a, T>(p: *mut T, what: &'static str) -> Result<&'a mut T, Error> {
-    // SAFETY: the caller's contract; NULL is checked by `as_mut`.
-    unsafe { p.as_mut() }.ok_or(null(what))
-}
-
-/// A C string argument as a path (bytes, no encoding assumed).
-///
-/// # Safety
-/// Non-null `p` must point at a NUL-terminated string alive for `'a`.
-unsafe fn path_arg<'a>(p: *const c_char, what: &'static str) -> Result<&'a OsStr, Error> {
-    if p.is_null() {
-        return Err(null(what));
+/// Forgets `ctx` as the calling thread's current context, if it is.
+fn forget_current(ctx: *mut fdctx) {
+    if current() == ctx {
+        replace_current(ptr::null_mut());
     }
-    // SAFETY: non-null and NUL-terminated per the contract.
-    Ok(OsStr::from_bytes(unsafe { CStr::from_ptr(p) }.to_bytes()))
-}
-
-/// A C string argument that must be UTF-8 (a JSON Pointer).
-///
-/// # Safety
-/// As [`path_arg`].
-unsafe fn str_arg<'a>(p: *const c_char, what: &'static str) -> Result<&'a str, Error> {
-    // SAFETY: forwarded contract.
-    let bytes = unsafe { path_arg(p, what) }?.as_bytes();
-    std::str::from_utf8(bytes).map_err(|_| Error::InvalidArgument("JSON Pointer is not UTF-8"))
-}
-
-fn to_int(fd: OwnedFd) -> c_int {
-    fd.into_raw_fd()
-}
-
-fn count_to_int(n: usize) -> c_int {
-    c_int::try_from(n).unwrap_or(c_int::MAX)
 }
 
 // ---------------------------------------------------------------------------
@@ -182,10 +224,7 @@ fn count_to_int(n: usize) -> c_int {
 /// Thread rules: thread-local; safe from any thread.
 #[no_mangle]
 pub extern "C" fn fdctx_last_error() -> *const c_char {
-    const NONE: &CStr = c"";
-    LAST_ERROR
-        .try_with(|e| e.try_borrow().map_or(NONE.as_ptr(), |text| text.as_ptr()))
-        .unwrap_or(NONE.as_ptr())
+    boundary::last_error()
 }
 
 // ---------------------------------------------------------------------------
@@ -200,8 +239,8 @@ pub extern "C" fn fdctx_last_error() -> *const c_char {
 /// Thread rules: a context may move between threads but must not be used
 /// from two threads at once.
 #[no_mangle]
-pub extern "C" fn fdctx_new() -> *mut Context {
-    ffi_ptr!({ Ok(Box::into_raw(Box::new(Context::new()))) })
+pub extern "C" fn fdctx_new() -> *mut fdctx {
+    ffi_boundary(|| Ok(fdctx { ctx: Context::new(), in_message: false }.into_ptr()))
 }
 
 /// Appends `n` fds from the array `fds` to the context, in order; the first
@@ -227,45 +266,21 @@ pub extern "C" fn fdctx_new() -> *mut Context {
 /// Thread rules: not concurrently with any other call on the same context,
 /// read-only ones included (borrowing records which fds were used).
 #[no_mangle]
-pub unsafe extern "C" fn fdctx_adopt(ctx: *mut Context, fds: *const c_int, n: usize) -> c_int {
-    ffi_int!({
-        if fds.is_null() {
-            return if n == 0 { Ok(0) } else { Err(null("fds")) };
-        }
-        // SAFETY: the caller passes an array of `n` ints.
-        let raw = unsafe { std::slice::from_raw_parts(fds, n) };
+pub unsafe extern "C" fn fdctx_adopt(ctx: *mut fdctx, fds: *const c_int, n: usize) -> c_int {
+    ffi_boundary(|| {
+        // SAFETY: the caller passes an array of `n` ints (or NULL and 0).
+        let raw = unsafe { slice_arg(fds, n, "fds") }?;
         // SAFETY: `ctx` is a live context or NULL, not in use elsewhere.
-        let ctx = unsafe { ctx.as_mut() };
-        let mut seen: Vec<c_int> = match &ctx {
-            Some(c) => (0..c.count()).filter_map(|i| c.peek_raw(i)).collect(),
-            None => Vec::new(),
+        let Ok(ctx) = (unsafe { fdctx::arg_mut(ctx) }) else {
+            // The fds are the library's even so: a context of its own
+            // takes them, and closes them as it goes.
+            // SAFETY: the caller hands over every fd of the array.
+            let _ = unsafe { Context::new().adopt_raw(raw) };
+            return Err(Error::InvalidArgument(fdctx::NAME));
         };
-        let mut taken = Vec::with_capacity(n);
-        let mut error = None;
-        for &fd in raw {
-            // SAFETY: F_GETFD only asks whether `fd` is open.
-            if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-                error.get_or_insert(Error::sys("fdctx_adopt", nix::errno::Errno::EBADF));
-            } else if seen.contains(&fd) {
-                error.get_or_insert(Error::InvalidArgument("the same fd appears twice"));
-            } else {
-                seen.push(fd);
-                // SAFETY: the caller hands ownership of each listed fd to
-                // the library; duplicates were filtered out above, so each
-                // open fd is wrapped exactly once.
-                taken.push(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
-        }
-        let Some(ctx) = ctx else {
-            drop(taken);
-            return Err(null("ctx"));
-        };
-        let added = taken.len();
-        ctx.adopt(taken);
-        match error {
-            Some(e) => Err(e),
-            None => Ok(count_to_int(added)),
-        }
+        // SAFETY: the caller hands ownership of every fd of the array over
+        // to the library, as documented above.
+        Ok(count_out(unsafe { ctx.ctx.adopt_raw(raw) }?))
     })
 }
 
@@ -275,9 +290,9 @@ pub unsafe extern "C" fn fdctx_adopt(ctx: *mut Context, fds: *const c_int, n: us
 /// Thread rules: not concurrently with any other call on the same context,
 /// read-only ones included (borrowing records which fds were used).
 #[no_mangle]
-pub unsafe extern "C" fn fdctx_count(ctx: *const Context) -> usize {
+pub unsafe extern "C" fn fdctx_count(ctx: *const fdctx) -> usize {
     // SAFETY: `ctx` is a live context or NULL.
-    catch_unwind(AssertUnwindSafe(|| unsafe { ctx.as_ref() }.map_or(0, Context::count))).unwrap_or(0)
+    ffi_boundary(|| Ok(unsafe { fdctx::arg(ctx) }.map_or(0, |c| c.ctx.count())))
 }
 
 /// Parses `path` as an fd path (strict grammar: `/dev/fd/` then a decimal
@@ -295,15 +310,13 @@ pub unsafe extern "C" fn fdctx_count(ctx: *const Context) -> usize {
 /// Thread rules: none (pure function).
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_index(path: *const c_char, index: *mut usize) -> c_int {
-    ffi_int!({
+    ffi_boundary(|| {
         // SAFETY: NUL-terminated string or NULL.
         let path = unsafe { path_arg(path, "path") }?;
         match crate::fdpath::classify(&path.to_string_lossy())? {
             PathKind::FdIndex(n) => {
-                if !index.is_null() {
-                    // SAFETY: non-null `index` points at writable storage.
-                    unsafe { index.write(n) };
-                }
+                // SAFETY: `index` is NULL or points at writable storage.
+                unsafe { write_opt(index, n) };
                 Ok(1)
             }
             PathKind::Ordinary => Ok(0),
@@ -321,12 +334,9 @@ pub unsafe extern "C" fn fdctx_index(path: *const c_char, index: *mut usize) -> 
 /// Thread rules: not concurrently with any other call on the same context,
 /// read-only ones included (borrowing records which fds were used).
 #[no_mangle]
-pub unsafe extern "C" fn fdctx_get(ctx: *const Context, index: usize) -> c_int {
-    ffi_int!({
-        // SAFETY: live context or NULL.
-        let ctx = unsafe { arg(ctx, "ctx") }?;
-        Ok(ctx.get(index)?.as_raw_fd())
-    })
+pub unsafe extern "C" fn fdctx_get(ctx: *const fdctx, index: usize) -> c_int {
+    // SAFETY: live context or NULL.
+    ffi_boundary(|| Ok(unsafe { fdctx::arg(ctx) }?.ctx.get(index)?.as_raw_fd()))
 }
 
 /// Takes fd `index`: the caller owns the returned fd (and must close it);
@@ -338,12 +348,9 @@ pub unsafe extern "C" fn fdctx_get(ctx: *const Context, index: usize) -> c_int {
 /// Thread rules: not concurrently with any other call on the same context,
 /// read-only ones included (borrowing records which fds were used).
 #[no_mangle]
-pub unsafe extern "C" fn fdctx_take(ctx: *mut Context, index: usize) -> c_int {
-    ffi_int!({
-        // SAFETY: live context or NULL, not in use elsewhere.
-        let ctx = unsafe { arg_mut(ctx, "ctx") }?;
-        Ok(to_int(ctx.take(index)?))
-    })
+pub unsafe extern "C" fn fdctx_take(ctx: *mut fdctx, index: usize) -> c_int {
+    // SAFETY: live context or NULL, not in use elsewhere.
+    ffi_boundary(|| Ok(fd_out(unsafe { fdctx::arg_mut(ctx) }?.ctx.take(index)?)))
 }
 
 /// Duplicates fd `index`: returns a new close-on-exec fd (sharing the open
@@ -356,12 +363,9 @@ pub unsafe extern "C" fn fdctx_take(ctx: *mut Context, index: usize) -> c_int {
 /// Thread rules: not concurrently with any other call on the same context,
 /// read-only ones included (borrowing records which fds were used).
 #[no_mangle]
-pub unsafe extern "C" fn fdctx_dup(ctx: *const Context, index: usize) -> c_int {
-    ffi_int!({
-        // SAFETY: live context or NULL.
-        let ctx = unsafe { arg(ctx, "ctx") }?;
-        Ok(to_int(ctx.dup(index)?))
-    })
+pub unsafe extern "C" fn fdctx_dup(ctx: *const fdctx, index: usize) -> c_int {
+    // SAFETY: live context or NULL.
+    ffi_boundary(|| Ok(fd_out(unsafe { fdctx::arg(ctx) }?.ctx.dup(index)?)))
 }
 
 /// Drop-in for open(2) on a client-supplied path.
@@ -376,11 +380,12 @@ pub unsafe extern "C" fn fdctx_dup(ctx: *const Context, index: usize) -> c_int {
 ///   would: the fd's access mode must allow the requested one (`-EACCES`),
 ///   an `O_PATH` fd serves only `O_PATH` requests (`-EACCES`),
 ///   `O_DIRECTORY` on a non-directory is `-ENOTDIR`, `O_CREAT|O_EXCL` is
-///   `-EEXIST`, `O_TRUNC` truncates a writable file, and `O_NONBLOCK` is set
-///   or cleared to match `flags` (on the open file description, which the
-///   sender shares). Other status flags are the sender's: in particular an
-///   fd opened `O_APPEND` by the client stays so, and on Linux pwrite(2) to
-///   it appends whatever offset is given.
+///   `-EEXIST`, `O_TRUNC` truncates a regular file opened for writing and
+///   is ignored on a pipe, a tty, a device or a socket (as open(2) does),
+///   and `O_NONBLOCK` is set or cleared to match `flags` (on the open file
+///   description, which the sender shares). Other status flags are the
+///   sender's: in particular an fd opened `O_APPEND` by the client stays
+///   so, and on Linux pwrite(2) to it appends whatever offset is given.
 /// - A path that would reach the process's own fds is refused: `-EINVAL`
 ///   for a malformed `/dev/fd/...`, `-EPERM` for `/proc/self/fd/...`,
 ///   `/proc/<pid>/fd/...`, `/proc/thread-self/fd/...`, `/dev/stdin` and the
@@ -389,16 +394,20 @@ pub unsafe extern "C" fn fdctx_dup(ctx: *const Context, index: usize) -> c_int {
 ///   openat2 is missing — kernels before 5.6, or a seccomp filter answering
 ///   `ENOSYS` — the path is walked one component at a time and every symlink
 ///   on procfs is refused, so it fails closed).
-/// - On procfs (wherever mounted, however reached) `-EPERM` also for any
-///   directory and any process's entries (`/proc/<pid>/...`: `fd`, `mem`,
-///   `environ`...; `/proc/net`, which is `self/net`, too). System-wide
-///   files such as `/proc/cpuinfo` open.
+/// - Nothing on procfs opens (`-EPERM`, `O_PATH` included): the file
+///   actually opened is checked with fstatfs(2), so no name, bind mount of
+///   `/proc/<pid>`, other procfs mount or symlink gets past it. `/dev/fd/N`
+///   is not affected: it never opens a path.
 /// - Any other path is opened with `flags | O_CLOEXEC` and `mode` (used only
 ///   with `O_CREAT`/`O_TMPFILE`); its errors are open(2)'s. Such a path has
-///   the process's full filesystem authority, as with open(2).
+///   the process's full filesystem authority, as with open(2) — unless the
+///   process is confined (fdctx_confine()): then a path outside the allowed
+///   ones fails with `-EACCES` and a fdctx_last_error() text saying the
+///   process is confined. `/dev/fd/N` works the same confined or not.
 /// - `O_PATH` asked of an fd that is not `O_PATH` gives a path-only fd, as
-///   open(2) would, not a readable or writable duplicate (this reopens the
-///   file through procfs, which must be mounted).
+///   open(2) would, not a readable or writable duplicate (made with
+///   open_tree(2) on the fd; only where that call is missing, by reopening
+///   it `O_PATH` through procfs, which must then be mounted).
 ///
 /// Returns the new fd, owned by the caller; `-EINVAL` if `path` is NULL;
 /// `-EBADF` / `-EBADFD` for an index not passed / already taken.
@@ -406,15 +415,15 @@ pub unsafe extern "C" fn fdctx_dup(ctx: *const Context, index: usize) -> c_int {
 /// Thread rules: not concurrently with any other call on the same context,
 /// read-only ones included (borrowing records which fds were used).
 #[no_mangle]
-pub unsafe extern "C" fn fdctx_open(ctx: *mut Context, path: *const c_char, flags: c_int, mode: libc::mode_t) -> c_int {
-    ffi_int!({
+pub unsafe extern "C" fn fdctx_open(ctx: *mut fdctx, path: *const c_char, flags: c_int, mode: libc::mode_t) -> c_int {
+    ffi_boundary(|| {
         // SAFETY: NUL-terminated string or NULL.
         let path = unsafe { path_arg(path, "path") }?;
         let ctx = if ctx.is_null() { current() } else { ctx };
         // SAFETY: `ctx` is a live context (given, or made current by
         // fdctx_enter and not finished since) or NULL.
-        let ctx = unsafe { ctx.as_ref() };
-        Ok(to_int(crate::open::open(ctx, path, flags, mode)?))
+        let ctx = unsafe { fdctx::arg(ctx) }.ok().map(|c| &c.ctx);
+        Ok(fd_out(crate::open::open(ctx, path, flags, mode)?))
     })
 }
 
@@ -430,25 +439,14 @@ pub unsafe extern "C" fn fdctx_open(ctx: *mut Context, path: *const c_char, flag
 /// Thread rules: not concurrently with any other call on the same context,
 /// read-only ones included (borrowing records which fds were used).
 #[no_mangle]
-pub unsafe extern "C" fn fdctx_finish(ctx: *mut Context) -> c_int {
-    ffi_int!({
-        // SAFETY: live context or NULL.
-        let in_message = unsafe { arg(ctx, "ctx") }?.in_message();
-        if in_message {
-            return Err(Error::InvalidArgument("this context belongs to a message: use fdctx_msg_finish"));
-        }
+pub unsafe extern "C" fn fdctx_finish(ctx: *mut fdctx) -> c_int {
+    ffi_boundary(|| {
+        // SAFETY: `ctx` is a live context or NULL; one from fdctx_new is
+        // ended only once, per this function's contract.
+        let owned = unsafe { fdctx::free(ctx, "this context belongs to a message: use fdctx_msg_finish") }?;
         forget_current(ctx);
-        // SAFETY: `ctx` came from fdctx_new (Box::into_raw) and is ended
-        // only once, per this function's contract.
-        let ctx = unsafe { Box::from_raw(ctx) };
-        Ok(count_to_int(ctx.finish()))
+        Ok(count_out(owned.ctx.finish()))
     })
-}
-
-fn forget_current(ctx: *mut Context) {
-    if current() == ctx {
-        replace_current(ptr::null_mut());
-    }
 }
 
 /// Makes `ctx` (may be NULL) the calling thread's current context, used by
@@ -464,7 +462,7 @@ fn forget_current(ctx: *mut Context) {
 ///
 /// Thread rules: thread-local; affects only the calling thread.
 #[no_mangle]
-pub extern "C" fn fdctx_enter(ctx: *mut Context) -> *mut Context {
+pub extern "C" fn fdctx_enter(ctx: *mut fdctx) -> *mut fdctx {
     replace_current(ctx)
 }
 
@@ -473,7 +471,7 @@ pub extern "C" fn fdctx_enter(ctx: *mut Context) -> *mut Context {
 ///
 /// Thread rules: thread-local; affects only the calling thread.
 #[no_mangle]
-pub extern "C" fn fdctx_leave(prev: *mut Context) {
+pub extern "C" fn fdctx_leave(prev: *mut fdctx) {
     replace_current(prev);
 }
 
@@ -481,7 +479,7 @@ pub extern "C" fn fdctx_leave(prev: *mut Context) {
 ///
 /// Thread rules: thread-local.
 #[no_mangle]
-pub extern "C" fn fdctx_current() -> *mut Context {
+pub extern "C" fn fdctx_current() -> *mut fdctx {
     current()
 }
 
@@ -500,37 +498,162 @@ pub extern "C" fn fdctx_current() -> *mut Context {
 /// `sockfd` is negative or not a socket, `framing` is not one of
 /// `FDCTX_FRAMING_*`, PACKET framing is asked of a stream socket, or a
 /// limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
-/// `max_depth` 127).
+/// `max_depth` 127, `max_hold_ms` 3600000).
 ///
-/// The connection must be the socket's only reader.
+/// The connection must be the socket's only reader. With PACKET framing it
+/// turns on `SO_TIMESTAMP` on the socket: every packet then brings a
+/// timestamp, which is how an empty packet is told from the end of the
+/// stream; leave it on.
 ///
 /// Thread rules: a connection may move between threads but must not be used
 /// from two threads at once.
 #[no_mangle]
-pub unsafe extern "C" fn fdctx_conn_new(sockfd: c_int, framing: fdctx_framing, limits: *const fdctx_limits) -> *mut Connection {
-    ffi_ptr!({
-        if sockfd < 0 {
-            return Err(Error::sys("fdctx_conn_new", nix::errno::Errno::EBADF));
-        }
+pub unsafe extern "C" fn fdctx_conn_new(sockfd: c_int, framing: fdctx_framing, limits: *const fdctx_limits) -> *mut fdctx_conn {
+    ffi_boundary(|| {
+        // SAFETY: the caller keeps `sockfd` open until fdctx_conn_free(), as
+        // documented above, and the connection ends there: the 'static
+        // borrow outlives every use. The one borrowed socket of the C ABI.
+        let sock: BorrowedFd<'static> = unsafe { fd_arg(sockfd, "fdctx_conn_new") }?;
         // SAFETY: a live fdctx_limits or NULL.
-        let l = unsafe { limits.as_ref() }.copied().unwrap_or_default();
-        let limits = Limits { max_msg_bytes: l.max_msg_bytes, max_fds: l.max_fds, max_depth: l.max_depth }.validated()?;
-        let framing = match framing {
-            FDCTX_FRAMING_JSON => Framing::Json,
-            FDCTX_FRAMING_LINE => Framing::Line,
-            FDCTX_FRAMING_PACKET => Framing::Packet,
-            _ => return Err(Error::InvalidArgument("framing: not one of FDCTX_FRAMING_*")),
-        };
-        // SAFETY: the caller keeps `sockfd` open for this call.
-        Connection::check_socket(unsafe { BorrowedFd::borrow_raw(sockfd) }, framing)?;
-        // SAFETY: the caller keeps `sockfd` open until fdctx_conn_free, as
-        // documented above.
-        let conn = unsafe { Connection::borrowed(sockfd, framing, limits) };
-        Ok(Box::into_raw(Box::new(conn)))
+        let limits = unsafe { limits_arg(limits) };
+        let framing = framing_arg(framing)?;
+        Ok(fdctx_conn { conn: Connection::new(sock, framing, limits)? }.into_ptr())
     })
 }
 
+/// `limits` converted (NULL: all defaults); the connection checks them.
+///
+/// # Safety
+/// `limits` is NULL or points at a live `fdctx_limits`.
+unsafe fn limits_arg(limits: *const fdctx_limits) -> Limits {
+    // SAFETY: the caller's contract.
+    let l = unsafe { limits.as_ref() }.copied().unwrap_or_default();
+    Limits { max_msg_bytes: l.max_msg_bytes, max_fds: l.max_fds, max_depth: l.max_depth, max_hold_ms: l.max_hold_ms }
+}
+
+fn framing_arg(framing: fdctx_framing) -> Result<Framing, Error> {
+    match framing {
+        FDCTX_FRAMING_JSON => Ok(Framing::Json),
+        FDCTX_FRAMING_LINE => Ok(Framing::Line),
+        FDCTX_FRAMING_PACKET => Ok(Framing::Packet),
+        _ => Err(Error::InvalidArgument("framing: not one of FDCTX_FRAMING_*")),
+    }
+}
+
+/// Starts a connection that fdctx does not read: the caller reads its
+/// monitor socket itself (its own `recvmsg`, GLib's `GSocket`, QEMU's
+/// chardev layer) and hands each read to fdctx_conn_feed(). The same
+/// framing, limits and fd association as fdctx_conn_new() apply, and
+/// commands come out of fdctx_conn_recv() the same way: given the same
+/// reads, both connections deliver the same messages with the same fds.
+///
+/// `limits` may be NULL (all defaults); it is copied.
+///
+/// Returns the connection, to be ended with fdctx_conn_free(), or NULL with
+/// fdctx_last_error() set when `framing` is not one of `FDCTX_FRAMING_*` or
+/// a limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
+/// `max_depth` 127, `max_hold_ms` 3600000).
+///
+/// Thread rules: a connection may move between threads but must not be used
+/// from two threads at once.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_conn_new_fed(framing: fdctx_framing, limits: *const fdctx_limits) -> *mut fdctx_conn {
+    ffi_boundary(|| {
+        // SAFETY: a live fdctx_limits or NULL.
+        let limits = unsafe { limits_arg(limits) };
+        let framing = framing_arg(framing)?;
+        Ok(fdctx_conn { conn: Connection::fed(framing, limits)? }.into_ptr())
+    })
+}
+
+/// Feeds one read of the caller's to a connection made by
+/// fdctx_conn_new_fed(): the `len` bytes at `data` and the `nfds` fds at
+/// `fds` that the same `recvmsg` returned.
+///
+/// One call must be exactly one `recvmsg` (one read of GLib's or QEMU's):
+/// on a stream the kernel returns a write's fds with that write's last
+/// bytes, and fdctx gives the fds of one call to the last command that has
+/// a non-whitespace byte among the call's bytes (to the next command when
+/// the call holds whitespace only, as `qemu.qmp` sends its fds on a lone
+/// space). Merging two reads into one call, or splitting one into two, can
+/// give fds to the wrong command. With `FDCTX_FRAMING_PACKET` one call is
+/// one packet, an empty one included; a packet larger than `max_msg_bytes`
+/// (the caller's read reported `MSG_TRUNC`, or the bytes are too many) is
+/// delivered with status `-EMSGSIZE`. `len` may be 0 (a read that brought
+/// only fds, or a call with just `FDCTX_FEED_END`).
+///
+/// `flags` is 0 or a bitwise OR of:
+/// - `FDCTX_FEED_FDS_LOST`: the read reported `MSG_CTRUNC`;
+/// - `FDCTX_FEED_END`: the stream ends after these bytes (the read returned
+///   0). An unfinished command, and fds still waiting for one, are closed.
+///   With PACKET framing a call with `FDCTX_FEED_END`, no bytes and no fds
+///   is no packet, only the end.
+///
+/// Ownership: the bytes are copied as needed; `data` may be reused after
+/// the call. The connection owns every fd in `fds` from this call on, EVEN
+/// WHEN THE CALL FAILS (a NULL `conn` included): the caller must not use or
+/// close them again; on failure they have been closed. They must be fds the
+/// caller owns, fresh from its read, not ones already fed.
+///
+/// Returns 0, then call fdctx_conn_recv() until it returns `-EAGAIN` (or 0)
+/// for the commands that are now complete. On failure nothing is fed, the
+/// fds are closed, and the call returns:
+/// - `-EINVAL`: `conn` is NULL, `data` is NULL with `len > 0`, `fds` is
+///   NULL with `nfds > 0`, `flags` has a bit other than the two above, an
+///   fd appears twice in `fds`, or `conn` reads its own socket (it was made
+///   by fdctx_conn_new());
+/// - `-EBADF`: an entry of `fds` is negative or not an open fd;
+/// - `-EPIPE`: `FDCTX_FEED_END` was fed before.
+///
+/// Thread rules: not concurrently with other calls on the same connection.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_conn_feed(
+    conn: *mut fdctx_conn,
+    data: *const c_void,
+    len: usize,
+    fds: *const c_int,
+    nfds: usize,
+    flags: c_uint,
+) -> c_int {
+    ffi_boundary(|| {
+        let (owned, fd_error) = if fds.is_null() {
+            (Vec::new(), (nfds > 0).then_some(Error::InvalidArgument("fds")))
+        } else {
+            // SAFETY: the caller passes an array of `nfds` fds it owns and
+            // hands over with this call.
+            unsafe { crate::recv::own_raw_fds(std::slice::from_raw_parts(fds, nfds)) }
+        };
+        if let Some(e) = fd_error {
+            return Err(e);
+        }
+        if flags & !(FDCTX_FEED_FDS_LOST | FDCTX_FEED_END) != 0 {
+            return Err(Error::InvalidArgument("flags: unknown FDCTX_FEED_* bit"));
+        }
+        // SAFETY: non-null `data` points at `len` readable bytes for the
+        // duration of the call.
+        let bytes = unsafe { slice_arg(data.cast::<u8>(), len, "data") }?;
+        // SAFETY: live connection or NULL, not in use elsewhere.
+        let conn = unsafe { fdctx_conn::arg_mut(conn) }?;
+        let flags = FeedFlags { fds_lost: flags & FDCTX_FEED_FDS_LOST != 0, end: flags & FDCTX_FEED_END != 0 };
+        conn.conn.feed(bytes, owned, flags)?;
+        Ok(0)
+    })
+}
+
+
 /// Receives the next command with exactly the fds sent with it.
+///
+/// A monitor loop:
+///
+/// ```c
+/// while ((r = fdctx_conn_recv(conn, &msg)) == 1) {
+///     if (fdctx_msg_status(msg) < 0)
+///         reply_error(msg, fdctx_msg_error(msg));
+///     else
+///         dispatch(msg);
+///     fdctx_msg_finish(msg);
+/// }
+/// ```
 ///
 /// Returns:
 /// - 1, with `*out` set to a message the caller must end with
@@ -539,11 +662,24 @@ pub unsafe extern "C" fn fdctx_conn_new(sockfd: c_int, framing: fdctx_framing, l
 ///   fds, fds lost in transit, a `/dev/fd/N` argument with no such fd)
 ///   holds no fds and can be answered;
 /// - 0 at orderly end of stream (fds of an unfinished command, or waiting
-///   for one, are closed); later calls return 0 again;
+///   for one, are closed); later calls return 0 again. On a fed connection:
+///   once `FDCTX_FEED_END` was fed and every command before it returned;
 /// - `-EAGAIN` on a non-blocking socket with no whole command buffered yet
-///   (everything received so far is kept: call again when readable);
+///   (everything received so far is kept: call again when readable), and
+///   on a fed connection with no whole command fed yet (feed the next read);
 /// - `-EINVAL` if `conn` or `out` is NULL;
 /// - another negative errno if the socket failed (e.g. `-ECONNRESET`).
+///
+/// Fds held for an unfinished command, or waiting for one, are bounded by
+/// `max_hold_ms` (see fdctx_limits): a blocking call waits for the socket
+/// with poll() only until that deadline, then closes them and returns the
+/// command in progress with status `-ETIMEDOUT` (its line's remaining bytes
+/// are discarded), so a client that stops mid-command while holding fds
+/// cannot stall the monitor for longer. A received fd that is the
+/// connection's own peer socket (the client's end, which would keep the
+/// connection open for ever) is refused at once where the kernel can tell
+/// (Unix `sock_diag`): it is closed and its command gets status
+/// `-EDEADLK`. Fed connections cannot check this; the deadline bounds it.
 ///
 /// `EINTR` is retried. `*out` is set to NULL unless 1 is returned.
 ///
@@ -557,23 +693,50 @@ pub unsafe extern "C" fn fdctx_conn_new(sockfd: c_int, framing: fdctx_framing, l
 ///
 /// Thread rules: not concurrently on the same connection.
 #[no_mangle]
-pub unsafe extern "C" fn fdctx_conn_recv(conn: *mut Connection, out: *mut *mut Message) -> c_int {
-    ffi_int!({
+pub unsafe extern "C" fn fdctx_conn_recv(conn: *mut fdctx_conn, out: *mut *mut fdctx_msg) -> c_int {
+    ffi_boundary(|| {
         if out.is_null() {
-            return Err(null("out"));
+            return Err(Error::InvalidArgument("out"));
         }
         // SAFETY: non-null `out` points at writable storage.
         unsafe { out.write(ptr::null_mut()) };
         // SAFETY: live connection or NULL, not in use elsewhere.
-        let conn = unsafe { arg_mut(conn, "conn") }?;
-        match conn.recv()? {
+        let conn = unsafe { fdctx_conn::arg_mut(conn) }?;
+        match conn.conn.recv()? {
             Some(msg) => {
                 // SAFETY: as above.
-                unsafe { out.write(Box::into_raw(Box::new(msg))) };
+                unsafe { out.write(fdctx_msg::new(msg).into_ptr()) };
                 Ok(1)
             }
             None => Ok(0),
         }
+    })
+}
+
+/// Milliseconds until the connection's next hold deadline: how long fds it
+/// holds for an unfinished command (or waiting for one) may still be held
+/// before `max_hold_ms` expires them. 0 when one is due now; -1 while no fd
+/// is held (no deadline); rounded up, so waking after this long finds the
+/// deadline passed. An event loop uses it as its timeout (poll, epoll_wait,
+/// g_timeout_add) and then calls fdctx_conn_recv(), which expires what is
+/// due and delivers the command in progress with status `-ETIMEDOUT`. The
+/// value changes only through fdctx_conn_recv() and fdctx_conn_feed(), so
+/// ask again after calling them. A blocking fdctx_conn_recv() honours the
+/// deadline by itself. Works the same on fed and socket connections.
+///
+/// Returns `-EINVAL` (negative, which poll() also takes as "no timeout")
+/// if `conn` is NULL.
+///
+/// Thread rules: not concurrently with other calls on the same connection.
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_conn_deadline_ms(conn: *const fdctx_conn) -> c_int {
+    ffi_boundary(|| {
+        // SAFETY: live connection or NULL, not being changed elsewhere.
+        let conn = unsafe { fdctx_conn::arg(conn) }?;
+        Ok(match conn.conn.deadline() {
+            None => -1,
+            Some(left) => c_int::try_from(left.as_micros().div_ceil(1000)).unwrap_or(c_int::MAX),
+        })
     })
 }
 
@@ -584,13 +747,14 @@ pub unsafe extern "C" fn fdctx_conn_recv(conn: *mut Connection, out: *mut *mut M
 ///
 /// Thread rules: not concurrently with other calls on the same connection.
 #[no_mangle]
-pub unsafe extern "C" fn fdctx_conn_free(conn: *mut Connection) {
-    let _ = catch_unwind(AssertUnwindSafe(|| {
+pub unsafe extern "C" fn fdctx_conn_free(conn: *mut fdctx_conn) {
+    ffi_boundary(|| {
         if !conn.is_null() {
             // SAFETY: `conn` came from fdctx_conn_new and is freed once.
-            drop(unsafe { Box::from_raw(conn) });
+            drop(unsafe { fdctx_conn::free(conn, "conn") }?);
         }
-    }));
+        Ok(())
+    })
 }
 
 /// The command's bytes: a pointer to them, NUL-terminated (the NUL is not
@@ -601,17 +765,15 @@ pub unsafe extern "C" fn fdctx_conn_free(conn: *mut Connection) {
 /// Thread rules: not concurrently with any other call on the same message,
 /// read-only ones included (the accessors cache what they parse).
 #[no_mangle]
-pub unsafe extern "C" fn fdctx_msg_data(msg: *const Message, len: *mut usize) -> *const c_char {
-    ffi_ptr!({
+pub unsafe extern "C" fn fdctx_msg_data(msg: *const fdctx_msg, len: *mut usize) -> *const c_char {
+    ffi_boundary(|| {
         // SAFETY: live message or NULL.
-        let msg = unsafe { arg(msg, "msg") }?;
-        if !len.is_null() {
-            // SAFETY: non-null `len` points at writable storage.
-            unsafe { len.write(msg.data().len()) };
-        }
-        Ok(msg.data_with_nul().as_ptr().cast::<c_char>().cast_mut())
+        let m = unsafe { fdctx_msg::arg(msg) }?;
+        let bytes = m.msg.data();
+        // SAFETY: `len` is NULL or points at writable storage.
+        unsafe { write_opt(len, bytes.len()) };
+        Ok(m.data.get_or_init(|| nul_terminated(bytes)).as_ptr().cast::<c_char>())
     })
-    .cast_const()
 }
 
 /// The message's fd context: every fd sent with this command, index 0 the
@@ -622,12 +784,9 @@ pub unsafe extern "C" fn fdctx_msg_data(msg: *const Message, len: *mut usize) ->
 /// Thread rules: not concurrently with any other call on the same message,
 /// read-only ones included (the accessors cache what they parse).
 #[no_mangle]
-pub unsafe extern "C" fn fdctx_msg_fds(msg: *mut Message) -> *mut Context {
-    ffi_ptr!({
-        // SAFETY: live message or NULL, not in use elsewhere.
-        let msg = unsafe { arg_mut(msg, "msg") }?;
-        Ok(msg.fds_mut() as *mut Context)
-    })
+pub unsafe extern "C" fn fdctx_msg_fds(msg: *mut fdctx_msg) -> *mut fdctx {
+    // SAFETY: live message or NULL, not in use elsewhere.
+    ffi_boundary(|| Ok(&mut unsafe { fdctx_msg::arg_mut(msg) }?.fds as *mut fdctx))
 }
 
 /// 0 if the message can be dispatched, else the negative errno saying why
@@ -643,14 +802,11 @@ pub unsafe extern "C" fn fdctx_msg_fds(msg: *mut Message) -> *mut Context {
 /// Thread rules: not concurrently with any other call on the same message,
 /// read-only ones included (the accessors cache what they parse).
 #[no_mangle]
-pub unsafe extern "C" fn fdctx_msg_status(msg: *const Message) -> c_int {
-    ffi_int!({
+pub unsafe extern "C" fn fdctx_msg_status(msg: *const fdctx_msg) -> c_int {
+    ffi_boundary(|| {
         // SAFETY: live message or NULL.
-        let msg = unsafe { arg(msg, "msg") }?;
-        Ok(match msg.status() {
-            Ok(()) => 0,
-            Err(e) => -e.errno(),
-        })
+        let m = unsafe { fdctx_msg::arg(msg) }?;
+        Ok(m.msg.status().map_or_else(|e| -e.errno(), |()| 0))
     })
 }
 
@@ -660,13 +816,13 @@ pub unsafe extern "C" fn fdctx_msg_status(msg: *const Message) -> c_int {
 /// Thread rules: not concurrently with any other call on the same message,
 /// read-only ones included (the accessors cache what they parse).
 #[no_mangle]
-pub unsafe extern "C" fn fdctx_msg_error(msg: *const Message) -> *const c_char {
-    // SAFETY: live message or NULL.
-    catch_unwind(AssertUnwindSafe(|| match unsafe { msg.as_ref() } {
-        Some(m) => m.status_text().map_or(ptr::null(), CStr::as_ptr),
-        None => ptr::null(),
-    }))
-    .unwrap_or(ptr::null())
+pub unsafe extern "C" fn fdctx_msg_error(msg: *const fdctx_msg) -> *const c_char {
+    ffi_boundary(|| {
+        // SAFETY: live message or NULL.
+        let Ok(m) = (unsafe { fdctx_msg::arg(msg) }) else { return Ok(ptr::null()) };
+        let text = m.error.get_or_init(|| m.msg.status().err().map(|e| c_text(&e.to_string())));
+        Ok(text.as_deref().map_or(ptr::null(), |t| t.as_ptr()))
+    })
 }
 
 /// Ends the command: closes every fd of its context that the handler did
@@ -682,34 +838,18 @@ pub unsafe extern "C" fn fdctx_msg_error(msg: *const Message) -> *const c_char {
 /// Thread rules: any thread, once, not concurrently with other calls on the
 /// message.
 #[no_mangle]
-pub unsafe extern "C" fn fdctx_msg_finish(msg: *mut Message) -> c_int {
-    ffi_int!({
-        if msg.is_null() {
-            return Err(null("msg"));
-        }
-        // SAFETY: `msg` came from fdctx_conn_recv (Box::into_raw) and is
-        // finished once, per this function's contract.
-        let mut msg = unsafe { Box::from_raw(msg) };
-        forget_current(msg.fds_mut());
-        Ok(count_to_int(msg.finish()))
+pub unsafe extern "C" fn fdctx_msg_finish(msg: *mut fdctx_msg) -> c_int {
+    ffi_boundary(|| {
+        // SAFETY: `msg` came from fdctx_conn_recv and is finished once, per
+        // this function's contract (or is NULL).
+        let mut m = unsafe { fdctx_msg::free(msg, "msg") }?;
+        forget_current(&mut m.fds);
+        Ok(count_out(m.fds.ctx.finish()))
     })
 }
 
 // ---------------------------------------------------------------------------
 // JSON accessors
-
-/// Keeps a NUL-terminated copy of `text` in the message, stores its length
-/// in `*len` (if not NULL) and returns it for C.
-///
-/// # Safety
-/// `len` is NULL or points at writable storage.
-unsafe fn hand_out(msg: &Message, text: &[u8], len: *mut usize) -> *mut c_char {
-    if !len.is_null() {
-        // SAFETY: per this function's contract.
-        unsafe { len.write(text.len()) };
-    }
-    msg.keep_c_string(text).cast::<c_char>().cast_mut()
-}
 
 /// The decoded string at RFC 6901 JSON Pointer `pointer` (`""` is the whole
 /// document; `"/arguments/filename"` a member of a member; `~1` is `/`,
@@ -727,14 +867,13 @@ unsafe fn hand_out(msg: &Message, text: &[u8], len: *mut usize) -> *mut c_char {
 /// Thread rules: not concurrently with any other call on the same message,
 /// read-only ones included (the accessors cache what they parse).
 #[no_mangle]
-pub unsafe extern "C" fn fdctx_msg_get_str(msg: *const Message, pointer: *const c_char, len: *mut usize) -> *const c_char {
-    ffi_ptr!({
+pub unsafe extern "C" fn fdctx_msg_get_str(msg: *const fdctx_msg, pointer: *const c_char, len: *mut usize) -> *const c_char {
+    ffi_boundary(|| {
         // SAFETY: live message or NULL; NUL-terminated string or NULL.
-        let (msg, pointer) = unsafe { (arg(msg, "msg")?, str_arg(pointer, "pointer")?) };
+        let (m, pointer) = unsafe { (fdctx_msg::arg(msg)?, str_arg(pointer, "pointer")?) };
         // SAFETY: `len` is NULL or writable.
-        Ok(unsafe { hand_out(msg, msg.get_str(pointer)?.as_bytes(), len) })
+        Ok(unsafe { m.hand_out(m.msg.get_str(pointer)?.as_bytes(), len) })
     })
-    .cast_const()
 }
 
 /// The compact JSON text of any value at `pointer` (for example the
@@ -751,14 +890,13 @@ pub unsafe extern "C" fn fdctx_msg_get_str(msg: *const Message, pointer: *const 
 /// Thread rules: not concurrently with any other call on the same message,
 /// read-only ones included (the accessors cache what they parse).
 #[no_mangle]
-pub unsafe extern "C" fn fdctx_msg_get_json(msg: *const Message, pointer: *const c_char, len: *mut usize) -> *const c_char {
-    ffi_ptr!({
+pub unsafe extern "C" fn fdctx_msg_get_json(msg: *const fdctx_msg, pointer: *const c_char, len: *mut usize) -> *const c_char {
+    ffi_boundary(|| {
         // SAFETY: live message or NULL; NUL-terminated string or NULL.
-        let (msg, pointer) = unsafe { (arg(msg, "msg")?, str_arg(pointer, "pointer")?) };
+        let (m, pointer) = unsafe { (fdctx_msg::arg(msg)?, str_arg(pointer, "pointer")?) };
         // SAFETY: `len` is NULL or writable.
-        Ok(unsafe { hand_out(msg, msg.get_json(pointer)?.as_bytes(), len) })
+        Ok(unsafe { m.hand_out(m.msg.get_json(pointer)?.as_bytes(), len) })
     })
-    .cast_const()
 }
 
 /// The boolean at `pointer`, written to `*out`.
@@ -769,15 +907,9 @@ pub unsafe extern "C" fn fdctx_msg_get_json(msg: *const Message, pointer: *const
 /// Thread rules: not concurrently with any other call on the same message,
 /// read-only ones included (the accessors cache what they parse).
 #[no_mangle]
-pub unsafe extern "C" fn fdctx_msg_get_bool(msg: *const Message, pointer: *const c_char, out: *mut bool) -> c_int {
-    ffi_int!({
-        // SAFETY: live message or NULL; NUL-terminated string or NULL.
-        let (msg, pointer) = unsafe { (arg(msg, "msg")?, str_arg(pointer, "pointer")?) };
-        // SAFETY: `out` is NULL or points at writable storage.
-        let out = unsafe { arg_mut(out, "out") }?;
-        *out = msg.get_bool(pointer)?;
-        Ok(0)
-    })
+pub unsafe extern "C" fn fdctx_msg_get_bool(msg: *const fdctx_msg, pointer: *const c_char, out: *mut bool) -> c_int {
+    // SAFETY: forwarded (the same pointer rules).
+    unsafe { get_scalar(msg, pointer, out, Message::get_bool) }
 }
 
 /// The integer at `pointer`, written to `*out`.
@@ -789,13 +921,32 @@ pub unsafe extern "C" fn fdctx_msg_get_bool(msg: *const Message, pointer: *const
 /// Thread rules: not concurrently with any other call on the same message,
 /// read-only ones included (the accessors cache what they parse).
 #[no_mangle]
-pub unsafe extern "C" fn fdctx_msg_get_int(msg: *const Message, pointer: *const c_char, out: *mut i64) -> c_int {
-    ffi_int!({
-        // SAFETY: live message or NULL; NUL-terminated string or NULL.
-        let (msg, pointer) = unsafe { (arg(msg, "msg")?, str_arg(pointer, "pointer")?) };
-        // SAFETY: `out` is NULL or points at writable storage.
-        let out = unsafe { arg_mut(out, "out") }?;
-        *out = msg.get_int(pointer)?;
+pub unsafe extern "C" fn fdctx_msg_get_int(msg: *const fdctx_msg, pointer: *const c_char, out: *mut i64) -> c_int {
+    // SAFETY: forwarded (the same pointer rules).
+    unsafe { get_scalar(msg, pointer, out, Message::get_int) }
+}
+
+/// The body of the scalar accessors: the value `get` finds at `pointer`,
+/// written to `*out`.
+///
+/// # Safety
+/// `msg` is a live message or NULL, `pointer` a NUL-terminated string or
+/// NULL, `out` NULL or writable.
+unsafe fn get_scalar<T>(
+    msg: *const fdctx_msg,
+    pointer: *const c_char,
+    out: *mut T,
+    get: fn(&Message, &str) -> Result<T, Error>,
+) -> c_int {
+    ffi_boundary(|| {
+        // SAFETY: the caller's contract.
+        let (m, pointer) = unsafe { (fdctx_msg::arg(msg)?, str_arg(pointer, "pointer")?) };
+        if out.is_null() {
+            return Err(Error::InvalidArgument("out"));
+        }
+        let v = get(&m.msg, pointer)?;
+        // SAFETY: non-null `out` points at writable storage.
+        unsafe { out.write(v) };
         Ok(0)
     })
 }
@@ -803,53 +954,169 @@ pub unsafe extern "C" fn fdctx_msg_get_int(msg: *const Message, pointer: *const 
 // ---------------------------------------------------------------------------
 // Sending
 
-/// Sends all `len` bytes of `buf` on the connected Unix socket `sockfd`,
-/// with the `nfds` fds of the array `fds` attached to the first byte(s).
+/// Sends one command: all `len` bytes of `buf` on the connected Unix socket
+/// `sockfd`, with the `nfds` fds of the array `fds` attached so that the
+/// monitor gives them to exactly this command.
 ///
-/// More than 253 fds (`SCM_MAX_FD`) are split over several writes of one
-/// byte each, the last batch going with the remaining bytes, so the
-/// receiver gathers them all for the one command (stream sockets only).
-/// A partial write never attaches the fds again. `EINTR` is retried;
-/// `EAGAIN` is waited out with poll(2). `SIGPIPE` is not raised.
+/// The association guarantee: a monitor that follows fdctx's rule (the fds
+/// of one read belong to the last command with a non-whitespace byte in that
+/// read) gives a command exactly its fds when, and only when, every write
+/// that carries them starts at a non-whitespace byte of the command. The
+/// kernel hands a write's fds to the read that returns the write's first
+/// byte; that read may also hold the unread end of the previous command, so
+/// a write starting on whitespace (a space, the `\r\n` of the previous line)
+/// can give its fds to the command before. fdctx_send therefore, on a stream
+/// socket:
+///  - sends leading whitespace first, without fds;
+///  - attaches the fds to the write that starts at the first non-whitespace
+///    byte (JSON whitespace: space, tab, `\n`, `\r`);
+///  - splits more than 253 fds (`SCM_MAX_FD`) into batches, batch i riding
+///    on the i-th non-whitespace byte, the last batch on the rest;
+///  - never attaches a batch twice when the kernel accepts only part of a
+///    write: the rest goes without fds.
+/// So a command sent with fdctx_send gets exactly its fds, pipelined behind
+/// other commands or not. Clients that send fds *ahead* of a command on a
+/// whitespace byte of their own (`qemu.qmp`'s `send_fd_scm`) get the same
+/// guarantee only if they wait for each reply before sending the next
+/// command. On a packet socket (`SOCK_SEQPACKET`, `SOCK_DGRAM`) one write is
+/// one message: the whole command goes in one write with all its fds.
 ///
 /// Ownership: the caller keeps `fds` (the receiver gets duplicates).
 ///
-/// Returns 0, or `-EINVAL` (`buf` NULL with `len > 0`, `fds` NULL with
-/// `nfds > 0`, or fewer bytes than batches of fds), `-ETOOMANYREFS` (more
-/// than 253 fds on a packet socket), or sendmsg(2)'s errno (`-EPIPE` when
-/// the peer is gone).
+/// Returns 0, or `-EINVAL` with nothing sent (`buf` NULL with `len > 0`,
+/// `fds` NULL with `nfds > 0`, fds with `len == 0`, or, on a stream socket,
+/// fewer non-whitespace bytes in `buf` than batches of 253 fds — a command
+/// of whitespace only with one fd included), `-EBADF` (`sockfd` or an fd
+/// negative), `-ETOOMANYREFS` (more than 253 fds on a packet socket), or
+/// the errno of getsockopt(2) or sendmsg(2) (`-EPIPE` when the peer is
+/// gone; part of the command may have gone out). `EINTR` is retried;
+/// `EAGAIN` is waited out with poll(2). `SIGPIPE` is not raised.
 ///
 /// Thread rules: any thread; concurrent sends on one socket may interleave.
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_send(sockfd: c_int, buf: *const c_void, len: usize, fds: *const c_int, nfds: usize) -> c_int {
-    ffi_int!({
-        if sockfd < 0 {
-            return Err(Error::sys("fdctx_send", nix::errno::Errno::EBADF));
-        }
-        if (buf.is_null() && len > 0) || (fds.is_null() && nfds > 0) {
-            return Err(null("buf or fds"));
-        }
-        let bytes: &[u8] = if len == 0 {
-            &[]
-        } else {
-            // SAFETY: non-null `buf` points at `len` readable bytes.
-            unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) }
-        };
-        let raw: &[c_int] = if nfds == 0 {
-            &[]
-        } else {
-            // SAFETY: non-null `fds` points at `nfds` ints.
-            unsafe { std::slice::from_raw_parts(fds, nfds) }
-        };
-        if raw.iter().any(|&fd| fd < 0) {
-            return Err(Error::sys("fdctx_send: negative fd", nix::errno::Errno::EBADF));
-        }
-        // SAFETY: the caller keeps these fds (and the socket) open for the
-        // duration of the call; they are only borrowed.
-        let borrowed: Vec<BorrowedFd<'_>> = raw.iter().map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) }).collect();
-        // SAFETY: as above, for the socket.
-        let sock = unsafe { BorrowedFd::borrow_raw(sockfd) };
+    ffi_boundary(|| {
+        // SAFETY: the caller keeps the socket open for the call.
+        let sock = unsafe { fd_arg(sockfd, "fdctx_send") }?;
+        // SAFETY: non-null `buf` points at `len` readable bytes, non-null
+        // `fds` at `nfds` ints.
+        let (bytes, raw) = unsafe { (slice_arg(buf.cast::<u8>(), len, "buf or fds")?, slice_arg(fds, nfds, "buf or fds")?) };
+        // SAFETY: the caller keeps these fds open for the call; they are
+        // only borrowed.
+        let borrowed: Vec<BorrowedFd<'_>> =
+            raw.iter().map(|&fd| unsafe { fd_arg(fd, "fdctx_send: negative fd") }).collect::<Result<_, _>>()?;
         crate::send::send_with_fds(sock, bytes, &borrowed)?;
         Ok(0)
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Confinement
+
+/// One path a confined process may still open by path (fdctx_confine()).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct fdctx_allow {
+    /// A NUL-terminated path: a directory allows what is beneath it, a file
+    /// allows that file. It must exist when fdctx_confine() is called; a
+    /// symlink is followed (what it points to is allowed). The rule is on
+    /// that file or directory itself, so it still holds after a rename.
+    pub path: *const c_char,
+    /// `O_RDONLY`, `O_WRONLY` or `O_RDWR`: the most this entry allows.
+    pub access: c_int,
+}
+
+/// fdctx_confine() flag: fail with `-EOPNOTSUPP` rather than run
+/// unconfined when the kernel has no usable Landlock.
+pub const FDCTX_CONFINE_REQUIRE: c_uint = 1;
+
+/// Confines the process with Landlock so that it can open no file by path
+/// except beneath the `n` entries of `allow`, each with at most its
+/// access: files then reach it only as fds passed with commands
+/// (`/dev/fd/N`). No privilege is needed, and it works on any filesystem
+/// (NFS included, where SELinux labels cannot be stored).
+///
+/// What each entry allows beneath its path:
+/// - `O_RDONLY`: reading files and listing directories;
+/// - `O_WRONLY`: writing and truncating files, and under a directory also
+///   creating regular files, directories and Unix sockets, removing files
+///   and directories, and moving them within the allowed tree;
+/// - `O_RDWR`: both.
+///
+/// Every entry also allows ioctl(2) on device files opened beneath it
+/// (`/dev/kvm`, `/dev/net/tun` are used that way). Never allowed:
+/// executing files, and making device nodes, FIFOs or symlinks.
+///
+/// What stays as it was (Landlock does not restrict it):
+/// - every operation on an fd the process holds or receives later (read,
+///   write, ftruncate, ioctl, mmap, ...), which is the point — but a
+///   directory fd gives no access by path beneath it: openat(2) through it
+///   is checked like any other path;
+/// - `O_PATH` opens, stat(2), readlink(2), chdir(2); sockets and the
+///   network (TCP bind/connect, abstract Unix sockets), signals;
+/// - whatever the kernel's Landlock ABI lacks: before ABI 2 a file can
+///   never be renamed or linked into another directory; before ABI 3
+///   truncate(2) and `O_TRUNC` by path are not restricted; before ABI 5
+///   ioctl(2) is not restricted. Rights of ABIs newer than the library
+///   knows are not restricted either.
+///
+/// Thread rules: Landlock confines the calling thread and every thread and
+/// process it creates afterwards (pthread_create, fork, exec), never
+/// threads that already exist. Call it before creating threads (in main,
+/// before the event loop and worker threads start). The confinement cannot
+/// be undone, and is inherited across fork and exec.
+///
+/// With seccomp: confine first, then install the seccomp filter (which
+/// then need not allow the three Landlock system calls); a filter that
+/// already blocks them makes this call report no Landlock. The two
+/// combine: seccomp decides which system calls run, Landlock which files
+/// the open-like ones reach.
+///
+/// The entries are checked and their paths opened first, so a bad entry
+/// is an error on every kernel. Then the ruleset is made,
+/// `prctl(PR_SET_NO_NEW_PRIVS)` is set (for good: it stays set even if the
+/// last step fails) and landlock_restrict_self(2) enforces the ruleset. A
+/// second call adds a layer and can only narrow what is allowed.
+///
+/// After it, fdctx_open() of `/dev/fd/N` works exactly as before (every
+/// flag and check, `O_PATH` included: it opens no path), and an ordinary
+/// path outside the allowed ones fails with `-EACCES` and a
+/// fdctx_last_error() text saying the process is confined.
+///
+/// `allow` may be NULL when `n` is 0: nothing is allowed by path.
+///
+/// Returns the Landlock ABI version enforced (> 0); 0 when the kernel has
+/// no usable Landlock (not built in, not enabled at boot, or blocked by a
+/// seccomp filter) and `FDCTX_CONFINE_REQUIRE` was not given: nothing is
+/// enforced and fdctx_last_error() says why. Errors, with nothing enforced:
+/// - `-EINVAL`: `allow` is NULL with `n > 0`, an entry's `path` is NULL or
+///   its `access` is not one of the three, or `flags` has an unknown bit;
+/// - the errno of opening an entry's path (`-ENOENT` when it does not
+///   exist, `-EACCES`, ...), with a text naming the entry and its path;
+/// - `-EOPNOTSUPP` with `FDCTX_CONFINE_REQUIRE` and no usable Landlock;
+/// - another negative errno when a Landlock call fails (`-E2BIG`: more
+///   than 16 layers).
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_confine(allow: *const fdctx_allow, n: usize, flags: c_uint) -> c_int {
+    ffi_boundary(|| {
+        if flags & !FDCTX_CONFINE_REQUIRE != 0 {
+            return Err(Error::InvalidArgument("flags: unknown bits (only FDCTX_CONFINE_REQUIRE is defined)"));
+        }
+        // SAFETY: NULL, or `n` entries.
+        let entries = unsafe { slice_arg(allow, n, "allow (NULL with n > 0)") }?;
+        let mut list = Vec::with_capacity(entries.len());
+        for e in entries {
+            // SAFETY: each entry's path is NUL-terminated or NULL.
+            let path = unsafe { path_arg(e.path, "allow entry path") }?;
+            list.push(crate::confine::Allow { path, access: e.access });
+        }
+        match crate::confine::confine(&list, flags & FDCTX_CONFINE_REQUIRE != 0)? {
+            crate::confine::Outcome::Enforced(abi) => Ok(c_int::try_from(abi).unwrap_or(c_int::MAX)),
+            crate::confine::Outcome::Unsupported(why) => {
+                // Success without enforcement: the text says why.
+                boundary::set_last_error(&why.to_string());
+                Ok(0)
+            }
+        }
     })
 }

@@ -6,8 +6,21 @@
 //! and escape state, nesting depth, size); a complete JSON frame is then
 //! validated once by serde_json ([`validate_json`]).
 //!
+//! A JSON frame that starts and ends within one read — nearly every QMP
+//! command — takes one pass instead of two: serde_json parses it from its
+//! `{`, which validates it and finds its end at once ([`Step::validated`]).
+//! Whatever that pass does not accept outright (a frame cut by the end of
+//! the read, too large, too deep, not UTF-8, not JSON) is scanned from its
+//! first byte as above, so every frame ends, or is rejected, at the same
+//! byte and with the same result whichever way it was taken.
+//!
 //! After a bad frame (not an object, too deep, too large) the scanner
-//! discards input up to the next line break and resumes there.
+//! discards input up to the next line break and resumes there; so does a
+//! connection after a complete frame that fails validation
+//! ([`Scanner::abandon`]). An object later on the same line as a bad one
+//! is discarded with it: after an error the reader cannot know where the
+//! client meant a command to start, and a line break is the one boundary
+//! both sides agree on.
 
 use std::ops::Range;
 
@@ -45,6 +58,10 @@ pub struct Step {
     /// The current frame ended: `Ok` complete, `Err` rejected (the scanner
     /// now discards up to the next line break).
     pub end: Option<Result<(), Error>>,
+    /// The frame that ended (`Ok`) in this step lay whole within it and was
+    /// validated in the same pass that found its end: what
+    /// [`validate_json`] returns for it, so it need not be run again.
+    pub validated: Option<Option<usize>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +86,14 @@ pub struct Scanner {
     depth: usize,
     in_string: bool,
     escape: bool,
+    /// Take frames whole within a read in one pass (see the module doc);
+    /// off only in tests, to compare with the incremental scan.
+    one_pass: bool,
 }
+
+/// Bytes of the first window [`Scanner::step`] tries a frame in: a little
+/// more than most QMP commands.
+const FIRST_WINDOW: usize = 256;
 
 /// JSON whitespace (RFC 8259 section 2), which is also what separates lines.
 pub fn is_ws(b: u8) -> bool {
@@ -88,7 +112,20 @@ impl Scanner {
             depth: 0,
             in_string: false,
             escape: false,
+            one_pass: true,
         }
+    }
+
+    /// Whether a frame is in progress (some of its bytes were scanned, its
+    /// end not yet).
+    pub fn in_frame(&self) -> bool {
+        self.mode == Mode::Frame
+    }
+
+    /// Gives up the frame in progress: the scanner discards input up to
+    /// the next line break, as after a rejected frame.
+    pub fn abandon(&mut self) {
+        self.mode = Mode::Discard;
     }
 
     /// Scans `chunk` from its start; see [`Step`].
@@ -99,6 +136,18 @@ impl Scanner {
                 let Some(start) = chunk.iter().position(|&b| !is_ws(b)) else {
                     return Step { consumed: chunk.len(), frame: 0..0, ..Step::default() };
                 };
+                if self.json && self.one_pass && chunk[start] == b'{' {
+                    if let Some((len, refs)) = self.whole_frame(&chunk[start..]) {
+                        return Step {
+                            consumed: start + len,
+                            frame: start..start + len,
+                            frame_nonws: true,
+                            discard_nonws: false,
+                            end: Some(Ok(())),
+                            validated: Some(refs),
+                        };
+                    }
+                }
                 self.mode = Mode::Frame;
                 self.len = 0;
                 self.depth = 0;
@@ -110,6 +159,49 @@ impl Scanner {
                 step
             }
             Mode::Frame => self.step_frame(chunk, false),
+        }
+    }
+
+    /// One pass over a frame that starts at `bytes[0]` (a `{`): when the
+    /// frame ends within `bytes` and is good — valid JSON and UTF-8, within
+    /// the size and depth limits — its length and the highest `/dev/fd/N`
+    /// it names. `None` for anything else; the caller then scans the frame
+    /// incrementally from its first byte.
+    ///
+    /// For a frame accepted here the incremental scan would end at the same
+    /// byte (in valid JSON the brackets outside strings nest exactly as the
+    /// values do) without rejecting it (its nesting and size are within the
+    /// limits), and [`validate_json`] would return the same result (it runs
+    /// the same visitor over the same bytes).
+    fn whole_frame(&self, bytes: &[u8]) -> Option<(usize, Option<usize>)> {
+        // A frame longer than the limit ends past it: not whole here.
+        let limit = bytes.len().min(self.max_bytes);
+        // The bytes are checked as UTF-8 once, as a window, so that
+        // serde_json can read them as text (checking each string it returns
+        // separately costs more than the whole check of a command). The
+        // window starts at about one command and doubles while the frame
+        // runs past it, so no byte is looked at more than about three times.
+        let mut size = limit.min(FIRST_WINDOW);
+        loop {
+            let (text, whole) = match std::str::from_utf8(&bytes[..size]) {
+                Ok(text) => (text, true),
+                // A character cut by the window's end: the next window has it.
+                Err(e) if e.error_len().is_none() => {
+                    (std::str::from_utf8(&bytes[..e.valid_up_to()]).ok()?, true)
+                }
+                // Not UTF-8 there: the frame is good only if it ends before.
+                Err(e) => (std::str::from_utf8(&bytes[..e.valid_up_to()]).ok()?, false),
+            };
+            let mut stream = serde_json::Deserializer::from_str(text).into_iter::<WholeFrame>();
+            match stream.next() {
+                Some(Ok(frame)) if frame.0.deepest <= self.max_depth => {
+                    return Some((stream.byte_offset(), frame.0.max));
+                }
+                Some(Err(e)) if e.is_eof() && whole && size < limit => {
+                    size = limit.min(size.saturating_mul(2));
+                }
+                _ => return None,
+            }
         }
     }
 
@@ -153,7 +245,7 @@ impl Scanner {
             Some(Err(_)) => self.reject(chunk.get(used.wrapping_sub(1)) == Some(&b'\n')),
             None => {}
         }
-        Step { consumed: used, frame: 0..frame_end, frame_nonws, discard_nonws: false, end }
+        Step { consumed: used, frame: 0..frame_end, frame_nonws, discard_nonws: false, end, validated: None }
     }
 
     fn reject(&mut self, at_newline: bool) {
@@ -242,16 +334,35 @@ impl Scanner {
 }
 
 /// Validates one complete JSON frame: UTF-8, well-formed JSON, one value
-/// and nothing after it. Returns the highest `N` among string values of the
-/// form `/dev/fd/N`, so the caller can check the command brought that many.
-pub fn validate_json(frame: &[u8]) -> Result<Option<usize>, Error> {
+/// nested at most `max_depth` levels (objects and arrays), and nothing
+/// after it. Returns the highest `N` among string values of the form
+/// `/dev/fd/N`, so the caller can check the command brought that many.
+///
+/// A stream's [`Scanner`] bounds the depth already; a packet has no
+/// scanner, so this is where its depth is bounded.
+pub fn validate_json(frame: &[u8], max_depth: usize) -> Result<Option<usize>, Error> {
     let text = std::str::from_utf8(frame).map_err(|_| Error::InvalidUtf8)?;
     let mut refs = FdRefs::default();
     // From a `str`, serde_json does not check UTF-8 a second time.
     let mut de = serde_json::Deserializer::from_str(text);
     (&mut refs).deserialize(&mut de).map_err(|e| Error::MalformedJson(e.to_string()))?;
     de.end().map_err(|e| Error::MalformedJson(e.to_string()))?;
+    if refs.deepest > max_depth {
+        return Err(Error::MalformedJson(format!("nested deeper than {max_depth} levels")));
+    }
     Ok(refs.max)
+}
+
+/// What [`FdRefs`] found in one JSON value, as a type serde_json's stream
+/// deserializer can return (it tells where the value ended).
+struct WholeFrame(FdRefs);
+
+impl<'de> serde::Deserialize<'de> for WholeFrame {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<WholeFrame, D::Error> {
+        let mut refs = FdRefs::default();
+        (&mut refs).deserialize(d)?;
+        Ok(WholeFrame(refs))
+    }
 }
 
 /// Validates one complete frame that is not JSON: it must be UTF-8. Same
@@ -261,13 +372,23 @@ pub fn validate_text(frame: &[u8]) -> Result<Option<usize>, Error> {
 }
 
 /// Visits every value of a JSON document without building it, noting the
-/// highest `/dev/fd/N` among string values (object keys are not values).
+/// highest `/dev/fd/N` among string values (object keys are not values)
+/// and the deepest nesting of objects and arrays.
 #[derive(Default)]
 struct FdRefs {
     max: Option<usize>,
+    depth: usize,
+    /// Nesting depth reached, counted as the scanner counts it: the
+    /// command's own object is level 1.
+    deepest: usize,
 }
 
 impl FdRefs {
+    fn enter(&mut self) {
+        self.depth += 1;
+        self.deepest = self.deepest.max(self.depth);
+    }
+
     fn note(&mut self, s: &str) {
         if !s.starts_with(fdpath::FD_PATH_PREFIX) {
             return;
@@ -311,13 +432,17 @@ impl<'de> Visitor<'de> for &mut FdRefs {
         Ok(())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.enter();
         while seq.next_element_seed(&mut *self)?.is_some() {}
+        self.depth -= 1;
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.enter();
         while map.next_key::<IgnoredAny>()?.is_some() {
             map.next_value_seed(&mut *self)?;
         }
+        self.depth -= 1;
         Ok(())
     }
 }
@@ -348,6 +473,112 @@ mod tests {
         }
         out
     }
+
+    /// Feeds `input` in pieces of `cut` bytes to a JSON scanner (limits
+    /// `max_bytes`, depth 4), with or without the one-pass path; returns every
+    /// frame end with the frame's bytes and its validation (the highest fd
+    /// reference, or the errno).
+    #[allow(clippy::type_complexity)]
+    fn checked_frames(
+        input: &[u8],
+        cut: usize,
+        one_pass: bool,
+        max_bytes: usize,
+    ) -> Vec<(Vec<u8>, Result<Option<usize>, i32>)> {
+        let mut s = Scanner { one_pass, ..Scanner::new(Framing::Json, max_bytes, 4) };
+        let mut out = Vec::new();
+        let mut cur = Vec::new();
+        for chunk in input.chunks(cut) {
+            let mut pos = 0;
+            while pos < chunk.len() {
+                let st = s.step(&chunk[pos..]);
+                assert!(st.consumed > 0);
+                cur.extend_from_slice(&chunk[pos..][st.frame.clone()]);
+                if let Some(end) = st.end {
+                    let frame = std::mem::take(&mut cur);
+                    let check = match (end, st.validated) {
+                        (Err(e), _) => Err(e.errno()),
+                        (Ok(()), Some(refs)) => {
+                            assert_eq!(validate_json(&frame, 4), Ok(refs), "one pass and validation agree");
+                            Ok(refs)
+                        }
+                        (Ok(()), None) => validate_json(&frame, 4).map_err(|e| e.errno()),
+                    };
+                    out.push((frame, check));
+                }
+                pos += st.consumed;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn one_pass_frames_like_the_incremental_scan() {
+        let _leaks = FdLeakCheck::new();
+        let inputs: &[&[u8]] = &[
+            br#"{"execute":"add-fd","arguments":{"opaque":"/dev/fd/0"}}"#,
+            b"{\"a\":\"/dev/fd/3\",\"b\":[\"/dev/fd/1\"]}\r\n{\"c\":\"\\/dev\\/fd\\/7\"}  {}",
+            // Not JSON, with brackets that still balance, then good ones.
+            b"{\"a\" 1}{\"b\":1}\n{\"a\":1,}{\"ok\":[]}\n{\"a\":tru}{\"x\":\"}\"}",
+            // Too deep (limit 4), and at the limit.
+            b"{\"a\":[[[[1]]]]}{\"a\":[[1]]}\n{\"b\":[{\"c\":[1]}]}{\"a\":[[[1]]]}",
+            // Too large (limit 64), and exactly 64 bytes.
+            b"{\"a\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}\n{\"a\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
+            // Not UTF-8 in a key and in a value; a raw control character.
+            b"{\"\xff\":1}{\"a\":\"\xc3\x28\"}\n{\"a\":\"\x01\"}\n{\"ok\":1}",
+            // Escapes, numbers, literals, a lone surrogate escape.
+            br#"{"s":"\"}\\","n":-1.5e3,"t":true,"f":false,"z":null,"u":"\u00e9\ud83d\ude00"}{"v":"\udc00"}"#,
+            b"[1]{\"x\":1}\n{\"y\":\"/dev/fd/01\",\"z\":\"/dev/fd/12\"}",
+        ];
+        // The one pass is taken for a good frame whole in the read.
+        let mut s = Scanner::new(Framing::Json, 64, 4);
+        assert_eq!(s.step(inputs[0]).validated, Some(Some(0)));
+        for input in inputs {
+            let want = checked_frames(input, input.len(), false, 64);
+            assert!(!want.is_empty());
+            for cut in 1..=input.len() {
+                assert_eq!(checked_frames(input, cut, true, 64), want, "cut {cut} of {:?}", String::from_utf8_lossy(input));
+                assert_eq!(checked_frames(input, cut, false, 64), want, "cut {cut}, incremental only");
+            }
+        }
+    }
+
+    #[test]
+    fn one_pass_windows_grow_over_long_frames() {
+        let _leaks = FdLeakCheck::new();
+        // Frames past the first window (256 bytes) and its doublings, with
+        // multi-byte characters across every window edge, invalid UTF-8
+        // beyond the first window, and a frame over the limit (2000).
+        let mut input = Vec::new();
+        for (i, len) in [300usize, 600, 1100, 1999].into_iter().enumerate() {
+            let mut frame = format!("{{\"n\":{i},\"fd\":\"/dev/fd/{i}\",\"s\":\"");
+            while frame.len() < len - 6 {
+                frame.push(if frame.len() % 7 == 0 { '\u{1F600}' } else { 'é' });
+            }
+            while frame.len() < len - 2 {
+                frame.push('a');
+            }
+            frame.push_str("\"}");
+            input.extend_from_slice(frame.as_bytes());
+        }
+        input.extend_from_slice(b"\n{\"a\":\"");
+        input.extend_from_slice(&[b'x'; 400]);
+        input.extend_from_slice(b"\xff\"}\n{\"b\":\"");
+        input.extend_from_slice(&[b'y'; 2100]);
+        input.extend_from_slice(b"\"}\n{\"ok\":true}");
+        let want = checked_frames(&input, input.len(), false, 2000);
+        assert_eq!(want.len(), 7);
+        let summary: Vec<_> = want.iter().map(|(f, r)| (f.len(), *r)).collect();
+        assert!(want[..4].iter().enumerate().all(|(i, (_, r))| *r == Ok(Some(i))), "{summary:?}");
+        assert_eq!(want[4].1, Err(libc::EILSEQ));
+        assert_eq!(want[5].1, Err(libc::EMSGSIZE));
+        for cut in [1, 2, 3, 7, 255, 256, 257, 511, 512, 1000, 4096, input.len()] {
+            assert_eq!(checked_frames(&input, cut, true, 2000), want, "cut {cut}");
+        }
+        let mut s = Scanner::new(Framing::Json, 2000, 4);
+        assert_eq!(s.step(&input).validated, Some(Some(0)), "a 300-byte frame in one pass");
+    }
+
 
     #[test]
     fn json_frames_at_any_cut() {
@@ -419,11 +650,13 @@ mod tests {
     #[test]
     fn validation_finds_fd_references() {
         let _leaks = FdLeakCheck::new();
-        assert_eq!(validate_json(br#"{"a":"/dev/fd/2","b":["/dev/fd/7"]}"#), Ok(Some(7)));
-        assert_eq!(validate_json(br#"{"/dev/fd/9":"x"}"#), Ok(None));
-        assert_eq!(validate_json(br#"{"a":"/dev/fd/01"}"#), Ok(None));
-        assert_eq!(validate_json(br#"{"a":"\/dev\/fd\/3"}"#), Ok(Some(3)));
-        assert!(matches!(validate_json(br#"{"a":1,}"#), Err(Error::MalformedJson(_))));
-        assert!(matches!(validate_json(b"{\"a\":\"\xff\"}"), Err(Error::InvalidUtf8)));
+        assert_eq!(validate_json(br#"{"a":"/dev/fd/2","b":["/dev/fd/7"]}"#, 64), Ok(Some(7)));
+        assert_eq!(validate_json(br#"{"/dev/fd/9":"x"}"#, 64), Ok(None));
+        assert_eq!(validate_json(br#"{"a":"/dev/fd/01"}"#, 64), Ok(None));
+        assert_eq!(validate_json(br#"{"a":"\/dev\/fd\/3"}"#, 64), Ok(Some(3)));
+        assert!(matches!(validate_json(br#"{"a":1,}"#, 64), Err(Error::MalformedJson(_))));
+        assert!(matches!(validate_json(b"{\"a\":\"\xff\"}", 64), Err(Error::InvalidUtf8)));
+        assert_eq!(validate_json(br#"{"a":[{"b":[]}]}"#, 4), Ok(None));
+        assert!(matches!(validate_json(br#"{"a":[{"b":[]}]}"#, 3), Err(Error::MalformedJson(_))));
     }
 }

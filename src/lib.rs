@@ -11,13 +11,16 @@
 //! * [`fdpath`]: the strict `/dev/fd/N` grammar and own-fd path refusal.
 //! * [`open`]: the `open(2)` drop-in for client-supplied paths.
 //! * [`resolve`]: path resolution refusing `/proc` links, where `openat2` is missing.
+//! * [`confine`]: Landlock confinement: no file opens by path except beneath allowed ones.
 //! * [`recv`]: `recvmsg(2)` with every fd owned from the moment it arrives.
 //! * [`framing`]: where one command ends (JSON, line, packet).
 //! * [`conn`]: a monitor connection and the fd association rule.
+//! * [`peer`]: recognising a connection's own peer socket among received fds.
 //! * [`message`]: one command, its bytes, its context and its status.
 //! * [`send`]: the client side, `sendmsg(2)` with fds attached once.
 //! * [`ffi`]: the C ABI (`fdctx.h`).
 
+pub mod confine;
 pub mod conn;
 pub mod context;
 pub mod error;
@@ -26,11 +29,12 @@ pub mod ffi;
 pub mod framing;
 pub mod message;
 pub mod open;
+pub mod peer;
 pub mod recv;
 pub mod resolve;
 pub mod send;
 
-pub use conn::{Connection, Framing, Limits};
+pub use conn::{Connection, FeedFlags, Framing, Limits};
 pub use context::Context;
 pub use error::Error;
 pub use message::Message;

@@ -5,46 +5,32 @@
 //! bad status (malformed, too large, too many fds, fds lost, a `/dev/fd/N`
 //! with no such fd) holds no fds: they were closed when the status was set.
 
-use std::cell::{OnceCell, RefCell};
-use std::ffi::CString;
-use std::os::fd::OwnedFd;
+use std::cell::OnceCell;
 
 use serde_json::Value;
 
 use crate::context::Context;
 use crate::error::Error;
+use crate::recv::FdList;
 
 /// One framed command: its bytes, the fds sent with it (its context), and
 /// a status saying whether it can be dispatched. It owns all of these, may
 /// move to another thread and may outlive its connection.
 #[derive(Debug)]
 pub struct Message {
-    /// The command's bytes followed by one NUL.
     data: Vec<u8>,
     ctx: Context,
     status: Option<Error>,
-    status_text: Option<CString>,
     /// Highest `/dev/fd/N` the command's arguments name.
     fd_refs: Option<usize>,
     json: OnceCell<Option<Value>>,
-    /// Text handed out through the C ABI, kept until the message ends.
-    pub(crate) c_strings: RefCell<Vec<Box<[u8]>>>,
 }
 
 impl Message {
-    /// A message from its bytes (without NUL) and what checking them found:
+    /// A message from its bytes and what checking them found:
     /// the highest `/dev/fd/N` they name, or why they are bad. No fds yet.
-    pub(crate) fn new(mut data: Vec<u8>, check: Result<Option<usize>, Error>) -> Message {
-        data.push(0);
-        let mut msg = Message {
-            data,
-            ctx: Context::for_message(),
-            status: None,
-            status_text: None,
-            fd_refs: None,
-            json: OnceCell::new(),
-            c_strings: RefCell::new(Vec::new()),
-        };
+    pub(crate) fn new(data: Vec<u8>, check: Result<Option<usize>, Error>) -> Message {
+        let mut msg = Message { data, ctx: Context::new(), status: None, fd_refs: None, json: OnceCell::new() };
         match check {
             Ok(fd_refs) => msg.fd_refs = fd_refs,
             Err(e) => msg.fail(e),
@@ -54,11 +40,6 @@ impl Message {
 
     /// The command's bytes.
     pub fn data(&self) -> &[u8] {
-        &self.data[..self.data.len() - 1]
-    }
-
-    /// The command's bytes followed by a NUL (for C).
-    pub fn data_with_nul(&self) -> &[u8] {
         &self.data
     }
 
@@ -80,16 +61,9 @@ impl Message {
         }
     }
 
-    /// The status as text for C, `None` when the status is good.
-    pub fn status_text(&self) -> Option<&std::ffi::CStr> {
-        self.status_text.as_deref()
-    }
-
     /// Marks the message bad (the first reason wins) and closes its fds.
     pub(crate) fn fail(&mut self, err: Error) {
         if self.status.is_none() {
-            let text = err.to_string().replace('\0', " ");
-            self.status_text = CString::new(text).ok();
             self.status = Some(err);
         }
         self.ctx.clear();
@@ -99,11 +73,11 @@ impl Message {
     /// come, once all have arrived. A bad message keeps none (they close
     /// here), and neither does one whose arguments name a `/dev/fd/N`
     /// beyond them.
-    pub(crate) fn attach_fds(&mut self, fds: Result<Vec<OwnedFd>, Error>) {
+    pub(crate) fn attach_fds(&mut self, fds: Result<FdList, Error>) {
         match fds {
             Err(e) => self.fail(e),
             Ok(fds) if self.status.is_none() => {
-                self.ctx.adopt_vec(fds);
+                self.ctx.adopt_list(fds);
                 let count = self.ctx.count();
                 if let Some(index) = self.fd_refs.filter(|&max| max >= count) {
                     self.fail(Error::NoSuchIndex { index, count });
@@ -164,18 +138,6 @@ impl Message {
     pub fn get_json(&self, pointer: &str) -> Result<String, Error> {
         Ok(self.pointer(pointer)?.to_string())
     }
-
-    /// Keeps `bytes` (plus a NUL) alive until the message ends and returns
-    /// a pointer to them, for the C accessors.
-    pub(crate) fn keep_c_string(&self, bytes: &[u8]) -> *const u8 {
-        let mut owned = Vec::with_capacity(bytes.len() + 1);
-        owned.extend_from_slice(bytes);
-        owned.push(0);
-        let boxed = owned.into_boxed_slice();
-        let ptr = boxed.as_ptr();
-        self.c_strings.borrow_mut().push(boxed);
-        ptr
-    }
 }
 
 #[cfg(test)]
@@ -198,7 +160,6 @@ mod tests {
         assert_eq!(m.get_bool("/execute").unwrap_err().errno(), libc::ENOMSG);
         assert_eq!(m.get_str("/nope").unwrap_err().errno(), libc::ENOENT);
         assert_eq!(m.get_str("/arguments/s").unwrap(), "a\0b");
-        assert_eq!(m.data_with_nul().last(), Some(&0));
         let bad = Message::new(b"info block".to_vec(), Ok(None));
         assert_eq!(bad.get_str("/x").unwrap_err().errno(), libc::EBADMSG);
     }

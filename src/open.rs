@@ -1,44 +1,72 @@
 //! `open(2)` for client-supplied paths: `/dev/fd/N` from the command's
 //! context, everything else from the filesystem without ever reaching the
-//! process's own descriptors.
+//! process's own descriptors or anything on procfs.
 //!
-//! Ordinary paths are opened with `openat2(2)` and `RESOLVE_NO_MAGICLINKS`
-//! (Linux 5.6, see openat2(2) and `fs/namei.c`), so a symlink that leads to
+//! # `/dev/fd/N`
+//!
+//! [`open_fd`] behaves as `open(2)` would on the file the fd refers to:
+//! the fd's access mode must allow the requested one, an `O_PATH` fd serves
+//! only `O_PATH`, `O_DIRECTORY` needs a directory, `O_NONBLOCK` is set or
+//! cleared to match the flags, `O_TRUNC` truncates a regular file only (as
+//! `do_open()` in `fs/namei.c`: on a FIFO, a tty, a character device or a
+//! socket open(2) ignores it), and the result is a close-on-exec duplicate.
+//! Nothing here opens a path: an `O_PATH` view of a readable fd comes from
+//! `open_tree(2)` on the fd itself (Linux 5.2), with a reopen through
+//! `/proc/thread-self/fd` only where that call is missing (an `O_PATH`
+//! open, which Landlock does not check).
+//!
+//! # Ordinary paths
+//!
+//! They are opened with `openat2(2)` and `RESOLVE_NO_MAGICLINKS` (Linux
+//! 5.6, see openat2(2) and `fs/namei.c`), so a symlink that leads to
 //! `/proc/<pid>/fd/<n>` — a "magic link" — fails with `ELOOP`, which is
 //! reported as [`Error::OwnFdPath`]. Where `openat2` is missing (`ENOSYS`:
 //! a kernel before 5.6, or a seccomp filter), the path is resolved by
 //! [`crate::resolve`] instead, which refuses every symlink on procfs: it
 //! fails closed, never falling back to a plain `open(2)`.
+//!
+//! **The procfs rule.** Whatever opened, if the file is on procfs
+//! (`fstatfs(2)` says `PROC_SUPER_MAGIC`) it is closed and refused with
+//! [`Error::ProcfsPath`] — `O_PATH` opens included. The decision is the
+//! filesystem's of the object actually opened, never its name: a bind mount
+//! of `/proc/<pid>` or `/proc/<pid>/task/<tid>` at a path with no digits, a
+//! procfs mounted elsewhere, a symlink, all fail alike; a VMM never needs a
+//! client to name a procfs file. The lexical refusals of [`crate::fdpath`]
+//! only give the common spellings a clearer message.
+//!
+//! Under [`crate::confine`] a path the kernel refuses with `EACCES` is
+//! reported as [`Error::Confined`], whose text says the process is
+//! confined. `/dev/fd/N` opens no path, so confinement changes nothing
+//! for it.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
-use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag, AT_FDCWD};
-use nix::sys::stat::Mode;
+use nix::fcntl::{fcntl, openat2, FcntlArg, OFlag, OpenHow, ResolveFlag, AT_FDCWD};
+use nix::sys::stat::{fstat, Mode, SFlag};
 
 use crate::context::Context;
 use crate::error::Error;
 use crate::fdpath::{self, PathKind};
 
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+static NO_OPEN_TREE: AtomicBool = AtomicBool::new(false);
 
 /// Opens `path` for a command whose fds are in `ctx` (`None`: a command
 /// that brought none).
 ///
-/// * `/dev/fd/N` is resolved against `ctx` and *duplicated*: the caller owns
-///   the returned fd, the context keeps (and at finish closes) the original,
-///   so the same `/dev/fd/N` can be opened more than once, as a block layer
-///   reopening an image expects. As `open(2)` would on that file: the fd's
-///   access mode must allow the requested one ([`Error::AccessMode`]), an
-///   `O_PATH` fd serves only `O_PATH` ([`Error::PathOnlyFd`]), `O_DIRECTORY`
-///   needs a directory (`ENOTDIR`), `O_NONBLOCK` is set or cleared to match
-///   `flags`, `O_TRUNC` truncates, and the result is close-on-exec.
+/// * `/dev/fd/N` is resolved against `ctx` and *duplicated* ([`open_fd`]):
+///   the caller owns the returned fd, the context keeps (and at finish
+///   closes) the original, so the same `/dev/fd/N` can be opened more than
+///   once, as a block layer reopening an image expects.
 /// * A malformed fd path or one that reaches the process's own fds is
 ///   refused ([`Error::MalformedFdPath`], [`Error::OwnFdPath`]).
 /// * Anything else is opened with `flags | O_CLOEXEC` and `mode` (used only
-///   with `O_CREAT`/`O_TMPFILE`), refusing `/proc` magic links.
+///   with `O_CREAT`/`O_TMPFILE`), refusing `/proc` magic links and anything
+///   on procfs ([`Error::ProcfsPath`]); `EACCES` while the process is
+///   confined is [`Error::Confined`].
 pub fn open<P: AsRef<Path>>(ctx: Option<&Context>, path: P, flags: i32, mode: u32) -> Result<OwnedFd, Error> {
     let path = path.as_ref();
     let oflags = OFlag::from_bits_retain(flags);
@@ -53,55 +81,138 @@ pub fn open<P: AsRef<Path>>(ctx: Option<&Context>, path: P, flags: i32, mode: u3
     }
 }
 
+/// `open(2)` with `flags` on the file `fd` refers to, without opening any
+/// path: the caller owns the result (a close-on-exec duplicate, or a new
+/// `O_PATH` fd).
+///
+/// # Errors
+/// [`Error::AccessMode`] when the fd's `O_ACCMODE` does not allow the
+/// requested access, [`Error::PathOnlyFd`] for I/O asked of an `O_PATH` fd,
+/// `ENOTDIR` for `O_DIRECTORY` on a non-directory, `EEXIST` for
+/// `O_CREAT | O_EXCL` (the file exists), `EINVAL` for an access mode with
+/// both bits set; a failing `fcntl(2)`, `fstat(2)` or `ftruncate(2)`.
+pub(crate) fn open_fd(fd: BorrowedFd<'_>, flags: OFlag) -> Result<OwnedFd, Error> {
+    let have = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).map_err(|e| Error::sys("fcntl(F_GETFL)", e))?);
+    check_access(have, flags)?;
+    let file_type = || -> Result<SFlag, Error> {
+        let st = fstat(fd).map_err(|e| Error::sys("fstat", e))?;
+        Ok(SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT)
+    };
+    if flags.contains(OFlag::O_DIRECTORY) && file_type()? != SFlag::S_IFDIR {
+        return Err(Error::sys("open /dev/fd/N with O_DIRECTORY", Errno::ENOTDIR));
+    }
+    if flags.contains(OFlag::O_CREAT | OFlag::O_EXCL) {
+        return Err(Error::sys("open /dev/fd/N with O_CREAT|O_EXCL", Errno::EEXIST));
+    }
+    if flags.contains(OFlag::O_PATH) && !have.contains(OFlag::O_PATH) {
+        // open(2) with O_PATH gives a path-only fd, never one that can read
+        // or write: make one for the same file rather than dup this one.
+        return path_only(fd);
+    }
+    let new = fd.try_clone_to_owned().map_err(|e| Error::io("fcntl(F_DUPFD_CLOEXEC)", &e))?;
+    if !have.contains(OFlag::O_PATH) {
+        // The status flags live in the open file description, which the
+        // sender shares: match O_NONBLOCK to what this caller asked for.
+        let want_nb = flags.contains(OFlag::O_NONBLOCK);
+        if have.contains(OFlag::O_NONBLOCK) != want_nb {
+            let mut set = have & !OFlag::O_ACCMODE;
+            set.set(OFlag::O_NONBLOCK, want_nb);
+            fcntl(&new, FcntlArg::F_SETFL(set)).map_err(|e| Error::sys("fcntl(F_SETFL)", e))?;
+        }
+        // As do_open() in fs/namei.c: only a regular file is truncated;
+        // open(2) ignores O_TRUNC on FIFOs, ttys, devices and sockets.
+        if flags.contains(OFlag::O_TRUNC) && access_of(flags) != OFlag::O_RDONLY && file_type()? == SFlag::S_IFREG {
+            nix::unistd::ftruncate(&new, 0).map_err(|e| Error::sys("ftruncate", e))?;
+        }
+    }
+    Ok(new)
+}
+
+/// A new close-on-exec `O_PATH` fd for the file `fd` refers to.
+///
+/// `open_tree(fd, "", AT_EMPTY_PATH | OPEN_TREE_CLOEXEC)` without
+/// `OPEN_TREE_CLONE` is exactly that (`fs/namespace.c`: a `dentry_open`
+/// with `O_PATH`), and opens no path. Where the call is missing (`ENOSYS`
+/// before Linux 5.2, or a seccomp filter; `EPERM` from some filters) the
+/// same file is reopened `O_PATH` through `/proc/thread-self/fd` (procfs
+/// must then be mounted; Landlock does not check `O_PATH` opens).
+fn path_only(fd: BorrowedFd<'_>) -> Result<OwnedFd, Error> {
+    if !NO_OPEN_TREE.load(Ordering::Relaxed) {
+        match path_only_by_open_tree(fd) {
+            Err(Errno::ENOSYS | Errno::EPERM) => NO_OPEN_TREE.store(true, Ordering::Relaxed),
+            r => return r.map_err(|e| Error::sys("open_tree", e)),
+        }
+    }
+    path_only_by_procfs(fd)
+}
+
+fn path_only_by_open_tree(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+    let flags = (libc::AT_EMPTY_PATH as libc::c_uint) | libc::OPEN_TREE_CLOEXEC;
+    // SAFETY: a valid fd, a NUL-terminated empty path and plain flags.
+    let r = unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    let raw = i32::try_from(r).map_err(|_| Errno::EBADF)?;
+    // SAFETY: open_tree returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+fn path_only_by_procfs(fd: BorrowedFd<'_>) -> Result<OwnedFd, Error> {
+    // thread-self: a thread may have its own fd table (CLONE_FILES).
+    let own = format!("/proc/thread-self/fd/{}", fd.as_raw_fd());
+    nix::fcntl::open(own.as_str(), OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| Error::sys("reopening /dev/fd/N with O_PATH", e))
+}
+
 fn open_ordinary(path: &Path, flags: OFlag, mode: u32) -> Result<OwnedFd, Error> {
     let creates = flags.contains(OFlag::O_CREAT) || flags.contains(OFlag::O_TMPFILE);
     let mode = if creates { Mode::from_bits_truncate(mode) } else { Mode::empty() };
-    if !NO_OPENAT2.load(Ordering::Relaxed) {
+    let fd = if NO_OPENAT2.load(Ordering::Relaxed) {
+        walk(path, flags, mode)?
+    } else {
         let how = OpenHow::new().flags(flags).mode(mode).resolve(ResolveFlag::RESOLVE_NO_MAGICLINKS);
         match openat2(AT_FDCWD, path, how) {
-            Ok(fd) => return refuse_fd_tables(fd, path),
+            Ok(fd) => fd,
             Err(Errno::ELOOP) if flags.contains(OFlag::O_NOFOLLOW) => return Err(Error::sys("openat2", Errno::ELOOP)),
             Err(Errno::ELOOP) => return Err(magic_link_or_loop(path)),
-            Err(Errno::ENOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
+            Err(Errno::EACCES) => return Err(denied(path, Error::sys("openat2", Errno::EACCES))),
+            Err(Errno::ENOSYS) => {
+                NO_OPENAT2.store(true, Ordering::Relaxed);
+                walk(path, flags, mode)?
+            }
             Err(e) => return Err(Error::sys("openat2", e)),
         }
-    }
-    let fd = crate::resolve::open_without_proc_links(path, flags, mode)?;
-    refuse_fd_tables(fd, path)
+    };
+    refuse_procfs(fd, path)
 }
 
-/// Refuses what a client path must not reach on procfs, wherever procfs is
-/// mounted and through whatever symlinks: any process's entries
-/// (`/proc/<pid>/...`: `fd`, `mem`, `environ`; `/proc/net` too, which is
-/// `self/net`) and any procfs directory (from `/proc`, a fd table is one
-/// `openat` away). System-wide files such as `/proc/cpuinfo` stay open.
-/// Only files on procfs are looked at, by the name the kernel gives the
-/// opened file.
-fn refuse_fd_tables(fd: OwnedFd, path: &Path) -> Result<OwnedFd, Error> {
-    if !crate::resolve::on_procfs(&fd) {
-        return Ok(fd);
+/// The fallback resolution of [`crate::resolve`], with `EACCES` reported
+/// as under openat2.
+fn walk(path: &Path, flags: OFlag, mode: Mode) -> Result<OwnedFd, Error> {
+    crate::resolve::open_without_proc_links(path, flags, mode).map_err(|e| match e.errno() {
+        libc::EACCES => denied(path, e),
+        _ => e,
+    })
+}
+
+/// `EACCES` for `path`: [`Error::Confined`] when the process is confined
+/// (the likely reason, and the one a VMM author needs told), else `e`.
+fn denied(path: &Path, e: Error) -> Error {
+    if crate::confine::is_confined() {
+        Error::Confined(path.to_string_lossy().into_owned())
+    } else {
+        e
     }
-    let is_dir = nix::sys::stat::fstat(&fd)
-        .map(|st| nix::sys::stat::SFlag::from_bits_truncate(st.st_mode) & nix::sys::stat::SFlag::S_IFMT == nix::sys::stat::SFlag::S_IFDIR)
-        .unwrap_or(true);
-    // thread-self: a thread may have its own fd table (CLONE_FILES).
-    let name = std::fs::read_link(format!("/proc/thread-self/fd/{}", fd.as_raw_fd()))
-        .map_err(|e| Error::io("readlink", &e))?;
-    let name = name.to_string_lossy();
-    // Kernel names spell every process directory by number, so a number
-    // covers the fd tables (`<pid>/fd`, `task/<tid>/fdinfo`) as well.
-    if is_dir || names_a_task(&name) {
-        return Err(Error::OwnFdPath(path.to_string_lossy().into_owned()));
+}
+
+/// The procfs rule (see the module doc): closes `fd` and refuses it when
+/// it is on procfs, or when its filesystem cannot be told.
+fn refuse_procfs(fd: OwnedFd, path: &Path) -> Result<OwnedFd, Error> {
+    if crate::resolve::on_procfs(&fd) {
+        return Err(Error::ProcfsPath(path.to_string_lossy().into_owned()));
     }
     Ok(fd)
-}
-
-/// True for a procfs name under a process directory (`/proc/1234/mem`,
-/// `/host/proc/1/environ`): whose process it is cannot be told from the
-/// number alone (another pid namespace's procfs numbers differently), so
-/// every process's entries are refused, this one's included.
-fn names_a_task(name: &str) -> bool {
-    name.split('/').any(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `ELOOP` under `RESOLVE_NO_MAGICLINKS` is a magic link — unless the same
@@ -114,11 +225,44 @@ fn magic_link_or_loop(path: &Path) -> Error {
     }
 }
 
+fn access_of(flags: OFlag) -> OFlag {
+    flags & OFlag::O_ACCMODE
+}
+
+fn access_name(acc: OFlag) -> &'static str {
+    match acc {
+        a if a == OFlag::O_RDONLY => "O_RDONLY",
+        a if a == OFlag::O_WRONLY => "O_WRONLY",
+        a if a == OFlag::O_RDWR => "O_RDWR",
+        _ => "invalid access mode",
+    }
+}
+
+/// The access rule of `open(2)` applied to an fd that already exists.
+fn check_access(have: OFlag, want: OFlag) -> Result<(), Error> {
+    if want.contains(OFlag::O_PATH) {
+        return Ok(());
+    }
+    if have.contains(OFlag::O_PATH) {
+        return Err(Error::PathOnlyFd);
+    }
+    let (have_acc, want_acc) = (access_of(have), access_of(want));
+    if want_acc == OFlag::O_ACCMODE {
+        return Err(Error::InvalidArgument("flags: O_ACCMODE bits are all set"));
+    }
+    let ok = have_acc == OFlag::O_RDWR || have_acc == want_acc;
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::AccessMode { wanted: access_name(want_acc), have: access_name(have_acc) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testutil::FdLeakCheck;
-    use std::os::fd::AsRawFd;
+    use std::os::fd::{AsFd, AsRawFd};
 
     fn flags_of(fd: &OwnedFd) -> OFlag {
         OFlag::from_bits_retain(nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL).unwrap())
@@ -206,27 +350,50 @@ mod tests {
     }
 
     #[test]
-    fn own_proc_entries_and_proc_directories_are_refused() {
+    fn nothing_on_procfs_opens() {
         let _leaks = FdLeakCheck::new();
         let pid = std::process::id();
-        for p in ["/proc/self/mem", "/proc/self/environ", "/proc/thread-self/status", "/proc", "/proc/1", "/proc/1/status", "/proc/net/dev", &format!("/proc/{pid}/maps")] {
-            let e = open(None, p, libc::O_RDONLY, 0).unwrap_err();
-            assert_eq!(e.errno(), libc::EPERM, "{p}: {e}");
+        let own = format!("/proc/{pid}/maps");
+        for p in ["/proc/self/mem", "/proc/self/environ", "/proc/thread-self/status", "/proc", "/proc/1", "/proc/1/status", "/proc/net/dev", &own, "/proc/cpuinfo", "/proc/sys/kernel/ostype", "/proc/self/root/proc/cpuinfo"] {
+            for flags in [libc::O_RDONLY, libc::O_PATH] {
+                let e = open(None, p, flags, 0).unwrap_err();
+                assert_eq!(e.errno(), libc::EPERM, "{p} {flags:#o}: {e}");
+            }
         }
-        for p in ["/proc/cpuinfo", "/proc/sys/kernel/ostype"] {
-            drop(open(None, p, libc::O_RDONLY, 0).unwrap_or_else(|e| panic!("{p}: {e}")));
+        let e = open(None, "/proc/cpuinfo", libc::O_RDONLY, 0).unwrap_err();
+        assert!(e.to_string().contains("procfs"), "{e}");
+    }
+
+    #[test]
+    fn path_only_views_by_open_tree_and_by_procfs_agree() {
+        let _leaks = FdLeakCheck::new();
+        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        let f = nix::fcntl::open("Cargo.toml", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
+        for fd in [&r, &w, &f] {
+            let a = path_only_by_open_tree(fd.as_fd()).unwrap();
+            let b = path_only_by_procfs(fd.as_fd()).unwrap();
+            for p in [&a, &b] {
+                assert!(flags_of(p).contains(OFlag::O_PATH));
+                assert!(cloexec(p));
+                let (x, y) = (fstat(p).unwrap(), fstat(fd).unwrap());
+                assert_eq!((x.st_dev, x.st_ino), (y.st_dev, y.st_ino), "same file");
+            }
         }
     }
 
     #[test]
-    fn process_entries_are_recognised_at_any_mount_point() {
+    fn access_rules() {
         let _leaks = FdLeakCheck::new();
-        assert!(names_a_task("/mnt/p/42/fd"));
-        assert!(names_a_task("/mnt/p/42/task/43/fdinfo/3"));
-        assert!(names_a_task("/proc/1/fd"));
-        assert!(names_a_task("/proc/42/status"), "any process's entries, not only fd tables");
-        assert!(!names_a_task("/mnt/p/sys/fd"));
-        assert!(!names_a_task("/proc/cpuinfo"));
+        use OFlag as F;
+        assert!(check_access(F::O_RDWR, F::O_RDONLY).is_ok());
+        assert!(check_access(F::O_RDWR, F::O_WRONLY).is_ok());
+        assert!(check_access(F::O_RDONLY, F::O_RDONLY).is_ok());
+        assert!(check_access(F::O_RDONLY, F::O_RDWR).is_err());
+        assert!(check_access(F::O_RDONLY, F::O_WRONLY).is_err());
+        assert!(check_access(F::O_WRONLY, F::O_RDONLY).is_err());
+        assert!(matches!(check_access(F::O_PATH, F::O_RDONLY), Err(Error::PathOnlyFd)));
+        assert!(check_access(F::O_PATH, F::O_PATH).is_ok());
+        assert_eq!(Error::AccessMode { wanted: "", have: "" }.errno(), libc::EACCES);
     }
 
     #[test]

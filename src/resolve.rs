@@ -13,7 +13,8 @@
 //! `RESOLVE_NO_MAGICLINKS` (which lets the plain symlink `/proc/self`
 //! through), and it fails closed. The last component is opened with the
 //! caller's flags and `O_NOFOLLOW`, so swapping it for a symlink after the
-//! check fails rather than escapes.
+//! check fails rather than escapes; it is refused before that open when it
+//! is on procfs (the procfs rule of [`crate::open`]).
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
@@ -40,7 +41,8 @@ const MAX_SYMLINKS: usize = 40;
 /// Opens `path` with `flags` and `mode`, following no symlink on procfs.
 ///
 /// # Errors
-/// [`Error::OwnFdPath`] when resolution meets a procfs symlink; `ELOOP`
+/// [`Error::OwnFdPath`] when resolution meets a procfs symlink,
+/// [`Error::ProcfsPath`] when the file it reaches is on procfs; `ELOOP`
 /// past 40 symlinks; otherwise the errno of the failing `openat(2)`.
 pub fn open_without_proc_links(path: &Path, flags: OFlag, mode: Mode) -> Result<OwnedFd, Error> {
     let refuse = || Error::OwnFdPath(path.to_string_lossy().into_owned());
@@ -99,11 +101,19 @@ pub fn open_without_proc_links(path: &Path, flags: OFlag, mode: Mode) -> Result<
             continue;
         }
         if last {
+            // The procfs rule of crate::open, before the caller's flags can
+            // have any effect (the caller checks the opened file again).
+            if on_procfs(&fd) {
+                return Err(Error::ProcfsPath(path.to_string_lossy().into_owned()));
+            }
             return open_last(&dir, &name, flags, mode);
         }
         dir = fd;
     }
     // The path ended in `/`, `.` or `..`: open the directory reached.
+    if on_procfs(&dir) {
+        return Err(Error::ProcfsPath(path.to_string_lossy().into_owned()));
+    }
     open_last(&dir, OsStr::new("."), flags, mode)
 }
 
@@ -146,7 +156,7 @@ mod tests {
         std::os::unix::fs::symlink("/dev/fd", d.join("to-fd")).unwrap();
         std::os::unix::fs::symlink("loop", d.join("loop")).unwrap();
         let ds = d.display();
-        for p in [format!("{ds}/to-sub/file"), format!("{ds}/abs-link"), format!("{ds}/sub/../sub/./file"), "Cargo.toml".into(), "/proc/1/../1/status".into()] {
+        for p in [format!("{ds}/to-sub/file"), format!("{ds}/abs-link"), format!("{ds}/sub/../sub/./file"), "Cargo.toml".into(), "/proc/../etc/passwd".into()] {
             drop(open(&p).unwrap_or_else(|e| panic!("{p}: {e}")));
         }
         let pid = std::process::id();
@@ -160,6 +170,9 @@ mod tests {
             "/dev/stdin".into(),
         ] {
             assert!(matches!(open(&p), Err(Error::OwnFdPath(_))), "{p} must be refused");
+        }
+        for p in ["/proc/1/status", "/proc/1/../1/status", "/proc/cpuinfo", "/proc/sys/", "/proc/."] {
+            assert!(matches!(open(p), Err(Error::ProcfsPath(_))), "{p} is on procfs");
         }
         assert_eq!(open(&format!("{ds}/loop")).unwrap_err().errno(), libc::ELOOP);
         assert_eq!(open("").unwrap_err().errno(), libc::ENOENT);

@@ -1,12 +1,39 @@
-//! The client side: send one command with its fds attached.
+//! The client side: send one command with its fds attached so that the
+//! receiver gives them to exactly that command.
 //!
-//! The fds ride on the command's first byte(s). A stream socket may accept
-//! only part of the bytes; the fds went out with that part, so the rest is
-//! sent plain — attaching them again would duplicate them in the receiver.
-//! The kernel accepts at most `SCM_MAX_FD` (253, `include/net/scm.h`) fds
-//! per `sendmsg(2)`, so a larger set is split: each batch but the last goes
-//! with exactly one byte, the last with the remaining bytes. The receiver's
-//! association rule (DESIGN.md 4.2) gathers them all for the one command.
+//! # Why the fds ride on a non-whitespace byte
+//!
+//! On a stream socket the kernel hands the fds of one `sendmsg(2)` to the
+//! `recvmsg(2)` that returns the first byte of that write, and such a read
+//! may begin with the unread tail of earlier writes
+//! (`unix_stream_read_generic()` in `net/unix/af_unix.c`). The receiver
+//! ([`crate::conn`], "The association rule") therefore gives the fds of a
+//! read to the last command with a non-whitespace byte in it. That places
+//! the fds exactly when, and only when, **the write that carries them
+//! starts at a non-whitespace byte of their command**: then that byte is in
+//! the read, and no later command's byte can be (the read stops after the
+//! write's bytes). A write that starts on whitespace — a space or the
+//! `\r\n` of a previous line — can be read together with the previous
+//! command's last bytes, and its fds go to that command.
+//!
+//! So [`send_with_fds`], on a stream socket:
+//!
+//! * sends leading whitespace first, without fds;
+//! * attaches the fds to the write that starts at the first non-whitespace
+//!   byte; more than `SCM_MAX_FD` (253, `include/net/scm.h`) fds are split
+//!   into batches, batch *i* riding on the *i*-th non-whitespace byte (with
+//!   the bytes up to the next one), the last batch on the rest;
+//! * refuses, before sending anything, a command with fewer non-whitespace
+//!   bytes than batches;
+//! * never attaches a batch twice: when the kernel accepts only part of a
+//!   write, the fds went with that part and the rest is sent plain.
+//!
+//! On a packet socket (`SOCK_SEQPACKET`, `SOCK_DGRAM`) one write is one
+//! message and the association is exact: the whole command goes in one
+//! write with all its fds, at most 253.
+//!
+//! Whitespace is JSON's (space, tab, `\n`, `\r`: RFC 8259 section 2), the
+//! same set the receiver's framing skips between commands.
 
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
@@ -16,41 +43,70 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{getsockopt, sendmsg, sockopt, ControlMessage, MsgFlags, SockType};
 
 use crate::error::Error;
+use crate::framing::is_ws;
 
-/// The most fds one `sendmsg(2)` may carry (`SCM_MAX_FD`).
-pub const SCM_MAX_FD: usize = 253;
+/// The most fds one `sendmsg(2)` may carry: the kernel's one limit for
+/// both directions.
+pub use crate::recv::SCM_MAX_FD;
 
-/// Sends all of `buf` on `sock`, with `fds` attached to its first bytes.
+/// Sends all of `buf` (one command) on `sock`, with `fds` attached so that
+/// the receiver associates them with this command (see the module docs).
 ///
 /// Retries `EINTR`; on `EAGAIN` (a non-blocking socket) waits with `poll(2)`
 /// until the socket is writable. `SIGPIPE` is suppressed (`MSG_NOSIGNAL`):
 /// a closed peer is `EPIPE`. The caller keeps ownership of `fds`.
 ///
 /// # Errors
-/// [`Error::InvalidArgument`] when there are fds but too few bytes to carry
-/// them (one byte per batch of 253); [`Error::TooManyFds`] for more than 253
-/// fds on a packet socket, where one write is one message; otherwise the
-/// failing system call's errno.
+/// [`Error::InvalidArgument`], with nothing sent, when there are fds but
+/// fewer non-whitespace bytes in `buf` than batches of 253 fds (stream
+/// sockets), or fds and an empty `buf`; [`Error::TooManyFds`] for more than
+/// 253 fds on a packet socket, where one write is one message; otherwise
+/// the failing system call's errno (`getsockopt(2)`, `sendmsg(2)`,
+/// `poll(2)`). After a failed `sendmsg` part of the command may have gone
+/// out.
 pub fn send_with_fds(sock: BorrowedFd<'_>, buf: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), Error> {
-    let raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
-    let batches: Vec<&[RawFd]> = raw.chunks(SCM_MAX_FD).collect();
-    if batches.len() > buf.len() {
-        return Err(Error::InvalidArgument("fds need at least one byte of data per 253 fds"));
+    if fds.is_empty() {
+        return write_all(sock, buf);
     }
-    if batches.len() > 1 {
-        let ty = getsockopt(&sock, sockopt::SockType).map_err(|e| Error::sys("getsockopt(SO_TYPE)", e))?;
-        if ty != SockType::Stream {
+    if buf.is_empty() {
+        return Err(Error::InvalidArgument("fds need at least one byte of data to ride on"));
+    }
+    let raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+    let ty = getsockopt(&sock, sockopt::SockType).map_err(|e| Error::sys("getsockopt(SO_TYPE)", e))?;
+    if ty != SockType::Stream {
+        if raw.len() > SCM_MAX_FD {
             return Err(Error::TooManyFds { limit: SCM_MAX_FD });
         }
+        let n = write_some(sock, buf, &raw)?;
+        return write_all(sock, &buf[n..]);
     }
-    let mut off = 0;
-    for (i, batch) in batches.iter().enumerate() {
-        let last = i + 1 == batches.len();
-        let end = if last { buf.len() } else { off + 1 };
-        off += write_some(sock, &buf[off..end], batch)?;
+    let batches: Vec<&[RawFd]> = raw.chunks(SCM_MAX_FD).collect();
+    let starts: Vec<usize> = buf
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| !is_ws(b))
+        .map(|(i, _)| i)
+        .take(batches.len())
+        .collect();
+    if starts.len() < batches.len() {
+        return Err(Error::InvalidArgument(
+            "fds need a non-whitespace byte of the command per batch of 253 (none in leading or trailing whitespace)",
+        ));
     }
-    while off < buf.len() {
-        off += write_some(sock, &buf[off..], &[])?;
+    write_all(sock, &buf[..starts[0]])?;
+    for (i, (batch, &start)) in batches.iter().zip(&starts).enumerate() {
+        let end = starts.get(i + 1).copied().unwrap_or(buf.len());
+        let n = write_some(sock, &buf[start..end], batch)?;
+        write_all(sock, &buf[start + n..end])?;
+    }
+    Ok(())
+}
+
+/// Every byte of `bytes`, no fds attached.
+fn write_all(sock: BorrowedFd<'_>, mut bytes: &[u8]) -> Result<(), Error> {
+    while !bytes.is_empty() {
+        let n = write_some(sock, bytes, &[])?;
+        bytes = &bytes[n..];
     }
     Ok(())
 }
@@ -79,5 +135,25 @@ fn wait_writable(sock: BorrowedFd<'_>) -> Result<(), Error> {
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(Error::sys("poll", e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn fds_with_no_bytes_are_refused() {
+        let (a, _b) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let fds = [a.as_fd()];
+        assert!(matches!(send_with_fds(a.as_fd(), b"", &fds), Err(Error::InvalidArgument(_))));
+        assert!(matches!(send_with_fds(a.as_fd(), b" \r\n\t", &fds), Err(Error::InvalidArgument(_))));
     }
 }

@@ -13,8 +13,6 @@
 //! and is not exercised.
 
 mod common;
-#[path = "common/fdacct.rs"]
-mod fdacct;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::{CStr, CString};
@@ -25,12 +23,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::fdcount::FdLeakCheck;
-use fdacct::{ino_of, marked, Marked, Tally};
+use common::fdacct::{marked, Marked, Tally};
+use common::{errno_of, gettid, msg_inos, recv, set_nonblocking, stream_pair};
 use fdctx::ffi;
 use fdctx::send::send_with_fds;
-use fdctx::{Connection, Error, Framing, Limits, Message};
+use fdctx::{Connection, Framing, Limits, Message};
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
-use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
 // ---------------------------------------------------------------------------
 // Heap accounting (for the endless command)
@@ -83,16 +82,6 @@ fn heap_window() -> isize {
 // ---------------------------------------------------------------------------
 // Helpers
 
-fn stream_pair() -> (OwnedFd, OwnedFd) {
-    socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap()
-}
-
-fn set_nonblocking(fd: &OwnedFd) {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let fl = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).unwrap());
-    fcntl(fd, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK)).unwrap();
-}
-
 /// One `sendmsg(2)` with the marked pipes' read ends attached; the test's
 /// copies of those read ends are closed right after.
 fn send_marked(sock: &OwnedFd, bytes: &[u8], fds: &mut [Marked]) {
@@ -102,11 +91,6 @@ fn send_marked(sock: &OwnedFd, bytes: &[u8], fds: &mut [Marked]) {
     let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
     let n = sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(bytes)], cmsgs, MsgFlags::MSG_NOSIGNAL, None).unwrap();
     assert_eq!(n, bytes.len());
-}
-
-/// The inodes of the fds a message holds, in index order.
-fn msg_inos(m: &Message) -> Vec<u64> {
-    (0..m.fds().count()).map(|i| ino_of(m.fds().get(i).unwrap())).collect()
 }
 
 fn inos(ms: &[Marked]) -> Vec<u64> {
@@ -129,14 +113,6 @@ fn delivered(t: &mut Tally, m: &Message, ms: &[Marked]) {
         assert!(m.reader_open(), "a delivered fd is open");
     }
     t.delivered += ms.len() as u64;
-}
-
-fn recv(conn: &mut Connection) -> Message {
-    conn.recv().expect("recv").expect("a message")
-}
-
-fn errno_of(m: &Message) -> i32 {
-    m.status().err().map_or(0, Error::errno)
 }
 
 /// Restores `RLIMIT_NOFILE` when dropped (also on panic).
@@ -193,7 +169,7 @@ fn rlimit_nofile_reached_while_fds_arrive() {
     {
         t.scenarios += 1;
         let (client, server) = stream_pair();
-        let mut conn = Connection::new(server, Framing::Json, Limits::default());
+        let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
         let mut a = marked(8);
         let mut b = marked(2);
         send_marked(&client, br#"{"execute":"a","arguments":{"f":"/dev/fd/0"}}"#, &mut a);
@@ -205,7 +181,7 @@ fn rlimit_nofile_reached_while_fds_arrive() {
         let m = got.unwrap().unwrap();
         assert_eq!(errno_of(&m), libc::ECOMM);
         assert_eq!(m.fds().count(), 0);
-        assert!(m.status_text().unwrap().to_str().unwrap().contains("lost"));
+        assert!(m.status().unwrap_err().to_string().contains("lost"));
         assert_eq!(m.get_str("/execute").unwrap(), "a", "the command can still be answered");
         all_closed(&mut t, &a, "lost command");
         let m = recv(&mut conn);
@@ -220,7 +196,7 @@ fn rlimit_nofile_reached_while_fds_arrive() {
     {
         t.scenarios += 1;
         let (client, server) = stream_pair();
-        let mut conn = Connection::new(server, Framing::Json, Limits::default());
+        let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
         let mut a = marked(4);
         let mut c = marked(1);
         send_marked(&client, b" ", &mut a);
@@ -246,8 +222,8 @@ fn rlimit_nofile_reached_while_fds_arrive() {
     {
         t.scenarios += 1;
         let (client, server) = stream_pair();
-        set_nonblocking(&server);
-        let mut conn = Connection::new(server, Framing::Json, Limits::default());
+        set_nonblocking(&server, true);
+        let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
         let mut first = marked(2);
         let mut second = marked(3);
         send_marked(&client, br#"{"execute":"x","arguments":{"#, &mut first);
@@ -343,11 +319,6 @@ fn thread_state(tid: libc::pid_t) -> char {
     stat.rsplit(')').next().and_then(|s| s.trim_start().chars().next()).unwrap_or('?')
 }
 
-fn gettid() -> libc::pid_t {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() }
-}
-
 #[test]
 fn eintr_during_a_long_receive() {
     let _leaks = FdLeakCheck::new();
@@ -362,7 +333,7 @@ fn eintr_during_a_long_receive() {
     let receiver = std::thread::spawn(move || {
         // SAFETY: pthread_self has no preconditions.
         tx.send((unsafe { libc::pthread_self() }, gettid())).unwrap();
-        let mut conn = Connection::new(server, Framing::Json, Limits::default());
+        let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
         let m = conn.recv().map(|m| m.map(|m| (msg_inos(&m), m.data().to_vec(), errno_of(&m))));
         let end = conn.recv().map(|m| m.is_none());
         (m, end)
@@ -438,7 +409,7 @@ fn eintr_during_a_big_send() {
         std::thread::sleep(Duration::from_millis(1));
     }
     std::thread::sleep(Duration::from_millis(80));
-    let mut conn = Connection::new(server, Framing::Json, Limits { max_msg_bytes: 4 << 20, ..Limits::default() });
+    let mut conn = Connection::new(server, Framing::Json, Limits { max_msg_bytes: 4 << 20, ..Limits::default() }).unwrap();
     // Read slowly at first, so the sender keeps blocking and being hit.
     let m = recv(&mut conn);
     stop.store(true, Ordering::Relaxed);
@@ -565,7 +536,7 @@ fn peer_killed_in_the_middle_of_a_command_with_fds() {
             m.read = None;
         }
         let receiver = std::thread::spawn(move || {
-            let mut conn = Connection::new(server, Framing::Json, Limits::default());
+            let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
             let mut got = Vec::new();
             while let Some(m) = conn.recv().expect("recv") {
                 got.push((msg_inos(&m), errno_of(&m), m));
@@ -622,7 +593,7 @@ fn three_hundred_clients_die_mid_command() {
         match i % 5 {
             // A complete command with fds, then half of one with fds.
             0 => {
-                let mut conn = Connection::new(server, Framing::Json, Limits::default());
+                let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
                 let mut a = marked(2);
                 let mut b = marked(1 + i % 3);
                 send_marked(&client, br#"{"execute":"a","arguments":{"f":"/dev/fd/1"}}"#, &mut a);
@@ -638,7 +609,7 @@ fn three_hundred_clients_die_mid_command() {
             }
             // Half a command with fds, then fds sent ahead of a next one.
             1 => {
-                let mut conn = Connection::new(server, Framing::Json, Limits::default());
+                let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
                 let mut a = marked(3);
                 let mut b = marked(1);
                 send_marked(&client, br#"{"execute":"#, &mut a);
@@ -651,7 +622,7 @@ fn three_hundred_clients_die_mid_command() {
             }
             // Line framing: an unterminated line with fds.
             2 => {
-                let mut conn = Connection::new(server, Framing::Line, Limits::default());
+                let mut conn = Connection::new(server, Framing::Line, Limits::default()).unwrap();
                 let mut a = marked(2);
                 send_marked(&client, b"drive_add 0 file=/dev/fd/0,if=no", &mut a);
                 t.sent += 2;
@@ -662,7 +633,7 @@ fn three_hundred_clients_die_mid_command() {
             // C ABI: the monitor frees the connection mid-command while the
             // client is still there; the socket stays the caller's.
             3 => {
-                set_nonblocking(&server);
+                set_nonblocking(&server, true);
                 // SAFETY: `server` outlives the connection.
                 let conn = unsafe { ffi::fdctx_conn_new(server.as_raw_fd(), ffi::FDCTX_FRAMING_JSON, std::ptr::null()) };
                 let mut a = marked(2);
@@ -683,7 +654,7 @@ fn three_hundred_clients_die_mid_command() {
             }
             // The client half-closes (shutdown(SHUT_WR)) mid-command and stays.
             _ => {
-                let mut conn = Connection::new(server, Framing::Json, Limits::default());
+                let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
                 let mut a = marked(1 + i % 4);
                 send_marked(&client, br#"{"execute":"x","arguments":{"f":"/dev/fd/0"#, &mut a);
                 t.sent += a.len() as u64;
@@ -722,7 +693,7 @@ fn a_trickling_client_does_not_make_the_monitor_spin() {
     let mut middle = marked(1);
     let want = [inos(&first), inos(&middle)].concat();
     let monitor = std::thread::spawn(move || {
-        let mut conn = Connection::new(server, Framing::Json, Limits::default());
+        let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
         let (cpu0, wall0) = (thread_cpu(), Instant::now());
         let m = conn.recv().unwrap().unwrap();
         let (cpu, wall) = (thread_cpu() - cpu0, wall0.elapsed());
@@ -794,7 +765,7 @@ fn an_endless_command_is_refused_at_the_limit_with_bounded_memory() {
         })
     };
     let heap0 = heap_window();
-    let mut conn = Connection::new(server, Framing::Json, Limits { max_msg_bytes: LIMIT, ..Limits::default() });
+    let mut conn = Connection::new(server, Framing::Json, Limits { max_msg_bytes: LIMIT, ..Limits::default() }).unwrap();
     let m = recv(&mut conn);
     assert!(!finished.load(Ordering::SeqCst), "refused at the limit, not at the end of the command");
     assert_eq!(errno_of(&m), libc::EMSGSIZE);
@@ -824,7 +795,7 @@ fn an_endless_line_is_refused_at_the_limit() {
     let _leaks = FdLeakCheck::new();
     let mut t = Tally::new("faults::an_endless_line_is_refused_at_the_limit");
     let (client, server) = stream_pair();
-    let mut conn = Connection::new(server, Framing::Line, Limits { max_msg_bytes: 4096, ..Limits::default() });
+    let mut conn = Connection::new(server, Framing::Line, Limits { max_msg_bytes: 4096, ..Limits::default() }).unwrap();
     let mut a = marked(1);
     let mut b = marked(1);
     let sender = {
@@ -859,8 +830,8 @@ fn an_endless_line_is_refused_at_the_limit() {
 /// Receives `stream` sent as the given writes, one read per write.
 fn messages_for(stream: &[u8], cuts: &[usize], limits: Limits) -> Vec<(i32, Vec<u8>)> {
     let (client, server) = stream_pair();
-    set_nonblocking(&server);
-    let mut conn = Connection::new(server, Framing::Json, limits);
+    set_nonblocking(&server, true);
+    let mut conn = Connection::new(server, Framing::Json, limits).unwrap();
     let mut out = Vec::new();
     let mut bounds = vec![0];
     bounds.extend(cuts.iter().copied().filter(|&c| c > 0 && c < stream.len()));
@@ -885,8 +856,8 @@ fn messages_for(stream: &[u8], cuts: &[usize], limits: Limits) -> Vec<(i32, Vec<
 
 #[test]
 fn overlong_command_gives_the_same_messages_whatever_the_reads() {
-    // DESIGN.md 4.1: a command longer than max_msg_bytes is refused and the
-    // input is discarded up to the next line break. Where the discarding
+    // A command longer than max_msg_bytes is refused and the input is
+    // discarded up to the next line break (`fdctx::framing`'s doc). Where the discarding
     // starts must not depend on how the kernel split the stream into reads:
     // here a pretty-printed command of 120 bytes (limit 40) is followed by
     // a good one.
@@ -915,7 +886,7 @@ fn a_flood_of_fds_sent_ahead_is_refused_and_closed() {
     let _leaks = FdLeakCheck::new();
     let mut t = Tally::new("faults::a_flood_of_fds_sent_ahead_is_refused_and_closed");
     let (client, server) = stream_pair();
-    let mut conn = Connection::new(server, Framing::Json, Limits { max_fds: 40, ..Limits::default() });
+    let mut conn = Connection::new(server, Framing::Json, Limits { max_fds: 40, ..Limits::default() }).unwrap();
     let mut flood: Vec<Vec<Marked>> = (0..3).map(|_| marked(253)).collect();
     let mut good = marked(1);
     let sender = {
@@ -957,7 +928,7 @@ fn a_panicking_handler_still_closes_its_commands_fds() {
     let _leaks = FdLeakCheck::new();
     let mut t = Tally::new("faults::a_panicking_handler_still_closes_its_commands_fds");
     let (client, server) = stream_pair();
-    let mut conn = Connection::new(server, Framing::Json, Limits::default());
+    let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
     let mut a = marked(3);
     let mut b = marked(1);
     send_marked(&client, br#"{"execute":"boom","arguments":{"f":"/dev/fd/2"}}"#, &mut a);
@@ -1002,8 +973,8 @@ fn last_error() -> String {
 fn c_abi_null_and_misuse_are_errors_not_crashes() {
     let _leaks = FdLeakCheck::new();
     let mut t = Tally::new("faults::c_abi_null_and_misuse_are_errors_not_crashes");
-    let null_ctx: *mut fdctx::Context = std::ptr::null_mut();
-    let null_msg: *mut Message = std::ptr::null_mut();
+    let null_ctx: *mut ffi::fdctx = std::ptr::null_mut();
+    let null_msg: *mut ffi::fdctx_msg = std::ptr::null_mut();
     let path = cs("/dev/fd/0");
     // SAFETY: every call below passes NULL or live objects as documented.
     unsafe {
@@ -1015,6 +986,7 @@ fn c_abi_null_and_misuse_are_errors_not_crashes() {
         assert_eq!(ffi::fdctx_take(null_ctx, 0), -libc::EINVAL);
         assert_eq!(ffi::fdctx_dup(null_ctx, 0), -libc::EINVAL);
         assert_eq!(ffi::fdctx_count(null_ctx), 0);
+        assert_eq!(ffi::fdctx_adopt(null_ctx, std::ptr::null(), 0), -libc::EINVAL, "NULL context, nothing to adopt");
         assert_eq!(ffi::fdctx_index(std::ptr::null(), std::ptr::null_mut()), -libc::EINVAL);
         assert_eq!(ffi::fdctx_open(null_ctx, std::ptr::null(), libc::O_RDONLY, 0), -libc::EINVAL);
         assert_eq!(ffi::fdctx_open(null_ctx, path.as_ptr(), libc::O_RDONLY, 0), -libc::EBADF, "no current context");
@@ -1105,6 +1077,9 @@ fn c_abi_null_and_misuse_are_errors_not_crashes() {
             assert_eq!(ffi::fdctx_finish(ctx), -libc::EINVAL, "a message's context ends with the message");
             assert_eq!(ffi::fdctx_count(ctx), 2);
             let mut len = 0;
+            let data = ffi::fdctx_msg_data(msg, &mut len);
+            assert_eq!(CStr::from_ptr(data).to_bytes().len(), len, "the bytes are NUL-terminated");
+            assert_eq!(ffi::fdctx_msg_data(msg, std::ptr::null_mut()), data, "the same bytes each call");
             let id = ffi::fdctx_msg_get_json(msg, cs("/id").as_ptr(), &mut len);
             assert_eq!(CStr::from_ptr(id).to_bytes(), br#"{"n":1}"#);
             assert_eq!(ffi::fdctx_msg_get_bool(msg, cs("/arguments/ro").as_ptr(), std::ptr::null_mut()), -libc::EINVAL);

@@ -4,17 +4,19 @@
 //! `fdctx::open::open` (with and without a context), `Context::open`, and
 //! the C ABI `fdctx_open`. A path that would reach the process's own
 //! descriptors must be refused (`EPERM`, or `EINVAL` for a malformed
-//! `/dev/fd/...`), whatever its spelling: DESIGN.md 3.1, `/proc/<pid>/...`,
-//! `/proc/<pid>/task/<tid>/...`, magic links inside `/proc`, symlinks to
-//! any of these, chains of symlinked directories, relative paths through a
-//! symlink. Then the fd checks of DESIGN.md 3.2: `O_PATH` fds, access
-//! modes, the sender's `O_NONBLOCK`, and the same file sent twice.
+//! `/dev/fd/...`), whatever its spelling (the rules of `fdctx::fdpath` and
+//! `fdctx::open`): `/proc/<pid>/...`, `/proc/<pid>/task/<tid>/...`, magic
+//! links inside `/proc`, symlinks to any of these, chains of symlinked
+//! directories, relative paths through a symlink; and nothing on procfs
+//! opens at all, wherever it is mounted (a bind mount of `/proc/<pid>` at a
+//! path without digits, in a private user and mount namespace). Then the
+//! fd checks of `fdctx::open::open`: `O_PATH` fds, access modes, the
+//! sender's `O_NONBLOCK`, `O_TRUNC` on files and non-files, and the same
+//! file sent twice.
 //!
 //! Every test counts the process's open fds before and after.
 
 mod common;
-#[path = "common/fdacct.rs"]
-mod fdacct;
 
 use std::ffi::{CString, OsStr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -22,10 +24,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use common::fdcount::FdLeakCheck;
-use fdacct::{ino_of, marked, Marked, Tally};
+use common::fdacct::{ino_of, marked, Marked, Tally};
+use common::{cloexec, flags_of, gettid, pipe, set_nonblocking, tmpdir};
 use fdctx::send::send_with_fds;
 use fdctx::{ffi, Connection, Context, Framing, Limits, Message};
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::fcntl::{FcntlArg, OFlag};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 // ---------------------------------------------------------------------------
@@ -33,7 +36,7 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 /// A context made through the C ABI holding the read ends of `ms` (the
 /// context owns them), usable from Rust as `&Context` and from C.
-struct CCtx(*mut Context);
+struct CCtx(*mut ffi::fdctx);
 
 impl CCtx {
     fn with(fds: Vec<OwnedFd>) -> CCtx {
@@ -46,7 +49,7 @@ impl CCtx {
     }
     fn get(&self) -> &Context {
         // SAFETY: live until finish() below.
-        unsafe { &*self.0 }
+        unsafe { &*self.0 }.context()
     }
     fn finish(self) -> i32 {
         // SAFETY: made by fdctx_new, finished once.
@@ -102,24 +105,6 @@ fn opened(ctx: &CCtx, path: impl AsRef<[u8]>, flags: i32) -> Vec<OwnedFd> {
         .collect()
 }
 
-fn flags_of(fd: BorrowedFd<'_>) -> OFlag {
-    OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).unwrap())
-}
-
-fn cloexec(fd: BorrowedFd<'_>) -> bool {
-    let fl = fcntl(fd, FcntlArg::F_GETFD).unwrap();
-    nix::fcntl::FdFlag::from_bits_retain(fl).contains(nix::fcntl::FdFlag::FD_CLOEXEC)
-}
-
-/// A fresh temporary directory for one test.
-fn tmpdir(tag: &str) -> PathBuf {
-    let base = option_env!("CARGO_TARGET_TMPDIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    let d = base.join(format!("fdctx-security-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// `abs` as a path relative to the current directory (through `..` up to
 /// the root), without changing the current directory.
 fn relative(abs: &Path) -> PathBuf {
@@ -135,21 +120,6 @@ fn relative(abs: &Path) -> PathBuf {
 fn link(target: impl AsRef<Path>, at: &Path) -> String {
     std::os::unix::fs::symlink(target, at).unwrap();
     at.display().to_string()
-}
-
-fn gettid() -> i32 {
-    // SAFETY: no preconditions.
-    unsafe { libc::gettid() }
-}
-
-fn pipe() -> (OwnedFd, OwnedFd) {
-    nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap()
-}
-
-fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) {
-    let mut fl = flags_of(fd);
-    fl.set(OFlag::O_NONBLOCK, on);
-    fcntl(fd, FcntlArg::F_SETFL(fl)).unwrap();
 }
 
 // ---------------------------------------------------------------------------
@@ -270,6 +240,10 @@ fn symlinks_and_magic_links_into_own_fds_are_refused() {
         format!("{}/fd/0", link("/dev", &d.join("to-dev"))),
         format!("{}/stdout", d.join("to-dev").display()),
         format!("{}/root/dev/fd/0", link(format!("/proc/{pid}"), &d.join("to-pid"))),
+        // Nothing on procfs opens, system-wide files included.
+        "/proc/cpuinfo".into(),
+        link("/proc/cpuinfo", &d.join("to-cpuinfo")),
+        format!("{}/cpuinfo", d.join("to-proc").display()),
     ];
     // A chain of symlinked directories: a -> b -> c -> /proc/self/fd.
     link("/proc/self/fd", &d.join("c"));
@@ -301,7 +275,7 @@ fn symlinks_and_magic_links_into_own_fds_are_refused() {
     link("file", &d.join("to-file"));
     link(d.join("sub"), &d.join("to-sub"));
     std::fs::write(d.join("sub/inner"), b"x").unwrap();
-    for p in [format!("{ds}/to-file"), format!("{ds}/to-sub/inner"), relative(&d.join("to-file")).display().to_string(), "/dev/null".into(), "/proc/cpuinfo".into()] {
+    for p in [format!("{ds}/to-file"), format!("{ds}/to-sub/inner"), relative(&d.join("to-file")).display().to_string(), "/dev/null".into()] {
         t.scenarios += 1;
         for fd in opened(&ctx, &p, libc::O_RDONLY) {
             assert!(cloexec(fd.as_fd()), "{p}");
@@ -351,7 +325,7 @@ fn the_fd_directories_themselves_are_unreachable() {
 }
 
 // ---------------------------------------------------------------------------
-// The fd checks of DESIGN.md 3.2
+// The fd checks of /dev/fd/N (fdctx::open)
 
 #[test]
 fn o_path_fds_serve_only_o_path() {
@@ -365,7 +339,7 @@ fn o_path_fds_serve_only_o_path() {
     let (client, server) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
     send_with_fds(client.as_fd(), br#"{"execute":"x","arguments":{"f":"/dev/fd/0","d":"/dev/fd/1"}}"#, &[file.as_fd(), dir.as_fd()]).unwrap();
     drop((file, dir, client));
-    let mut conn = Connection::new(server, Framing::Json, Limits::default());
+    let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
     let mut m: Message = conn.recv().unwrap().unwrap();
     assert_eq!(m.status(), Ok(()));
     t.scenarios += 1;
@@ -449,25 +423,27 @@ fn the_senders_o_nonblock_is_not_inherited() {
     set_nonblocking(pipe_r.as_fd(), true);
     set_nonblocking(sa.as_fd(), true);
     send_with_fds(client.as_fd(), br#"{"execute":"x","arguments":{"p":"/dev/fd/0","s":"/dev/fd/1"}}"#, &[pipe_r.as_fd(), sa.as_fd()]).unwrap();
-    let mut conn = Connection::new(server, Framing::Json, Limits::default());
-    let m = conn.recv().unwrap().unwrap();
+    let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
+    let mut m = conn.recv().unwrap().unwrap();
     assert_eq!(m.status(), Ok(()));
+    // The message's context, reachable from Rust and through the C ABI.
+    let mut h = ffi::fdctx::lend(std::mem::take(m.fds_mut()));
     t.scenarios += 1;
     t.sent += 2;
     for idx in ["/dev/fd/0", "/dev/fd/1"] {
         let acc = if idx.ends_with('0') { libc::O_RDONLY } else { libc::O_RDWR };
         // Rust entry points on the message's own context.
-        let a = m.fds().open(idx, acc, 0).unwrap();
+        let a = h.context().open(idx, acc, 0).unwrap();
         assert!(!flags_of(a.as_fd()).contains(OFlag::O_NONBLOCK), "{idx}: blocking unless asked");
         // The sender's copy shares the description: set it back, then ask.
         set_nonblocking(if idx.ends_with('0') { pipe_r.as_fd() } else { sa.as_fd() }, true);
-        let b = fdctx::open::open(Some(m.fds()), idx, acc, 0).unwrap();
+        let b = fdctx::open::open(Some(h.context()), idx, acc, 0).unwrap();
         assert!(!flags_of(b.as_fd()).contains(OFlag::O_NONBLOCK), "{idx}: open::open clears it too");
-        let c = m.fds().open(idx, acc | libc::O_NONBLOCK, 0).unwrap();
+        let c = h.context().open(idx, acc | libc::O_NONBLOCK, 0).unwrap();
         assert!(flags_of(c.as_fd()).contains(OFlag::O_NONBLOCK), "{idx}: O_NONBLOCK when asked");
         set_nonblocking(if idx.ends_with('0') { pipe_r.as_fd() } else { sa.as_fd() }, true);
         // And through the C ABI.
-        let ctx = m.fds() as *const Context as *mut Context;
+        let ctx: *mut ffi::fdctx = &mut h;
         let path = cstring(idx.as_bytes());
         // SAFETY: the message's context is live; the result is ours.
         let fd = unsafe { ffi::fdctx_open(ctx, path.as_ptr(), acc, 0) };
@@ -479,7 +455,7 @@ fn the_senders_o_nonblock_is_not_inherited() {
     }
     // A blocking read really blocks: nothing to read, so it must wait for
     // the writer rather than fail with EAGAIN.
-    let r = m.fds().open("/dev/fd/0", libc::O_RDONLY, 0).unwrap();
+    let r = h.context().open("/dev/fd/0", libc::O_RDONLY, 0).unwrap();
     let reader = std::thread::spawn(move || {
         let mut b = [0u8; 1];
         nix::unistd::read(&r, &mut b).map(|n| (n, b[0]))
@@ -489,7 +465,8 @@ fn the_senders_o_nonblock_is_not_inherited() {
     assert_eq!(reader.join().unwrap(), Ok((1, b'k')));
     drop((pipe_r, sa, sb, client));
     t.delivered += 2;
-    assert_eq!(m.finish(), 0);
+    assert_eq!(h.into_context().finish(), 0);
+    drop(m);
     drop(conn);
     assert_eq!(t.settle(&ms), 0);
     t.report();
@@ -502,7 +479,7 @@ fn the_same_file_sent_twice_in_one_command() {
     // 1. The same fd twice in one SCM_RIGHTS array; 2. the same file
     //    opened twice (two descriptions); 3. the same fd in two commands.
     let (client, server) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
-    let mut conn = Connection::new(server, Framing::Json, Limits::default());
+    let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
     let mut a = marked(1);
     let ra = a[0].read.take().unwrap();
     send_with_fds(client.as_fd(), br#"{"execute":"twice","arguments":{"x":"/dev/fd/0","y":"/dev/fd/1"}}"#, &[ra.as_fd(), ra.as_fd()]).unwrap();
@@ -581,7 +558,7 @@ fn received_fds_and_opened_fds_are_close_on_exec() {
     let b: Vec<BorrowedFd<'_>> = reads.iter().map(|f| f.as_fd()).collect();
     send_with_fds(client.as_fd(), br#"{"execute":"x","arguments":{"f":"/dev/fd/2"}}"#, &b).unwrap();
     drop(reads);
-    let mut conn = Connection::new(server, Framing::Json, Limits::default());
+    let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
     let mut m = conn.recv().unwrap().unwrap();
     t.scenarios += 1;
     t.sent += 3;
@@ -600,4 +577,246 @@ fn received_fds_and_opened_fds_are_close_on_exec() {
     drop((conn, client));
     assert_eq!(t.settle(&ms), 0);
     t.report();
+}
+
+/// The master and slave ends of a new pseudo-terminal.
+fn pty() -> (OwnedFd, OwnedFd) {
+    // SAFETY: posix_openpt returns a new fd (or -1) that nothing else owns;
+    // grantpt, unlockpt and ptsname_r only read it and fill `name`.
+    unsafe {
+        let raw = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(raw >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+        let master = OwnedFd::from_raw_fd(raw);
+        assert_eq!(libc::grantpt(raw), 0);
+        assert_eq!(libc::unlockpt(raw), 0);
+        let mut name = [0 as libc::c_char; 64];
+        assert_eq!(libc::ptsname_r(raw, name.as_mut_ptr(), name.len()), 0);
+        let slave = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(slave >= 0, "open pty slave: {}", std::io::Error::last_os_error());
+        (master, OwnedFd::from_raw_fd(slave))
+    }
+}
+
+#[test]
+fn o_trunc_is_ignored_on_pipes_ttys_and_char_devices_as_open_does() {
+    // QEMU's chardev file backend opens its path O_WRONLY|O_CREAT|O_TRUNC;
+    // given /dev/fd/N for a pipe, /dev/null or a tty, open(2) succeeds and
+    // ignores O_TRUNC (fs/namei.c, do_open: only a regular file is
+    // truncated), so fdctx_open must too. A regular file is truncated.
+    let _leaks = FdLeakCheck::new();
+    let mut t = Tally::new("security::o_trunc_is_ignored_on_pipes_ttys_and_char_devices_as_open_does");
+    let d = tmpdir("trunc");
+    std::fs::write(d.join("log"), b"old contents").unwrap();
+    let file = nix::fcntl::open(&d.join("log"), OFlag::O_WRONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).unwrap();
+    let null = nix::fcntl::open("/dev/null", OFlag::O_WRONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).unwrap();
+    let (master, slave) = pty();
+    let (sa, sb) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
+    let (pr, pw) = pipe();
+    let mut mk = marked(1);
+    let mr = mk[0].read.take().unwrap();
+    // The pipe holds data: a truncation attempt must not touch it.
+    nix::unistd::write(&pw, b"queued").unwrap();
+    let ctx = CCtx::with(vec![pw, null, slave, sa, file, mr]);
+    t.scenarios += 1;
+    t.sent += 6;
+    for flags in [libc::O_WRONLY | libc::O_TRUNC, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, libc::O_RDWR | libc::O_TRUNC] {
+        for idx in ["/dev/fd/0", "/dev/fd/1", "/dev/fd/2", "/dev/fd/3"] {
+            if flags & libc::O_ACCMODE == libc::O_RDWR && idx != "/dev/fd/2" && idx != "/dev/fd/3" {
+                continue;
+            }
+            for fd in opened(&ctx, idx, flags) {
+                nix::unistd::write(&fd, b"!").unwrap_or_else(|e| panic!("{idx} {flags:#o}: write: {e}"));
+            }
+        }
+    }
+    let mut buf = [0u8; 64];
+    let n = nix::unistd::read(&pr, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"queued!!!!!!", "pipe data kept, writes appended");
+    let n = nix::unistd::read(&master, &mut buf).unwrap();
+    assert!(n > 0 && buf[..n].iter().all(|&b| b == b'!'), "tty got the writes");
+    let n = nix::unistd::read(&sb, &mut buf).unwrap();
+    assert!(n > 0, "socket got the writes");
+    // The regular file is truncated, as open(2) would.
+    drop(opened(&ctx, "/dev/fd/4", libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC));
+    assert_eq!(std::fs::read(d.join("log")).unwrap(), b"");
+    assert_eq!(ctx.finish(), 1, "only the marked fd was never used");
+    t.delivered += 6;
+    drop((pr, master, sb));
+    assert_eq!(t.settle(&mk), 0);
+    std::fs::remove_dir_all(&d).unwrap();
+    t.report();
+}
+
+// ---------------------------------------------------------------------------
+// procfs where no name tells: bind mounts in a private user+mount namespace
+
+/// Set (to "1") for the helper run inside `unshare -rm`.
+const NS_HELPER_ENV: &str = "FDCTX_TEST_PROCFS_NS_HELPER";
+
+/// Makes `openat2(2)` fail with `ENOSYS` on the calling thread (a seccomp
+/// filter, as a kernel before 5.6 or a container runtime would), so that
+/// fdctx resolves paths with its own walk from then on.
+fn deny_openat2_with_enosys() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    const ARCH: u32 = 0xC000_003E; // AUDIT_ARCH_X86_64
+    #[cfg(target_arch = "aarch64")]
+    const ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    return false;
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    {
+        const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+        const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+        const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+        const ALLOW: u32 = 0x7fff_0000; // SECCOMP_RET_ALLOW
+        const ERRNO: u32 = 0x0005_0000; // SECCOMP_RET_ERRNO
+        let f = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+        let prog = [
+            f(LD_W_ABS, 0, 0, 4), // seccomp_data.arch
+            f(JEQ_K, 0, 3, ARCH),
+            f(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
+            f(JEQ_K, 0, 1, libc::SYS_openat2 as u32),
+            f(RET_K, 0, 0, ERRNO | libc::ENOSYS as u32),
+            f(RET_K, 0, 0, ALLOW),
+        ];
+        let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr() as *mut libc::sock_filter };
+        // SAFETY: prctl with plain integers, then with a pointer to a filter
+        // program that outlives the call (the kernel copies it).
+        unsafe {
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+                && libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &fprog as *const libc::sock_fprog) == 0
+        }
+    }
+}
+
+fn bind_mount(src: &str, dst: &Path) {
+    let (s, d) = (cstring(src.as_bytes()), cstring(dst.as_os_str().as_bytes()));
+    // SAFETY: NUL-terminated paths; no filesystem type or data.
+    let r = unsafe { libc::mount(s.as_ptr(), d.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) };
+    assert_eq!(r, 0, "bind {src} at {}: {}", dst.display(), std::io::Error::last_os_error());
+}
+
+#[test]
+fn procfs_bound_at_paths_without_digits_is_refused() {
+    // A client that can make a VMM open a bind mount of /proc/<pid> (or of
+    // a task directory, or of one fdinfo file) at a path with no digits in
+    // it must not get the VMM's memory, environment, maps or fd table:
+    // the refusal follows the filesystem of the file opened, not its name.
+    // Bind mounts need a private user and mount namespace: the same test
+    // binary runs the helper below under `unshare -rm`.
+    let _leaks = FdLeakCheck::new();
+    let mut t = Tally::new("security::procfs_bound_at_paths_without_digits_is_refused");
+    let probe = std::process::Command::new("unshare").args(["-rm", "true"]).output();
+    match probe {
+        Err(e) => {
+            println!("skip: unshare(1) cannot run ({e}): procfs bind mounts not tested");
+            return t.report();
+        }
+        Ok(o) if !o.status.success() => {
+            println!(
+                "skip: the kernel refuses a private user+mount namespace here ({}): procfs bind mounts not tested",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            return t.report();
+        }
+        Ok(_) => {}
+    }
+    let out = std::process::Command::new("unshare")
+        .args(["-rm", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "procfs_ns_helper", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(NS_HELPER_ENV, "1")
+        .env_remove("FDCTX_SUMMARY")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stdout.contains("1 passed"), "helper failed:\n{stdout}\n{stderr}");
+    // libtest prints the helper's lines after its "test ... " prefix.
+    let ours = |l: &str| l.find("[ns] ").map(|i| l[i + 5..].to_owned());
+    let n = stdout.lines().filter_map(ours).find_map(|l| l.strip_prefix("scenarios: ").map(str::to_owned));
+    t.scenarios += n.expect("helper printed its count").trim().parse::<u64>().unwrap();
+    println!("{}", stdout.lines().filter_map(ours).collect::<Vec<_>>().join("\n"));
+    t.report();
+}
+
+/// Runs only as the helper of the test above, inside `unshare -rm`.
+#[test]
+#[ignore = "run by procfs_bound_at_paths_without_digits_is_refused in a private namespace"]
+fn procfs_ns_helper() {
+    if std::env::var_os(NS_HELPER_ENV).is_none() {
+        return;
+    }
+    let _leaks = FdLeakCheck::new();
+    // A tmpfs over /tmp, in this mount namespace only: every path below is
+    // free of digits.
+    let base = Path::new("/tmp");
+    let (none, tmpfs, tmp) = (cstring(b"none"), cstring(b"tmpfs"), cstring(b"/tmp"));
+    // SAFETY: NUL-terminated strings; no data.
+    let r = unsafe { libc::mount(none.as_ptr(), tmp.as_ptr(), tmpfs.as_ptr(), 0, std::ptr::null()) };
+    assert_eq!(r, 0, "tmpfs on /tmp: {}", std::io::Error::last_os_error());
+    for dir in ["process", "thread", "fdinfo-dir", "plain"] {
+        std::fs::create_dir(base.join(dir)).unwrap();
+    }
+    std::fs::write(base.join("fdinfo-entry"), b"").unwrap();
+    std::fs::write(base.join("plain/file"), b"ok").unwrap();
+    bind_mount("/proc/self", &base.join("process"));
+    bind_mount("/proc/thread-self", &base.join("thread"));
+    bind_mount("/proc/self/fdinfo", &base.join("fdinfo-dir"));
+    bind_mount("/proc/self/fdinfo/0", &base.join("fdinfo-entry"));
+    std::os::unix::fs::symlink("/tmp/process/environ", base.join("to-environ")).unwrap();
+    std::os::unix::fs::symlink("process", base.join("to-process")).unwrap();
+    // The bind mounts are what they claim: the monitor's own entries.
+    let maps = std::fs::read_to_string(base.join("process/maps")).unwrap();
+    assert!(maps.contains("[stack]"), "process/maps is this process's");
+
+    let (r, w) = pipe();
+    let ctx = CCtx::with(vec![r]);
+    let mut paths: Vec<String> = Vec::new();
+    for dir in ["/tmp/process", "/tmp/thread", "/tmp/to-process"] {
+        for entry in ["mem", "environ", "maps", "cmdline", "status", "auxv", "fdinfo", "fd", "task", "", "."] {
+            if entry == "task" && dir == "/tmp/thread" {
+                continue;
+            }
+            paths.push(if entry.is_empty() { dir.to_string() } else { format!("{dir}/{entry}") });
+        }
+    }
+    paths.extend(["/tmp/fdinfo-dir".into(), "/tmp/fdinfo-entry".into(), "/tmp/to-environ".into(), "/tmp/process/fd/".into()]);
+    let mut scenarios = 0;
+    for via in ["openat2", "the fallback walk"] {
+        for p in &paths {
+            assert!(!p.bytes().any(|b| b.is_ascii_digit()), "{p} has a digit");
+            for flags in [libc::O_RDONLY, libc::O_PATH, libc::O_RDWR, libc::O_WRONLY | libc::O_TRUNC] {
+                scenarios += 1;
+                // EISDIR (directories asked for writing) is the kernel's
+                // answer before ours, and also refuses.
+                for (entry, r) in open_all(&ctx, p.as_bytes(), flags) {
+                    match r {
+                        Ok(fd) => panic!("{via}: {entry}({p}, {flags:#o}) opened {:?}", std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))),
+                        Err(e) => assert!(e == libc::EPERM || (e == libc::EISDIR && flags & libc::O_ACCMODE != 0), "{via}: {entry}({p}, {flags:#o}): errno {e}"),
+                    }
+                }
+            }
+            let e = fdctx::open::open(None, p, libc::O_RDONLY, 0).unwrap_err();
+            assert_eq!(e.errno(), libc::EPERM, "{via}: {p}: {e}");
+        }
+        // What a client may name still opens: its own fds and plain files.
+        scenarios += 1;
+        for flags in [libc::O_RDONLY, libc::O_PATH] {
+            drop(opened(&ctx, "/dev/fd/0", flags));
+        }
+        drop(opened(&ctx, "/tmp/plain/file", libc::O_RDONLY));
+        if via == "openat2" {
+            if !deny_openat2_with_enosys() {
+                println!("[ns] no seccomp filter here ({}): the fallback walk is not tested", std::io::Error::last_os_error());
+                break;
+            }
+            let how = nix::fcntl::OpenHow::new().flags(OFlag::O_PATH | OFlag::O_CLOEXEC);
+            assert_eq!(nix::fcntl::openat2(nix::fcntl::AT_FDCWD, "/", how).map(drop), Err(nix::errno::Errno::ENOSYS));
+        }
+    }
+    assert_eq!(ctx.finish(), 0);
+    drop(w);
+    println!("[ns] scenarios: {scenarios}");
+    println!("[ns] {} paths on procfs without a digit refused, with openat2 and the fallback walk", paths.len());
 }

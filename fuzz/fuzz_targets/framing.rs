@@ -62,7 +62,10 @@ fn scan(framing: Framing, limits: Limits, stream: &[u8], cuts: &[usize]) -> Fram
                             assert_eq!(bytes.first(), Some(&b'{'), "a JSON frame starts with an object");
                             assert!(matches!(bytes.last(), Some(b'}' | b']')));
                             assert!(bytes.len() <= limits.max_msg_bytes, "within max_msg_bytes");
-                            let _ = validate_json(&bytes);
+                            let check = validate_json(&bytes, limits.max_depth);
+                            if let Some(refs) = st.validated {
+                                assert_eq!(check, Ok(refs), "a frame taken in one pass validates the same");
+                            }
                         }
                         out.push(Ok(bytes));
                     }
@@ -89,7 +92,7 @@ fn through_connection(framing: Framing, limits: Limits, stream: &[u8], cuts: &[u
         nix::sys::socket::SockFlag::SOCK_CLOEXEC | nix::sys::socket::SockFlag::SOCK_NONBLOCK,
     )
     .unwrap();
-    let mut conn = Connection::new(server, framing, limits);
+    let mut conn = Connection::new(server, framing, limits).unwrap();
     let mut got = Vec::new();
     let mut writers: Vec<OwnedFd> = Vec::new();
     let drain = |conn: &mut Connection, got: &mut Vec<(i32, Vec<u8>)>| loop {

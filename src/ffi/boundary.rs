@@ -1,0 +1,239 @@
+//! The machinery every exported function shares: the panic boundary, the
+//! thread's last error, the C handles' ownership, and argument conversion.
+//!
+//! An exported function is written as
+//!
+//! ```ignore
+//! pub unsafe extern "C" fn fdctx_thing(ctx: *mut fdctx, ...) -> c_int {
+//!     ffi_boundary(|| {
+//!         let ctx = unsafe { fdctx::arg_mut(ctx, "ctx") }?;
+//!         Ok(...)
+//!     })
+//! }
+//! ```
+//!
+//! [`ffi_boundary`] runs the body, records an error's text for
+//! `fdctx_last_error`, and turns an error or a caught panic into the
+//! return type's failure value ([`Failure`]).
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int, CStr, CString, OsStr};
+use std::os::fd::{BorrowedFd, IntoRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+
+use crate::error::Error;
+
+/// The text of a panic caught at the boundary (reported as `EIO`).
+const PANIC_TEXT: &str = "internal error (panic caught at the C boundary)";
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+/// What an exported function returns when its call fails, given the
+/// failure's positive errno: `-errno` for `int`, NULL for pointers, 0 for
+/// counts, nothing for `void`.
+pub(crate) trait Failure {
+    fn failure(errno: c_int) -> Self;
+}
+
+impl Failure for c_int {
+    fn failure(errno: c_int) -> c_int {
+        -errno
+    }
+}
+
+impl Failure for usize {
+    fn failure(_: c_int) -> usize {
+        0
+    }
+}
+
+impl Failure for () {
+    fn failure(_: c_int) {}
+}
+
+impl<T> Failure for *mut T {
+    fn failure(_: c_int) -> *mut T {
+        ptr::null_mut()
+    }
+}
+
+impl<T> Failure for *const T {
+    fn failure(_: c_int) -> *const T {
+        ptr::null()
+    }
+}
+
+/// The one panic boundary: runs `body`; on `Err` records the error's text
+/// for `fdctx_last_error` and returns its failure value; a panic is caught
+/// (it must never unwind into C) and reported as `EIO`.
+pub(crate) fn ffi_boundary<T: Failure>(body: impl FnOnce() -> Result<T, Error>) -> T {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            set_last_error(&e.to_string());
+            T::failure(e.errno())
+        }
+        Err(_) => {
+            set_last_error(PANIC_TEXT);
+            T::failure(libc::EIO)
+        }
+    }
+}
+
+/// Records `text` for `fdctx_last_error`. Never panics: while a thread is
+/// being torn down (a pthread key destructor calling in) its thread-locals
+/// may be gone, and the text is then dropped.
+pub(crate) fn set_last_error(text: &str) {
+    let _ = LAST_ERROR.try_with(|e| {
+        if let Ok(mut slot) = e.try_borrow_mut() {
+            *slot = c_text(text);
+        }
+    });
+}
+
+/// The calling thread's last error text; "" if none (or if its
+/// thread-locals are gone). Valid until the next failing call on the thread.
+pub(crate) fn last_error() -> *const c_char {
+    const NONE: &CStr = c"";
+    LAST_ERROR
+        .try_with(|e| e.try_borrow().map_or(NONE.as_ptr(), |text| text.as_ptr()))
+        .unwrap_or(NONE.as_ptr())
+}
+
+/// `text` as a C string, any NUL in it made a space.
+pub(crate) fn c_text(text: &str) -> CString {
+    CString::new(text.replace('\0', " ")).unwrap_or_default()
+}
+
+/// A C handle: an opaque struct that C code holds by pointer. The library
+/// allocates each with [`Castable::into_ptr`] (a `Box`), or lends one that
+/// lives inside another handle (a message's context); [`Castable::boxed`]
+/// says which, and [`Castable::free`] refuses to free a lent one.
+///
+/// The casts below are the only places a handle pointer is dereferenced.
+pub(crate) trait Castable: Sized {
+    /// The argument name used in error texts (`"ctx"`, `"msg"`...).
+    const NAME: &'static str;
+
+    /// True if the caller owns this handle and ends it with one call;
+    /// false for a handle lent by another one.
+    fn boxed(&self) -> bool {
+        true
+    }
+
+    /// Moves `self` to the heap; the C caller owns the pointer.
+    fn into_ptr(self) -> *mut Self {
+        Box::into_raw(Box::new(self))
+    }
+
+    /// A shared reference to the handle; `EINVAL` for NULL.
+    ///
+    /// # Safety
+    /// Non-null `p` points at a live handle that nothing mutates for `'a`.
+    unsafe fn arg<'a>(p: *const Self) -> Result<&'a Self, Error> {
+        // SAFETY: the caller's contract; NULL is checked by `as_ref`.
+        unsafe { p.as_ref() }.ok_or(Error::InvalidArgument(Self::NAME))
+    }
+
+    /// An exclusive reference to the handle; `EINVAL` for NULL.
+    ///
+    /// # Safety
+    /// Non-null `p` points at a live handle that nothing else accesses for
+    /// `'a`.
+    unsafe fn arg_mut<'a>(p: *mut Self) -> Result<&'a mut Self, Error> {
+        // SAFETY: the caller's contract; NULL is checked by `as_mut`.
+        unsafe { p.as_mut() }.ok_or(Error::InvalidArgument(Self::NAME))
+    }
+
+    /// Takes back a handle made by [`Castable::into_ptr`], to end it;
+    /// `EINVAL` for NULL or a lent handle (`lent` says how to end that).
+    ///
+    /// # Safety
+    /// Non-null `p` points at a live handle, not used again after a
+    /// successful return.
+    unsafe fn free(p: *mut Self, lent: &'static str) -> Result<Box<Self>, Error> {
+        // SAFETY: the caller's contract.
+        if !unsafe { Self::arg(p) }?.boxed() {
+            return Err(Error::InvalidArgument(lent));
+        }
+        // SAFETY: `boxed()` holds only for handles made by `into_ptr`
+        // (Box::into_raw); the caller frees each once.
+        Ok(unsafe { Box::from_raw(p) })
+    }
+}
+
+/// A C string argument as a path (bytes, no encoding assumed).
+///
+/// # Safety
+/// Non-null `p` must point at a NUL-terminated string alive for `'a`.
+pub(crate) unsafe fn path_arg<'a>(p: *const c_char, what: &'static str) -> Result<&'a OsStr, Error> {
+    if p.is_null() {
+        return Err(Error::InvalidArgument(what));
+    }
+    // SAFETY: non-null and NUL-terminated per the contract.
+    Ok(OsStr::from_bytes(unsafe { CStr::from_ptr(p) }.to_bytes()))
+}
+
+/// A C string argument that must be UTF-8 (a JSON Pointer).
+///
+/// # Safety
+/// As [`path_arg`].
+pub(crate) unsafe fn str_arg<'a>(p: *const c_char, what: &'static str) -> Result<&'a str, Error> {
+    // SAFETY: forwarded contract.
+    let bytes = unsafe { path_arg(p, what) }?.as_bytes();
+    std::str::from_utf8(bytes).map_err(|_| Error::InvalidArgument("JSON Pointer is not UTF-8"))
+}
+
+/// A C array argument `(p, n)` as a slice; NULL is allowed when `n` is 0.
+///
+/// # Safety
+/// Non-null `p` points at `n` readable, initialised `T`s alive for `'a`.
+pub(crate) unsafe fn slice_arg<'a, T>(p: *const T, n: usize, what: &'static str) -> Result<&'a [T], Error> {
+    if n == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(Error::InvalidArgument(what));
+    }
+    // SAFETY: the caller's contract; non-null, `n` elements.
+    Ok(unsafe { std::slice::from_raw_parts(p, n) })
+}
+
+/// A C fd argument, borrowed for the call; a negative one is `EBADF`,
+/// reported as `call` failing.
+///
+/// # Safety
+/// A non-negative `fd` is open, and stays open for `'a`.
+pub(crate) unsafe fn fd_arg<'a>(fd: c_int, call: &'static str) -> Result<BorrowedFd<'a>, Error> {
+    if fd < 0 {
+        return Err(Error::sys(call, nix::errno::Errno::EBADF));
+    }
+    // SAFETY: the caller's contract; -1 was refused above.
+    Ok(unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
+/// Writes `v` to an optional out-parameter.
+///
+/// # Safety
+/// `p` is NULL or points at writable storage for a `T`.
+pub(crate) unsafe fn write_opt<T>(p: *mut T, v: T) {
+    if !p.is_null() {
+        // SAFETY: the caller's contract.
+        unsafe { p.write(v) };
+    }
+}
+
+/// An fd handed to C: the caller owns it from now on.
+pub(crate) fn fd_out(fd: OwnedFd) -> c_int {
+    fd.into_raw_fd()
+}
+
+/// A count handed to C as an `int` (saturating; counts are bounded far
+/// below `INT_MAX` by the limits).
+pub(crate) fn count_out(n: usize) -> c_int {
+    c_int::try_from(n).unwrap_or(c_int::MAX)
+}

@@ -26,6 +26,7 @@ import argparse
 import array
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -545,6 +546,7 @@ def main():
     finally:
         for d in daemons:
             d.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
     passed = failed = 0
     problems = []

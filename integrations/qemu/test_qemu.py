@@ -214,14 +214,20 @@ def why(r):
     return r["error"]["desc"] if "error" in r else ""
 
 
+def opened(d, before):
+    """Targets of the daemon's fds that are new since `before` (an fd
+    number may have been closed and reused meanwhile: compare both)."""
+    return [t for n, t in d.fds().items() if before.get(n) != t]
+
+
 def own_opened(d, before):
     """Has the daemon opened its own stdin or stderr anew since `before`?"""
-    return any(t in d.own for n, t in d.fds().items() if n not in before)
+    return any(t in d.own for t in opened(d, before))
 
 
 def node_file(d, before, path):
     """Has the daemon opened `path` (and not one of its own files) anew?"""
-    new = [t for n, t in d.fds().items() if n not in before]
+    new = opened(d, before)
     return path in new and not any(t in d.own for t in new)
 
 

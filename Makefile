@@ -135,19 +135,11 @@ check:
 	@set -o pipefail; FDCTX_SUMMARY=$(FD_SUMMARY) $(MAKE) --no-print-directory check-steps 2>&1 | tee $(CHECK_LOG)
 	@bash scripts/check-summary $(CHECK_LOG) $(FD_SUMMARY)
 
-# Each step in order; a failing step stops the run.
+# Each step in order, each in its own make; a failing step stops the run.
+CHECK_STEPS := check-rust check-header stage check-soname check-symbols check-pkgconfig \
+	check-cxx check-c check-c-valgrind check-c-asan check-extra
 check-steps:
-	@+$(MAKE) --no-print-directory check-rust
-	@+$(MAKE) --no-print-directory check-header
-	@+$(MAKE) --no-print-directory stage
-	@+$(MAKE) --no-print-directory check-soname
-	@+$(MAKE) --no-print-directory check-symbols
-	@+$(MAKE) --no-print-directory check-pkgconfig
-	@+$(MAKE) --no-print-directory check-cxx
-	@+$(MAKE) --no-print-directory check-c
-	@+$(MAKE) --no-print-directory check-c-valgrind
-	@+$(MAKE) --no-print-directory check-c-asan
-	@+$(MAKE) --no-print-directory check-extra
+	@+set -e; for step in $(CHECK_STEPS); do $(MAKE) --no-print-directory $$step; done
 	@echo "== make check: all checks passed"
 
 # Release profile: the library is built that way anyway, so dependencies are

@@ -11,9 +11,14 @@
 #                     symbols, pkg-config (dynamic and static), the C tests under
 #                     plain, valgrind and AddressSanitizer runs, then $(EXTRA_CHECKS)
 #   make deps         install the system tools the checks need (Debian, as root)
+#   make qemu         QEMU 10.0.2 built twice: with integrations/qemu/patches
+#                     against the staged fdctx (build/qemu/bin) and without
+#                     (build/qemu/upstream/bin)
+#   make qemu-check   QEMU's own fd-passing tests on both builds, then
+#                     integrations/qemu/test_qemu.py side by side
 #   make clean        remove build/ and cargo's target/
 #
-# Fragments (examples/examples.mk, bench/bench.mk) may use STAGE,
+# Fragments (examples/examples.mk, bench/bench.mk, integrations/qemu/qemu.mk) may use STAGE,
 # PKG_CONFIG_PATH (the staged fdctx.pc first), FDCTX_CFLAGS and FDCTX_LIBS
 # (pkg-config's flags for the staged library, plus an rpath to it), and add
 # their checks with `EXTRA_CHECKS += target`.
@@ -277,3 +282,4 @@ clean:
 
 include examples/examples.mk
 -include bench/bench.mk
+include integrations/qemu/qemu.mk

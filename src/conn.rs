@@ -391,7 +391,9 @@ impl<S: AsFd> Connection<S> {
     ///
     /// Afterwards [`Connection::recv`] returns what is complete, then
     /// `EAGAIN`; after `flags.end`, `Ok(None)` once everything before it
-    /// was returned.
+    /// was returned. Held fds whose deadline passed before this call expire
+    /// before its bytes are taken, as they would before a socket
+    /// connection's next read.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] on a connection that reads its own
@@ -405,6 +407,9 @@ impl<S: AsFd> Connection<S> {
         if self.eof {
             return Err(Error::sys("feeding a connection after its end", nix::errno::Errno::EPIPE));
         }
+        // As a socket connection does before each read: what was due before
+        // these bytes came expires first.
+        self.expire_due();
         match self.framing {
             Framing::Packet => {
                 if !(flags.end && data.is_empty() && fds.is_empty() && !flags.fds_lost) {

@@ -267,26 +267,7 @@ impl Scanner {
         }
         while i < chunk.len() {
             if self.in_string {
-                if self.escape {
-                    self.escape = false;
-                    i += 1;
-                    continue;
-                }
-                match memchr::memchr2(b'"', b'\\', &chunk[i..]) {
-                    None => {
-                        i = chunk.len();
-                        break;
-                    }
-                    Some(p) => {
-                        i += p;
-                        if chunk[i] == b'\\' {
-                            self.escape = true;
-                        } else {
-                            self.in_string = false;
-                        }
-                        i += 1;
-                    }
-                }
+                i += self.skip_string(&chunk[i..]);
                 continue;
             }
             // Jump to the next byte that matters outside strings.
@@ -322,6 +303,27 @@ impl Scanner {
             i += 1;
         }
         (i, None)
+    }
+
+    /// Inside a string: the bytes up to and including the next unescaped
+    /// `"` (the string then ends) or `\` (an escape follows), or all of
+    /// `chunk`; an escaped byte is skipped.
+    fn skip_string(&mut self, chunk: &[u8]) -> usize {
+        if self.escape {
+            self.escape = false;
+            return 1;
+        }
+        match memchr::memchr2(b'"', b'\\', chunk) {
+            None => chunk.len(),
+            Some(p) => {
+                if chunk[p] == b'\\' {
+                    self.escape = true;
+                } else {
+                    self.in_string = false;
+                }
+                p + 1
+            }
+        }
     }
 
     fn scan_line(&mut self, chunk: &[u8]) -> (usize, Option<Result<(), Error>>) {

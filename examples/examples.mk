@@ -61,3 +61,48 @@ check-minivmm-asan: build/asan/minivmm
 	    $(INTEROP) --minivmm build/asan/minivmm --keep-log build/interop/minivmm.asan.log
 
 EXTRA_CHECKS += check-interop check-minivmm-valgrind check-minivmm-asan
+
+# ---- the event-loop examples ------------------------------------------------
+# epoll-monitor (fdctx reads each non-blocking socket) and glib-monitor (GLib
+# reads, fdctx is fed), both running the commands of examples/qmp-common.c;
+# built by `make`, driven by tests/interop/test_event_loops.py with several
+# real clients at once, plainly and under valgrind --track-fds=yes.
+EVENT_LOOP_MONITORS := build/epoll-monitor build/glib-monitor
+EVENT_LOOP_COMMON := examples/qmp-common.c examples/qmp-common.h
+EVENT_LOOPS = $(PYTHON) tests/interop/test_event_loops.py --fdctx-send $(STAGE)/bin/fdctx-send
+
+# $(call build-example,EXTRA_PKG): the .c prerequisites, linked against the
+# staged fdctx (and EXTRA_PKG, a system pkg-config module) as a VMM would.
+define build-example
+@mkdir -p $(@D)
+@flags="$$($(EXAMPLES_PKG_CONFIG) --cflags --libs fdctx $(1))" || { \
+    echo "examples.mk: pkg-config finds no fdctx under $(STAGE)/lib/pkgconfig$(if $(1), or no $(1) ('make deps' installs it))" >&2; exit 1; }; \
+echo "$(CC) $(MINIVMM_CFLAGS) $(CFLAGS) -o $@ $(filter %.c,$^) $$flags -Wl,-rpath,$(STAGE)/lib $(LDFLAGS)"; \
+$(CC) $(MINIVMM_CFLAGS) $(CFLAGS) -o $@ $(filter %.c,$^) $$flags -Wl,-rpath,$(STAGE)/lib $(LDFLAGS)
+endef
+
+build/epoll-monitor: examples/epoll-monitor.c $(EVENT_LOOP_COMMON) stage
+	$(call build-example,)
+
+build/glib-monitor: examples/glib-monitor.c $(EVENT_LOOP_COMMON) stage
+	$(call build-example,gio-unix-2.0)
+
+all: $(EVENT_LOOP_MONITORS)
+
+.PHONY: check-event-loops check-event-loops-valgrind
+
+check-event-loops: $(EVENT_LOOP_MONITORS)
+	@echo "== event-loop monitors with several clients at once"
+	$(EVENT_LOOPS) --monitor build/epoll-monitor
+	$(EVENT_LOOPS) --monitor build/glib-monitor
+
+check-event-loops-valgrind: $(EVENT_LOOP_MONITORS)
+	@echo "== event-loop monitors under valgrind --track-fds=yes --error-exitcode=1"
+	@command -v $(VALGRIND) >/dev/null 2>&1 || { \
+	    echo "$(VALGRIND) not found: 'make deps' installs it" >&2; exit 1; }
+	$(EVENT_LOOPS) --monitor build/epoll-monitor --wrap "$(MINIVMM_VALGRIND)" \
+	    --keep-log build/interop/epoll-monitor.valgrind.log
+	$(EVENT_LOOPS) --monitor build/glib-monitor --wrap "$(MINIVMM_VALGRIND)" \
+	    --keep-log build/interop/glib-monitor.valgrind.log
+
+EXTRA_CHECKS += check-event-loops check-event-loops-valgrind

@@ -947,7 +947,7 @@ def qemu_qmp_available(args):
     # run again under the venv's python, which has qemu.qmp
     sys.stdout.flush()
     env = dict(os.environ, **{REEXEC_ENV: "1"})
-    os.execve(py, [py, os.path.abspath(__file__)] + sys.argv[1:], env)
+    os.execve(py, [py, os.path.abspath(sys.argv[0])] + sys.argv[1:], env)  # the script that asked
     return "exec failed"  # not reached
 
 

@@ -41,7 +41,7 @@ struct client {
     struct qmp_session qmp;
     char name[32];
     char *out;  /* replies not yet written */
-    size_t out_len;
+    size_t out_len, out_cap;
     struct client *next;
 };
 
@@ -87,13 +87,19 @@ static int flush(struct client *c)
 static void queue(struct client *c, const char *text)
 {
     size_t n = strlen(text);
-    char *p = realloc(c->out, c->out_len + n);
-    if (!p) {
-        perror("realloc");
-        exit(1);
+    if (c->out_len + n > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap : 4096;
+        while (cap < c->out_len + n)
+            cap *= 2;
+        char *p = realloc(c->out, cap);
+        if (!p) {
+            perror("realloc");
+            exit(1);
+        }
+        c->out = p;
+        c->out_cap = cap;
     }
-    memcpy(p + c->out_len, text, n);
-    c->out = p;
+    memcpy(c->out + c->out_len, text, n);
     c->out_len += n;
 }
 

@@ -11,7 +11,7 @@ use std::os::unix::net::UnixStream;
 use common::fdcount::FdLeakCheck;
 use fdctx::send::send_with_fds;
 use fdctx::{Connection, Error, Framing, Limits, Message};
-use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 fn pair(ty: SockType) -> (OwnedFd, OwnedFd) {
     socketpair(AddressFamily::Unix, ty, None, SockFlag::SOCK_CLOEXEC).unwrap()
@@ -46,17 +46,6 @@ fn send(sock: &OwnedFd, bytes: &[u8], fds: &[OwnedFd]) {
     send_with_fds(sock.as_fd(), bytes, &b).unwrap();
 }
 
-/// One `sendmsg(2)` exactly as given, as a client without fdctx_send does
-/// (`qemu.qmp` sends its fds on a lone space, which fdctx_send refuses).
-fn send_raw(sock: &OwnedFd, bytes: &[u8], fds: &[OwnedFd]) {
-    use std::os::fd::AsRawFd;
-    let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
-    let cmsg = [ControlMessage::ScmRights(&raw)];
-    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
-    let n = sendmsg::<()>(sock.as_raw_fd(), &[std::io::IoSlice::new(bytes)], cmsgs, MsgFlags::empty(), None).unwrap();
-    assert_eq!(n, bytes.len());
-}
-
 fn recv(conn: &mut Connection) -> Message {
     conn.recv().unwrap().expect("a message")
 }
@@ -85,7 +74,7 @@ fn one_space_carrying_the_fd_then_the_command() {
     let _leaks = FdLeakCheck::new();
     let (mut conn, client) = stream(Limits::default());
     let fds = pipes(1);
-    send_raw(&client, b" ", &fds);
+    common::wire::sendmsg_owned(&client, b" ", &fds);
     send(&client, br#"{"execute":"getfd","arguments":{"fdname":"x"}}"#, &[]);
     send(&client, br#"{"execute":"query-block"}"#, &[]);
     let m = recv(&mut conn);
@@ -193,7 +182,7 @@ fn end_of_stream_mid_command_closes_its_fds() {
     let leaks = FdLeakCheck::new();
     let (mut conn, client) = stream(Limits::default());
     send(&client, br#"{"execute":"x","arguments":{"#, &pipes(3));
-    send_raw(&client, b" ", &pipes(2));
+    common::wire::sendmsg_owned(&client, b" ", &pipes(2));
     drop(client);
     assert!(conn.recv().unwrap().is_none());
     assert!(conn.recv().unwrap().is_none(), "end of stream stays the end");
@@ -409,7 +398,7 @@ fn fds_sent_ahead_by_a_pipelining_client_go_to_the_command_before() {
     let (mut conn, client) = stream(Limits::default());
     let fds = pipes(1);
     send(&client, br#"{"execute":"query-block"}"#, &[]);
-    send_raw(&client, b" ", &fds);
+    common::wire::sendmsg_owned(&client, b" ", &fds);
     send(&client, br#"{"execute":"blockdev-add","arguments":{"filename":"/dev/fd/0"}}"#, &[]);
     let first = recv(&mut conn);
     assert_eq!(msg_inos(&first), inos(&fds));

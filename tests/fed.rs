@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use common::fdcount::FdLeakCheck;
 use fdctx::recv::{recv_with_fds, CMSG_WORDS};
 use fdctx::{Connection, Error, FeedFlags, Framing, Limits, Message};
-use nix::sys::socket::{sendmsg, shutdown, socketpair, AddressFamily, ControlMessage, MsgFlags, Shutdown, SockFlag, SockType};
+use nix::sys::socket::{shutdown, socketpair, AddressFamily, Shutdown, SockFlag, SockType};
 
 fn pair(ty: SockType) -> (OwnedFd, OwnedFd) {
     socketpair(AddressFamily::Unix, ty, None, SockFlag::SOCK_CLOEXEC).unwrap()
@@ -34,16 +34,9 @@ fn msg_inos(m: &Message) -> Vec<u64> {
         .collect()
 }
 
-/// One `sendmsg(2)` exactly as given (a lone space with fds included, which
-/// `fdctx_send` would refuse): the test's writes are the client's writes.
+/// One `sendmsg(2)` exactly as given: the test's writes are the client's.
 fn send(sock: &OwnedFd, bytes: &[u8], fds: &[OwnedFd]) {
-    use std::os::fd::AsRawFd;
-    let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
-    let cmsg = [ControlMessage::ScmRights(&raw)];
-    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
-    let iov = [std::io::IoSlice::new(bytes)];
-    let n = sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None).unwrap();
-    assert_eq!(n, bytes.len());
+    common::wire::sendmsg_owned(sock, bytes, fds);
 }
 
 fn is_eagain(r: &Result<Option<Message>, Error>) -> bool {

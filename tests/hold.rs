@@ -89,13 +89,9 @@ fn a_client_sending_its_own_socket_end_on_a_lone_space_cannot_hang_the_monitor()
     let _leaks = FdLeakCheck::new();
     let (client, server) = pair(SockType::Stream);
     let mut conn = Connection::new(server, Framing::Json, hold(2000));
-    // One raw sendmsg, as qemu.qmp sends its fds (fdctx_send refuses fds
-    // on whitespace only).
-    let own = [std::os::fd::AsRawFd::as_raw_fd(&client)];
-    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&own)];
-    let iov = [std::io::IoSlice::new(b" ")];
-    let sent = nix::sys::socket::sendmsg::<()>(own[0], &iov, &cmsg, nix::sys::socket::MsgFlags::empty(), None);
-    assert_eq!(sent, Ok(1));
+    // A raw sendmsg, as qemu.qmp sends its fds (fdctx_send refuses fds on
+    // whitespace only).
+    common::wire::sendmsg_raw(client.as_fd(), b" ", &[client.as_fd()]);
     drop(client);
     if !kernel_tells_peers() {
         // Waiting fds expire without a message; then the end comes.

@@ -7,19 +7,13 @@
 
 mod common;
 
-use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use common::fdcount::FdLeakCheck;
+use common::wire::{ino, inos, pair, pipes, sendmsg_owned};
 use fdctx::send::send_with_fds;
 use fdctx::{Connection, Error, Framing, Limits, Message};
-use nix::sys::socket::{
-    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-};
-
-fn pair(ty: SockType) -> (OwnedFd, OwnedFd) {
-    socketpair(AddressFamily::Unix, ty, None, SockFlag::SOCK_CLOEXEC).unwrap()
-}
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockType};
 
 /// A monitor connection that accepts up to 1000 fds per command, and the
 /// client end of its stream socket.
@@ -27,19 +21,6 @@ fn monitor(framing: Framing) -> (Connection, OwnedFd) {
     let (client, server) = pair(SockType::Stream);
     let limits = Limits { max_fds: 1000, ..Limits::default() };
     (Connection::new(server, framing, limits), client)
-}
-
-/// `n` fresh pipe read ends, each marked by a distinct inode.
-fn pipes(n: usize) -> Vec<OwnedFd> {
-    (0..n).map(|_| nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap().0).collect()
-}
-
-fn ino(fd: BorrowedFd<'_>) -> u64 {
-    nix::sys::stat::fstat(fd).unwrap().st_ino
-}
-
-fn inos(fds: &[OwnedFd]) -> Vec<u64> {
-    fds.iter().map(|f| ino(f.as_fd())).collect()
 }
 
 fn msg_inos(m: &Message) -> Vec<u64> {
@@ -51,15 +32,6 @@ fn msg_inos(m: &Message) -> Vec<u64> {
 fn send(sock: &OwnedFd, bytes: &[u8], fds: Vec<OwnedFd>) -> Result<(), Error> {
     let b: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
     send_with_fds(sock.as_fd(), bytes, &b)
-}
-
-/// One `sendmsg(2)` exactly as given: a client that does not use fdctx_send.
-fn raw_sendmsg(sock: &OwnedFd, bytes: &[u8], fds: &[OwnedFd]) {
-    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
-    let cmsg = [ControlMessage::ScmRights(&raw)];
-    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
-    let n = sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(bytes)], cmsgs, MsgFlags::empty(), None).unwrap();
-    assert_eq!(n, bytes.len());
 }
 
 fn recv(conn: &mut Connection) -> Message {
@@ -274,12 +246,12 @@ fn a_raw_write_starting_on_whitespace_after_a_64k_read_minus_one_gives_its_fd_to
     let _leaks = FdLeakCheck::new();
     let (mut conn, client) = monitor(Framing::Json);
     let fill = filler(65535);
-    raw_sendmsg(&client, &fill, &[]);
+    sendmsg_owned(&client, &fill, &[]);
     let mut cmd2 = b" ".to_vec();
     cmd2.extend_from_slice(OPEN);
     let fds = pipes(1);
     let want = inos(&fds);
-    raw_sendmsg(&client, &cmd2, &fds);
+    sendmsg_owned(&client, &cmd2, &fds);
     drop(fds);
     let first = recv(&mut conn);
     assert_eq!(msg_inos(&first), want, "the read that returned the fd held command 1's last bytes");

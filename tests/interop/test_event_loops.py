@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -415,13 +414,7 @@ def main():
             print("0 passed, 1 failed")
             return 1
         try:
-            for t in TESTS:
-                suite.run(t.__name__[2:], t, suite)
-            if why_no_qmp is None:
-                suite.run(t_qemu_qmp_clients_at_once.__name__[2:], t_qemu_qmp_clients_at_once, suite)
-            else:
-                suite.skipped += 1
-                print("SKIP qemu_qmp_clients_at_once: %s" % why_no_qmp)
+            ti.run_tests(suite, TESTS, [t_qemu_qmp_clients_at_once], why_no_qmp)
             try:
                 with Client(suite.mon.path) as c, Client(suite.mon.path) as other:
                     assert c.cmd({"execute": "quit", "id": "bye"}) == {"return": {}, "id": "bye"}
@@ -437,21 +430,7 @@ def main():
                 print("FAIL quit: %s" % e)
         finally:
             suite.close()
-        if args.valgrind:
-            suite.check("valgrind: no errors, only fds 0, 1, 2 open at exit", lambda: ti.check_valgrind_report(suite))
-        if args.keep_log:
-            os.makedirs(os.path.dirname(os.path.abspath(args.keep_log)), exist_ok=True)
-            shutil.copyfile(suite.mon.log.name, args.keep_log)
-            print("monitor log: %s" % args.keep_log)
-        if suite.failed:
-            print("--- %s log ---" % name)
-            print(suite.mon.log_text().rstrip())
-            print("---")
-    line = "%d passed, %d failed" % (suite.passed, suite.failed)
-    if suite.skipped:
-        line += ", %d skipped" % suite.skipped
-    print(line)
-    return 1 if suite.failed else 0
+        return ti.finish_run(suite, args, name)
 
 
 if __name__ == "__main__":

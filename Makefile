@@ -37,10 +37,13 @@ SONAME := libfdctx.so.$(ABI_MAJOR)
 
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 RELEASE_DIR := $(TARGET_DIR)/release
-# Written by build.rs on every build of the crate.
-GENERATED_HEADER := $(RELEASE_DIR)/include/fdctx.h
 
 BUILD := $(CURDIR)/build
+# build.rs writes the header into its own OUT_DIR; `make build` records
+# which one (cargo's build-script-executed message names it), and every rule
+# reads the generated header through this shell expression.
+GENERATED_HEADER_AT := $(BUILD)/generated-header
+GENERATED_HEADER = "$$(cat $(GENERATED_HEADER_AT))"
 STAGE := $(BUILD)/stage
 STAGED_LIB := $(STAGE)/lib/libfdctx.so.$(VERSION)
 STAGED_HEADER := $(STAGE)/include/fdctx.h
@@ -63,21 +66,25 @@ all: build header-status stage
 
 # cargo decides what is stale; the build script regenerates the header.
 build:
-	$(CARGO) build --release
+	@mkdir -p $(BUILD)
+	$(CARGO) build --release --message-format=json-render-diagnostics \
+	    | sed -n 's|.*"out_dir":"\([^"]*/build/fdctx-[0-9a-f]*/out\)".*|\1/fdctx.h|p' > $(GENERATED_HEADER_AT).new
+	@test -s $(GENERATED_HEADER_AT).new \
+	    || { echo "build: cargo named no OUT_DIR for fdctx's build script" >&2; exit 1; }
+	@mv $(GENERATED_HEADER_AT).new $(GENERATED_HEADER_AT)
 
-header-status: build
-	@if ! cmp -s $(GENERATED_HEADER) include/fdctx.h; then \
-	    echo "note: include/fdctx.h differs from the header generated from src/ffi.rs;"; \
-	    echo "      run 'make header' and commit it (make check fails until then)"; \
-	fi
+# The one comparison of the generated header with include/fdctx.h; what a
+# stale copy means depends on the target (HEADER_STALE.<target>).
+compare_header = gen=$(GENERATED_HEADER); \
+	if cmp -s "$$gen" include/fdctx.h; then echo "include/fdctx.h is current"; else $(HEADER_STALE.$@); fi
+HEADER_STALE.header-status = echo "note: include/fdctx.h differs from the header generated from src/ffi.rs;"; \
+	echo "      run 'make header' and commit it (make check fails until then)"
+HEADER_STALE.header = mkdir -p include && cp "$$gen" include/fdctx.h && echo "include/fdctx.h updated"
+HEADER_STALE.check-header = diff -u include/fdctx.h "$$gen" || true; \
+	echo "FAIL: include/fdctx.h is stale: run 'make header' and commit it" >&2; exit 1
 
-header: build
-	@mkdir -p include
-	@if cmp -s $(GENERATED_HEADER) include/fdctx.h; then \
-	    echo "include/fdctx.h is up to date"; \
-	else \
-	    cp $(GENERATED_HEADER) include/fdctx.h && echo "include/fdctx.h updated"; \
-	fi
+header-status header: build
+	@$(compare_header)
 
 # ---- installing ----------------------------------------------------------
 
@@ -152,13 +159,7 @@ check-rust:
 
 check-header: build
 	@echo "== header: include/fdctx.h against the one generated from src/ffi.rs"
-	@if cmp -s $(GENERATED_HEADER) include/fdctx.h; then \
-	    echo "include/fdctx.h is current"; \
-	else \
-	    diff -u include/fdctx.h $(GENERATED_HEADER) || true; \
-	    echo "FAIL: include/fdctx.h is stale: run 'make header' and commit it" >&2; \
-	    exit 1; \
-	fi
+	@$(compare_header)
 	@if grep -E '^#define ' include/fdctx.h | grep -vE '^#define FDCTX_'; then \
 	    echo "FAIL: include/fdctx.h defines macros outside the FDCTX_ namespace (above)" >&2; exit 1; \
 	fi
@@ -222,10 +223,10 @@ check-cxx: $(STAGED_LIB) $(STAGED_HEADER)
 	@echo "== C++ use of the header"
 	@set -e; out=$(BUILD)/pkgconfig; mkdir -p $$out; \
 	$(CXX) -std=c++11 -Wall -Wextra -Werror -pedantic -o $$out/cxx-header c-tests/cxx_header.cc \
-	    $$($(PKG_CONFIG) --cflags --libs fdctx) -Wl,-rpath,$(STAGE)/lib; \
+	    $(FDCTX_CFLAGS) $(FDCTX_LIBS); \
 	$$out/cxx-header; \
 	echo '#include <fdctx.h>' | $(CC) -std=c99 -pedantic -Wall -Wextra -Werror \
-	    $$($(PKG_CONFIG) --cflags fdctx) -x c -fsyntax-only - && echo "header is clean C99"
+	    $(FDCTX_CFLAGS) -x c -fsyntax-only - && echo "header is clean C99"
 
 # ---- C tests ---------------------------------------------------------------
 
@@ -234,16 +235,25 @@ C_TEST_DIR := $(BUILD)/c-tests
 C_TEST_BINS := $(addprefix $(C_TEST_DIR)/,$(C_TESTS))
 C_TEST_ASAN_BINS := $(addprefix $(C_TEST_DIR)/asan/,$(C_TESTS))
 C_TEST_CFLAGS := $(CHECK_CFLAGS) -pthread
+# The sanitizer and valgrind settings of every C program checked here (the
+# C tests, and the demo monitor in examples/examples.mk).
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+# LeakSanitizer also sees the library's allocations (the Rust library
+# allocates through malloc); nothing needs to be suppressed.
+ASAN_OPTIONS ?= detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1
+UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+SANITIZER_ENV = ASAN_OPTIONS=$(ASAN_OPTIONS) UBSAN_OPTIONS=$(UBSAN_OPTIONS)
+# Definite leaks are errors; fds open at exit are reported (--track-fds).
+VALGRIND_FLAGS := --track-fds=yes --error-exitcode=1 --leak-check=full \
+	--errors-for-leak-kinds=definite --show-leak-kinds=definite --num-callers=30 --vgdb=no
 
-# Compiled against the staged install, through pkg-config, never the source tree.
-$(C_TEST_DIR)/%: c-tests/%.c c-tests/harness.h $(STAGED_LIB) $(STAGED_HEADER)
+# Compiled against the staged install, through pkg-config, never the source
+# tree; the asan copies with the sanitizers.
+$(C_TEST_ASAN_BINS): SANITIZE = $(ASAN_FLAGS)
+.SECONDEXPANSION:
+$(C_TEST_BINS) $(C_TEST_ASAN_BINS): c-tests/$$(notdir $$@).c c-tests/harness.h $(STAGED_LIB) $(STAGED_HEADER)
 	@mkdir -p $(@D)
-	$(CC) $(C_TEST_CFLAGS) $(CFLAGS) $(FDCTX_CFLAGS) -o $@ $< $(FDCTX_LIBS) $(LDFLAGS)
-
-$(C_TEST_DIR)/asan/%: c-tests/%.c c-tests/harness.h $(STAGED_LIB) $(STAGED_HEADER)
-	@mkdir -p $(@D)
-	$(CC) $(C_TEST_CFLAGS) $(ASAN_FLAGS) $(CFLAGS) $(FDCTX_CFLAGS) -o $@ $< $(FDCTX_LIBS) $(LDFLAGS)
+	$(CC) $(C_TEST_CFLAGS) $(SANITIZE) $(CFLAGS) $(FDCTX_CFLAGS) -o $@ $< $(FDCTX_LIBS) $(LDFLAGS)
 
 c-tests: $(C_TEST_BINS) $(C_TEST_ASAN_BINS)
 
@@ -254,11 +264,11 @@ check-c: $(C_TEST_BINS)
 # The FILE DESCRIPTORS report must list no fd beyond 0, 1 and 2.
 check-c-valgrind: $(C_TEST_BINS)
 	@echo "== C tests under valgrind --track-fds=yes --error-exitcode=1"
-	@VALGRIND="$(VALGRIND)" scripts/run-c-tests valgrind $(C_TEST_BINS)
+	@VALGRIND="$(VALGRIND)" VALGRIND_FLAGS="$(VALGRIND_FLAGS)" scripts/run-c-tests valgrind $(C_TEST_BINS)
 
 check-c-asan: $(C_TEST_ASAN_BINS)
 	@echo "== C tests built with -fsanitize=address,undefined"
-	@scripts/run-c-tests asan $(C_TEST_ASAN_BINS)
+	@$(SANITIZER_ENV) scripts/run-c-tests asan $(C_TEST_ASAN_BINS)
 
 check-extra:
 	@$(if $(strip $(EXTRA_CHECKS)),echo "== extra checks: $(strip $(EXTRA_CHECKS))",:)

@@ -1,11 +1,11 @@
 //! Build script for fdctx.
 //!
-//! 1. Generates the C header with cbindgen from the crate's C boundary
-//!    (`src/ffi.rs`), configured by `cbindgen.toml`. The header is written to
-//!    `$OUT_DIR/fdctx.h` and copied to `<target>/<profile>/include/fdctx.h`,
-//!    a stable path the Makefile uses: `make header` copies it to the
-//!    checked-in `include/fdctx.h`, `make check-header` fails when the two
-//!    differ. The build never writes into the source tree.
+//! 1. Generates the C header with cbindgen from the crate's C layer
+//!    (`src/ffi.rs` and its submodules only), configured by `cbindgen.toml`.
+//!    The header is written to `$OUT_DIR/fdctx.h` and nowhere else: the
+//!    Makefile learns that directory from cargo (`make build`), `make
+//!    header` copies the header to the checked-in `include/fdctx.h`, and
+//!    `make check-header` fails when the two differ.
 //! 2. Gives the shared library its SONAME, `libfdctx.so.<ABI major>`.
 //! 3. Hands the linker a version script that keeps the `fdctx_` namespace
 //!    global and everything else local (see `version_script` below).
@@ -73,20 +73,7 @@ fn generate_header(crate_dir: &Path, out_dir: &Path) {
         Err(e) => panic!("cbindgen could not generate fdctx.h: {e}"),
     };
 
-    let header = out_dir.join("fdctx.h");
-    bindings.write_to_file(&header);
-
-    // <target>/<profile>/build/fdctx-<hash>/out -> <target>/<profile>
-    if let Some(profile_dir) = out_dir.ancestors().nth(3) {
-        let inc = profile_dir.join("include");
-        fs::create_dir_all(&inc).unwrap_or_else(|e| panic!("{}: {e}", inc.display()));
-        let dest = inc.join("fdctx.h");
-        // Write only when the text changed, so the file's mtime means something.
-        let new = fs::read(&header).expect("read generated header");
-        if fs::read(&dest).ok().as_deref() != Some(&new[..]) {
-            fs::write(&dest, &new).unwrap_or_else(|e| panic!("{}: {e}", dest.display()));
-        }
-    }
+    bindings.write_to_file(out_dir.join("fdctx.h"));
 }
 
 fn link_args(out_dir: &Path) {

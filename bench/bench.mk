@@ -14,7 +14,6 @@
 # `make bench-smoke` installs nothing.
 
 BENCH_OUT := build/bench
-BENCH_STAGE = $(or $(STAGE),$(CURDIR)/build/stage)
 BENCH_CFLAGS ?= -O2 -g -Wall -Wextra -std=gnu11
 BENCH_HDRS := bench/bench.h bench/rx_main.h
 BENCH_HAVE_JANSSON := $(shell pkg-config --exists jansson 2>/dev/null && echo yes)
@@ -75,9 +74,7 @@ $(BENCH_OUT)/recv-b3: bench/recv_b3.c $(BENCH_HDRS)
 # `stage` is phony, so this one small program is relinked on every run.
 $(BENCH_OUT)/recv-fdctx: bench/recv_fdctx.c $(BENCH_HDRS) stage
 	@mkdir -p $(@D)
-	$(CC) $(BENCH_CFLAGS) -o $@ $< \
-		$$(PKG_CONFIG_PATH=$(BENCH_STAGE)/lib/pkgconfig pkg-config --cflags --libs fdctx) \
-		-Wl,-rpath,$(BENCH_STAGE)/lib
+	$(CC) $(BENCH_CFLAGS) $(FDCTX_CFLAGS) -o $@ $< $(FDCTX_LIBS)
 
 bench-clean:
 	rm -rf $(BENCH_OUT)

@@ -1,6 +1,6 @@
 /*
- * The receiving side from C: a monitor loop exactly as in DESIGN.md
- * section 4 over a socket pair, with the client side using fdctx_send.
+ * The receiving side from C: the monitor loop the header documents for
+ * fdctx_conn_recv(), over a socket pair, with the client side using fdctx_send.
  * Framings (JSON, LINE, PACKET), bad messages followed by good ones, the fd
  * association rules, limits, the JSON pointer accessors, and a message used
  * from another thread after its connection was freed.
@@ -76,7 +76,7 @@ static void dispatch(struct seen *s, fdctx_msg *msg)
     }
 }
 
-/* DESIGN.md section 4, verbatim. */
+/* The monitor loop of the header's fdctx_conn_recv() documentation. */
 static int monitor_loop(fdctx_conn *conn, struct seen *s)
 {
     fdctx_msg *msg;
@@ -352,7 +352,8 @@ static void test_too_large(void)
 }
 
 /* qemu.qmp sends one space with the fd, then the command without: the fd
- * waits for the next command (DESIGN.md 4.2). */
+ * waits for the next command (the association rule of fdctx_conn_feed()
+ * and src/conn.rs). */
 static void test_fd_before_command(void)
 {
     struct seen s;

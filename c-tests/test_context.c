@@ -250,7 +250,7 @@ static void test_many(void)
     CHECK(ok);
 }
 
-/* DESIGN 3.1: the strict /dev/fd/N grammar. */
+/* The strict /dev/fd/N grammar (src/fdpath.rs, docs/ARCHITECTURE.md). */
 static void test_index_grammar(void)
 {
     static const struct {

@@ -7,6 +7,9 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
 
 static char tmpdir[512];
 
@@ -464,6 +467,149 @@ static void test_open_procfs_refused(void)
     CHECK_EQ(fdctx_finish(ctx), 0);
 }
 
+/* ---- procfs where no name tells: a private user+mount namespace ---- */
+
+static int write_proc_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    ssize_t n;
+    if (fd < 0)
+        return -1;
+    n = write(fd, text, strlen(text));
+    close(fd);
+    return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+/* Bind-mounts src at dst (both must exist); 0 or -1. */
+static int bind_at(const char *src, const char *dst)
+{
+    /* A type, though the kernel ignores it here: valgrind checks it. */
+    return mount(src, dst, "none", MS_BIND, NULL);
+}
+
+/* In the child: a private user and mount namespace, a tmpfs over /tmp,
+ * and /proc/<pid>, /proc/<pid>/task/<tid>, one fdinfo directory and one
+ * fdinfo file bind-mounted at paths without a digit. Exit 77: the kernel
+ * refuses the namespace here. */
+static int procfs_bind_child(void)
+{
+    static const char *const dirs[] = {"/tmp/process", "/tmp/thread", "/tmp/to-process"};
+    static const char *const entries[] = {"mem", "environ", "maps", "cmdline", "status", "auxv",
+                                          "fdinfo", "fd", "", "."};
+    static const int flags[] = {O_RDONLY, O_PATH, O_RDWR};
+    char map[64], p[128];
+    uid_t uid = getuid();
+    gid_t gid = getgid();
+    int fd = h_pipe_with("still mine");
+    fdctx *ctx = ctx_with(fd);
+    int bad = 0, tried = 0, r;
+    size_t i, j, k;
+
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) {
+        printf("    skip: unshare(CLONE_NEWUSER|CLONE_NEWNS): %s\n", strerror(errno));
+        fdctx_finish(ctx);
+        return 77;
+    }
+    snprintf(map, sizeof map, "0 %u 1", (unsigned)uid);
+    if (write_proc_file("/proc/self/setgroups", "deny") != 0 && errno != ENOENT)
+        printf("    setgroups: %s\n", strerror(errno));
+    if (write_proc_file("/proc/self/uid_map", map) != 0) {
+        printf("    skip: uid_map: %s\n", strerror(errno));
+        fdctx_finish(ctx);
+        return 77;
+    }
+    snprintf(map, sizeof map, "0 %u 1", (unsigned)gid);
+    write_proc_file("/proc/self/gid_map", map);
+    if (mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("none", "/tmp", "tmpfs", 0, NULL) != 0) {
+        printf("    skip: a tmpfs in the new mount namespace: %s\n", strerror(errno));
+        fdctx_finish(ctx);
+        return 77;
+    }
+    if (mkdir("/tmp/process", 0700) || mkdir("/tmp/thread", 0700) || mkdir("/tmp/fdinfo-dir", 0700) ||
+        mkdir("/tmp/plain", 0700) || symlink("process", "/tmp/to-process") ||
+        symlink("/tmp/process/environ", "/tmp/to-environ")) {
+        printf("    FAIL setting up /tmp: %s\n", strerror(errno));
+        return 1;
+    }
+    close(open("/tmp/fdinfo-entry", O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+    close(open("/tmp/plain/file", O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+    if (bind_at("/proc/self", "/tmp/process") || bind_at("/proc/thread-self", "/tmp/thread") ||
+        bind_at("/proc/self/fdinfo", "/tmp/fdinfo-dir") || bind_at("/proc/self/fdinfo/0", "/tmp/fdinfo-entry")) {
+        printf("    FAIL bind-mounting procfs: %s\n", strerror(errno));
+        return 1;
+    }
+    for (i = 0; i < sizeof dirs / sizeof dirs[0] + 3; i++) {
+        for (j = 0; j < sizeof entries / sizeof entries[0]; j++) {
+            if (i < 3)
+                snprintf(p, sizeof p, "%s%s%s", dirs[i], *entries[j] ? "/" : "", entries[j]);
+            else if (j > 0)
+                break;
+            else
+                snprintf(p, sizeof p, "%s", i == 3 ? "/tmp/fdinfo-dir" : i == 4 ? "/tmp/fdinfo-entry" : "/tmp/to-environ");
+            if (strpbrk(p, "0123456789")) {
+                printf("    FAIL %s has a digit\n", p);
+                bad++;
+            }
+            for (k = 0; k < sizeof flags / sizeof flags[0]; k++) {
+                tried++;
+                r = fdctx_open(ctx, p, flags[k], 0);
+                if (r >= 0) {
+                    printf("    FAIL fdctx_open(\"%s\", %#o) opened it\n", p, flags[k]);
+                    close(r);
+                    bad++;
+                } else if (r != -EPERM && !(flags[k] == O_RDWR && (r == -EISDIR || r == -EACCES))) {
+                    printf("    FAIL fdctx_open(\"%s\", %#o) = %d (%s)\n", p, flags[k], r, fdctx_last_error());
+                    bad++;
+                }
+            }
+        }
+    }
+    /* What a client may name still opens. */
+    r = fdctx_open(ctx, "/dev/fd/0", O_PATH, 0);
+    if (r < 0) {
+        printf("    FAIL /dev/fd/0 O_PATH: %s\n", fdctx_last_error());
+        bad++;
+    } else {
+        close(r);
+    }
+    r = fdctx_open(ctx, "/tmp/plain/file", O_RDONLY, 0);
+    if (r < 0) {
+        printf("    FAIL /tmp/plain/file: %s\n", fdctx_last_error());
+        bad++;
+    } else {
+        close(r);
+    }
+    if (fdctx_finish(ctx) != 0)
+        bad++;
+    printf("    %d opens of procfs bound at paths without digits, all refused: %s\n", tried, bad ? "no" : "yes");
+    return bad ? 1 : 0;
+}
+
+/* /proc/<pid> bind-mounted where no name tells it is procfs: refused by
+ * the filesystem of the file opened (with openat2, or, under a tool that
+ * lacks it, with the library's own walk). */
+static void test_open_procfs_bind_mounted(void)
+{
+    pid_t pid;
+    int status = 0;
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) {
+        int rc = procfs_bind_child(), fd;
+        fflush(stdout);
+        for (fd = 3; fd < 1024; fd++)
+            close(fd);
+        _exit(rc);
+    }
+    CHECK(pid > 0);
+    CHECK(waitpid(pid, &status, 0) == pid);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+        h_skip("the kernel refuses a private user+mount namespace here");
+    else
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* Thread-local current context: enter/leave nest; fdctx_open(NULL, ...)
  * resolves /dev/fd/N in the current one. */
 static void *thread_current(void *arg)
@@ -543,6 +689,7 @@ int main(void)
     RUN(test_open_refused_paths);
     RUN(test_open_trunc_only_regular_files);
     RUN(test_open_procfs_refused);
+    RUN(test_open_procfs_bind_mounted);
     RUN(test_enter_leave_current);
     rc = h_finish();
     {

@@ -308,6 +308,57 @@ send --qmp vmm.sock '{"execute": "query-block"}'
 check "after quit: exit status 2 and a clear message" \
     eval '[ "$RC" -eq 2 ] && grep -Eq "no socket|refused" send.err'
 
+# ---------------------------------------------------------------- 6
+
+step "A confined monitor: the image refused by path, served as /dev/fd/0"
+landlock_abi() {
+    python3 -c 'import ctypes; l = ctypes.CDLL(None); print(max(l.syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint(1)), 0))' 2>/dev/null || echo 0
+}
+if [ "$(uname -m)" != x86_64 ] && [ "$(uname -m)" != aarch64 ] || [ "$(landlock_abi)" -eq 0 ]; then
+    note "skipped: this kernel has no usable Landlock, and minivmm --confine refuses to run unconfined"
+else
+    note "minivmm --confine calls fdctx_confine(NULL, 0, FDCTX_CONFINE_REQUIRE) before serving:"
+    note "Landlock then lets it open no file by path; what it serves must come as fds"
+    echo "\$ minivmm --confine confined.sock &"
+    LOGSEEN=0
+    "$MINIVMM" --confine confined.sock < /dev/null > minivmm.out 2> minivmm.log &
+    VMM_PID=$!
+    for i in $(seq 1 100); do
+        grep -q '^ready$' minivmm.out 2>/dev/null && break
+        kill -0 "$VMM_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    monitor_log
+    check "the confined monitor started" grep -q '^ready$' minivmm.out
+    echo "\$ grep NoNewPrivs /proc/$VMM_PID/status"
+    grep NoNewPrivs /proc/"$VMM_PID"/status | sed 's/^/   /'
+    check "no_new_privs is set (NoNewPrivs: 1)" grep -Eq '^NoNewPrivs:[[:space:]]+1$' /proc/"$VMM_PID"/status
+    check "the monitor reports its Landlock domain" grep -q 'confined by Landlock (ABI' minivmm.log
+    note "the same $DISK_FORMAT image, named by its path:"
+    send --qmp confined.sock \
+        "{\"execute\": \"blockdev-add\", \"arguments\": {\"node-name\": \"disk0\", \"driver\": \"file\", \"filename\": \"$WORK/$DISK\", \"read-only\": true}}"
+    check "refused: the kernel says no (Permission denied)" reply_is_error
+    check "the error says the monitor is confined" reply_has 'confined'
+    check "$DISK is not open in the monitor" count_is "$(fds_on "$DISK")" 0
+    note "and passed as an fd:"
+    send --qmp --fd "$DISK:rw" confined.sock \
+        '{"execute": "blockdev-add", "arguments": {"node-name": "disk0", "driver": "file", "filename": "/dev/fd/0", "read-only": false}}'
+    check "blockdev-add through /dev/fd/0 succeeded" reply_is_return
+    send --qmp confined.sock '{"execute": "query-block"}'
+    check "disk0 is $DISK_FORMAT, $DISK_SIZE bytes, read-write" \
+        reply_has "\"node-name\": \"disk0\", \"format\": \"$DISK_FORMAT\", \"virtual-size\": $DISK_SIZE, \"read-only\": false"
+    show_fds
+    send --qmp confined.sock '{"execute": "quit"}'
+    check "quit succeeded" reply_is_return
+    wait "$VMM_PID"
+    VMM_RC=$?
+    VMM_PID=
+    monitor_log
+    check "the confined monitor exited with status 0" count_is "$VMM_RC" 0
+    check "its socket file stays (a confined monitor cannot remove it)" test -S confined.sock
+    rm -f confined.sock
+fi
+
 echo
 if [ "$FAIL" -eq 0 ]; then
     echo "demo: all $PASS expectations met"

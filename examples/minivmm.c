@@ -1,7 +1,7 @@
 /*
  * minivmm - a minimal QMP monitor that shows how a hypervisor uses fdctx.
  *
- * Usage: minivmm SOCKET_PATH
+ * Usage: minivmm [--confine] SOCKET_PATH
  *
  * Environment: MINIVMM_MAX_HOLD_MS, when set, is the connection's
  * max_hold_ms (how long a client's fds may be held for an unfinished
@@ -9,6 +9,14 @@
  *
  * It listens on a Unix stream socket, prints "ready" on stdout once
  * listening, and serves clients one after another until one sends "quit".
+ *
+ * --confine: once listening (and before anything else: it has no threads),
+ * the monitor calls fdctx_confine() with an empty allow list and
+ * FDCTX_CONFINE_REQUIRE, so that from then on it can open no file by path
+ * at all: images reach it only as fds passed with commands ("/dev/fd/N"),
+ * and a blockdev-add naming a file is refused by the kernel. Without
+ * Landlock it refuses to start. Confined, it cannot remove its socket file
+ * at exit either: that is left to whoever made the socket's directory.
  * Commands: qmp_capabilities, blockdev-add, query-block, blockdev-del, quit.
  *
  * Everything about file descriptors is fdctx's job:
@@ -625,16 +633,29 @@ static int listen_on(const char *path)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2 || argv[1][0] == '-') {
-        fprintf(stderr, "usage: minivmm SOCKET_PATH\n");
+    bool confine = argc == 3 && strcmp(argv[1], "--confine") == 0;
+    if (argc != 2 + confine || argv[argc - 1][0] == '-') {
+        fprintf(stderr, "usage: minivmm [--confine] SOCKET_PATH\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
 
-    const char *path = argv[1];
+    const char *path = argv[argc - 1];
     int lfd = listen_on(path);
     if (lfd < 0)
         return 1;
+    if (confine) {
+        /* Nothing allowed by path; fail rather than run unconfined. */
+        int abi = fdctx_confine(NULL, 0, FDCTX_CONFINE_REQUIRE);
+        if (abi < 0) {
+            fprintf(stderr, "minivmm: cannot confine: %s\n", fdctx_last_error());
+            close(lfd);
+            unlink(path);
+            return 1;
+        }
+        fprintf(stderr, "minivmm: confined by Landlock (ABI %d): no file opens by path, "
+                        "images arrive as fds\n", abi);
+    }
     printf("ready\n");
     fflush(stdout);
     fprintf(stderr, "minivmm: listening on %s (pid %ld)\n", path, (long)getpid());
@@ -657,7 +678,9 @@ int main(int argc, char **argv)
         close(nodes[i].fd);
     n_nodes = 0;
     close(lfd);
-    unlink(path);
+    if (unlink(path) < 0 && confine)
+        fprintf(stderr, "minivmm: confined, so %s stays (%s): its directory's owner removes it\n",
+                path, strerror(errno));
     fprintf(stderr, "minivmm: quit\n");
     return quit ? 0 : 1;
 }

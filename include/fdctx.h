@@ -38,6 +38,12 @@
 #define FDCTX_FEED_END 2
 
 /**
+ * fdctx_confine() flag: fail with `-EOPNOTSUPP` rather than run
+ * unconfined when the kernel has no usable Landlock.
+ */
+#define FDCTX_CONFINE_REQUIRE 1
+
+/**
  * One command's fd context: the fds received with it, indexed from 0 in
  * arrival order. It owns every fd in it until one is taken, and closes the
  * rest when finished.
@@ -104,6 +110,23 @@ typedef struct fdctx_limits {
      */
     uint32_t max_hold_ms;
 } fdctx_limits;
+
+/**
+ * One path a confined process may still open by path (fdctx_confine()).
+ */
+typedef struct fdctx_allow {
+    /**
+     * A NUL-terminated path: a directory allows what is beneath it, a file
+     * allows that file. It must exist when fdctx_confine() is called; a
+     * symlink is followed (what it points to is allowed). The rule is on
+     * that file or directory itself, so it still holds after a rename.
+     */
+    const char *path;
+    /**
+     * `O_RDONLY`, `O_WRONLY` or `O_RDWR`: the most this entry allows.
+     */
+    int access;
+} fdctx_allow;
 
 /**
  * QMP: a stream of JSON objects, optional whitespace between them. Each is
@@ -274,7 +297,10 @@ int fdctx_dup(const struct fdctx *ctx, size_t index);
  *   is not affected: it never opens a path.
  * - Any other path is opened with `flags | O_CLOEXEC` and `mode` (used only
  *   with `O_CREAT`/`O_TMPFILE`); its errors are open(2)'s. Such a path has
- *   the process's full filesystem authority, as with open(2).
+ *   the process's full filesystem authority, as with open(2) — unless the
+ *   process is confined (fdctx_confine()): then a path outside the allowed
+ *   ones fails with `-EACCES` and a fdctx_last_error() text saying the
+ *   process is confined. `/dev/fd/N` works the same confined or not.
  * - `O_PATH` asked of an fd that is not `O_PATH` gives a path-only fd, as
  *   open(2) would, not a readable or writable duplicate (made with
  *   open_tree(2) on the fd; only where that call is missing, by reopening
@@ -349,7 +375,10 @@ struct fdctx *fdctx_current(void);
  * limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
  * `max_depth` 127, `max_hold_ms` 3600000).
  *
- * The connection must be the socket's only reader.
+ * The connection must be the socket's only reader. With PACKET framing it
+ * turns on `SO_TIMESTAMP` on the socket: every packet then brings a
+ * timestamp, which is how an empty packet is told from the end of the
+ * stream; leave it on.
  *
  * Thread rules: a connection may move between threads but must not be used
  * from two threads at once.
@@ -429,6 +458,18 @@ int fdctx_conn_feed(struct fdctx_conn *conn,
 
 /**
  * Receives the next command with exactly the fds sent with it.
+ *
+ * A monitor loop:
+ *
+ * ```c
+ * while ((r = fdctx_conn_recv(conn, &msg)) == 1) {
+ *     if (fdctx_msg_status(msg) < 0)
+ *         reply_error(msg, fdctx_msg_error(msg));
+ *     else
+ *         dispatch(msg);
+ *     fdctx_msg_finish(msg);
+ * }
+ * ```
  *
  * Returns:
  * - 1, with `*out` set to a message the caller must end with
@@ -642,6 +683,7 @@ int fdctx_msg_get_int(const struct fdctx_msg *msg, const char *pointer, int64_t 
  *    on the i-th non-whitespace byte, the last batch on the rest;
  *  - never attaches a batch twice when the kernel accepts only part of a
  *    write: the rest goes without fds.
+ *
  * So a command sent with fdctx_send gets exactly its fds, pipelined behind
  * other commands or not. Clients that send fds *ahead* of a command on a
  * whitespace byte of their own (`qemu.qmp`'s `send_fd_scm`) get the same
@@ -663,6 +705,76 @@ int fdctx_msg_get_int(const struct fdctx_msg *msg, const char *pointer, int64_t 
  * Thread rules: any thread; concurrent sends on one socket may interleave.
  */
 int fdctx_send(int sockfd, const void *buf, size_t len, const int *fds, size_t nfds);
+
+/**
+ * Confines the process with Landlock so that it can open no file by path
+ * except beneath the `n` entries of `allow`, each with at most its
+ * access: files then reach it only as fds passed with commands
+ * (`/dev/fd/N`). No privilege is needed, and it works on any filesystem
+ * (NFS included, where SELinux labels cannot be stored).
+ *
+ * What each entry allows beneath its path:
+ * - `O_RDONLY`: reading files and listing directories;
+ * - `O_WRONLY`: writing and truncating files, and under a directory also
+ *   creating regular files, directories and Unix sockets, removing files
+ *   and directories, and moving them within the allowed tree;
+ * - `O_RDWR`: both.
+ *
+ * Every entry also allows ioctl(2) on device files opened beneath it
+ * (`/dev/kvm`, `/dev/net/tun` are used that way). Never allowed:
+ * executing files, and making device nodes, FIFOs or symlinks.
+ *
+ * What stays as it was (Landlock does not restrict it):
+ * - every operation on an fd the process holds or receives later (read,
+ *   write, ftruncate, ioctl, mmap, ...), which is the point — but a
+ *   directory fd gives no access by path beneath it: openat(2) through it
+ *   is checked like any other path;
+ * - `O_PATH` opens, stat(2), readlink(2), chdir(2); sockets and the
+ *   network (TCP bind/connect, abstract Unix sockets), signals;
+ * - whatever the kernel's Landlock ABI lacks: before ABI 2 a file can
+ *   never be renamed or linked into another directory; before ABI 3
+ *   truncate(2) and `O_TRUNC` by path are not restricted; before ABI 5
+ *   ioctl(2) is not restricted. Rights of ABIs newer than the library
+ *   knows are not restricted either.
+ *
+ * Thread rules: Landlock confines the calling thread and every thread and
+ * process it creates afterwards (pthread_create, fork, exec), never
+ * threads that already exist. Call it before creating threads (in main,
+ * before the event loop and worker threads start). The confinement cannot
+ * be undone, and is inherited across fork and exec.
+ *
+ * With seccomp: confine first, then install the seccomp filter (which
+ * then need not allow the three Landlock system calls); a filter that
+ * already blocks them makes this call report no Landlock. The two
+ * combine: seccomp decides which system calls run, Landlock which files
+ * the open-like ones reach.
+ *
+ * The entries are checked and their paths opened first, so a bad entry
+ * is an error on every kernel. Then the ruleset is made,
+ * `prctl(PR_SET_NO_NEW_PRIVS)` is set (for good: it stays set even if the
+ * last step fails) and landlock_restrict_self(2) enforces the ruleset. A
+ * second call adds a layer and can only narrow what is allowed.
+ *
+ * After it, fdctx_open() of `/dev/fd/N` works exactly as before (every
+ * flag and check, `O_PATH` included: it opens no path), and an ordinary
+ * path outside the allowed ones fails with `-EACCES` and a
+ * fdctx_last_error() text saying the process is confined.
+ *
+ * `allow` may be NULL when `n` is 0: nothing is allowed by path.
+ *
+ * Returns the Landlock ABI version enforced (> 0); 0 when the kernel has
+ * no usable Landlock (not built in, not enabled at boot, or blocked by a
+ * seccomp filter) and `FDCTX_CONFINE_REQUIRE` was not given: nothing is
+ * enforced and fdctx_last_error() says why. Errors, with nothing enforced:
+ * - `-EINVAL`: `allow` is NULL with `n > 0`, an entry's `path` is NULL or
+ *   its `access` is not one of the three, or `flags` has an unknown bit;
+ * - the errno of opening an entry's path (`-ENOENT` when it does not
+ *   exist, `-EACCES`, ...), with a text naming the entry and its path;
+ * - `-EOPNOTSUPP` with `FDCTX_CONFINE_REQUIRE` and no usable Landlock;
+ * - another negative errno when a Landlock call fails (`-E2BIG`: more
+ *   than 16 layers).
+ */
+int fdctx_confine(const struct fdctx_allow *allow, size_t n, unsigned int flags);
 
 #ifdef __cplusplus
 }  // extern "C"

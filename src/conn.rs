@@ -1,7 +1,7 @@
 //! A monitor connection: reads commands and gives each exactly the fds
 //! that were sent with it.
 //!
-//! # The association rule (stream sockets, DESIGN.md 4.2)
+//! # The association rule (stream sockets)
 //!
 //! On a stream socket the kernel returns the fds of one `sendmsg(2)`
 //! together with the last bytes of that write: a `recvmsg(2)` stops right
@@ -61,7 +61,7 @@ pub use crate::framing::Framing;
 use crate::framing::{is_ws, validate_json, validate_text, Scanner};
 use crate::message::Message;
 use crate::peer;
-use crate::recv::{peek_packet_len, recv_with_fds, CMSG_WORDS};
+use crate::recv::{peek_packet_len, recv_fd_list, FdList, CMSG_WORDS};
 
 /// Bounds on what one command may bring. A field left 0 takes its default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +140,18 @@ impl Default for Limits {
     }
 }
 
+/// Turns on `SO_TIMESTAMP` on a packet socket: the kernel then attaches a
+/// timestamp to every packet it returns, an empty one included, and none
+/// to the end of the stream (`__unix_dgram_recvmsg()` in
+/// `net/unix/af_unix.c` adds it only when it dequeued a packet). That is
+/// how an empty packet is told from the end, even when more empty packets
+/// are queued behind it. Best effort: without it, an empty packet that
+/// arrives just before the peer closes may read as the end.
+fn enable_timestamps(sock: BorrowedFd<'_>) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let _ = setsockopt(&sock, sockopt::ReceiveTimestamp, &true);
+}
+
 /// Bytes asked of the kernel per read on a stream socket.
 const STREAM_READ: usize = 64 * 1024;
 
@@ -177,13 +189,13 @@ fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
 /// Fds gathered for one command, or waiting for the next one.
 #[derive(Debug, Default)]
 struct FdBatch {
-    fds: Vec<OwnedFd>,
+    fds: FdList,
     error: Option<Error>,
 }
 
 impl FdBatch {
     /// The fds, or why the command cannot have them.
-    fn into_result(self) -> Result<Vec<OwnedFd>, Error> {
+    fn into_result(self) -> Result<FdList, Error> {
         match self.error {
             Some(e) => Err(e),
             None => Ok(self.fds),
@@ -196,7 +208,7 @@ impl FdBatch {
 
     /// Adds one read's fds, and what was wrong with them if anything
     /// (the first fault wins). Once the batch is bad it holds nothing.
-    fn add(&mut self, fds: Vec<OwnedFd>, fault: Option<Error>, max_fds: usize) {
+    fn add(&mut self, fds: FdList, fault: Option<Error>, max_fds: usize) {
         if let Some(e) = fault {
             self.error.get_or_insert(e);
         }
@@ -222,7 +234,7 @@ impl FdBatch {
 
     /// Closes the fds; the command they were for fails with `why`.
     fn expire(&mut self, why: Error) {
-        self.add(Vec::new(), Some(why), 0);
+        self.add(FdList::new(), Some(why), 0);
     }
 }
 
@@ -371,6 +383,7 @@ impl Connection {
     /// socket; `EPIPE` (as [`Error::Sys`]) after the end was fed. Nothing
     /// is fed then, and `fds` are closed.
     pub fn feed(&mut self, data: &[u8], fds: Vec<OwnedFd>, flags: FeedFlags) -> Result<(), Error> {
+        let fds: FdList = fds.into_iter().map(Some).collect();
         if !self.is_fed() {
             return Err(Error::InvalidArgument("feeding a connection that reads its own socket"));
         }
@@ -541,7 +554,7 @@ impl Connection {
 
     /// Whether `fds` hold the connection's own peer socket (see
     /// [`crate::peer`]); looks the peer up once, the first time fds come.
-    fn refers_to_peer(&mut self, fds: &[OwnedFd]) -> bool {
+    fn refers_to_peer(&mut self, fds: &[Option<OwnedFd>]) -> bool {
         if fds.is_empty() || self.is_fed() {
             return false;
         }
@@ -550,14 +563,14 @@ impl Connection {
             self.peer = Some((peer::socket_inode(sock), peer::peer_inode(sock)));
         }
         let Some((own, peer)) = self.peer else { return false };
-        fds.iter().any(|fd| {
+        fds.iter().flatten().any(|fd| {
             let ino = peer::socket_inode(fd.as_fd());
             ino.is_some() && (ino == peer || ino == own)
         })
     }
 
     /// A read's fault: fds lost in transit, or the peer socket among them.
-    fn fault(&mut self, fds: &[OwnedFd], fds_lost: bool) -> Option<Error> {
+    fn fault(&mut self, fds: &[Option<OwnedFd>], fds_lost: bool) -> Option<Error> {
         if self.refers_to_peer(fds) {
             Some(Error::PeerSocket)
         } else {
@@ -576,7 +589,7 @@ impl Connection {
         if scratch.buf.len() < STREAM_READ {
             scratch.buf.resize(STREAM_READ, 0);
         }
-        let got = recv_with_fds(self.sock(), &mut scratch.buf[..STREAM_READ], &mut scratch.cmsg)
+        let got = recv_fd_list(self.sock(), &mut scratch.buf[..STREAM_READ], &mut scratch.cmsg)
             .map_err(|e| Error::sys("recvmsg", e))?;
         if got.bytes == 0 {
             // End of stream; a stream read returns fds only with bytes.
@@ -595,6 +608,7 @@ impl Connection {
         if !self.packet_socket {
             // Once: on a stream socket, packet framing would never end.
             Connection::check_socket(self.sock(), Framing::Packet)?;
+            enable_timestamps(self.sock());
             self.packet_socket = true;
         }
         let size = peek_packet_len(self.sock()).map_err(|e| Error::sys("recv(MSG_PEEK)", e))?;
@@ -608,9 +622,11 @@ impl Connection {
         }
         // A packet over the limit is received into no room at all: the
         // kernel drops its bytes and reports MSG_TRUNC.
-        let got = recv_with_fds(self.sock(), &mut data, &mut scratch.cmsg).map_err(|e| Error::sys("recvmsg", e))?;
+        let got = recv_fd_list(self.sock(), &mut data, &mut scratch.cmsg).map_err(|e| Error::sys("recvmsg", e))?;
         data.truncate(got.bytes);
-        if got.bytes == 0 && got.fds.is_empty() && !got.truncated && !got.fds_lost && self.peer_gone() {
+        // A packet, even an empty one, brings its timestamp; the end brings
+        // no control data at all.
+        if got.bytes == 0 && !got.control && !got.truncated && !got.fds_lost && self.peer_gone() {
             self.end_of_stream();
             return Ok(());
         }
@@ -624,6 +640,9 @@ impl Connection {
     /// or shut down writing (seqpacket), or this side shut down reading —
     /// and nothing is queued any more (`POLLHUP`/`POLLRDHUP` and `SIOCINQ`,
     /// see `unix_dgram_poll()` and `unix_inq_len()` in `net/unix/af_unix.c`).
+    /// `SIOCINQ` counts bytes, so it cannot see empty packets still queued:
+    /// that a read took an empty packet is known from its timestamp (see
+    /// [`enable_timestamps`]).
     fn peer_gone(&self) -> bool {
         let fd = AsRawFd::as_raw_fd(&self.sock());
         let mut pfd = libc::pollfd { fd, events: libc::POLLIN | libc::POLLRDHUP, revents: 0 };
@@ -648,11 +667,11 @@ impl Connection {
 
     /// One packet: its bytes (empty when `truncated`, i.e. larger than
     /// `max_msg_bytes`), its fds and what was wrong with them.
-    fn on_packet(&mut self, data: Vec<u8>, fds: Vec<OwnedFd>, fault: Option<Error>, truncated: bool) {
+    fn on_packet(&mut self, data: Vec<u8>, fds: FdList, fault: Option<Error>, truncated: bool) {
         let check = if truncated {
             Err(Error::TooLarge { limit: self.limits.max_msg_bytes })
         } else if data.iter().find(|&&b| !is_ws(b)) == Some(&b'{') {
-            validate_json(&data)
+            validate_json(&data, self.limits.max_depth)
         } else {
             validate_text(&data)
         };
@@ -665,7 +684,7 @@ impl Connection {
 
     /// One read of a stream: its bytes (possibly none) and its fds, given
     /// to commands by the association rule of this module's doc.
-    fn on_stream(&mut self, chunk: &[u8], fds: Vec<OwnedFd>, fault: Option<Error>) {
+    fn on_stream(&mut self, chunk: &[u8], fds: FdList, fault: Option<Error>) {
         let max_fds = self.limits.max_fds;
         let mut owner = Owner::Nobody;
         let mut pos = 0;
@@ -736,10 +755,19 @@ impl Connection {
                 }
                 Err(e)
             }
-            Ok(()) if self.framing == Framing::Json => match validated {
-                Some(fd_refs) => Ok(fd_refs),
-                None => validate_json(&data),
-            },
+            Ok(()) if self.framing == Framing::Json => {
+                let check = match validated {
+                    Some(fd_refs) => Ok(fd_refs),
+                    None => validate_json(&data, self.limits.max_depth),
+                };
+                if check.is_err() {
+                    // After a malformed command the reader cannot know where
+                    // the client meant the next one to start: the rest of
+                    // the line goes too (see the framing module's doc).
+                    self.scanner.abandon();
+                }
+                check
+            }
             Ok(()) => {
                 if data.last() == Some(&b'\r') {
                     data.pop();

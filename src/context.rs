@@ -11,8 +11,10 @@ use std::collections::HashSet;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::fcntl::OFlag;
+use smallvec::SmallVec;
 
 use crate::error::Error;
+use crate::recv::FdList;
 
 /// One command's fd context: the fds received with it, indexed from 0 in
 /// arrival order. It owns every fd in it until one is taken, and closes the
@@ -22,7 +24,8 @@ use crate::error::Error;
 /// threads at once (even borrowing records which fds were used).
 #[derive(Debug, Default)]
 pub struct Context {
-    fds: Vec<Option<OwnedFd>>,
+    /// A command's few fds inline, more on the heap.
+    fds: FdList,
     used: UsedSet,
 }
 
@@ -32,9 +35,10 @@ impl Context {
         Context::default()
     }
 
-    /// A context owning `fds`, in order. Reuses the vector's allocation.
+    /// A context owning `fds`, in order. Reuses the vector's allocation
+    /// for more than a few.
     pub fn from_fds(fds: Vec<OwnedFd>) -> Context {
-        Context { fds: fds.into_iter().map(Some).collect(), ..Context::default() }
+        Context { fds: SmallVec::from_vec(fds.into_iter().map(Some).collect()), ..Context::default() }
     }
 
     /// Appends `fds`; the context owns them from now on.
@@ -75,12 +79,12 @@ impl Context {
         }
     }
 
-    /// Appends a batch, moving the vector in when the context is empty.
-    pub(crate) fn adopt_vec(&mut self, fds: Vec<OwnedFd>) {
+    /// Appends a received batch; into an empty context it moves as it is.
+    pub(crate) fn adopt_list(&mut self, fds: FdList) {
         if self.fds.is_empty() {
-            self.fds = fds.into_iter().map(Some).collect();
+            self.fds = fds;
         } else {
-            self.adopt(fds);
+            self.fds.extend(fds);
         }
     }
 
@@ -96,7 +100,7 @@ impl Context {
 
     /// Closes every fd and forgets them: the context is empty again.
     pub(crate) fn clear(&mut self) {
-        self.fds = Vec::new();
+        self.fds = SmallVec::new();
         self.used = UsedSet::default();
     }
 

@@ -32,6 +32,13 @@ pub enum Error {
     /// A path the kernel refused (`EACCES`) while the process is confined
     /// by [`crate::confine::confine`].
     Confined(String),
+    /// Confinement cannot be enforced: the kernel has no usable Landlock
+    /// (`EOPNOTSUPP`).
+    Unconfinable(String),
+    /// An allow entry of [`crate::confine::confine`] that cannot be used:
+    /// its path cannot be opened (that errno, `ENOENT` when missing) or its
+    /// access is not `O_RDONLY`, `O_WRONLY` or `O_RDWR` (`EINVAL`).
+    AllowEntry { index: usize, path: String, errno: Errno, why: &'static str },
     /// A command longer than `max_msg_bytes` (`EMSGSIZE`).
     TooLarge { limit: usize },
     /// A command that brought more fds than `max_fds` (`ETOOMANYREFS`).
@@ -72,6 +79,8 @@ impl Error {
             Error::MalformedFdPath(_) | Error::InvalidArgument(_) => Errno::EINVAL,
             Error::OwnFdPath(_) | Error::ProcfsPath(_) => Errno::EPERM,
             Error::Confined(_) => Errno::EACCES,
+            Error::Unconfinable(_) => Errno::EOPNOTSUPP,
+            Error::AllowEntry { errno, .. } => *errno,
             Error::TooLarge { .. } => Errno::EMSGSIZE,
             Error::TooManyFds { .. } => Errno::ETOOMANYREFS,
             Error::FdsLost => Errno::ECOMM,
@@ -100,15 +109,7 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::NoSuchIndex { index, count } => match count {
-                0 => write!(f, "/dev/fd/{index} was not passed with this command (no fd was)"),
-                1 => write!(f, "/dev/fd/{index} was not passed with this command (only /dev/fd/0 was)"),
-                n => write!(
-                    f,
-                    "/dev/fd/{index} was not passed with this command (only /dev/fd/0 to /dev/fd/{} were)",
-                    n - 1
-                ),
-            },
+            Error::NoSuchIndex { index, count } => no_such_index(f, *index, *count),
             Error::AlreadyTaken { index } => {
                 write!(f, "/dev/fd/{index} was already taken by an earlier call")
             }
@@ -127,9 +128,15 @@ impl fmt::Display for Error {
             ),
             Error::Confined(p) => write!(
                 f,
-                "path '{p}': permission denied: the process is confined (fdctx_confine) and opens \
-                 files by path only beneath its allowed paths; pass the file as an fd and name it /dev/fd/N"
+                "the process is confined (fdctx_confine) and '{p}' is not beneath a path allowed that access; \
+                 pass the file as an fd and name it /dev/fd/N"
             ),
+            Error::Unconfinable(why) => write!(f, "not confined: {why}"),
+            Error::AllowEntry { index, path, errno, why } => {
+                let text = std::io::Error::from_raw_os_error(*errno as i32).to_string();
+                let text = text.split(" (os error").next().unwrap_or(&text).to_owned();
+                write!(f, "allow entry {index} '{path}': {why}: {text}")
+            }
             Error::TooLarge { limit } => write!(f, "command larger than {limit} bytes"),
             Error::TooManyFds { limit } => {
                 write!(f, "command brought more than {limit} file descriptors")
@@ -154,14 +161,25 @@ impl fmt::Display for Error {
                 "a file descriptor sent was the monitor connection's own peer socket: refused and closed"
             ),
             Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
-            Error::Sys { call, errno } => {
-                // The C library's wording (strerror), as C callers know it.
-                let text = std::io::Error::from_raw_os_error(*errno as i32).to_string();
-                let text = text.split(" (os error").next().unwrap_or(&text).to_owned();
-                write!(f, "{call}: {text}")
-            }
+            Error::Sys { call, errno } => write!(f, "{call}: {}", strerror(*errno)),
         }
     }
+}
+
+/// Which fds a command did bring, for the text of [`Error::NoSuchIndex`].
+fn no_such_index(f: &mut fmt::Formatter<'_>, index: usize, count: usize) -> fmt::Result {
+    write!(f, "/dev/fd/{index} was not passed with this command ")?;
+    match count {
+        0 => write!(f, "(no fd was)"),
+        1 => write!(f, "(only /dev/fd/0 was)"),
+        n => write!(f, "(only /dev/fd/0 to /dev/fd/{} were)", n - 1),
+    }
+}
+
+/// The C library's wording of `errno` (strerror), as C callers know it.
+fn strerror(errno: Errno) -> String {
+    let text = std::io::Error::from_raw_os_error(errno as i32).to_string();
+    text.split(" (os error").next().unwrap_or(&text).to_owned()
 }
 
 impl std::error::Error for Error {}

@@ -28,7 +28,7 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::fdpath::PathKind;
 use crate::message::Message;
-use boundary::{c_text, count_out, fd_out, ffi_boundary, path_arg, slice_arg, str_arg, write_opt, Castable};
+use boundary::{c_text, count_out, fd_arg, fd_out, ffi_boundary, path_arg, slice_arg, str_arg, write_opt, Castable};
 
 /// The receiving side of one monitor socket: it frames commands and gives
 /// each exactly the fds that were sent with it. It keeps only the command
@@ -397,7 +397,10 @@ pub unsafe extern "C" fn fdctx_dup(ctx: *const fdctx, index: usize) -> c_int {
 ///   is not affected: it never opens a path.
 /// - Any other path is opened with `flags | O_CLOEXEC` and `mode` (used only
 ///   with `O_CREAT`/`O_TMPFILE`); its errors are open(2)'s. Such a path has
-///   the process's full filesystem authority, as with open(2).
+///   the process's full filesystem authority, as with open(2) — unless the
+///   process is confined (fdctx_confine()): then a path outside the allowed
+///   ones fails with `-EACCES` and a fdctx_last_error() text saying the
+///   process is confined. `/dev/fd/N` works the same confined or not.
 /// - `O_PATH` asked of an fd that is not `O_PATH` gives a path-only fd, as
 ///   open(2) would, not a readable or writable duplicate (made with
 ///   open_tree(2) on the fd; only where that call is missing, by reopening
@@ -494,21 +497,22 @@ pub extern "C" fn fdctx_current() -> *mut fdctx {
 /// limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
 /// `max_depth` 127, `max_hold_ms` 3600000).
 ///
-/// The connection must be the socket's only reader.
+/// The connection must be the socket's only reader. With PACKET framing it
+/// turns on `SO_TIMESTAMP` on the socket: every packet then brings a
+/// timestamp, which is how an empty packet is told from the end of the
+/// stream; leave it on.
 ///
 /// Thread rules: a connection may move between threads but must not be used
 /// from two threads at once.
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_conn_new(sockfd: c_int, framing: fdctx_framing, limits: *const fdctx_limits) -> *mut fdctx_conn {
     ffi_boundary(|| {
-        if sockfd < 0 {
-            return Err(Error::sys("fdctx_conn_new", nix::errno::Errno::EBADF));
-        }
+        // SAFETY: the caller keeps `sockfd` open for this call.
+        let sock = unsafe { fd_arg(sockfd, "fdctx_conn_new") }?;
         // SAFETY: a live fdctx_limits or NULL.
         let limits = unsafe { limits_arg(limits) }?;
         let framing = framing_arg(framing)?;
-        // SAFETY: the caller keeps `sockfd` open for this call.
-        Connection::check_socket(unsafe { BorrowedFd::borrow_raw(sockfd) }, framing)?;
+        Connection::check_socket(sock, framing)?;
         // SAFETY: the caller keeps `sockfd` open until fdctx_conn_free, as
         // documented above.
         let conn = unsafe { Connection::borrowed(sockfd, framing, limits) };
@@ -638,6 +642,18 @@ pub unsafe extern "C" fn fdctx_conn_feed(
 
 
 /// Receives the next command with exactly the fds sent with it.
+///
+/// A monitor loop:
+///
+/// ```c
+/// while ((r = fdctx_conn_recv(conn, &msg)) == 1) {
+///     if (fdctx_msg_status(msg) < 0)
+///         reply_error(msg, fdctx_msg_error(msg));
+///     else
+///         dispatch(msg);
+///     fdctx_msg_finish(msg);
+/// }
+/// ```
 ///
 /// Returns:
 /// - 1, with `*out` set to a message the caller must end with
@@ -892,17 +908,8 @@ pub unsafe extern "C" fn fdctx_msg_get_json(msg: *const fdctx_msg, pointer: *con
 /// read-only ones included (the accessors cache what they parse).
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_msg_get_bool(msg: *const fdctx_msg, pointer: *const c_char, out: *mut bool) -> c_int {
-    ffi_boundary(|| {
-        // SAFETY: live message or NULL; NUL-terminated string or NULL.
-        let (m, pointer) = unsafe { (fdctx_msg::arg(msg)?, str_arg(pointer, "pointer")?) };
-        if out.is_null() {
-            return Err(Error::InvalidArgument("out"));
-        }
-        let v = m.msg.get_bool(pointer)?;
-        // SAFETY: non-null `out` points at writable storage.
-        unsafe { out.write(v) };
-        Ok(0)
-    })
+    // SAFETY: forwarded (the same pointer rules).
+    unsafe { get_scalar(msg, pointer, out, Message::get_bool) }
 }
 
 /// The integer at `pointer`, written to `*out`.
@@ -915,13 +922,29 @@ pub unsafe extern "C" fn fdctx_msg_get_bool(msg: *const fdctx_msg, pointer: *con
 /// read-only ones included (the accessors cache what they parse).
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_msg_get_int(msg: *const fdctx_msg, pointer: *const c_char, out: *mut i64) -> c_int {
+    // SAFETY: forwarded (the same pointer rules).
+    unsafe { get_scalar(msg, pointer, out, Message::get_int) }
+}
+
+/// The body of the scalar accessors: the value `get` finds at `pointer`,
+/// written to `*out`.
+///
+/// # Safety
+/// `msg` is a live message or NULL, `pointer` a NUL-terminated string or
+/// NULL, `out` NULL or writable.
+unsafe fn get_scalar<T>(
+    msg: *const fdctx_msg,
+    pointer: *const c_char,
+    out: *mut T,
+    get: fn(&Message, &str) -> Result<T, Error>,
+) -> c_int {
     ffi_boundary(|| {
-        // SAFETY: live message or NULL; NUL-terminated string or NULL.
+        // SAFETY: the caller's contract.
         let (m, pointer) = unsafe { (fdctx_msg::arg(msg)?, str_arg(pointer, "pointer")?) };
         if out.is_null() {
             return Err(Error::InvalidArgument("out"));
         }
-        let v = m.msg.get_int(pointer)?;
+        let v = get(&m.msg, pointer)?;
         // SAFETY: non-null `out` points at writable storage.
         unsafe { out.write(v) };
         Ok(0)
@@ -974,21 +997,127 @@ pub unsafe extern "C" fn fdctx_msg_get_int(msg: *const fdctx_msg, pointer: *cons
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_send(sockfd: c_int, buf: *const c_void, len: usize, fds: *const c_int, nfds: usize) -> c_int {
     ffi_boundary(|| {
-        if sockfd < 0 {
-            return Err(Error::sys("fdctx_send", nix::errno::Errno::EBADF));
-        }
+        // SAFETY: the caller keeps the socket open for the call.
+        let sock = unsafe { fd_arg(sockfd, "fdctx_send") }?;
         // SAFETY: non-null `buf` points at `len` readable bytes, non-null
         // `fds` at `nfds` ints.
         let (bytes, raw) = unsafe { (slice_arg(buf.cast::<u8>(), len, "buf or fds")?, slice_arg(fds, nfds, "buf or fds")?) };
-        if raw.iter().any(|&fd| fd < 0) {
-            return Err(Error::sys("fdctx_send: negative fd", nix::errno::Errno::EBADF));
-        }
-        // SAFETY: the caller keeps these fds (and the socket) open for the
-        // duration of the call; they are only borrowed.
-        let borrowed: Vec<BorrowedFd<'_>> = raw.iter().map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) }).collect();
-        // SAFETY: as above, for the socket.
-        let sock = unsafe { BorrowedFd::borrow_raw(sockfd) };
+        // SAFETY: the caller keeps these fds open for the call; they are
+        // only borrowed.
+        let borrowed: Vec<BorrowedFd<'_>> =
+            raw.iter().map(|&fd| unsafe { fd_arg(fd, "fdctx_send: negative fd") }).collect::<Result<_, _>>()?;
         crate::send::send_with_fds(sock, bytes, &borrowed)?;
         Ok(0)
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Confinement
+
+/// One path a confined process may still open by path (fdctx_confine()).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct fdctx_allow {
+    /// A NUL-terminated path: a directory allows what is beneath it, a file
+    /// allows that file. It must exist when fdctx_confine() is called; a
+    /// symlink is followed (what it points to is allowed). The rule is on
+    /// that file or directory itself, so it still holds after a rename.
+    pub path: *const c_char,
+    /// `O_RDONLY`, `O_WRONLY` or `O_RDWR`: the most this entry allows.
+    pub access: c_int,
+}
+
+/// fdctx_confine() flag: fail with `-EOPNOTSUPP` rather than run
+/// unconfined when the kernel has no usable Landlock.
+pub const FDCTX_CONFINE_REQUIRE: c_uint = 1;
+
+/// Confines the process with Landlock so that it can open no file by path
+/// except beneath the `n` entries of `allow`, each with at most its
+/// access: files then reach it only as fds passed with commands
+/// (`/dev/fd/N`). No privilege is needed, and it works on any filesystem
+/// (NFS included, where SELinux labels cannot be stored).
+///
+/// What each entry allows beneath its path:
+/// - `O_RDONLY`: reading files and listing directories;
+/// - `O_WRONLY`: writing and truncating files, and under a directory also
+///   creating regular files, directories and Unix sockets, removing files
+///   and directories, and moving them within the allowed tree;
+/// - `O_RDWR`: both.
+///
+/// Every entry also allows ioctl(2) on device files opened beneath it
+/// (`/dev/kvm`, `/dev/net/tun` are used that way). Never allowed:
+/// executing files, and making device nodes, FIFOs or symlinks.
+///
+/// What stays as it was (Landlock does not restrict it):
+/// - every operation on an fd the process holds or receives later (read,
+///   write, ftruncate, ioctl, mmap, ...), which is the point — but a
+///   directory fd gives no access by path beneath it: openat(2) through it
+///   is checked like any other path;
+/// - `O_PATH` opens, stat(2), readlink(2), chdir(2); sockets and the
+///   network (TCP bind/connect, abstract Unix sockets), signals;
+/// - whatever the kernel's Landlock ABI lacks: before ABI 2 a file can
+///   never be renamed or linked into another directory; before ABI 3
+///   truncate(2) and `O_TRUNC` by path are not restricted; before ABI 5
+///   ioctl(2) is not restricted. Rights of ABIs newer than the library
+///   knows are not restricted either.
+///
+/// Thread rules: Landlock confines the calling thread and every thread and
+/// process it creates afterwards (pthread_create, fork, exec), never
+/// threads that already exist. Call it before creating threads (in main,
+/// before the event loop and worker threads start). The confinement cannot
+/// be undone, and is inherited across fork and exec.
+///
+/// With seccomp: confine first, then install the seccomp filter (which
+/// then need not allow the three Landlock system calls); a filter that
+/// already blocks them makes this call report no Landlock. The two
+/// combine: seccomp decides which system calls run, Landlock which files
+/// the open-like ones reach.
+///
+/// The entries are checked and their paths opened first, so a bad entry
+/// is an error on every kernel. Then the ruleset is made,
+/// `prctl(PR_SET_NO_NEW_PRIVS)` is set (for good: it stays set even if the
+/// last step fails) and landlock_restrict_self(2) enforces the ruleset. A
+/// second call adds a layer and can only narrow what is allowed.
+///
+/// After it, fdctx_open() of `/dev/fd/N` works exactly as before (every
+/// flag and check, `O_PATH` included: it opens no path), and an ordinary
+/// path outside the allowed ones fails with `-EACCES` and a
+/// fdctx_last_error() text saying the process is confined.
+///
+/// `allow` may be NULL when `n` is 0: nothing is allowed by path.
+///
+/// Returns the Landlock ABI version enforced (> 0); 0 when the kernel has
+/// no usable Landlock (not built in, not enabled at boot, or blocked by a
+/// seccomp filter) and `FDCTX_CONFINE_REQUIRE` was not given: nothing is
+/// enforced and fdctx_last_error() says why. Errors, with nothing enforced:
+/// - `-EINVAL`: `allow` is NULL with `n > 0`, an entry's `path` is NULL or
+///   its `access` is not one of the three, or `flags` has an unknown bit;
+/// - the errno of opening an entry's path (`-ENOENT` when it does not
+///   exist, `-EACCES`, ...), with a text naming the entry and its path;
+/// - `-EOPNOTSUPP` with `FDCTX_CONFINE_REQUIRE` and no usable Landlock;
+/// - another negative errno when a Landlock call fails (`-E2BIG`: more
+///   than 16 layers).
+#[no_mangle]
+pub unsafe extern "C" fn fdctx_confine(allow: *const fdctx_allow, n: usize, flags: c_uint) -> c_int {
+    ffi_boundary(|| {
+        if flags & !FDCTX_CONFINE_REQUIRE != 0 {
+            return Err(Error::InvalidArgument("flags: unknown bits (only FDCTX_CONFINE_REQUIRE is defined)"));
+        }
+        // SAFETY: NULL, or `n` entries.
+        let entries = unsafe { slice_arg(allow, n, "allow (NULL with n > 0)") }?;
+        let mut list = Vec::with_capacity(entries.len());
+        for e in entries {
+            // SAFETY: each entry's path is NUL-terminated or NULL.
+            let path = unsafe { path_arg(e.path, "allow entry path") }?;
+            list.push(crate::confine::Allow { path, access: e.access });
+        }
+        match crate::confine::confine(&list, flags & FDCTX_CONFINE_REQUIRE != 0)? {
+            crate::confine::Outcome::Enforced(abi) => Ok(c_int::try_from(abi).unwrap_or(c_int::MAX)),
+            crate::confine::Outcome::Unsupported(why) => {
+                // Success without enforcement: the text says why.
+                boundary::set_last_error(&why.to_string());
+                Ok(0)
+            }
+        }
     })
 }

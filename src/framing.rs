@@ -15,7 +15,12 @@
 //! byte and with the same result whichever way it was taken.
 //!
 //! After a bad frame (not an object, too deep, too large) the scanner
-//! discards input up to the next line break and resumes there.
+//! discards input up to the next line break and resumes there; so does a
+//! connection after a complete frame that fails validation
+//! ([`Scanner::abandon`]). An object later on the same line as a bad one
+//! is discarded with it: after an error the reader cannot know where the
+//! client meant a command to start, and a line break is the one boundary
+//! both sides agree on.
 
 use std::ops::Range;
 
@@ -329,15 +334,22 @@ impl Scanner {
 }
 
 /// Validates one complete JSON frame: UTF-8, well-formed JSON, one value
-/// and nothing after it. Returns the highest `N` among string values of the
-/// form `/dev/fd/N`, so the caller can check the command brought that many.
-pub fn validate_json(frame: &[u8]) -> Result<Option<usize>, Error> {
+/// nested at most `max_depth` levels (objects and arrays), and nothing
+/// after it. Returns the highest `N` among string values of the form
+/// `/dev/fd/N`, so the caller can check the command brought that many.
+///
+/// A stream's [`Scanner`] bounds the depth already; a packet has no
+/// scanner, so this is where its depth is bounded.
+pub fn validate_json(frame: &[u8], max_depth: usize) -> Result<Option<usize>, Error> {
     let text = std::str::from_utf8(frame).map_err(|_| Error::InvalidUtf8)?;
     let mut refs = FdRefs::default();
     // From a `str`, serde_json does not check UTF-8 a second time.
     let mut de = serde_json::Deserializer::from_str(text);
     (&mut refs).deserialize(&mut de).map_err(|e| Error::MalformedJson(e.to_string()))?;
     de.end().map_err(|e| Error::MalformedJson(e.to_string()))?;
+    if refs.deepest > max_depth {
+        return Err(Error::MalformedJson(format!("nested deeper than {max_depth} levels")));
+    }
     Ok(refs.max)
 }
 
@@ -487,10 +499,10 @@ mod tests {
                     let check = match (end, st.validated) {
                         (Err(e), _) => Err(e.errno()),
                         (Ok(()), Some(refs)) => {
-                            assert_eq!(validate_json(&frame), Ok(refs), "one pass and validation agree");
+                            assert_eq!(validate_json(&frame, 4), Ok(refs), "one pass and validation agree");
                             Ok(refs)
                         }
-                        (Ok(()), None) => validate_json(&frame).map_err(|e| e.errno()),
+                        (Ok(()), None) => validate_json(&frame, 4).map_err(|e| e.errno()),
                     };
                     out.push((frame, check));
                 }
@@ -638,11 +650,13 @@ mod tests {
     #[test]
     fn validation_finds_fd_references() {
         let _leaks = FdLeakCheck::new();
-        assert_eq!(validate_json(br#"{"a":"/dev/fd/2","b":["/dev/fd/7"]}"#), Ok(Some(7)));
-        assert_eq!(validate_json(br#"{"/dev/fd/9":"x"}"#), Ok(None));
-        assert_eq!(validate_json(br#"{"a":"/dev/fd/01"}"#), Ok(None));
-        assert_eq!(validate_json(br#"{"a":"\/dev\/fd\/3"}"#), Ok(Some(3)));
-        assert!(matches!(validate_json(br#"{"a":1,}"#), Err(Error::MalformedJson(_))));
-        assert!(matches!(validate_json(b"{\"a\":\"\xff\"}"), Err(Error::InvalidUtf8)));
+        assert_eq!(validate_json(br#"{"a":"/dev/fd/2","b":["/dev/fd/7"]}"#, 64), Ok(Some(7)));
+        assert_eq!(validate_json(br#"{"/dev/fd/9":"x"}"#, 64), Ok(None));
+        assert_eq!(validate_json(br#"{"a":"/dev/fd/01"}"#, 64), Ok(None));
+        assert_eq!(validate_json(br#"{"a":"\/dev\/fd\/3"}"#, 64), Ok(Some(3)));
+        assert!(matches!(validate_json(br#"{"a":1,}"#, 64), Err(Error::MalformedJson(_))));
+        assert!(matches!(validate_json(b"{\"a\":\"\xff\"}", 64), Err(Error::InvalidUtf8)));
+        assert_eq!(validate_json(br#"{"a":[{"b":[]}]}"#, 4), Ok(None));
+        assert!(matches!(validate_json(br#"{"a":[{"b":[]}]}"#, 3), Err(Error::MalformedJson(_))));
     }
 }

@@ -11,6 +11,7 @@
 //! * [`fdpath`]: the strict `/dev/fd/N` grammar and own-fd path refusal.
 //! * [`open`]: the `open(2)` drop-in for client-supplied paths.
 //! * [`resolve`]: path resolution refusing `/proc` links, where `openat2` is missing.
+//! * [`confine`]: Landlock confinement: no file opens by path except beneath allowed ones.
 //! * [`recv`]: `recvmsg(2)` with every fd owned from the moment it arrives.
 //! * [`framing`]: where one command ends (JSON, line, packet).
 //! * [`conn`]: a monitor connection and the fd association rule.
@@ -19,6 +20,7 @@
 //! * [`send`]: the client side, `sendmsg(2)` with fds attached once.
 //! * [`ffi`]: the C ABI (`fdctx.h`).
 
+pub mod confine;
 pub mod conn;
 pub mod context;
 pub mod error;

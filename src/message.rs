@@ -6,12 +6,12 @@
 //! with no such fd) holds no fds: they were closed when the status was set.
 
 use std::cell::OnceCell;
-use std::os::fd::OwnedFd;
 
 use serde_json::Value;
 
 use crate::context::Context;
 use crate::error::Error;
+use crate::recv::FdList;
 
 /// One framed command: its bytes, the fds sent with it (its context), and
 /// a status saying whether it can be dispatched. It owns all of these, may
@@ -73,11 +73,11 @@ impl Message {
     /// come, once all have arrived. A bad message keeps none (they close
     /// here), and neither does one whose arguments name a `/dev/fd/N`
     /// beyond them.
-    pub(crate) fn attach_fds(&mut self, fds: Result<Vec<OwnedFd>, Error>) {
+    pub(crate) fn attach_fds(&mut self, fds: Result<FdList, Error>) {
         match fds {
             Err(e) => self.fail(e),
             Ok(fds) if self.status.is_none() => {
-                self.ctx.adopt_vec(fds);
+                self.ctx.adopt_list(fds);
                 let count = self.ctx.count();
                 if let Some(index) = self.fd_refs.filter(|&max| max >= count) {
                     self.fail(Error::NoSuchIndex { index, count });

@@ -33,6 +33,11 @@
 //! procfs mounted elsewhere, a symlink, all fail alike; a VMM never needs a
 //! client to name a procfs file. The lexical refusals of [`crate::fdpath`]
 //! only give the common spellings a clearer message.
+//!
+//! Under [`crate::confine`] a path the kernel refuses with `EACCES` is
+//! reported as [`Error::Confined`], whose text says the process is
+//! confined. `/dev/fd/N` opens no path, so confinement changes nothing
+//! for it.
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
@@ -60,7 +65,8 @@ static NO_OPEN_TREE: AtomicBool = AtomicBool::new(false);
 ///   refused ([`Error::MalformedFdPath`], [`Error::OwnFdPath`]).
 /// * Anything else is opened with `flags | O_CLOEXEC` and `mode` (used only
 ///   with `O_CREAT`/`O_TMPFILE`), refusing `/proc` magic links and anything
-///   on procfs ([`Error::ProcfsPath`]).
+///   on procfs ([`Error::ProcfsPath`]); `EACCES` while the process is
+///   confined is [`Error::Confined`].
 pub fn open<P: AsRef<Path>>(ctx: Option<&Context>, path: P, flags: i32, mode: u32) -> Result<OwnedFd, Error> {
     let path = path.as_ref();
     let oflags = OFlag::from_bits_retain(flags);
@@ -170,6 +176,7 @@ fn open_ordinary(path: &Path, flags: OFlag, mode: u32) -> Result<OwnedFd, Error>
             Ok(fd) => fd,
             Err(Errno::ELOOP) if flags.contains(OFlag::O_NOFOLLOW) => return Err(Error::sys("openat2", Errno::ELOOP)),
             Err(Errno::ELOOP) => return Err(magic_link_or_loop(path)),
+            Err(Errno::EACCES) => return Err(denied(path, Error::sys("openat2", Errno::EACCES))),
             Err(Errno::ENOSYS) => {
                 NO_OPENAT2.store(true, Ordering::Relaxed);
                 walk(path, flags, mode)?
@@ -180,8 +187,23 @@ fn open_ordinary(path: &Path, flags: OFlag, mode: u32) -> Result<OwnedFd, Error>
     refuse_procfs(fd, path)
 }
 
+/// The fallback resolution of [`crate::resolve`], with `EACCES` reported
+/// as under openat2.
 fn walk(path: &Path, flags: OFlag, mode: Mode) -> Result<OwnedFd, Error> {
-    crate::resolve::open_without_proc_links(path, flags, mode)
+    crate::resolve::open_without_proc_links(path, flags, mode).map_err(|e| match e.errno() {
+        libc::EACCES => denied(path, e),
+        _ => e,
+    })
+}
+
+/// `EACCES` for `path`: [`Error::Confined`] when the process is confined
+/// (the likely reason, and the one a VMM author needs told), else `e`.
+fn denied(path: &Path, e: Error) -> Error {
+    if crate::confine::is_confined() {
+        Error::Confined(path.to_string_lossy().into_owned())
+    } else {
+        e
+    }
 }
 
 /// The procfs rule (see the module doc): closes `fd` and refuses it when

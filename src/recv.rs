@@ -15,6 +15,7 @@ use std::mem;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
+use smallvec::SmallVec;
 
 /// The most fds one `recvmsg(2)` can return (`SCM_MAX_FD`,
 /// `include/net/scm.h`).
@@ -27,15 +28,21 @@ const SCM_PIDFD: libc::c_int = 0x04;
 /// Room for a security label (`SCM_SECURITY`, with `SO_PASSSEC`).
 const SECURITY_LABEL_BYTES: usize = 256;
 
+/// Room for a receive timestamp (`SCM_TIMESTAMP`, `SCM_TIMESTAMPNS`: a
+/// `timeval`/`timespec` or their 64-bit forms, at most 16 bytes), which a
+/// packet connection turns on to tell an empty packet from the end.
+const TIMESTAMP_BYTES: usize = 16;
+
 /// Bytes of control buffer, in `u64` words so the buffer has `cmsghdr`
 /// alignment: `SCM_MAX_FD` fds, plus what other control messages a VMM may
 /// have enabled on its socket (`SO_PASSCRED`, `SO_PASSPIDFD`,
-/// `SO_PASSSEC`) take, so they never crowd out fds (a truncation there would
+/// `SO_PASSSEC`, `SO_TIMESTAMP`) take, so they never crowd out fds (a truncation there would
 /// read as fds lost).
 pub const CMSG_WORDS: usize = (cmsg_space(SCM_MAX_FD * mem::size_of::<RawFd>())
     + cmsg_space(mem::size_of::<libc::ucred>())
     + cmsg_space(mem::size_of::<RawFd>())
-    + cmsg_space(SECURITY_LABEL_BYTES))
+    + cmsg_space(SECURITY_LABEL_BYTES)
+    + cmsg_space(TIMESTAMP_BYTES))
     / 8;
 
 /// `CMSG_SPACE(len)` on Linux: the header plus the data rounded up to 8.
@@ -43,17 +50,32 @@ const fn cmsg_space(len: usize) -> usize {
     mem::size_of::<libc::cmsghdr>() + len.div_ceil(8) * 8
 }
 
-/// What one `recvmsg(2)` returned.
+/// How many fds an [`FdList`] holds without a heap allocation: a QMP
+/// command brings one or two.
+pub const INLINE_FDS: usize = 4;
+
+/// The fds of one read or one command, in arrival order, each in its own
+/// slot (`Some` as received; a command's context empties a slot when its fd
+/// is taken, so a command's list becomes its context as it is). Up to
+/// [`INLINE_FDS`] of them live inline, without a heap allocation.
+pub type FdList = SmallVec<[Option<OwnedFd>; INLINE_FDS]>;
+
+/// What one `recvmsg(2)` returned: its fds as a `Vec` ([`recv_with_fds`]),
+/// or as the connection keeps them, an [`FdList`] ([`recv_fd_list`]).
 #[derive(Debug, Default)]
-pub struct Received {
+pub struct Received<Fds = Vec<OwnedFd>> {
     /// Bytes written into the buffer.
     pub bytes: usize,
     /// Every fd the kernel installed, in order.
-    pub fds: Vec<OwnedFd>,
+    pub fds: Fds,
     /// `MSG_CTRUNC`: fds were sent that the kernel could not install.
     pub fds_lost: bool,
     /// `MSG_TRUNC`: a datagram or packet was larger than the buffer.
     pub truncated: bool,
+    /// The kernel wrote control data (any kind). On a packet socket with
+    /// `SO_TIMESTAMP` every packet received brings some, so an empty read
+    /// without any is the end of the stream, not an empty packet.
+    pub control: bool,
 }
 
 /// Receives into `buf`, with room for 253 fds in `cmsg`, always with
@@ -64,6 +86,23 @@ pub fn recv_with_fds(
     buf: &mut [u8],
     cmsg: &mut [u64; CMSG_WORDS],
 ) -> Result<Received, Errno> {
+    let got = recv_fd_list(sock, buf, cmsg)?;
+    Ok(Received {
+        bytes: got.bytes,
+        fds: got.fds.into_iter().flatten().collect(),
+        fds_lost: got.fds_lost,
+        truncated: got.truncated,
+        control: got.control,
+    })
+}
+
+/// [`recv_with_fds`] with the fds in an [`FdList`] (every slot `Some`):
+/// no heap allocation for a few fds.
+pub fn recv_fd_list(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    cmsg: &mut [u64; CMSG_WORDS],
+) -> Result<Received<FdList>, Errno> {
     loop {
         let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
         // SAFETY: an all-zero msghdr is a valid "no address, no iov, no
@@ -84,7 +123,7 @@ pub fn recv_with_fds(
             // successful call; `msg_controllen` says how much of it.
             unsafe { take_scm_rights(&msg) }
         } else {
-            Vec::new()
+            FdList::new()
         };
         if n < 0 {
             match Errno::last() {
@@ -97,6 +136,7 @@ pub fn recv_with_fds(
             fds,
             fds_lost: msg.msg_flags & libc::MSG_CTRUNC != 0,
             truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
+            control: msg.msg_controllen > 0,
         });
     }
 }
@@ -158,8 +198,8 @@ pub unsafe fn own_raw_fds(raw: &[RawFd]) -> (Vec<OwnedFd>, Option<crate::error::
 /// still alive, so that `msg_control`/`msg_controllen` describe control
 /// messages the kernel wrote, and every fd in them is newly installed and
 /// owned by nobody else.
-unsafe fn take_scm_rights(msg: &libc::msghdr) -> Vec<OwnedFd> {
-    let mut fds = Vec::new();
+unsafe fn take_scm_rights(msg: &libc::msghdr) -> FdList {
+    let mut fds = FdList::new();
     // SAFETY: per this function's contract the header describes a valid
     // control buffer; CMSG_FIRSTHDR/CMSG_NXTHDR stay within msg_controllen.
     let mut c = unsafe { libc::CMSG_FIRSTHDR(msg) };
@@ -184,7 +224,7 @@ unsafe fn take_scm_rights(msg: &libc::msghdr) -> Vec<OwnedFd> {
                     // for this message; nothing else refers to it yet.
                     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
                     if hdr.cmsg_type == libc::SCM_RIGHTS {
-                        fds.push(fd);
+                        fds.push(Some(fd));
                     }
                 }
             }

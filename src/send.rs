@@ -45,8 +45,9 @@ use nix::sys::socket::{getsockopt, sendmsg, sockopt, ControlMessage, MsgFlags, S
 use crate::error::Error;
 use crate::framing::is_ws;
 
-/// The most fds one `sendmsg(2)` may carry (`SCM_MAX_FD`).
-pub const SCM_MAX_FD: usize = 253;
+/// The most fds one `sendmsg(2)` may carry: the kernel's one limit for
+/// both directions.
+pub use crate::recv::SCM_MAX_FD;
 
 /// Sends all of `buf` (one command) on `sock`, with `fds` attached so that
 /// the receiver associates them with this command (see the module docs).

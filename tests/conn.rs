@@ -5,53 +5,18 @@
 mod common;
 
 use std::io::Write;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use common::fdcount::FdLeakCheck;
-use fdctx::send::send_with_fds;
-use fdctx::{Connection, Error, Framing, Limits, Message};
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-
-fn pair(ty: SockType) -> (OwnedFd, OwnedFd) {
-    socketpair(AddressFamily::Unix, ty, None, SockFlag::SOCK_CLOEXEC).unwrap()
-}
+use common::{ino_of, inos, msg_inos, pair, pipes, recv, send, send_raw, text};
+use fdctx::{Connection, Error, Framing, Limits};
+use nix::sys::socket::SockType;
 
 /// A monitor connection and the client end of a stream socket.
 fn stream(limits: Limits) -> (Connection, OwnedFd) {
     let (client, server) = pair(SockType::Stream);
     (Connection::new(server, Framing::Json, limits), client)
-}
-
-/// `n` fresh pipe read ends, each marked by a distinct inode.
-fn pipes(n: usize) -> Vec<OwnedFd> {
-    (0..n).map(|_| nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap().0).collect()
-}
-
-fn ino(fd: BorrowedFd<'_>) -> u64 {
-    nix::sys::stat::fstat(fd).unwrap().st_ino
-}
-
-fn inos(fds: &[OwnedFd]) -> Vec<u64> {
-    fds.iter().map(|f| ino(f.as_fd())).collect()
-}
-
-/// The inodes of the fds a message brought, in index order.
-fn msg_inos(m: &Message) -> Vec<u64> {
-    (0..m.fds().count()).map(|i| ino(m.fds().get(i).unwrap())).collect()
-}
-
-fn send(sock: &OwnedFd, bytes: &[u8], fds: &[OwnedFd]) {
-    let b: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-    send_with_fds(sock.as_fd(), bytes, &b).unwrap();
-}
-
-fn recv(conn: &mut Connection) -> Message {
-    conn.recv().unwrap().expect("a message")
-}
-
-fn text(m: &Message) -> &str {
-    std::str::from_utf8(m.data()).unwrap()
 }
 
 #[test]
@@ -74,7 +39,7 @@ fn one_space_carrying_the_fd_then_the_command() {
     let _leaks = FdLeakCheck::new();
     let (mut conn, client) = stream(Limits::default());
     let fds = pipes(1);
-    common::wire::sendmsg_owned(&client, b" ", &fds);
+    send_raw(&client, b" ", &fds);
     send(&client, br#"{"execute":"getfd","arguments":{"fdname":"x"}}"#, &[]);
     send(&client, br#"{"execute":"query-block"}"#, &[]);
     let m = recv(&mut conn);
@@ -182,7 +147,7 @@ fn end_of_stream_mid_command_closes_its_fds() {
     let leaks = FdLeakCheck::new();
     let (mut conn, client) = stream(Limits::default());
     send(&client, br#"{"execute":"x","arguments":{"#, &pipes(3));
-    common::wire::sendmsg_owned(&client, b" ", &pipes(2));
+    send_raw(&client, b" ", &pipes(2));
     drop(client);
     assert!(conn.recv().unwrap().is_none());
     assert!(conn.recv().unwrap().is_none(), "end of stream stays the end");
@@ -301,7 +266,7 @@ fn a_message_outlives_its_connection_on_another_thread() {
     let want = inos(&fds);
     let got = std::thread::spawn(move || {
         let fd = m.fds_mut().take(0).unwrap();
-        (ino(fd.as_fd()), m.finish())
+        (ino_of(fd.as_fd()), m.finish())
     })
     .join()
     .unwrap();
@@ -398,7 +363,7 @@ fn fds_sent_ahead_by_a_pipelining_client_go_to_the_command_before() {
     let (mut conn, client) = stream(Limits::default());
     let fds = pipes(1);
     send(&client, br#"{"execute":"query-block"}"#, &[]);
-    common::wire::sendmsg_owned(&client, b" ", &fds);
+    send_raw(&client, b" ", &fds);
     send(&client, br#"{"execute":"blockdev-add","arguments":{"filename":"/dev/fd/0"}}"#, &[]);
     let first = recv(&mut conn);
     assert_eq!(msg_inos(&first), inos(&fds));
@@ -439,4 +404,59 @@ fn packet_framing_needs_a_packet_socket() {
     let mut conn = Connection::new(b, Framing::Packet, Limits::default());
     assert!(matches!(conn.recv(), Err(Error::InvalidArgument(_))), "refused, not a loop");
     drop(a);
+}
+
+#[test]
+fn packet_framing_refuses_json_nested_deeper_than_max_depth() {
+    let _leaks = FdLeakCheck::new();
+    let deep = |n: usize| format!("{{\"a\":{}1{}}}", "[".repeat(n - 1), "]".repeat(n - 1));
+    for ty in [SockType::SeqPacket, SockType::Datagram] {
+        let (client, server) = pair(ty);
+        let mut conn = Connection::new(server, Framing::Packet, Limits::default());
+        send(&client, deep(100).as_bytes(), &pipes(1));
+        send(&client, deep(64).as_bytes(), &[]);
+        let m = recv(&mut conn);
+        assert_eq!((m.status().unwrap_err().errno(), m.fds().count()), (libc::EBADMSG, 0), "{ty:?}");
+        assert_eq!(recv(&mut conn).status(), Ok(()), "{ty:?}: 64 levels are allowed");
+    }
+    let mut fed = Connection::new_fed(Framing::Packet, Limits { max_depth: 3, ..Limits::default() });
+    fed.feed(deep(4).as_bytes(), pipes(1), fdctx::FeedFlags::default()).unwrap();
+    let m = fed.recv().unwrap().unwrap();
+    assert_eq!((m.status().unwrap_err().errno(), m.fds().count()), (libc::EBADMSG, 0));
+}
+
+#[test]
+fn json_smuggled_after_a_malformed_object_on_the_same_line_is_discarded() {
+    let _leaks = FdLeakCheck::new();
+    for bad in [&b"{\"a\":1,}"[..], &b"{\"a\":\"\xff\"}"[..]] {
+        let (mut conn, client) = stream(Limits::default());
+        let line = [bad, b" {\"execute\":\"smuggled\",\"arguments\":{\"f\":\"/dev/fd/0\"}}\n"].concat();
+        send(&client, &line, &pipes(1));
+        send(&client, b"{\"execute\":\"next\"}\n", &[]);
+        drop(client);
+        let got: Vec<(Vec<u8>, i32, usize)> = std::iter::from_fn(|| conn.recv().unwrap())
+            .map(|m| (m.data().to_vec(), m.status().map_or_else(|e| e.errno(), |()| 0), m.fds().count()))
+            .collect();
+        let want_errno = if bad.contains(&0xff) { libc::EILSEQ } else { libc::EBADMSG };
+        assert_eq!(got, vec![(bad.to_vec(), want_errno, 0), (b"{\"execute\":\"next\"}".to_vec(), 0, 0)]);
+    }
+}
+
+#[test]
+fn seqpacket_empty_packets_then_close_are_each_delivered_before_the_end() {
+    let _leaks = FdLeakCheck::new();
+    let raw = |s: &OwnedFd| std::os::fd::AsRawFd::as_raw_fd(s);
+    let (client, server) = pair(SockType::SeqPacket);
+    let mut conn = Connection::new(server, Framing::Packet, Limits::default());
+    nix::sys::socket::send(raw(&client), b"", nix::sys::socket::MsgFlags::empty()).unwrap();
+    let fd = pipes(1);
+    let rights = [std::os::fd::AsRawFd::as_raw_fd(&fd[0])];
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&rights)];
+    let sent = nix::sys::socket::sendmsg::<()>(raw(&client), &[], &cmsg, nix::sys::socket::MsgFlags::empty(), None);
+    assert_eq!(sent, Ok(0), "an empty packet carrying an fd");
+    drop((client, fd));
+    let got: Vec<(Vec<u8>, usize)> =
+        std::iter::from_fn(|| conn.recv().unwrap()).map(|m| (m.data().to_vec(), m.fds().count())).collect();
+    assert_eq!(got, vec![(vec![], 0), (vec![], 1)]);
+    assert!(conn.recv().unwrap().is_none());
 }

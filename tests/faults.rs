@@ -13,8 +13,6 @@
 //! and is not exercised.
 
 mod common;
-#[path = "common/fdacct.rs"]
-mod fdacct;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::{CStr, CString};
@@ -25,12 +23,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::fdcount::FdLeakCheck;
-use fdacct::{ino_of, marked, Marked, Tally};
+use common::fdacct::{marked, Marked, Tally};
+use common::{errno_of, gettid, msg_inos, recv, set_nonblocking, stream_pair};
 use fdctx::ffi;
 use fdctx::send::send_with_fds;
-use fdctx::{Connection, Error, Framing, Limits, Message};
+use fdctx::{Connection, Framing, Limits, Message};
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
-use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
 // ---------------------------------------------------------------------------
 // Heap accounting (for the endless command)
@@ -83,16 +82,6 @@ fn heap_window() -> isize {
 // ---------------------------------------------------------------------------
 // Helpers
 
-fn stream_pair() -> (OwnedFd, OwnedFd) {
-    socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap()
-}
-
-fn set_nonblocking(fd: &OwnedFd) {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let fl = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).unwrap());
-    fcntl(fd, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK)).unwrap();
-}
-
 /// One `sendmsg(2)` with the marked pipes' read ends attached; the test's
 /// copies of those read ends are closed right after.
 fn send_marked(sock: &OwnedFd, bytes: &[u8], fds: &mut [Marked]) {
@@ -102,11 +91,6 @@ fn send_marked(sock: &OwnedFd, bytes: &[u8], fds: &mut [Marked]) {
     let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
     let n = sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(bytes)], cmsgs, MsgFlags::MSG_NOSIGNAL, None).unwrap();
     assert_eq!(n, bytes.len());
-}
-
-/// The inodes of the fds a message holds, in index order.
-fn msg_inos(m: &Message) -> Vec<u64> {
-    (0..m.fds().count()).map(|i| ino_of(m.fds().get(i).unwrap())).collect()
 }
 
 fn inos(ms: &[Marked]) -> Vec<u64> {
@@ -129,14 +113,6 @@ fn delivered(t: &mut Tally, m: &Message, ms: &[Marked]) {
         assert!(m.reader_open(), "a delivered fd is open");
     }
     t.delivered += ms.len() as u64;
-}
-
-fn recv(conn: &mut Connection) -> Message {
-    conn.recv().expect("recv").expect("a message")
-}
-
-fn errno_of(m: &Message) -> i32 {
-    m.status().err().map_or(0, Error::errno)
 }
 
 /// Restores `RLIMIT_NOFILE` when dropped (also on panic).
@@ -246,7 +222,7 @@ fn rlimit_nofile_reached_while_fds_arrive() {
     {
         t.scenarios += 1;
         let (client, server) = stream_pair();
-        set_nonblocking(&server);
+        set_nonblocking(&server, true);
         let mut conn = Connection::new(server, Framing::Json, Limits::default());
         let mut first = marked(2);
         let mut second = marked(3);
@@ -341,11 +317,6 @@ fn pester(thread: libc::pthread_t, every: Duration, stop: &AtomicBool) -> usize 
 fn thread_state(tid: libc::pid_t) -> char {
     let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
     stat.rsplit(')').next().and_then(|s| s.trim_start().chars().next()).unwrap_or('?')
-}
-
-fn gettid() -> libc::pid_t {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() }
 }
 
 #[test]
@@ -662,7 +633,7 @@ fn three_hundred_clients_die_mid_command() {
             // C ABI: the monitor frees the connection mid-command while the
             // client is still there; the socket stays the caller's.
             3 => {
-                set_nonblocking(&server);
+                set_nonblocking(&server, true);
                 // SAFETY: `server` outlives the connection.
                 let conn = unsafe { ffi::fdctx_conn_new(server.as_raw_fd(), ffi::FDCTX_FRAMING_JSON, std::ptr::null()) };
                 let mut a = marked(2);
@@ -859,7 +830,7 @@ fn an_endless_line_is_refused_at_the_limit() {
 /// Receives `stream` sent as the given writes, one read per write.
 fn messages_for(stream: &[u8], cuts: &[usize], limits: Limits) -> Vec<(i32, Vec<u8>)> {
     let (client, server) = stream_pair();
-    set_nonblocking(&server);
+    set_nonblocking(&server, true);
     let mut conn = Connection::new(server, Framing::Json, limits);
     let mut out = Vec::new();
     let mut bounds = vec![0];
@@ -885,8 +856,8 @@ fn messages_for(stream: &[u8], cuts: &[usize], limits: Limits) -> Vec<(i32, Vec<
 
 #[test]
 fn overlong_command_gives_the_same_messages_whatever_the_reads() {
-    // DESIGN.md 4.1: a command longer than max_msg_bytes is refused and the
-    // input is discarded up to the next line break. Where the discarding
+    // A command longer than max_msg_bytes is refused and the input is
+    // discarded up to the next line break (`fdctx::framing`'s doc). Where the discarding
     // starts must not depend on how the kernel split the stream into reads:
     // here a pretty-printed command of 120 bytes (limit 40) is followed by
     // a good one.

@@ -3,45 +3,13 @@
 
 mod common;
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use common::fdcount::FdLeakCheck;
+use common::{inos, is_eagain, msg_inos, pair, pipes, send_raw};
 use fdctx::recv::{recv_with_fds, CMSG_WORDS};
-use fdctx::{Connection, Error, FeedFlags, Framing, Limits, Message};
-use nix::sys::socket::{shutdown, socketpair, AddressFamily, Shutdown, SockFlag, SockType};
-
-fn pair(ty: SockType) -> (OwnedFd, OwnedFd) {
-    socketpair(AddressFamily::Unix, ty, None, SockFlag::SOCK_CLOEXEC).unwrap()
-}
-
-fn pipes(n: usize) -> Vec<OwnedFd> {
-    (0..n)
-        .map(|_| nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap().0)
-        .collect()
-}
-
-fn ino(fd: BorrowedFd<'_>) -> u64 {
-    nix::sys::stat::fstat(fd).unwrap().st_ino
-}
-
-fn inos(fds: &[OwnedFd]) -> Vec<u64> {
-    fds.iter().map(|f| ino(f.as_fd())).collect()
-}
-
-fn msg_inos(m: &Message) -> Vec<u64> {
-    (0..m.fds().count())
-        .map(|i| ino(m.fds().get(i).unwrap()))
-        .collect()
-}
-
-/// One `sendmsg(2)` exactly as given: the test's writes are the client's.
-fn send(sock: &OwnedFd, bytes: &[u8], fds: &[OwnedFd]) {
-    common::wire::sendmsg_owned(sock, bytes, fds);
-}
-
-fn is_eagain(r: &Result<Option<Message>, Error>) -> bool {
-    matches!(r, Err(e) if e.errno() == libc::EAGAIN)
-}
+use fdctx::{Connection, FeedFlags, Framing, Limits, Message};
+use nix::sys::socket::{shutdown, Shutdown, SockType};
 
 /// What a monitor saw of one message: its bytes, status errno (0 when
 /// good) and the inodes of its fds.
@@ -111,7 +79,7 @@ fn client_script(writes: &[(&[u8], usize)]) -> (OwnedFd, Vec<Vec<u64>>) {
     let mut sent = Vec::new();
     for &(bytes, n) in writes {
         let fds = pipes(n);
-        send(&client, bytes, &fds);
+        send_raw(&client, bytes, &fds);
         sent.push(inos(&fds));
     }
     shutdown(std::os::fd::AsRawFd::as_raw_fd(&client), Shutdown::Write).unwrap();
@@ -404,7 +372,7 @@ fn fed_packets_match_the_socket_connection() {
         let mut sent = Vec::new();
         for &(bytes, n) in packets {
             let fds = pipes(n);
-            send(&client, bytes, &fds);
+            send_raw(&client, bytes, &fds);
             sent.push(inos(&fds));
         }
         drop(client);

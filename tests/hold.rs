@@ -8,20 +8,11 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use common::fdcount::FdLeakCheck;
+use common::{errno_of, is_eagain, pair, pipes};
 use fdctx::peer::peer_inode;
 use fdctx::send::send_with_fds;
-use fdctx::{Connection, Error, FeedFlags, Framing, Limits, Message};
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-
-fn pair(ty: SockType) -> (OwnedFd, OwnedFd) {
-    socketpair(AddressFamily::Unix, ty, None, SockFlag::SOCK_CLOEXEC).unwrap()
-}
-
-fn pipes(n: usize) -> Vec<OwnedFd> {
-    (0..n)
-        .map(|_| nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap().0)
-        .collect()
-}
+use fdctx::{Connection, FeedFlags, Framing, Limits};
+use nix::sys::socket::SockType;
 
 fn send(sock: &OwnedFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) {
     send_with_fds(sock.as_fd(), bytes, fds).unwrap();
@@ -32,14 +23,6 @@ fn hold(ms: u32) -> Limits {
         max_hold_ms: ms,
         ..Limits::default()
     }
-}
-
-fn errno(m: &Message) -> i32 {
-    m.status().map_or_else(|e| e.errno(), |()| 0)
-}
-
-fn is_eagain(r: &Result<Option<Message>, Error>) -> bool {
-    matches!(r, Err(e) if e.errno() == libc::EAGAIN)
 }
 
 /// Whether this kernel tells a Unix socket's peer (`sock_diag`).
@@ -79,7 +62,7 @@ fn a_client_sending_its_own_socket_end_mid_command_and_exiting_cannot_hang_the_m
         );
     } else {
         eprintln!("no Unix sock_diag: the deadline answers instead");
-        assert_eq!(errno(first.as_ref().unwrap()), libc::ETIMEDOUT);
+        assert_eq!(errno_of(first.as_ref().unwrap()), libc::ETIMEDOUT);
         assert!(conn.recv().unwrap().is_none());
     }
 }
@@ -89,9 +72,13 @@ fn a_client_sending_its_own_socket_end_on_a_lone_space_cannot_hang_the_monitor()
     let _leaks = FdLeakCheck::new();
     let (client, server) = pair(SockType::Stream);
     let mut conn = Connection::new(server, Framing::Json, hold(2000));
-    // A raw sendmsg, as qemu.qmp sends its fds (fdctx_send refuses fds on
-    // whitespace only).
-    common::wire::sendmsg_raw(client.as_fd(), b" ", &[client.as_fd()]);
+    // One raw sendmsg, as qemu.qmp sends its fds (fdctx_send refuses fds
+    // on whitespace only).
+    let own = [std::os::fd::AsRawFd::as_raw_fd(&client)];
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&own)];
+    let iov = [std::io::IoSlice::new(b" ")];
+    let sent = nix::sys::socket::sendmsg::<()>(own[0], &iov, &cmsg, nix::sys::socket::MsgFlags::empty(), None);
+    assert_eq!(sent, Ok(1));
     drop(client);
     if !kernel_tells_peers() {
         // Waiting fds expire without a message; then the end comes.
@@ -118,10 +105,10 @@ fn the_peer_socket_sent_with_a_command_fails_it_and_closes_every_fd_it_brought()
     );
     send(&client, b"{\"execute\":\"next\"}\n", &[p[0].as_fd()]);
     let bad = conn.recv().unwrap().unwrap();
-    assert_eq!((errno(&bad), bad.fds().count()), (libc::EDEADLK, 0));
+    assert_eq!((errno_of(&bad), bad.fds().count()), (libc::EDEADLK, 0));
     let next = conn.recv().unwrap().unwrap();
     assert_eq!(
-        (errno(&next), next.fds().count()),
+        (errno_of(&next), next.fds().count()),
         (0, 1),
         "the connection goes on"
     );
@@ -138,7 +125,7 @@ fn the_monitor_end_itself_sent_back_is_refused_too() {
     send(&client, b"{}", &[copy.as_fd()]);
     drop(copy);
     let m = conn.recv().unwrap().unwrap();
-    assert_eq!(errno(&m), libc::EDEADLK);
+    assert_eq!(errno_of(&m), libc::EDEADLK);
 }
 
 #[test]
@@ -153,7 +140,7 @@ fn the_peer_socket_in_a_packet_is_refused() {
     send(&client, b"{}", &[client.as_fd()]);
     drop(client);
     let m = conn.recv().unwrap().unwrap();
-    assert_eq!((errno(&m), m.fds().count()), (libc::EDEADLK, 0));
+    assert_eq!((errno_of(&m), m.fds().count()), (libc::EDEADLK, 0));
     assert!(conn.recv().unwrap().is_none());
 }
 
@@ -166,7 +153,7 @@ fn a_client_stalling_mid_command_with_fds_is_timed_out_and_the_connection_goes_o
     send(&client, b"{\"execute\":\"blockdev-add\",", &[p[0].as_fd()]);
     // A blocking recv: it returns at the deadline, not never.
     let partial = conn.recv().unwrap().unwrap();
-    assert_eq!(errno(&partial), libc::ETIMEDOUT);
+    assert_eq!(errno_of(&partial), libc::ETIMEDOUT);
     assert_eq!(
         (partial.data(), partial.fds().count()),
         (&b"{\"execute\":\"blockdev-add\","[..], 0)
@@ -180,7 +167,7 @@ fn a_client_stalling_mid_command_with_fds_is_timed_out_and_the_connection_goes_o
     );
     let next = conn.recv().unwrap().unwrap();
     assert_eq!(
-        (next.data(), errno(&next), next.fds().count()),
+        (next.data(), errno_of(&next), next.fds().count()),
         (&b"{\"execute\":\"next\"}"[..], 0, 1)
     );
 }
@@ -205,7 +192,7 @@ fn a_nonblocking_connection_holding_fds_returns_eagain_then_the_timeout() {
     assert!(left <= Duration::from_millis(50));
     wait_out(&conn);
     let m = conn.recv().unwrap().unwrap();
-    assert_eq!(errno(&m), libc::ETIMEDOUT);
+    assert_eq!(errno_of(&m), libc::ETIMEDOUT);
     assert!(is_eagain(&conn.recv()));
 }
 
@@ -221,7 +208,7 @@ fn fed_fds_held_mid_command_expire_at_the_deadline() {
     assert!(is_eagain(&conn.recv()));
     wait_out(&conn);
     let m = conn.recv().unwrap().unwrap();
-    assert_eq!((m.data(), errno(&m)), (&b"{\"a\":1,"[..], libc::ETIMEDOUT));
+    assert_eq!((m.data(), errno_of(&m)), (&b"{\"a\":1,"[..], libc::ETIMEDOUT));
     conn.feed(
         b"\"b\":2}\n{\"c\":3}",
         Vec::new(),
@@ -232,7 +219,7 @@ fn fed_fds_held_mid_command_expire_at_the_deadline() {
     )
     .unwrap();
     let c = conn.recv().unwrap().unwrap();
-    assert_eq!((c.data(), errno(&c)), (&b"{\"c\":3}"[..], 0));
+    assert_eq!((c.data(), errno_of(&c)), (&b"{\"c\":3}"[..], 0));
     assert!(conn.recv().unwrap().is_none());
 }
 
@@ -254,9 +241,9 @@ fn fed_fds_waiting_on_a_lone_space_expire_and_fail_the_next_command() {
     )
     .unwrap();
     let getfd = conn.recv().unwrap().unwrap();
-    assert_eq!((errno(&getfd), getfd.fds().count()), (libc::ETIMEDOUT, 0));
+    assert_eq!((errno_of(&getfd), getfd.fds().count()), (libc::ETIMEDOUT, 0));
     let after = conn.recv().unwrap().unwrap();
-    assert_eq!(errno(&after), 0);
+    assert_eq!(errno_of(&after), 0);
 }
 
 #[test]

@@ -15,7 +15,7 @@
 //! * every fd sent is delivered in exactly one message, or closed by the
 //!   library (proved per fd with the pipe's write end: `EPIPE`);
 //!   sent = delivered + closed, nothing leaked after the messages end;
-//! * the association rule of DESIGN.md 4.2.
+//! * the association rule stated in the doc of `fdctx::conn`.
 //!
 //! Two ways of reading:
 //! * **exact**: the sender waits until the receiver consumed each write
@@ -29,22 +29,29 @@
 //!   the command of an earlier fd-less write read together with it, or
 //!   wait for the next command: the check accepts exactly those owners.
 //!
+//! Equivalence of the fed and the socket connection: the generated writes
+//! are queued on a stream pair and read back as a VMM would read them
+//! itself — one byte per `recvmsg(2)` as QEMU's chardev layer reads QMP, a
+//! few bytes, or whole reads — and the same reads go to a fed connection
+//! (one `feed` each) and, through a second socket pair, to a socket
+//! connection that takes each one in a single read. Both must deliver the
+//! same messages after the same read, with the same fds (by inode), the
+//! same statuses, and close everything else.
+//!
 //! The `/dev/fd/N` grammar is checked against a reference implementation,
 //! and `open` against the kernel's own path resolution.
 
 mod common;
-#[path = "common/fdacct.rs"]
-mod fdacct;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::IoSlice;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::fdcount::FdLeakCheck;
-use fdacct::{ino_of, Marked, Tally};
-use fdctx::{Connection, Framing, Limits};
+use common::fdacct::{ino_of, marked, Marked, Tally};
+use fdctx::{Connection, FeedFlags, Framing, Limits};
 use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -111,7 +118,8 @@ struct RefStream {
     owner: Vec<ByteOwner>,
 }
 
-/// Reference `/dev/fd/N` parser: the strict grammar of DESIGN.md 3.1.
+/// Reference `/dev/fd/N` parser: the strict grammar stated in the doc of
+/// `fdctx::fdpath`.
 fn ref_fd_index(s: &str) -> Option<Result<usize, ()>> {
     let rest = s.strip_prefix("/dev/fd/")?;
     let ok = !rest.is_empty()
@@ -151,7 +159,8 @@ fn ref_validate(frame: &[u8]) -> (i32, Option<usize>) {
 ///   `max_depth`, longer than `max_bytes` (detected at byte `max_bytes+1`
 ///   of the frame) — end the frame at the offending byte and discard the
 ///   input up to and including the next `\n`. A complete frame is then
-///   validated (`EILSEQ`, `EBADMSG`) without discarding anything.
+///   validated (`EILSEQ`, `EBADMSG`); when that fails, the input is
+///   discarded up to and including the next `\n` as well.
 /// * Line: a frame starts at a non-whitespace byte and ends at `\n`
 ///   (excluded; one trailing `\r` dropped); longer than `max_bytes` is
 ///   rejected and discarded up to the `\n`.
@@ -239,7 +248,7 @@ fn reference(framing: Framing, s: &[u8], max_bytes: usize, max_depth: usize) -> 
         } else if cur.len() > max_bytes {
             end = Some((libc::EMSGSIZE, true));
         }
-        let Some((errno, discard)) = end else { continue };
+        let Some((errno, mut discard)) = end else { continue };
         let f = &mut frames[i];
         f.complete = true;
         if errno == libc::EMSGSIZE {
@@ -252,6 +261,9 @@ fn reference(framing: Framing, s: &[u8], max_bytes: usize, max_depth: usize) -> 
             f.errno = e;
             f.max_ref = r;
             f.data = cur.clone();
+            // A complete frame that fails validation: the rest of its line
+            // is discarded too (a later object there is not a command).
+            discard = e != 0;
         } else {
             let mut d = cur[..cur.len() - 1].to_vec();
             if d.last() == Some(&b'\r') {
@@ -573,7 +585,7 @@ struct Outcome {
 
 fn run_case(case: &Case, exact: bool) -> Outcome {
     let (client, server) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
-    let mut marks: Vec<Vec<Marked>> = case.writes.iter().map(|(_, n)| fdacct::marked(*n)).collect();
+    let mut marks: Vec<Vec<Marked>> = case.writes.iter().map(|(_, n)| marked(*n)).collect();
     let mut by_ino = HashMap::new();
     let mut writes = Vec::new();
     for (w, ((range, _), ms)) in case.writes.iter().zip(marks.iter_mut()).enumerate() {
@@ -903,9 +915,192 @@ fn line_stream_free_reads() {
 }
 
 // ---------------------------------------------------------------------------
+// A fed connection and a socket connection given the same reads
+
+/// What one read of the monitor socket returned: its bytes and fds.
+struct Read {
+    bytes: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    fds_lost: bool,
+}
+
+/// Sends every write of `case` (one `sendmsg(2)` each) on a fresh stream
+/// pair, ends the stream, and reads it back as a VMM reading by itself
+/// would: `recvmsg(2)` calls of the sizes in `caps` (cycled). With the
+/// whole stream queued before the first read, the kernel's answers do not
+/// depend on timing: a read returns up to its size, and stops after the
+/// write that carried fds (whose fds come with its first bytes read).
+fn read_back(case: &Case, marks: &mut [Vec<Marked>], caps: &[usize]) -> Vec<Read> {
+    let (client, server) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
+    for ((range, _), ms) in case.writes.iter().zip(marks.iter_mut()) {
+        let fds: Vec<OwnedFd> = ms.iter_mut().map(|m| m.read.take().unwrap()).collect();
+        let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        let cmsg = [ControlMessage::ScmRights(&raw)];
+        let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
+        let bytes = &case.stream[range.clone()];
+        let n = sendmsg::<()>(client.as_raw_fd(), &[IoSlice::new(bytes)], cmsgs, MsgFlags::empty(), None).unwrap();
+        assert_eq!(n, bytes.len(), "the whole stream fits the socket buffer");
+    }
+    drop(client);
+    let mut cmsg = [0u64; fdctx::recv::CMSG_WORDS];
+    let mut buf = vec![0u8; 4096];
+    let mut reads = Vec::new();
+    for &cap in caps.iter().cycle() {
+        let got = fdctx::recv::recv_with_fds(server.as_fd(), &mut buf[..cap], &mut cmsg).unwrap();
+        if got.bytes == 0 {
+            assert!(got.fds.is_empty());
+            return reads;
+        }
+        reads.push(Read { bytes: buf[..got.bytes].to_vec(), fds: got.fds, fds_lost: got.fds_lost });
+    }
+    unreachable!("caps is not empty")
+}
+
+/// What a connection delivered after each read (then after the end).
+type PerRead = Vec<Vec<Got>>;
+
+fn got_of(m: fdctx::Message, by_ino: &HashMap<u64, (usize, usize)>) -> Got {
+    let fds = (0..m.fds().count()).map(|i| by_ino[&ino_of(m.fds().get(i).unwrap())]).collect();
+    let g = Got { data: m.data().to_vec(), errno: m.status().err().map_or(0, |e| e.errno()), fds };
+    m.finish();
+    g
+}
+
+/// Every message complete now; `true` once the end was reached.
+fn drain_now(conn: &mut Connection, by_ino: &HashMap<u64, (usize, usize)>, out: &mut Vec<Got>) -> bool {
+    loop {
+        match conn.recv() {
+            Ok(Some(m)) => out.push(got_of(m, by_ino)),
+            Ok(None) => return true,
+            Err(e) if e.errno() == libc::EAGAIN => return false,
+            Err(e) => panic!("recv failed: {e}"),
+        }
+    }
+}
+
+/// The reads fed, one `feed` per read (the fds dup'ed, so the socket side
+/// can send the originals), then the end.
+fn run_fed(case: &Case, reads: &[Read], by_ino: &HashMap<u64, (usize, usize)>) -> PerRead {
+    let mut conn = Connection::new_fed(case.framing, case.limits);
+    let mut per_read = Vec::new();
+    for r in reads {
+        let fds = r.fds.iter().map(|f| f.try_clone().unwrap()).collect();
+        conn.feed(&r.bytes, fds, FeedFlags { fds_lost: r.fds_lost, end: false }).unwrap();
+        let mut out = Vec::new();
+        assert!(!drain_now(&mut conn, by_ino, &mut out));
+        per_read.push(out);
+    }
+    conn.feed(&[], Vec::new(), FeedFlags { fds_lost: false, end: true }).unwrap();
+    let mut out = Vec::new();
+    assert!(drain_now(&mut conn, by_ino, &mut out));
+    per_read.push(out);
+    per_read
+}
+
+/// The same reads through a real socket pair to a socket connection: each
+/// read sent as one write and taken by the connection before the next is
+/// sent (non-blocking: it reads until `EAGAIN`), so each of its reads is
+/// exactly one of them.
+fn run_socket(case: &Case, reads: Vec<Read>, by_ino: &HashMap<u64, (usize, usize)>) -> PerRead {
+    let (client, server) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
+    let fl = nix::fcntl::OFlag::from_bits_retain(nix::fcntl::fcntl(&server, nix::fcntl::FcntlArg::F_GETFL).unwrap());
+    nix::fcntl::fcntl(&server, nix::fcntl::FcntlArg::F_SETFL(fl | nix::fcntl::OFlag::O_NONBLOCK)).unwrap();
+    let mut conn = Connection::new(server, case.framing, case.limits);
+    let mut per_read = Vec::new();
+    for r in reads {
+        assert!(!r.fds_lost, "no fd is lost reading back");
+        let raw: Vec<RawFd> = r.fds.iter().map(|f| f.as_raw_fd()).collect();
+        let cmsg = [ControlMessage::ScmRights(&raw)];
+        let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
+        let n = sendmsg::<()>(client.as_raw_fd(), &[IoSlice::new(&r.bytes)], cmsgs, MsgFlags::empty(), None).unwrap();
+        assert_eq!(n, r.bytes.len());
+        drop(r.fds);
+        let mut out = Vec::new();
+        assert!(!drain_now(&mut conn, by_ino, &mut out));
+        assert_eq!(pending_out(&client), 0, "the connection took the whole write in one read");
+        per_read.push(out);
+    }
+    drop(client);
+    let mut out = Vec::new();
+    assert!(drain_now(&mut conn, by_ino, &mut out));
+    per_read.push(out);
+    per_read
+}
+
+/// Read sizes: one byte (QEMU's chardev reads QMP so), a few bytes, or
+/// whole reads, fixed or varying from read to read.
+fn read_caps() -> impl Strategy<Value = Vec<usize>> {
+    prop_oneof![
+        2 => Just(vec![1usize]),
+        2 => prop::collection::vec(1usize..8, 1..6),
+        1 => prop::collection::vec(1usize..200, 1..6),
+        1 => Just(vec![4096usize]),
+    ]
+}
+
+fn check_equivalent(case: Case, caps: Vec<usize>, tally: &Mutex<Tally>) -> Result<(), TestCaseError> {
+    let mut marks: Vec<Vec<Marked>> = case.writes.iter().map(|(_, n)| marked(*n)).collect();
+    let by_ino: HashMap<u64, (usize, usize)> = marks
+        .iter()
+        .enumerate()
+        .flat_map(|(w, ms)| ms.iter().enumerate().map(move |(i, m)| (m.ino, (w, i))))
+        .collect();
+    let reads = read_back(&case, &mut marks, &caps);
+    let fed = run_fed(&case, &reads, &by_ino);
+    let sock = run_socket(&case, reads, &by_ino);
+    let sent: usize = marks.iter().map(Vec::len).sum();
+    let delivered: usize = fed.iter().flatten().map(|g| g.fds.len()).sum();
+    let leaked: Vec<(usize, usize)> = marks
+        .iter()
+        .enumerate()
+        .flat_map(|(w, ms)| ms.iter().enumerate().filter(|(_, m)| m.reader_open()).map(move |(i, _)| (w, i)))
+        .collect();
+    {
+        let mut t = tally.lock().unwrap();
+        t.scenarios += 1;
+        t.sent += sent as u64;
+        t.delivered += delivered as u64;
+        t.closed += (sent - delivered - leaked.len()) as u64;
+        t.leaked += leaked.len() as u64;
+    }
+    ensure(leaked.is_empty(), || format!("fds still open after both connections ended: {leaked:?}"))?;
+    ensure(fed == sock, || {
+        let show = |v: &PerRead| {
+            v.iter()
+                .enumerate()
+                .filter(|(_, g)| !g.is_empty())
+                .map(|(i, g)| format!("\n    after read {i}: {g:?}"))
+                .collect::<String>()
+        };
+        format!("fed and socket connections differ (reads of {caps:?})\n  fed:{}\n  socket:{}", show(&fed), show(&sock))
+    })
+}
+
+fn equivalence_property(test: &str, framing: Framing, n: u32) {
+    let _leaks = FdLeakCheck::new();
+    let tally = Mutex::new(Tally::new(&format!("props::{test}")));
+    let cases = match framing {
+        Framing::Json => json_case().boxed(),
+        _ => line_case().boxed(),
+    };
+    check(test, n, (cases, read_caps()), |(case, caps)| check_equivalent(case, caps, &tally));
+    tally.into_inner().unwrap().report();
+}
+
+#[test]
+fn json_fed_and_socket_connections_agree_on_any_reads() {
+    equivalence_property("json_fed_and_socket_connections_agree_on_any_reads", Framing::Json, 1024);
+}
+
+#[test]
+fn line_fed_and_socket_connections_agree_on_any_reads() {
+    equivalence_property("line_fed_and_socket_connections_agree_on_any_reads", Framing::Line, 512);
+}
+
+// ---------------------------------------------------------------------------
 // The /dev/fd/N grammar
 
-/// Reference classification (DESIGN.md 3.1).
+/// Reference classification (the rules of `fdctx::fdpath`'s doc).
 #[derive(Debug, PartialEq, Eq)]
 enum RefKind {
     Index(usize),

@@ -17,8 +17,6 @@
 //! Every test counts the process's open fds before and after.
 
 mod common;
-#[path = "common/fdacct.rs"]
-mod fdacct;
 
 use std::ffi::{CString, OsStr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -26,10 +24,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use common::fdcount::FdLeakCheck;
-use fdacct::{ino_of, marked, Marked, Tally};
+use common::fdacct::{ino_of, marked, Marked, Tally};
+use common::{cloexec, flags_of, gettid, pipe, set_nonblocking, tmpdir};
 use fdctx::send::send_with_fds;
 use fdctx::{ffi, Connection, Context, Framing, Limits, Message};
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::fcntl::{FcntlArg, OFlag};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 // ---------------------------------------------------------------------------
@@ -106,24 +105,6 @@ fn opened(ctx: &CCtx, path: impl AsRef<[u8]>, flags: i32) -> Vec<OwnedFd> {
         .collect()
 }
 
-fn flags_of(fd: BorrowedFd<'_>) -> OFlag {
-    OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).unwrap())
-}
-
-fn cloexec(fd: BorrowedFd<'_>) -> bool {
-    let fl = fcntl(fd, FcntlArg::F_GETFD).unwrap();
-    nix::fcntl::FdFlag::from_bits_retain(fl).contains(nix::fcntl::FdFlag::FD_CLOEXEC)
-}
-
-/// A fresh temporary directory for one test.
-fn tmpdir(tag: &str) -> PathBuf {
-    let base = option_env!("CARGO_TARGET_TMPDIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    let d = base.join(format!("fdctx-security-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// `abs` as a path relative to the current directory (through `..` up to
 /// the root), without changing the current directory.
 fn relative(abs: &Path) -> PathBuf {
@@ -139,21 +120,6 @@ fn relative(abs: &Path) -> PathBuf {
 fn link(target: impl AsRef<Path>, at: &Path) -> String {
     std::os::unix::fs::symlink(target, at).unwrap();
     at.display().to_string()
-}
-
-fn gettid() -> i32 {
-    // SAFETY: no preconditions.
-    unsafe { libc::gettid() }
-}
-
-fn pipe() -> (OwnedFd, OwnedFd) {
-    nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap()
-}
-
-fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) {
-    let mut fl = flags_of(fd);
-    fl.set(OFlag::O_NONBLOCK, on);
-    fcntl(fd, FcntlArg::F_SETFL(fl)).unwrap();
 }
 
 // ---------------------------------------------------------------------------

@@ -10,9 +10,9 @@ mod common;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use common::fdcount::FdLeakCheck;
-use common::wire::{ino, inos, pair, pipes, sendmsg_owned};
+use common::{inos, msg_inos, pair, pipes, recv, send_raw, text};
 use fdctx::send::send_with_fds;
-use fdctx::{Connection, Error, Framing, Limits, Message};
+use fdctx::{Connection, Error, Framing, Limits};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockType};
 
 /// A monitor connection that accepts up to 1000 fds per command, and the
@@ -23,23 +23,11 @@ fn monitor(framing: Framing) -> (Connection, OwnedFd) {
     (Connection::new(server, framing, limits), client)
 }
 
-fn msg_inos(m: &Message) -> Vec<u64> {
-    (0..m.fds().count()).map(|i| ino(m.fds().get(i).unwrap())).collect()
-}
-
 /// `fdctx_send`; the sender's copies of the fds are closed right after, as a
 /// client does, so only the receiver's copies stay open.
 fn send(sock: &OwnedFd, bytes: &[u8], fds: Vec<OwnedFd>) -> Result<(), Error> {
     let b: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
     send_with_fds(sock.as_fd(), bytes, &b)
-}
-
-fn recv(conn: &mut Connection) -> Message {
-    conn.recv().unwrap().expect("a message")
-}
-
-fn text(m: &Message) -> &str {
-    std::str::from_utf8(m.data()).unwrap()
 }
 
 /// Closes the client end and checks that nothing else was queued.
@@ -246,12 +234,12 @@ fn a_raw_write_starting_on_whitespace_after_a_64k_read_minus_one_gives_its_fd_to
     let _leaks = FdLeakCheck::new();
     let (mut conn, client) = monitor(Framing::Json);
     let fill = filler(65535);
-    sendmsg_owned(&client, &fill, &[]);
+    send_raw(&client, &fill, &[]);
     let mut cmd2 = b" ".to_vec();
     cmd2.extend_from_slice(OPEN);
     let fds = pipes(1);
     let want = inos(&fds);
-    sendmsg_owned(&client, &cmd2, &fds);
+    send_raw(&client, &cmd2, &fds);
     drop(fds);
     let first = recv(&mut conn);
     assert_eq!(msg_inos(&first), want, "the read that returned the fd held command 1's last bytes");

@@ -18,7 +18,7 @@
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString, OsStr};
-use std::os::fd::{IntoRawFd, OwnedFd};
+use std::os::fd::{BorrowedFd, IntoRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
@@ -87,7 +87,7 @@ pub(crate) fn ffi_boundary<T: Failure>(body: impl FnOnce() -> Result<T, Error>) 
 /// Records `text` for `fdctx_last_error`. Never panics: while a thread is
 /// being torn down (a pthread key destructor calling in) its thread-locals
 /// may be gone, and the text is then dropped.
-fn set_last_error(text: &str) {
+pub(crate) fn set_last_error(text: &str) {
     let _ = LAST_ERROR.try_with(|e| {
         if let Ok(mut slot) = e.try_borrow_mut() {
             *slot = c_text(text);
@@ -201,6 +201,19 @@ pub(crate) unsafe fn slice_arg<'a, T>(p: *const T, n: usize, what: &'static str)
     }
     // SAFETY: the caller's contract; non-null, `n` elements.
     Ok(unsafe { std::slice::from_raw_parts(p, n) })
+}
+
+/// A C fd argument, borrowed for the call; a negative one is `EBADF`,
+/// reported as `call` failing.
+///
+/// # Safety
+/// A non-negative `fd` is open, and stays open for `'a`.
+pub(crate) unsafe fn fd_arg<'a>(fd: c_int, call: &'static str) -> Result<BorrowedFd<'a>, Error> {
+    if fd < 0 {
+        return Err(Error::sys(call, nix::errno::Errno::EBADF));
+    }
+    // SAFETY: the caller's contract; -1 was refused above.
+    Ok(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
 /// Writes `v` to an optional out-parameter.

@@ -28,8 +28,16 @@ that /proc/PID/fd is still the monitor's:
   a minivmm built with -fsanitize=address,undefined (detected in the binary)
       any AddressSanitizer/LeakSanitizer/UBSan report in its stderr fails.
 
+  --confine
+      the monitor runs as `minivmm --confine` (Landlock: no file opens by
+      path): every test still passes, images by path are refused with a
+      text saying the monitor is confined, /proc/PID/status shows
+      NoNewPrivs: 1, and the socket file stays after quit (a confined
+      monitor cannot remove it). Skipped where the kernel has no Landlock.
+
 Usage: test_interop.py [--minivmm PATH] [--fdctx-send PATH] [--wrap CMD]
-                       [--time-scale N] [--keep-log PATH] [--no-pip] [-v]
+                       [--confine] [--time-scale N] [--keep-log PATH]
+                       [--no-pip] [-v]
 Prints "N passed, N failed[, N skipped]" and exits non-zero on a failure.
 """
 
@@ -60,6 +68,17 @@ TIME_SCALE = 1.0
 
 def T(seconds):
     return seconds * TIME_SCALE
+
+
+def landlock_abi():
+    """The kernel's Landlock ABI version (0 without Landlock)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    nr = {"x86_64": 444, "aarch64": 444}.get(os.uname().machine)
+    if nr is None:
+        return 0
+    # landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
+    return max(libc.syscall(nr, None, ctypes.c_size_t(0), ctypes.c_uint(1)), 0)
 
 
 def fd_list(pid):
@@ -118,14 +137,14 @@ class Monitor:
     before and after.
     """
 
-    def __init__(self, binary, workdir, wrap=()):
+    def __init__(self, binary, workdir, wrap=(), options=()):
         self.workdir = workdir
         self.path = os.path.join(workdir, "vmm.sock")
         self.log = open(os.path.join(workdir, "minivmm.log"), "wb")
         # close_fds (the default): the monitor starts with fds 0, 1 and 2 only
         # A short hold deadline, so the deadline tests do not wait 10 s.
         env = dict(os.environ, MINIVMM_MAX_HOLD_MS=str(hold_ms()))
-        self.proc = subprocess.Popen(list(wrap) + [binary, self.path], stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(list(wrap) + [binary] + list(options) + [self.path], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=self.log, close_fds=True, env=env)
         self.pid = self.proc.pid
         line = b""
@@ -307,7 +326,7 @@ class Suite:
     def __init__(self, args, workdir):
         self.args = args
         self.workdir = workdir
-        self.mon = Monitor(args.minivmm, workdir, args.wrap)
+        self.mon = Monitor(args.minivmm, workdir, args.wrap, ["--confine"] if args.confine else [])
         self.passed = self.failed = self.skipped = 0
         self.images = {}
         for name, size in (("a.raw", 1 << 20), ("b.raw", 2 << 20), ("c.raw", 3 << 20)):
@@ -471,9 +490,36 @@ def t_ahead_two_fds_one_unused(s):
 def t_ordinary_path(s):
     with Client(s.mon.path) as c:
         r = c.cmd(blockdev_add("p", s.img("a.raw"), True))
+        if s.args.confine:
+            # The kernel refuses; the text says why.
+            expect_error(r, "permission denied", "confined")
+            assert s.mon.holds(s.img("a.raw")) == 0
+            return
         expect_ok(r, {})
         assert s.mon.holds(s.img("a.raw")) == 1
         expect_ok(c.cmd(blockdev_del("p")))
+
+
+def t_confined(s):
+    """minivmm --confine: no_new_privs set, no file by path (an image read
+    or written, /dev/null), the same image served through /dev/fd/0."""
+    with open("/proc/%d/status" % s.mon.pid) as f:
+        status = dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
+    assert status["NoNewPrivs"].strip() == "1", status.get("NoNewPrivs")
+    log = s.mon.log_text()
+    assert "confined by Landlock" in log, log
+    with Client(s.mon.path) as c:
+        for path, ro in ((s.img("d.qcow2"), False), (s.img("a.raw"), True), ("/dev/null", True)):
+            expect_error(c.cmd(blockdev_add("q", path, ro)), "permission denied", "confined")
+        fd = s.open("d.qcow2", os.O_RDWR)
+        try:
+            expect_ok(c.cmd(blockdev_add("q", "/dev/fd/0", False), [fd]), {})
+        finally:
+            os.close(fd)
+        q = c.cmd(QUERY)["return"]
+        assert [(n["node-name"], n["format"], n["virtual-size"]) for n in q] == [("q", "qcow2", 5 << 30)], q
+        assert s.mon.holds(s.img("d.qcow2")) == 1
+        expect_ok(c.cmd(blockdev_del("q")))
 
 
 def _unused_fd(s, style, command):
@@ -1063,6 +1109,9 @@ TESTS = [
 
 QEMU_QMP_TESTS = [t_qemu_qmp_client_send_fd_scm, t_qemu_qmp_legacy_send_fd_scm]
 
+# Run with --confine only.
+CONFINED_TESTS = [t_confined]
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -1070,6 +1119,8 @@ def main():
     ap.add_argument("--fdctx-send", default=os.path.join(ROOT, "build", "stage", "bin", "fdctx-send"))
     ap.add_argument("--wrap", default="", metavar="CMD",
                     help="run the monitor under this command (e.g. valgrind and its options)")
+    ap.add_argument("--confine", action="store_true",
+                    help="run the monitor as `minivmm --confine` (skipped without Landlock)")
     ap.add_argument("--time-scale", type=float, default=None,
                     help="multiply every timeout (default: 10 with --wrap, else 1)")
     ap.add_argument("--keep-log", metavar="PATH", help="copy the monitor's stderr here at the end")
@@ -1095,6 +1146,10 @@ def main():
                 print("interop: --wrap runs valgrind without --track-fds=yes: no fd report to check")
                 print("0 passed, 1 failed")
                 return 1
+    if args.confine and not landlock_abi():
+        print("SKIP confined monitor: the kernel has no usable Landlock here")
+        print("0 passed, 0 failed, 1 skipped")
+        return 0
     global TIME_SCALE
     TIME_SCALE = args.time_scale if args.time_scale else (10.0 if args.wrap else 1.0)
     sanitizers = sanitized_build(args.minivmm)
@@ -1104,8 +1159,8 @@ def main():
         from importlib.metadata import version
         print("using qemu.qmp %s under %s" % (version("qemu.qmp"), sys.prefix))
 
-    print("monitor: %s%s" % (os.path.relpath(args.minivmm),
-                             ", built with %s" % " and ".join(sanitizers) if sanitizers else ""))
+    print("monitor: %s%s%s" % (os.path.relpath(args.minivmm), " --confine" if args.confine else "",
+                               ", built with %s" % " and ".join(sanitizers) if sanitizers else ""))
     if args.wrap:
         print("under: %s%s (timeouts x%g)" % (shlex.join(args.wrap),
                                               " [%s]" % args.valgrind if args.valgrind else "", TIME_SCALE))
@@ -1119,7 +1174,7 @@ def main():
             print("0 passed, 1 failed")
             return 1
         try:
-            run_tests(suite, TESTS, QEMU_QMP_TESTS, why_no_qmp)
+            run_tests(suite, TESTS + (CONFINED_TESTS if args.confine else []), QEMU_QMP_TESTS, why_no_qmp)
             # quit: the monitor exits cleanly
             try:
                 with Client(suite.mon.path) as c:
@@ -1130,7 +1185,12 @@ def main():
                 rc = suite.mon.proc.wait(T(10))
                 assert rc == 0, "minivmm exited with %d%s" % (
                     rc, " (valgrind's --error-exitcode when it found errors)" if args.valgrind else "")
-                assert not os.path.exists(suite.mon.path), "socket file left behind"
+                if args.confine:
+                    # Confined, the monitor cannot unlink it: the caller does.
+                    assert os.path.exists(suite.mon.path), "a confined monitor removed its socket file"
+                    os.unlink(suite.mon.path)
+                else:
+                    assert not os.path.exists(suite.mon.path), "socket file left behind"
                 suite.passed += 1
                 print("ok   quit")
             except Exception as e:  # noqa: BLE001

@@ -391,7 +391,7 @@ def main():
         return 1
     args.minivmm = os.path.abspath(args.monitor)  # the name test_interop's Suite uses
     args.fdctx_send = os.path.abspath(args.fdctx_send)
-    args.confine = False  # minivmm's option, not the examples''
+    args.confine = False  # test_interop's Suite asks; the examples have no --confine
     args.wrap = shlex.split(args.wrap)
     args.valgrind = bool(args.wrap) and os.path.basename(args.wrap[0]).startswith("valgrind")
     if args.valgrind and "--track-fds=yes" not in args.wrap:

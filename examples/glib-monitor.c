@@ -8,8 +8,10 @@
  *
  * The shape, per client:
  *   - a GSocket source on the listening socket accepts each client (the
- *     GSocket flavour of g_unix_fd_add()); fdctx_conn_new_fed() gives it
- *     a connection that fdctx never reads;
+ *     GSocket flavour of g_unix_fd_add(); a GSocketService works as well,
+ *     but its accept machinery leaves GLib-internal eventfds open at exit,
+ *     which valgrind --track-fds reports); fdctx_conn_new_fed() gives each
+ *     client a connection that fdctx never reads;
  *   - on G_IO_IN, one g_socket_receive_message() (one recvmsg(2)) brings
  *     bytes and, in a GUnixFDMessage, the fds that came with them; exactly
  *     that read goes to one fdctx_conn_feed(), with FDCTX_FEED_FDS_LOST
@@ -17,16 +19,17 @@
  *     stream. The fds belong to fdctx from that call on;
  *   - fdctx_conn_recv() then returns every command completed so far, each
  *     with its own fds, until -EAGAIN;
- *   - a timer (g_timeout_add()'s, on the loop's own context) set from
- *     fdctx_conn_deadline_ms() calls
- *     fdctx_conn_recv() when fds have been held too long for an unfinished
- *     command: the command is answered (-ETIMEDOUT) and its fds closed.
+ *   - a timer set from fdctx_conn_deadline_ms() (g_timeout_add()'s source,
+ *     on the loop's own context) calls fdctx_conn_recv() when fds have been
+ *     held too long for an unfinished command: the command is answered
+ *     (-ETIMEDOUT) and its fds closed.
  * Replies are queued and written as the socket takes them; a client that
  * never reads them is dropped once 1 MiB is waiting.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -47,8 +50,8 @@ struct client {
     struct qmp_session qmp;
     char name[32];
     GSource *reader, *writer;
-    GSource *deadline;  /* the hold deadline's timer, or NULL */
-    GString *out;    /* replies not yet written */
+    GSource *deadline; /* the hold deadline's timer, or NULL */
+    GString *out;      /* replies not yet written */
 };
 
 static GMainLoop *loop;
@@ -169,14 +172,12 @@ static gboolean on_readable(GSocket *socket, GIOCondition cond, gpointer data)
 
     gssize n = g_socket_receive_message(socket, NULL, &vec, 1, &cmsgs, &ncmsgs, &flags, NULL, &err);
     if (n < 0) {
-        gboolean later = g_error_matches(err, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK);
-        if (!later)
+        if (!g_error_matches(err, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
             fprintf(stderr, "%s: %s\n", c->name, err->message);
+            client_free(c);  /* destroys this source too */
+        }
         g_error_free(err);
-        if (later)
-            return G_SOURCE_CONTINUE;
-        client_free(c);
-        return G_SOURCE_CONTINUE;  /* client_free() destroyed this source */
+        return G_SOURCE_CONTINUE;
     }
 
     GArray *fds = g_array_new(FALSE, FALSE, sizeof(int));

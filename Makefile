@@ -11,9 +11,14 @@
 #                     symbols, pkg-config (dynamic and static), the C tests under
 #                     plain, valgrind and AddressSanitizer runs, then $(EXTRA_CHECKS)
 #   make deps         install the system tools the checks need (Debian, as root)
+#   make qemu         QEMU 10.0.2 built twice: with integrations/qemu/patches
+#                     against the staged fdctx (build/qemu/bin) and without
+#                     (build/qemu/upstream/bin)
+#   make qemu-check   QEMU's own fd-passing tests on both builds, then
+#                     integrations/qemu/test_qemu.py side by side
 #   make clean        remove build/ and cargo's target/
 #
-# Fragments (examples/examples.mk, bench/bench.mk) may use STAGE,
+# Fragments (examples/examples.mk, bench/bench.mk, integrations/qemu/qemu.mk) may use STAGE,
 # PKG_CONFIG_PATH (the staged fdctx.pc first), FDCTX_CFLAGS and FDCTX_LIBS
 # (pkg-config's flags for the staged library, plus an rpath to it), and add
 # their checks with `EXTRA_CHECKS += target`.
@@ -135,19 +140,11 @@ check:
 	@set -o pipefail; FDCTX_SUMMARY=$(FD_SUMMARY) $(MAKE) --no-print-directory check-steps 2>&1 | tee $(CHECK_LOG)
 	@bash scripts/check-summary $(CHECK_LOG) $(FD_SUMMARY)
 
-# Each step in order; a failing step stops the run.
+# Each step in order, each in its own make; a failing step stops the run.
+CHECK_STEPS := check-rust check-header stage check-soname check-symbols check-pkgconfig \
+	check-cxx check-c check-c-valgrind check-c-asan check-extra
 check-steps:
-	@+$(MAKE) --no-print-directory check-rust
-	@+$(MAKE) --no-print-directory check-header
-	@+$(MAKE) --no-print-directory stage
-	@+$(MAKE) --no-print-directory check-soname
-	@+$(MAKE) --no-print-directory check-symbols
-	@+$(MAKE) --no-print-directory check-pkgconfig
-	@+$(MAKE) --no-print-directory check-cxx
-	@+$(MAKE) --no-print-directory check-c
-	@+$(MAKE) --no-print-directory check-c-valgrind
-	@+$(MAKE) --no-print-directory check-c-asan
-	@+$(MAKE) --no-print-directory check-extra
+	@+set -e; for step in $(CHECK_STEPS); do $(MAKE) --no-print-directory $$step; done
 	@echo "== make check: all checks passed"
 
 # Release profile: the library is built that way anyway, so dependencies are
@@ -285,3 +282,4 @@ clean:
 
 include examples/examples.mk
 -include bench/bench.mk
+include integrations/qemu/qemu.mk

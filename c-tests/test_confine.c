@@ -529,9 +529,10 @@ static void test_confine_serves_commands_by_fd(void)
     }
 }
 
-/* A seccomp filter that answers ENOSYS to each of the `n` system calls in
- * `nrs`: a kernel without them, as far as this process can tell. */
-static int deny_syscalls(const long *nrs, unsigned n)
+/* A seccomp filter that answers `err` to each of the `n` system calls in
+ * `nrs`: with ENOSYS, a kernel without them as far as this process can
+ * tell; with EPERM, a container runtime's default answer. */
+static int deny_syscalls(const long *nrs, unsigned n, int err)
 {
 #if defined(__x86_64__)
     const unsigned arch = 0xC000003Eu; /* AUDIT_ARCH_X86_64 */
@@ -554,7 +555,7 @@ static int deny_syscalls(const long *nrs, unsigned n)
     f[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
     for (i = 0; i < n; i++) {
         f[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nrs[i], 0, 1);
-        f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS);
+        f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (unsigned)err);
     }
     f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
     prog.len = (unsigned short)k;
@@ -565,8 +566,8 @@ static int deny_syscalls(const long *nrs, unsigned n)
 }
 
 /* The Landlock calls in `mask` (bit 0 create_ruleset, 1 add_rule, 2
- * restrict_self) answered with ENOSYS. */
-static int deny_landlock(unsigned mask)
+ * restrict_self) answered with `err`. */
+static int deny_landlock(unsigned mask, int err)
 {
     static const long calls[] = {SYS_landlock_create_ruleset, SYS_landlock_add_rule,
                                  SYS_landlock_restrict_self};
@@ -575,52 +576,63 @@ static int deny_landlock(unsigned mask)
     for (i = 0; i < 3; i++)
         if (mask & (1u << i))
             nrs[n++] = calls[i];
-    return deny_syscalls(nrs, n);
+    return deny_syscalls(nrs, n, err);
 }
 
 static unsigned denied_calls;
+static int denied_errno;
 
 /* FDCTX_CONFINE_REQUIRE on a kernel without Landlock fails; without it
  * the call returns 0 and says why; either way nothing is enforced. */
 static void without_landlock(void)
 {
     const char *text;
+    char dir[PATH_MAX], p[PATH_MAX];
+    fdctx_allow allow[1];
+    int r;
+
+    /* One read-only entry, so that landlock_add_rule is called too; were
+     * anything enforced, the read-write opens below would fail. */
+    path_of(dir, sizeof dir, ".");
+    allow[0].path = dir;
+    allow[0].access = O_RDONLY;
     write_file("disk.img", "image");
-    if (deny_landlock(denied_calls) != 0) {
+    if (deny_landlock(denied_calls, denied_errno) != 0) {
         printf("    no seccomp filter here (%s): the kernel's own answer is tested\n", strerror(errno));
         if (kernel_abi > 0) {
             h_skip("seccomp filters cannot be installed here");
             return;
         }
     }
-    CHECK_ERR(fdctx_confine(NULL, 0, FDCTX_CONFINE_REQUIRE), EOPNOTSUPP);
+    CHECK_ERR(fdctx_confine(allow, 1, FDCTX_CONFINE_REQUIRE), EOPNOTSUPP);
     text = fdctx_last_error();
     CHECK(strstr(text, "Landlock") != NULL);
-    CHECK(opens("disk.img", O_RDONLY));
-    CHECK_EQ(fdctx_confine(NULL, 0, 0), 0);
+    CHECK(opens("disk.img", O_RDWR));
+    CHECK_EQ(fdctx_confine(allow, 1, 0), 0);
     text = fdctx_last_error();
     CHECK(strstr(text, "Landlock") != NULL);
     printf("    fdctx_confine without Landlock: 0, \"%s\"\n", text);
-    CHECK(opens("disk.img", O_RDONLY));
+    CHECK(opens("disk.img", O_RDWR));
     /* fdctx_open is not told it is confined. */
-    {
-        char p[PATH_MAX];
-        int r;
-        path_of(p, sizeof p, "disk.img");
-        r = fdctx_open(NULL, p, O_RDONLY, 0);
-        CHECK_OK(r);
-        if (r >= 0)
-            close(r);
-    }
+    path_of(p, sizeof p, "disk.img");
+    r = fdctx_open(NULL, p, O_RDWR, 0);
+    CHECK_OK(r);
+    if (r >= 0)
+        close(r);
 }
 
 static void test_confine_require_without_landlock(void)
 {
-    static const unsigned masks[] = {7, 1, 4};
+    static const struct {
+        unsigned mask;
+        int err;
+    } cases[] = {{7, ENOSYS}, {1, ENOSYS}, {2, ENOSYS}, {4, ENOSYS}, {7, EPERM}, {2, EPERM}, {4, EPERM}};
     size_t i;
-    for (i = 0; i < sizeof masks / sizeof masks[0]; i++) {
-        denied_calls = masks[i];
-        printf("    seccomp answers ENOSYS to Landlock calls %#x\n", masks[i]);
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        denied_calls = cases[i].mask;
+        denied_errno = cases[i].err;
+        printf("    seccomp answers %s to Landlock calls %#x\n", cases[i].err == EPERM ? "EPERM" : "ENOSYS",
+               cases[i].mask);
         in_child(without_landlock);
     }
 }
@@ -708,7 +720,7 @@ static void fallbacks_work_confined(void)
     write_file("disk.img", "image");
     fd = open_in("disk.img", O_RDWR);
     ctx = ctx_of(&fd, 1);
-    if (deny_syscalls(calls, 2) != 0) {
+    if (deny_syscalls(calls, 2, ENOSYS) != 0) {
         h_skip("seccomp filters cannot be installed here");
         fdctx_finish(ctx);
         return;

@@ -54,7 +54,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use crate::error::Error;
 pub use crate::framing::Framing;
@@ -99,9 +99,15 @@ pub const MAX_DEPTH_LIMIT: usize = 127;
 pub const MAX_HOLD_MS_LIMIT: u32 = 3_600_000;
 
 impl Limits {
-    /// These limits with defaults filled in, or [`Error::InvalidArgument`]
-    /// if one is above its maximum ([`MAX_MSG_BYTES_LIMIT`],
-    /// [`MAX_FDS_LIMIT`], [`MAX_DEPTH_LIMIT`]).
+    /// These limits checked, with every 0 replaced by its default: the one
+    /// check, made when a connection is built ([`Connection::new`],
+    /// [`Connection::new_fed`]). A value above its maximum is refused, never
+    /// lowered.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if a field is above its maximum
+    /// ([`MAX_MSG_BYTES_LIMIT`], [`MAX_FDS_LIMIT`], [`MAX_DEPTH_LIMIT`],
+    /// [`MAX_HOLD_MS_LIMIT`]).
     pub fn validated(self) -> Result<Limits, Error> {
         if self.max_msg_bytes > MAX_MSG_BYTES_LIMIT {
             return Err(Error::InvalidArgument("max_msg_bytes is above 1 GiB"));
@@ -115,28 +121,25 @@ impl Limits {
         if self.max_hold_ms > MAX_HOLD_MS_LIMIT {
             return Err(Error::InvalidArgument("max_hold_ms is above 3600000 (one hour)"));
         }
-        Ok(self.resolved())
-    }
-
-    /// These limits with every 0 replaced by its default and every value
-    /// above its maximum lowered to it.
-    pub fn resolved(self) -> Limits {
-        let pick = |v: usize, default: usize, max: usize| if v == 0 { default } else { v.min(max) };
-        Limits {
-            max_msg_bytes: pick(self.max_msg_bytes, DEFAULT_MAX_MSG_BYTES, MAX_MSG_BYTES_LIMIT),
-            max_fds: pick(self.max_fds, DEFAULT_MAX_FDS, MAX_FDS_LIMIT),
-            max_depth: pick(self.max_depth, DEFAULT_MAX_DEPTH, MAX_DEPTH_LIMIT),
-            max_hold_ms: match self.max_hold_ms {
-                0 => DEFAULT_MAX_HOLD_MS,
-                v => v.min(MAX_HOLD_MS_LIMIT),
-            },
-        }
+        let pick = |v: usize, default: usize| if v == 0 { default } else { v };
+        Ok(Limits {
+            max_msg_bytes: pick(self.max_msg_bytes, DEFAULT_MAX_MSG_BYTES),
+            max_fds: pick(self.max_fds, DEFAULT_MAX_FDS),
+            max_depth: pick(self.max_depth, DEFAULT_MAX_DEPTH),
+            max_hold_ms: if self.max_hold_ms == 0 { DEFAULT_MAX_HOLD_MS } else { self.max_hold_ms },
+        })
     }
 }
 
 impl Default for Limits {
+    /// Every limit at its default.
     fn default() -> Limits {
-        Limits { max_msg_bytes: 0, max_fds: 0, max_depth: 0, max_hold_ms: 0 }.resolved()
+        Limits {
+            max_msg_bytes: DEFAULT_MAX_MSG_BYTES,
+            max_fds: DEFAULT_MAX_FDS,
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_hold_ms: DEFAULT_MAX_HOLD_MS,
+        }
     }
 }
 
@@ -251,14 +254,6 @@ enum Owner {
     Discarded,
 }
 
-/// Where a connection's reads come from.
-enum Sock {
-    /// Fed by the caller's own reads ([`Connection::feed`]).
-    Fed,
-    Owned(OwnedFd),
-    Borrowed(RawFd),
-}
-
 /// What the caller's read reported besides its bytes and fds, for
 /// [`Connection::feed`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -283,8 +278,14 @@ pub struct FeedFlags {
 /// fed the caller's reads ([`Connection::new_fed`], [`Connection::feed`]).
 /// Both go through the same framing and association code: a socket
 /// connection is a fed one plus its own `recvmsg(2)` loop.
-pub struct Connection {
-    sock: Sock,
+///
+/// `S` is how the connection holds its socket: [`OwnedFd`] (the default)
+/// owns it and closes it when dropped; [`BorrowedFd`] borrows it, the
+/// borrow checker keeping the socket open for as long as the connection
+/// lives. A fed connection holds none.
+pub struct Connection<S: AsFd = OwnedFd> {
+    /// The socket read, `None` for a fed connection.
+    sock: Option<S>,
     framing: Framing,
     limits: Limits,
     scanner: Scanner,
@@ -296,8 +297,6 @@ pub struct Connection {
     done: Vec<(Message, FdBatch)>,
     ready: VecDeque<Message>,
     eof: bool,
-    /// Packet framing: the socket was found to be a packet socket.
-    packet_socket: bool,
     /// Since when fds have been held (monotonic clock), `None` while none
     /// are.
     held_since: Option<Instant>,
@@ -306,10 +305,10 @@ pub struct Connection {
     peer: Option<(Option<u64>, Option<u64>)>,
 }
 
-impl std::fmt::Debug for Connection {
+impl<S: AsFd> std::fmt::Debug for Connection<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
-            .field("sock", &self.raw_sock())
+            .field("sock", &self.sock.as_ref().map(|s| s.as_fd().as_raw_fd()))
             .field("framing", &self.framing)
             .field("limits", &self.limits)
             .field("ready", &self.ready.len())
@@ -318,48 +317,64 @@ impl std::fmt::Debug for Connection {
     }
 }
 
-impl Connection {
-    /// Checks that `sock` is a socket that `framing` can read: packet
-    /// framing needs a `SOCK_SEQPACKET` or `SOCK_DGRAM` socket (on a stream
-    /// it would never see a message boundary).
-    ///
-    /// # Errors
-    /// `ENOTSOCK` (as [`Error::Sys`]) if `sock` is not a socket;
-    /// [`Error::InvalidArgument`] for packet framing on a stream socket.
-    pub fn check_socket(sock: BorrowedFd<'_>, framing: Framing) -> Result<(), Error> {
-        use nix::sys::socket::{getsockopt, sockopt, SockType};
-        let ty = getsockopt(&sock, sockopt::SockType).map_err(|e| Error::sys("getsockopt(SO_TYPE)", e))?;
-        if framing == Framing::Packet && ty == SockType::Stream {
+/// Checks that `sock` is a socket that `framing` can read: packet framing
+/// needs a `SOCK_SEQPACKET` or `SOCK_DGRAM` socket (on a stream it would
+/// never see a message boundary), and then turns on its timestamps (see
+/// [`enable_timestamps`]).
+fn check_socket(sock: BorrowedFd<'_>, framing: Framing) -> Result<(), Error> {
+    use nix::sys::socket::{getsockopt, sockopt, SockType};
+    let ty = getsockopt(&sock, sockopt::SockType).map_err(|e| Error::sys("getsockopt(SO_TYPE)", e))?;
+    if framing == Framing::Packet {
+        if ty == SockType::Stream {
             return Err(Error::InvalidArgument("packet framing needs a SOCK_SEQPACKET or SOCK_DGRAM socket"));
         }
-        Ok(())
+        enable_timestamps(sock);
     }
+    Ok(())
+}
 
-    /// A connection reading `sock`, which it owns and closes when dropped.
-    pub fn new(sock: OwnedFd, framing: Framing, limits: Limits) -> Connection {
-        Connection::with_sock(Sock::Owned(sock), framing, limits)
-    }
-
-    /// A connection reading `sock` without owning it.
-    ///
-    /// # Safety
-    /// `sock` must stay open, and refer to the same socket, for as long as
-    /// the connection exists.
-    pub unsafe fn borrowed(sock: RawFd, framing: Framing, limits: Limits) -> Connection {
-        Connection::with_sock(Sock::Borrowed(sock), framing, limits)
-    }
-
+impl Connection {
     /// A connection fed by the caller's own reads of a socket it never
     /// sees: each [`Connection::feed`] is one `recvmsg(2)` of the caller's,
     /// and [`Connection::recv`] returns the commands framed from them.
-    pub fn new_fed(framing: Framing, limits: Limits) -> Connection {
-        Connection::with_sock(Sock::Fed, framing, limits)
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if a limit is above its maximum
+    /// ([`Limits::validated`]).
+    pub fn new_fed(framing: Framing, limits: Limits) -> Result<Connection, Error> {
+        Connection::fed(framing, limits)
+    }
+}
+
+impl<S: AsFd> Connection<S> {
+    /// A connection reading `sock`: an [`OwnedFd`] it closes when dropped,
+    /// or a [`BorrowedFd`] it never closes. Checks, once, the socket's type
+    /// against `framing` and the limits; with [`Framing::Packet`] it turns
+    /// on `SO_TIMESTAMP` on the socket (an empty packet is told from the end
+    /// of the stream by its timestamp).
+    ///
+    /// # Errors
+    /// `ENOTSOCK` (as [`Error::Sys`]) if `sock` is not a socket;
+    /// [`Error::InvalidArgument`] for packet framing on a stream socket or a
+    /// limit above its maximum.
+    pub fn new(sock: S, framing: Framing, limits: Limits) -> Result<Connection<S>, Error> {
+        check_socket(sock.as_fd(), framing)?;
+        Connection::build(Some(sock), framing, limits)
+    }
+
+    /// A fed connection (see [`Connection::new_fed`]) of this type, for a
+    /// program that keeps connections of both kinds in one type.
+    ///
+    /// # Errors
+    /// As [`Connection::new_fed`].
+    pub fn fed(framing: Framing, limits: Limits) -> Result<Connection<S>, Error> {
+        Connection::build(None, framing, limits)
     }
 
     /// Whether this connection is fed by its caller rather than reading a
     /// socket.
     pub fn is_fed(&self) -> bool {
-        matches!(self.sock, Sock::Fed)
+        self.sock.is_none()
     }
 
     /// Feeds one read of the caller's: its bytes `data` and the fds that
@@ -411,9 +426,9 @@ impl Connection {
         Ok(())
     }
 
-    fn with_sock(sock: Sock, framing: Framing, limits: Limits) -> Connection {
-        let limits = limits.resolved();
-        Connection {
+    fn build(sock: Option<S>, framing: Framing, limits: Limits) -> Result<Connection<S>, Error> {
+        let limits = limits.validated()?;
+        Ok(Connection {
             sock,
             framing,
             limits,
@@ -424,29 +439,14 @@ impl Connection {
             done: Vec::new(),
             ready: VecDeque::new(),
             eof: false,
-            packet_socket: false,
             held_since: None,
             peer: None,
-        }
-    }
-
-    fn raw_sock(&self) -> Option<RawFd> {
-        match &self.sock {
-            Sock::Fed => None,
-            Sock::Owned(fd) => Some(AsRawFd::as_raw_fd(fd)),
-            Sock::Borrowed(fd) => Some(*fd),
-        }
+        })
     }
 
     /// The socket read; only called on a connection that has one.
     fn sock(&self) -> BorrowedFd<'_> {
-        match &self.sock {
-            Sock::Fed => unreachable!("a fed connection does not read"),
-            Sock::Owned(fd) => fd.as_fd(),
-            // SAFETY: `borrowed()`'s contract keeps the fd open for the
-            // connection's lifetime, which outlives this borrow.
-            Sock::Borrowed(fd) => unsafe { BorrowedFd::borrow_raw(*fd) },
-        }
+        self.sock.as_ref().expect("a fed connection does not read").as_fd()
     }
 
     /// The limits in force (defaults filled in).
@@ -605,12 +605,6 @@ impl Connection {
     /// One packet, received into a buffer of exactly its size: memory
     /// follows what arrives, not `max_msg_bytes`.
     fn read_packet(&mut self, scratch: &mut Scratch) -> Result<(), Error> {
-        if !self.packet_socket {
-            // Once: on a stream socket, packet framing would never end.
-            Connection::check_socket(self.sock(), Framing::Packet)?;
-            enable_timestamps(self.sock());
-            self.packet_socket = true;
-        }
         let size = peek_packet_len(self.sock()).map_err(|e| Error::sys("recv(MSG_PEEK)", e))?;
         let max = self.limits.max_msg_bytes;
         let mut data = Vec::new();

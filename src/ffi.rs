@@ -42,7 +42,10 @@ use boundary::{c_text, count_out, fd_arg, fd_out, ffi_boundary, path_arg, slice_
 /// go through the same framing and association code: a socket connection
 /// is a fed one plus its own `recvmsg(2)` loop.
 pub struct fdctx_conn {
-    conn: Connection,
+    /// The caller's socket, borrowed for the connection's whole life (the
+    /// `'static` is the C contract of fdctx_conn_new(): open until
+    /// fdctx_conn_free()); none for a fed connection.
+    conn: Connection<BorrowedFd<'static>>,
 }
 
 impl Castable for fdctx_conn {
@@ -507,28 +510,25 @@ pub extern "C" fn fdctx_current() -> *mut fdctx {
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_conn_new(sockfd: c_int, framing: fdctx_framing, limits: *const fdctx_limits) -> *mut fdctx_conn {
     ffi_boundary(|| {
-        // SAFETY: the caller keeps `sockfd` open for this call.
-        let sock = unsafe { fd_arg(sockfd, "fdctx_conn_new") }?;
+        // SAFETY: the caller keeps `sockfd` open until fdctx_conn_free(), as
+        // documented above, and the connection ends there: the 'static
+        // borrow outlives every use. The one borrowed socket of the C ABI.
+        let sock: BorrowedFd<'static> = unsafe { fd_arg(sockfd, "fdctx_conn_new") }?;
         // SAFETY: a live fdctx_limits or NULL.
-        let limits = unsafe { limits_arg(limits) }?;
+        let limits = unsafe { limits_arg(limits) };
         let framing = framing_arg(framing)?;
-        Connection::check_socket(sock, framing)?;
-        // SAFETY: the caller keeps `sockfd` open until fdctx_conn_free, as
-        // documented above.
-        let conn = unsafe { Connection::borrowed(sockfd, framing, limits) };
-        Ok(fdctx_conn { conn }.into_ptr())
+        Ok(fdctx_conn { conn: Connection::new(sock, framing, limits)? }.into_ptr())
     })
 }
 
-/// `limits` converted and checked (NULL: all defaults).
+/// `limits` converted (NULL: all defaults); the connection checks them.
 ///
 /// # Safety
 /// `limits` is NULL or points at a live `fdctx_limits`.
-unsafe fn limits_arg(limits: *const fdctx_limits) -> Result<Limits, Error> {
+unsafe fn limits_arg(limits: *const fdctx_limits) -> Limits {
     // SAFETY: the caller's contract.
     let l = unsafe { limits.as_ref() }.copied().unwrap_or_default();
     Limits { max_msg_bytes: l.max_msg_bytes, max_fds: l.max_fds, max_depth: l.max_depth, max_hold_ms: l.max_hold_ms }
-        .validated()
 }
 
 fn framing_arg(framing: fdctx_framing) -> Result<Framing, Error> {
@@ -560,9 +560,9 @@ fn framing_arg(framing: fdctx_framing) -> Result<Framing, Error> {
 pub unsafe extern "C" fn fdctx_conn_new_fed(framing: fdctx_framing, limits: *const fdctx_limits) -> *mut fdctx_conn {
     ffi_boundary(|| {
         // SAFETY: a live fdctx_limits or NULL.
-        let limits = unsafe { limits_arg(limits) }?;
+        let limits = unsafe { limits_arg(limits) };
         let framing = framing_arg(framing)?;
-        Ok(fdctx_conn { conn: Connection::new_fed(framing, limits) }.into_ptr())
+        Ok(fdctx_conn { conn: Connection::fed(framing, limits)? }.into_ptr())
     })
 }
 

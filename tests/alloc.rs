@@ -81,7 +81,7 @@ fn per_command(count: usize, nfds: usize) -> f64 {
     let (client, server) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
     let (r, _w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     let fds: Vec<BorrowedFd<'_>> = (0..nfds).map(|_| r.as_fd()).collect();
-    let mut conn = Connection::new(server, Framing::Json, Limits::default());
+    let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
     let cmd = if nfds == 0 { CMD_NOFD } else { CMD_FD };
     let receive = |conn: &mut Connection| {
         let mut msg = conn.recv().unwrap().expect("a command");

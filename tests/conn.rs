@@ -16,7 +16,7 @@ use nix::sys::socket::SockType;
 /// A monitor connection and the client end of a stream socket.
 fn stream(limits: Limits) -> (Connection, OwnedFd) {
     let (client, server) = pair(SockType::Stream);
-    (Connection::new(server, Framing::Json, limits), client)
+    (Connection::new(server, Framing::Json, limits).unwrap(), client)
 }
 
 #[test]
@@ -208,7 +208,7 @@ fn eagain_mid_command_keeps_what_arrived() {
     let _leaks = FdLeakCheck::new();
     let (client, server) = pair(SockType::Stream);
     nix::fcntl::fcntl(&server, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).unwrap();
-    let mut conn = Connection::new(server, Framing::Json, Limits::default());
+    let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
     assert_eq!(conn.recv().unwrap_err().errno(), libc::EAGAIN);
     let f0 = pipes(1);
     send(&client, br#"{"execute":"x","#, &f0);
@@ -223,7 +223,7 @@ fn eagain_mid_command_keeps_what_arrived() {
 fn packet_framing_is_exact_and_detects_truncation() {
     let _leaks = FdLeakCheck::new();
     let (client, server) = pair(SockType::SeqPacket);
-    let mut conn = Connection::new(server, Framing::Packet, Limits { max_msg_bytes: 64, ..Limits::default() });
+    let mut conn = Connection::new(server, Framing::Packet, Limits { max_msg_bytes: 64, ..Limits::default() }).unwrap();
     let f0 = pipes(2);
     send(&client, br#"{"execute":"a","arguments":{"f":"/dev/fd/1"}}"#, &f0);
     send(&client, b"plain text command", &pipes(1));
@@ -246,7 +246,7 @@ fn packet_framing_is_exact_and_detects_truncation() {
 fn line_framing() {
     let _leaks = FdLeakCheck::new();
     let (client, server) = pair(SockType::Stream);
-    let mut conn = Connection::new(server, Framing::Line, Limits::default());
+    let mut conn = Connection::new(server, Framing::Line, Limits::default()).unwrap();
     send(&client, b"info block\r\n\n", &[]);
     send(&client, b"drive_add 0 file=/dev/fd/0\n", &pipes(1));
     let a = recv(&mut conn);
@@ -281,7 +281,7 @@ fn send_survives_partial_writes() {
     let (client, server) = pair(SockType::Stream);
     nix::sys::socket::setsockopt(&client, nix::sys::socket::sockopt::SndBuf, &4096).unwrap();
     nix::fcntl::fcntl(&client, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).unwrap();
-    let mut conn = Connection::new(server, Framing::Json, Limits::default());
+    let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
     let fds = pipes(2);
     let big = format!("{{\"a\":\"{}\"}}", "y".repeat(600_000));
     let want = inos(&fds);
@@ -303,7 +303,7 @@ fn fds_from_a_python_style_client() {
     // socket.send_fds(sock, [data], fds) is one sendmsg: fds with the bytes.
     let _leaks = FdLeakCheck::new();
     let (a, b) = UnixStream::pair().unwrap();
-    let mut conn = Connection::new(OwnedFd::from(b), Framing::Json, Limits::default());
+    let mut conn = Connection::new(OwnedFd::from(b), Framing::Json, Limits::default()).unwrap();
     let fds = pipes(1);
     send(&OwnedFd::from(a.try_clone().unwrap()), b"{\"execute\":\"x\"}\r\n", &fds);
     (&a).write_all(b"{\"execute\":\"y\"}").unwrap();
@@ -318,7 +318,7 @@ fn an_empty_packet_is_a_message_not_the_end() {
     let _leaks = FdLeakCheck::new();
     for ty in [SockType::SeqPacket, SockType::Datagram] {
         let (client, server) = pair(ty);
-        let mut conn = Connection::new(server, Framing::Packet, Limits::default());
+        let mut conn = Connection::new(server, Framing::Packet, Limits::default()).unwrap();
         let sent = nix::sys::socket::send(std::os::fd::AsRawFd::as_raw_fd(&client), b"", nix::sys::socket::MsgFlags::empty());
         assert_eq!(sent, Ok(0), "an empty {ty:?} packet");
         send(&client, br#"{"execute":"x"}"#, &pipes(1));
@@ -334,7 +334,7 @@ fn packets_are_received_at_their_size_and_checked() {
     let _leaks = FdLeakCheck::new();
     let (client, server) = pair(SockType::SeqPacket);
     // A large limit costs nothing until a packet that large arrives.
-    let mut conn = Connection::new(server, Framing::Packet, Limits { max_msg_bytes: 1 << 30, ..Limits::default() });
+    let mut conn = Connection::new(server, Framing::Packet, Limits { max_msg_bytes: 1 << 30, ..Limits::default() }).unwrap();
     send(&client, b"bad \xff utf-8", &pipes(1));
     send(&client, br#"["/dev/fd/0"]"#, &[]);
     let bad = recv(&mut conn);
@@ -349,8 +349,14 @@ fn limits_above_their_maximum_are_refused_by_validation() {
     assert!(Limits { max_msg_bytes: usize::MAX, ..Limits::default() }.validated().is_err());
     assert!(Limits { max_fds: 1 << 20, ..Limits::default() }.validated().is_err());
     assert!(Limits { max_depth: 128, ..Limits::default() }.validated().is_err());
-    assert_eq!(Limits { max_msg_bytes: usize::MAX, ..Limits::default() }.resolved().max_msg_bytes, 1 << 30);
     assert_eq!(Limits::default().validated().unwrap(), Limits::default());
+    let zeros = Limits { max_msg_bytes: 0, max_fds: 0, max_depth: 0, max_hold_ms: 0 };
+    assert_eq!(zeros.validated().unwrap(), Limits::default(), "0 takes the default");
+    // Refused by the connection, never lowered in silence.
+    let (_a, b) = pair(SockType::Stream);
+    let e = Connection::new(b, Framing::Json, Limits { max_msg_bytes: usize::MAX, ..Limits::default() }).unwrap_err();
+    assert_eq!(e.errno(), libc::EINVAL);
+    assert!(Connection::new_fed(Framing::Json, Limits { max_hold_ms: u32::MAX, ..Limits::default() }).is_err());
 }
 
 #[test]
@@ -377,7 +383,7 @@ fn packet_end_of_stream_waits_for_what_is_queued() {
     let raw = |s: &OwnedFd| std::os::fd::AsRawFd::as_raw_fd(s);
     // An empty packet, then packets, then the peer closes: all delivered.
     let (client, server) = pair(SockType::SeqPacket);
-    let mut conn = Connection::new(server, Framing::Packet, Limits::default());
+    let mut conn = Connection::new(server, Framing::Packet, Limits::default()).unwrap();
     nix::sys::socket::send(raw(&client), b"", nix::sys::socket::MsgFlags::empty()).unwrap();
     send(&client, b"{}", &pipes(1));
     send(&client, b"x", &[]);
@@ -388,7 +394,7 @@ fn packet_end_of_stream_waits_for_what_is_queued() {
     // A datagram socket this side shut down for reading has ended.
     let (client, server) = pair(SockType::Datagram);
     nix::sys::socket::shutdown(raw(&server), nix::sys::socket::Shutdown::Read).unwrap();
-    let mut conn = Connection::new(server, Framing::Packet, Limits::default());
+    let mut conn = Connection::new(server, Framing::Packet, Limits::default()).unwrap();
     assert!(conn.recv().unwrap().is_none());
     drop(client);
 }
@@ -397,13 +403,14 @@ fn packet_end_of_stream_waits_for_what_is_queued() {
 fn packet_framing_needs_a_packet_socket() {
     let _leaks = FdLeakCheck::new();
     let (a, b) = pair(SockType::Stream);
-    assert!(Connection::check_socket(b.as_fd(), Framing::Packet).is_err());
-    assert!(Connection::check_socket(b.as_fd(), Framing::Json).is_ok());
+    // Checked once, when the connection is made: refused, not a loop.
+    let e = Connection::new(b.as_fd(), Framing::Packet, Limits::default()).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)));
+    assert!(Connection::new(b.as_fd(), Framing::Json, Limits::default()).is_ok());
     let (r, _w) = nix::unistd::pipe().unwrap();
-    assert_eq!(Connection::check_socket(r.as_fd(), Framing::Json).unwrap_err().errno(), libc::ENOTSOCK);
-    let mut conn = Connection::new(b, Framing::Packet, Limits::default());
-    assert!(matches!(conn.recv(), Err(Error::InvalidArgument(_))), "refused, not a loop");
-    drop(a);
+    let e = Connection::new(r.as_fd(), Framing::Json, Limits::default()).unwrap_err();
+    assert_eq!(e.errno(), libc::ENOTSOCK);
+    drop((a, b));
 }
 
 #[test]
@@ -412,14 +419,14 @@ fn packet_framing_refuses_json_nested_deeper_than_max_depth() {
     let deep = |n: usize| format!("{{\"a\":{}1{}}}", "[".repeat(n - 1), "]".repeat(n - 1));
     for ty in [SockType::SeqPacket, SockType::Datagram] {
         let (client, server) = pair(ty);
-        let mut conn = Connection::new(server, Framing::Packet, Limits::default());
+        let mut conn = Connection::new(server, Framing::Packet, Limits::default()).unwrap();
         send(&client, deep(100).as_bytes(), &pipes(1));
         send(&client, deep(64).as_bytes(), &[]);
         let m = recv(&mut conn);
         assert_eq!((m.status().unwrap_err().errno(), m.fds().count()), (libc::EBADMSG, 0), "{ty:?}");
         assert_eq!(recv(&mut conn).status(), Ok(()), "{ty:?}: 64 levels are allowed");
     }
-    let mut fed = Connection::new_fed(Framing::Packet, Limits { max_depth: 3, ..Limits::default() });
+    let mut fed = Connection::new_fed(Framing::Packet, Limits { max_depth: 3, ..Limits::default() }).unwrap();
     fed.feed(deep(4).as_bytes(), pipes(1), fdctx::FeedFlags::default()).unwrap();
     let m = fed.recv().unwrap().unwrap();
     assert_eq!((m.status().unwrap_err().errno(), m.fds().count()), (libc::EBADMSG, 0));
@@ -447,7 +454,7 @@ fn seqpacket_empty_packets_then_close_are_each_delivered_before_the_end() {
     let _leaks = FdLeakCheck::new();
     let raw = |s: &OwnedFd| std::os::fd::AsRawFd::as_raw_fd(s);
     let (client, server) = pair(SockType::SeqPacket);
-    let mut conn = Connection::new(server, Framing::Packet, Limits::default());
+    let mut conn = Connection::new(server, Framing::Packet, Limits::default()).unwrap();
     nix::sys::socket::send(raw(&client), b"", nix::sys::socket::MsgFlags::empty()).unwrap();
     let fd = pipes(1);
     let rights = [std::os::fd::AsRawFd::as_raw_fd(&fd[0])];
@@ -459,4 +466,19 @@ fn seqpacket_empty_packets_then_close_are_each_delivered_before_the_end() {
         std::iter::from_fn(|| conn.recv().unwrap()).map(|m| (m.data().to_vec(), m.fds().count())).collect();
     assert_eq!(got, vec![(vec![], 0), (vec![], 1)]);
     assert!(conn.recv().unwrap().is_none());
+}
+
+#[test]
+fn a_connection_on_a_borrowed_socket_never_closes_it() {
+    let _leaks = FdLeakCheck::new();
+    let (client, server) = pair(SockType::Stream);
+    {
+        let mut conn = Connection::new(server.as_fd(), Framing::Json, Limits::default()).unwrap();
+        send(&client, b"{\"a\":1}", &pipes(1));
+        let m = recv(&mut conn);
+        assert_eq!(m.fds().count(), 1);
+    }
+    send(&client, b"{\"b\":2}", &[]);
+    let mut again = Connection::new(server, Framing::Json, Limits::default()).unwrap();
+    assert_eq!(text(&recv(&mut again)), "{\"b\":2}", "the socket outlived the borrowing connection");
 }

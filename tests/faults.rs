@@ -169,7 +169,7 @@ fn rlimit_nofile_reached_while_fds_arrive() {
     {
         t.scenarios += 1;
         let (client, server) = stream_pair();
-        let mut conn = Connection::new(server, Framing::Json, Limits::default());
+        let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
         let mut a = marked(8);
         let mut b = marked(2);
         send_marked(&client, br#"{"execute":"a","arguments":{"f":"/dev/fd/0"}}"#, &mut a);
@@ -196,7 +196,7 @@ fn rlimit_nofile_reached_while_fds_arrive() {
     {
         t.scenarios += 1;
         let (client, server) = stream_pair();
-        let mut conn = Connection::new(server, Framing::Json, Limits::default());
+        let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
         let mut a = marked(4);
         let mut c = marked(1);
         send_marked(&client, b" ", &mut a);
@@ -223,7 +223,7 @@ fn rlimit_nofile_reached_while_fds_arrive() {
         t.scenarios += 1;
         let (client, server) = stream_pair();
         set_nonblocking(&server, true);
-        let mut conn = Connection::new(server, Framing::Json, Limits::default());
+        let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
         let mut first = marked(2);
         let mut second = marked(3);
         send_marked(&client, br#"{"execute":"x","arguments":{"#, &mut first);
@@ -333,7 +333,7 @@ fn eintr_during_a_long_receive() {
     let receiver = std::thread::spawn(move || {
         // SAFETY: pthread_self has no preconditions.
         tx.send((unsafe { libc::pthread_self() }, gettid())).unwrap();
-        let mut conn = Connection::new(server, Framing::Json, Limits::default());
+        let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
         let m = conn.recv().map(|m| m.map(|m| (msg_inos(&m), m.data().to_vec(), errno_of(&m))));
         let end = conn.recv().map(|m| m.is_none());
         (m, end)
@@ -409,7 +409,7 @@ fn eintr_during_a_big_send() {
         std::thread::sleep(Duration::from_millis(1));
     }
     std::thread::sleep(Duration::from_millis(80));
-    let mut conn = Connection::new(server, Framing::Json, Limits { max_msg_bytes: 4 << 20, ..Limits::default() });
+    let mut conn = Connection::new(server, Framing::Json, Limits { max_msg_bytes: 4 << 20, ..Limits::default() }).unwrap();
     // Read slowly at first, so the sender keeps blocking and being hit.
     let m = recv(&mut conn);
     stop.store(true, Ordering::Relaxed);
@@ -536,7 +536,7 @@ fn peer_killed_in_the_middle_of_a_command_with_fds() {
             m.read = None;
         }
         let receiver = std::thread::spawn(move || {
-            let mut conn = Connection::new(server, Framing::Json, Limits::default());
+            let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
             let mut got = Vec::new();
             while let Some(m) = conn.recv().expect("recv") {
                 got.push((msg_inos(&m), errno_of(&m), m));
@@ -593,7 +593,7 @@ fn three_hundred_clients_die_mid_command() {
         match i % 5 {
             // A complete command with fds, then half of one with fds.
             0 => {
-                let mut conn = Connection::new(server, Framing::Json, Limits::default());
+                let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
                 let mut a = marked(2);
                 let mut b = marked(1 + i % 3);
                 send_marked(&client, br#"{"execute":"a","arguments":{"f":"/dev/fd/1"}}"#, &mut a);
@@ -609,7 +609,7 @@ fn three_hundred_clients_die_mid_command() {
             }
             // Half a command with fds, then fds sent ahead of a next one.
             1 => {
-                let mut conn = Connection::new(server, Framing::Json, Limits::default());
+                let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
                 let mut a = marked(3);
                 let mut b = marked(1);
                 send_marked(&client, br#"{"execute":"#, &mut a);
@@ -622,7 +622,7 @@ fn three_hundred_clients_die_mid_command() {
             }
             // Line framing: an unterminated line with fds.
             2 => {
-                let mut conn = Connection::new(server, Framing::Line, Limits::default());
+                let mut conn = Connection::new(server, Framing::Line, Limits::default()).unwrap();
                 let mut a = marked(2);
                 send_marked(&client, b"drive_add 0 file=/dev/fd/0,if=no", &mut a);
                 t.sent += 2;
@@ -654,7 +654,7 @@ fn three_hundred_clients_die_mid_command() {
             }
             // The client half-closes (shutdown(SHUT_WR)) mid-command and stays.
             _ => {
-                let mut conn = Connection::new(server, Framing::Json, Limits::default());
+                let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
                 let mut a = marked(1 + i % 4);
                 send_marked(&client, br#"{"execute":"x","arguments":{"f":"/dev/fd/0"#, &mut a);
                 t.sent += a.len() as u64;
@@ -693,7 +693,7 @@ fn a_trickling_client_does_not_make_the_monitor_spin() {
     let mut middle = marked(1);
     let want = [inos(&first), inos(&middle)].concat();
     let monitor = std::thread::spawn(move || {
-        let mut conn = Connection::new(server, Framing::Json, Limits::default());
+        let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
         let (cpu0, wall0) = (thread_cpu(), Instant::now());
         let m = conn.recv().unwrap().unwrap();
         let (cpu, wall) = (thread_cpu() - cpu0, wall0.elapsed());
@@ -765,7 +765,7 @@ fn an_endless_command_is_refused_at_the_limit_with_bounded_memory() {
         })
     };
     let heap0 = heap_window();
-    let mut conn = Connection::new(server, Framing::Json, Limits { max_msg_bytes: LIMIT, ..Limits::default() });
+    let mut conn = Connection::new(server, Framing::Json, Limits { max_msg_bytes: LIMIT, ..Limits::default() }).unwrap();
     let m = recv(&mut conn);
     assert!(!finished.load(Ordering::SeqCst), "refused at the limit, not at the end of the command");
     assert_eq!(errno_of(&m), libc::EMSGSIZE);
@@ -795,7 +795,7 @@ fn an_endless_line_is_refused_at_the_limit() {
     let _leaks = FdLeakCheck::new();
     let mut t = Tally::new("faults::an_endless_line_is_refused_at_the_limit");
     let (client, server) = stream_pair();
-    let mut conn = Connection::new(server, Framing::Line, Limits { max_msg_bytes: 4096, ..Limits::default() });
+    let mut conn = Connection::new(server, Framing::Line, Limits { max_msg_bytes: 4096, ..Limits::default() }).unwrap();
     let mut a = marked(1);
     let mut b = marked(1);
     let sender = {
@@ -831,7 +831,7 @@ fn an_endless_line_is_refused_at_the_limit() {
 fn messages_for(stream: &[u8], cuts: &[usize], limits: Limits) -> Vec<(i32, Vec<u8>)> {
     let (client, server) = stream_pair();
     set_nonblocking(&server, true);
-    let mut conn = Connection::new(server, Framing::Json, limits);
+    let mut conn = Connection::new(server, Framing::Json, limits).unwrap();
     let mut out = Vec::new();
     let mut bounds = vec![0];
     bounds.extend(cuts.iter().copied().filter(|&c| c > 0 && c < stream.len()));
@@ -886,7 +886,7 @@ fn a_flood_of_fds_sent_ahead_is_refused_and_closed() {
     let _leaks = FdLeakCheck::new();
     let mut t = Tally::new("faults::a_flood_of_fds_sent_ahead_is_refused_and_closed");
     let (client, server) = stream_pair();
-    let mut conn = Connection::new(server, Framing::Json, Limits { max_fds: 40, ..Limits::default() });
+    let mut conn = Connection::new(server, Framing::Json, Limits { max_fds: 40, ..Limits::default() }).unwrap();
     let mut flood: Vec<Vec<Marked>> = (0..3).map(|_| marked(253)).collect();
     let mut good = marked(1);
     let sender = {
@@ -928,7 +928,7 @@ fn a_panicking_handler_still_closes_its_commands_fds() {
     let _leaks = FdLeakCheck::new();
     let mut t = Tally::new("faults::a_panicking_handler_still_closes_its_commands_fds");
     let (client, server) = stream_pair();
-    let mut conn = Connection::new(server, Framing::Json, Limits::default());
+    let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
     let mut a = marked(3);
     let mut b = marked(1);
     send_marked(&client, br#"{"execute":"boom","arguments":{"f":"/dev/fd/2"}}"#, &mut a);

@@ -44,7 +44,7 @@ fn drain(conn: &mut Connection, out: &mut Vec<Seen>) -> bool {
 /// Reads `sock` to its end in `recvmsg` calls of at most `cap` bytes, as a
 /// VMM does, feeding each read to a fed connection.
 fn serve_fed(sock: &OwnedFd, framing: Framing, cap: usize) -> Vec<Seen> {
-    let mut conn = Connection::new_fed(framing, Limits::default());
+    let mut conn = Connection::new_fed(framing, Limits::default()).unwrap();
     let mut buf = vec![0u8; cap];
     let mut cmsg = [0u64; CMSG_WORDS];
     let mut out = Vec::new();
@@ -64,7 +64,7 @@ fn serve_fed(sock: &OwnedFd, framing: Framing, cap: usize) -> Vec<Seen> {
 }
 
 fn serve_socket(sock: OwnedFd, framing: Framing) -> Vec<Seen> {
-    let mut conn = Connection::new(sock, framing, Limits::default());
+    let mut conn = Connection::new(sock, framing, Limits::default()).unwrap();
     let mut out = Vec::new();
     while let Some(m) = conn.recv().unwrap() {
         out.push(seen(m));
@@ -176,7 +176,7 @@ fn fed_reads_of_any_size_give_fds_on_the_commands_own_bytes_to_that_command() {
 #[test]
 fn fed_recv_is_eagain_until_a_command_is_whole_then_end() {
     let _leaks = FdLeakCheck::new();
-    let mut conn = Connection::new_fed(Framing::Json, Limits::default());
+    let mut conn = Connection::new_fed(Framing::Json, Limits::default()).unwrap();
     assert!(is_eagain(&conn.recv()));
     let fds = pipes(1);
     let want = inos(&fds);
@@ -204,7 +204,7 @@ fn fed_recv_is_eagain_until_a_command_is_whole_then_end() {
 fn fed_end_mid_command_closes_its_fds_and_the_waiting_ones() {
     let _leaks = FdLeakCheck::new();
     for framing in [Framing::Json, Framing::Line] {
-        let mut conn = Connection::new_fed(framing, Limits::default());
+        let mut conn = Connection::new_fed(framing, Limits::default()).unwrap();
         conn.feed(b"{\"a\"", pipes(2), FeedFlags::default())
             .unwrap();
         conn.feed(
@@ -224,7 +224,7 @@ fn fed_end_mid_command_closes_its_fds_and_the_waiting_ones() {
 #[test]
 fn feeding_after_the_end_is_epipe_and_closes_the_fds() {
     let _leaks = FdLeakCheck::new();
-    let mut conn = Connection::new_fed(Framing::Json, Limits::default());
+    let mut conn = Connection::new_fed(Framing::Json, Limits::default()).unwrap();
     conn.feed(
         b"{}",
         Vec::new(),
@@ -248,7 +248,7 @@ fn feeding_after_the_end_is_epipe_and_closes_the_fds() {
 fn feeding_a_socket_connection_is_refused_and_closes_the_fds() {
     let _leaks = FdLeakCheck::new();
     let (_client, server) = pair(SockType::Stream);
-    let mut conn = Connection::new(server, Framing::Json, Limits::default());
+    let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
     let e = conn
         .feed(b"{}", pipes(2), FeedFlags::default())
         .unwrap_err();
@@ -259,7 +259,7 @@ fn feeding_a_socket_connection_is_refused_and_closes_the_fds() {
 #[test]
 fn fed_fds_lost_fails_the_command_they_belong_to() {
     let _leaks = FdLeakCheck::new();
-    let mut conn = Connection::new_fed(Framing::Json, Limits::default());
+    let mut conn = Connection::new_fed(Framing::Json, Limits::default()).unwrap();
     conn.feed(
         b"{\"x\":1}\n{\"y\":",
         pipes(1),
@@ -298,7 +298,7 @@ fn fed_fds_over_several_reads_are_bounded_by_max_fds() {
             max_fds: 4,
             ..Limits::default()
         },
-    );
+    ).unwrap();
     conn.feed(b" ", pipes(3), FeedFlags::default()).unwrap();
     conn.feed(b"{\"a\":", pipes(2), FeedFlags::default())
         .unwrap();
@@ -327,7 +327,7 @@ fn fed_packets_one_feed_one_packet() {
             max_msg_bytes: 8,
             ..Limits::default()
         },
-    );
+    ).unwrap();
     let fds = pipes(1);
     let want = inos(&fds);
     conn.feed(b"", Vec::new(), FeedFlags::default()).unwrap();
@@ -398,7 +398,7 @@ fn fed_packets_match_the_socket_connection() {
 
 /// Reads `n` packets from `sock` with exact-size buffers and feeds each.
 fn serve_fed_packets(sock: &OwnedFd, n: usize) -> Vec<Seen> {
-    let mut conn = Connection::new_fed(Framing::Packet, Limits::default());
+    let mut conn = Connection::new_fed(Framing::Packet, Limits::default()).unwrap();
     let mut cmsg = [0u64; CMSG_WORDS];
     let mut buf = vec![0u8; 4096];
     for _ in 0..n {

@@ -47,7 +47,7 @@ fn a_client_sending_its_own_socket_end_mid_command_and_exiting_cannot_hang_the_m
     // without the refusal and the deadline this recv never returns.
     let _leaks = FdLeakCheck::new();
     let (client, server) = pair(SockType::Stream);
-    let mut conn = Connection::new(server, Framing::Json, hold(2000));
+    let mut conn = Connection::new(server, Framing::Json, hold(2000)).unwrap();
     send(
         &client,
         b"{\"execute\":\"blockdev-add\",",
@@ -71,7 +71,7 @@ fn a_client_sending_its_own_socket_end_mid_command_and_exiting_cannot_hang_the_m
 fn a_client_sending_its_own_socket_end_on_a_lone_space_cannot_hang_the_monitor() {
     let _leaks = FdLeakCheck::new();
     let (client, server) = pair(SockType::Stream);
-    let mut conn = Connection::new(server, Framing::Json, hold(2000));
+    let mut conn = Connection::new(server, Framing::Json, hold(2000)).unwrap();
     // One raw sendmsg, as qemu.qmp sends its fds (fdctx_send refuses fds
     // on whitespace only).
     let own = [std::os::fd::AsRawFd::as_raw_fd(&client)];
@@ -96,7 +96,7 @@ fn the_peer_socket_sent_with_a_command_fails_it_and_closes_every_fd_it_brought()
         return;
     }
     let (client, server) = pair(SockType::Stream);
-    let mut conn = Connection::new(server, Framing::Json, Limits::default());
+    let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
     let p = pipes(1);
     send(
         &client,
@@ -121,7 +121,7 @@ fn the_monitor_end_itself_sent_back_is_refused_too() {
     let _leaks = FdLeakCheck::new();
     let (client, server) = pair(SockType::Stream);
     let copy = server.try_clone().unwrap();
-    let mut conn = Connection::new(server, Framing::Json, Limits::default());
+    let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
     send(&client, b"{}", &[copy.as_fd()]);
     drop(copy);
     let m = conn.recv().unwrap().unwrap();
@@ -136,7 +136,7 @@ fn the_peer_socket_in_a_packet_is_refused() {
         return;
     }
     let (client, server) = pair(SockType::SeqPacket);
-    let mut conn = Connection::new(server, Framing::Packet, Limits::default());
+    let mut conn = Connection::new(server, Framing::Packet, Limits::default()).unwrap();
     send(&client, b"{}", &[client.as_fd()]);
     drop(client);
     let m = conn.recv().unwrap().unwrap();
@@ -148,7 +148,7 @@ fn the_peer_socket_in_a_packet_is_refused() {
 fn a_client_stalling_mid_command_with_fds_is_timed_out_and_the_connection_goes_on() {
     let _leaks = FdLeakCheck::new();
     let (client, server) = pair(SockType::Stream);
-    let mut conn = Connection::new(server, Framing::Json, hold(100));
+    let mut conn = Connection::new(server, Framing::Json, hold(100)).unwrap();
     let p = pipes(2);
     send(&client, b"{\"execute\":\"blockdev-add\",", &[p[0].as_fd()]);
     // A blocking recv: it returns at the deadline, not never.
@@ -181,7 +181,7 @@ fn a_nonblocking_connection_holding_fds_returns_eagain_then_the_timeout() {
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
     )
     .unwrap();
-    let mut conn = Connection::new(server, Framing::Json, hold(50));
+    let mut conn = Connection::new(server, Framing::Json, hold(50)).unwrap();
     let p = pipes(1);
     send(&client, b"{\"a\":", &[p[0].as_fd()]);
     assert!(
@@ -199,7 +199,7 @@ fn a_nonblocking_connection_holding_fds_returns_eagain_then_the_timeout() {
 #[test]
 fn fed_fds_held_mid_command_expire_at_the_deadline() {
     let _leaks = FdLeakCheck::new();
-    let mut conn = Connection::new_fed(Framing::Json, hold(30));
+    let mut conn = Connection::new_fed(Framing::Json, hold(30)).unwrap();
     conn.feed(b"{\"a\":", Vec::new(), FeedFlags::default())
         .unwrap();
     assert_eq!(conn.deadline(), None, "no fd, no deadline");
@@ -226,7 +226,7 @@ fn fed_fds_held_mid_command_expire_at_the_deadline() {
 #[test]
 fn fed_fds_waiting_on_a_lone_space_expire_and_fail_the_next_command() {
     let _leaks = FdLeakCheck::new();
-    let mut conn = Connection::new_fed(Framing::Json, hold(30));
+    let mut conn = Connection::new_fed(Framing::Json, hold(30)).unwrap();
     conn.feed(b" ", pipes(2), FeedFlags::default()).unwrap();
     wait_out(&conn);
     assert!(
@@ -249,7 +249,7 @@ fn fed_fds_waiting_on_a_lone_space_expire_and_fail_the_next_command() {
 #[test]
 fn a_hold_ends_with_its_command_and_the_next_one_starts_anew() {
     let _leaks = FdLeakCheck::new();
-    let mut conn = Connection::new_fed(Framing::Json, hold(60_000));
+    let mut conn = Connection::new_fed(Framing::Json, hold(60_000)).unwrap();
     conn.feed(b"{\"a\":", pipes(1), FeedFlags::default())
         .unwrap();
     assert!(conn.deadline().is_some());

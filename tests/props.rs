@@ -602,7 +602,7 @@ fn run_case(case: &Case, exact: bool) -> Outcome {
     }
     let raw_server = server.as_raw_fd();
     let sender = std::thread::spawn(move || send_all(client, writes, exact));
-    let mut conn = Connection::new(server, case.framing, case.limits);
+    let mut conn = Connection::new(server, case.framing, case.limits).unwrap();
     let mut msgs = Vec::new();
     let mut got = Vec::new();
     loop {
@@ -981,7 +981,7 @@ fn drain_now(conn: &mut Connection, by_ino: &HashMap<u64, (usize, usize)>, out: 
 /// The reads fed, one `feed` per read (the fds dup'ed, so the socket side
 /// can send the originals), then the end.
 fn run_fed(case: &Case, reads: &[Read], by_ino: &HashMap<u64, (usize, usize)>) -> PerRead {
-    let mut conn = Connection::new_fed(case.framing, case.limits);
+    let mut conn = Connection::new_fed(case.framing, case.limits).unwrap();
     let mut per_read = Vec::new();
     for r in reads {
         let fds = r.fds.iter().map(|f| f.try_clone().unwrap()).collect();
@@ -1005,7 +1005,7 @@ fn run_socket(case: &Case, reads: Vec<Read>, by_ino: &HashMap<u64, (usize, usize
     let (client, server) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
     let fl = nix::fcntl::OFlag::from_bits_retain(nix::fcntl::fcntl(&server, nix::fcntl::FcntlArg::F_GETFL).unwrap());
     nix::fcntl::fcntl(&server, nix::fcntl::FcntlArg::F_SETFL(fl | nix::fcntl::OFlag::O_NONBLOCK)).unwrap();
-    let mut conn = Connection::new(server, case.framing, case.limits);
+    let mut conn = Connection::new(server, case.framing, case.limits).unwrap();
     let mut per_read = Vec::new();
     for r in reads {
         assert!(!r.fds_lost, "no fd is lost reading back");

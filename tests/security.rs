@@ -339,7 +339,7 @@ fn o_path_fds_serve_only_o_path() {
     let (client, server) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
     send_with_fds(client.as_fd(), br#"{"execute":"x","arguments":{"f":"/dev/fd/0","d":"/dev/fd/1"}}"#, &[file.as_fd(), dir.as_fd()]).unwrap();
     drop((file, dir, client));
-    let mut conn = Connection::new(server, Framing::Json, Limits::default());
+    let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
     let mut m: Message = conn.recv().unwrap().unwrap();
     assert_eq!(m.status(), Ok(()));
     t.scenarios += 1;
@@ -423,7 +423,7 @@ fn the_senders_o_nonblock_is_not_inherited() {
     set_nonblocking(pipe_r.as_fd(), true);
     set_nonblocking(sa.as_fd(), true);
     send_with_fds(client.as_fd(), br#"{"execute":"x","arguments":{"p":"/dev/fd/0","s":"/dev/fd/1"}}"#, &[pipe_r.as_fd(), sa.as_fd()]).unwrap();
-    let mut conn = Connection::new(server, Framing::Json, Limits::default());
+    let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
     let mut m = conn.recv().unwrap().unwrap();
     assert_eq!(m.status(), Ok(()));
     // The message's context, reachable from Rust and through the C ABI.
@@ -479,7 +479,7 @@ fn the_same_file_sent_twice_in_one_command() {
     // 1. The same fd twice in one SCM_RIGHTS array; 2. the same file
     //    opened twice (two descriptions); 3. the same fd in two commands.
     let (client, server) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
-    let mut conn = Connection::new(server, Framing::Json, Limits::default());
+    let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
     let mut a = marked(1);
     let ra = a[0].read.take().unwrap();
     send_with_fds(client.as_fd(), br#"{"execute":"twice","arguments":{"x":"/dev/fd/0","y":"/dev/fd/1"}}"#, &[ra.as_fd(), ra.as_fd()]).unwrap();
@@ -558,7 +558,7 @@ fn received_fds_and_opened_fds_are_close_on_exec() {
     let b: Vec<BorrowedFd<'_>> = reads.iter().map(|f| f.as_fd()).collect();
     send_with_fds(client.as_fd(), br#"{"execute":"x","arguments":{"f":"/dev/fd/2"}}"#, &b).unwrap();
     drop(reads);
-    let mut conn = Connection::new(server, Framing::Json, Limits::default());
+    let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
     let mut m = conn.recv().unwrap().unwrap();
     t.scenarios += 1;
     t.sent += 3;

@@ -20,7 +20,7 @@ use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockType};
 fn monitor(framing: Framing) -> (Connection, OwnedFd) {
     let (client, server) = pair(SockType::Stream);
     let limits = Limits { max_fds: 1000, ..Limits::default() };
-    (Connection::new(server, framing, limits), client)
+    (Connection::new(server, framing, limits).unwrap(), client)
 }
 
 /// `fdctx_send`; the sender's copies of the fds are closed right after, as a
@@ -275,7 +275,7 @@ fn leading_whitespace_larger_than_the_socket_buffer_goes_out_first_without_fds()
 fn a_packet_is_one_write_with_all_its_fds_whatever_its_bytes() {
     let _leaks = FdLeakCheck::new();
     let (client, server) = pair(SockType::SeqPacket);
-    let mut conn = Connection::new(server, Framing::Packet, Limits::default());
+    let mut conn = Connection::new(server, Framing::Packet, Limits::default()).unwrap();
     let fds = pipes(2);
     let want = inos(&fds);
     send(&client, b" {\"execute\":\"x\"}", fds).unwrap();

@@ -92,7 +92,7 @@ fn through_connection(framing: Framing, limits: Limits, stream: &[u8], cuts: &[u
         nix::sys::socket::SockFlag::SOCK_CLOEXEC | nix::sys::socket::SockFlag::SOCK_NONBLOCK,
     )
     .unwrap();
-    let mut conn = Connection::new(server, framing, limits);
+    let mut conn = Connection::new(server, framing, limits).unwrap();
     let mut got = Vec::new();
     let mut writers: Vec<OwnedFd> = Vec::new();
     let drain = |conn: &mut Connection, got: &mut Vec<(i32, Vec<u8>)>| loop {

@@ -71,7 +71,7 @@ pub fn send_raw(sock: &OwnedFd, bytes: &[u8], fds: &[OwnedFd]) {
 }
 
 /// The next message; panics on an error or at end of stream.
-pub fn recv(conn: &mut Connection) -> Message {
+pub fn recv<S: AsFd>(conn: &mut Connection<S>) -> Message {
     conn.recv().expect("recv").expect("a message")
 }
 

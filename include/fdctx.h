@@ -437,6 +437,11 @@ struct fdctx_conn *fdctx_conn_new_fed(fdctx_framing framing, const struct fdctx_
  * close them again; on failure they have been closed. They must be fds the
  * caller owns, fresh from its read, not ones already fed.
  *
+ * Held fds whose `max_hold_ms` deadline passed before this call expire
+ * before its bytes are taken (as a socket connection expires them before
+ * its next read): feed late bytes of a timed-out command and they are
+ * discarded to the next line break.
+ *
  * Returns 0, then call fdctx_conn_recv() until it returns `-EAGAIN` (or 0)
  * for the commands that are now complete. On failure nothing is fed, the
  * fds are closed, and the call returns:

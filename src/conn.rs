@@ -248,8 +248,9 @@ enum Owner {
     Nobody,
     /// The command still in progress at the end of the read.
     Current,
-    /// The n-th command completed during this read.
-    Done(usize),
+    /// The last command completed during this read (`last_done` in
+    /// `on_stream`).
+    Done,
     /// Bytes of a rejected command that were being discarded.
     Discarded,
 }
@@ -293,8 +294,7 @@ pub struct Connection<S: AsFd = OwnedFd> {
     current: Vec<u8>,
     current_fds: FdBatch,
     waiting: FdBatch,
-    /// Commands completed during the read being processed, with their fds.
-    done: Vec<(Message, FdBatch)>,
+    /// Commands complete and not yet returned, oldest first.
     ready: VecDeque<Message>,
     eof: bool,
     /// Since when fds have been held (monotonic clock), `None` while none
@@ -391,7 +391,9 @@ impl<S: AsFd> Connection<S> {
     ///
     /// Afterwards [`Connection::recv`] returns what is complete, then
     /// `EAGAIN`; after `flags.end`, `Ok(None)` once everything before it
-    /// was returned.
+    /// was returned. Held fds whose deadline passed before this call expire
+    /// before its bytes are taken, as they would before a socket
+    /// connection's next read.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] on a connection that reads its own
@@ -405,6 +407,9 @@ impl<S: AsFd> Connection<S> {
         if self.eof {
             return Err(Error::sys("feeding a connection after its end", nix::errno::Errno::EPIPE));
         }
+        // As a socket connection does before each read: what was due before
+        // these bytes came expires first.
+        self.expire_due();
         match self.framing {
             Framing::Packet => {
                 if !(flags.end && data.is_empty() && fds.is_empty() && !flags.fds_lost) {
@@ -436,7 +441,6 @@ impl<S: AsFd> Connection<S> {
             current: Vec::new(),
             current_fds: FdBatch::default(),
             waiting: FdBatch::default(),
-            done: Vec::new(),
             ready: VecDeque::new(),
             eof: false,
             held_since: None,
@@ -681,10 +685,20 @@ impl<S: AsFd> Connection<S> {
     fn on_stream(&mut self, chunk: &[u8], fds: FdList, fault: Option<Error>) {
         let max_fds = self.limits.max_fds;
         let mut owner = Owner::Nobody;
+        // The last command completed in this read while it owned the read's
+        // fds: its place in `ready` and its fds, which it is given when a
+        // later byte takes the ownership, or when the read is done. Every
+        // other command completed here has its fds from the start.
+        let mut last_done: Option<(usize, FdBatch)> = None;
         let mut pos = 0;
         while pos < chunk.len() {
             let step = self.scanner.step(&chunk[pos..]);
             let bytes = &chunk[pos..][step.frame.clone()];
+            if step.discard_nonws || step.frame_nonws {
+                if let Some((i, batch)) = last_done.take() {
+                    self.ready[i].attach_fds(batch.into_result());
+                }
+            }
             if step.discard_nonws {
                 // Fds waiting for "the next command" met a rejected one.
                 self.waiting = FdBatch::default();
@@ -702,13 +716,17 @@ impl<S: AsFd> Connection<S> {
                 Some(end) => {
                     let msg = self.complete_frame(bytes, end, step.validated);
                     let fds = std::mem::take(&mut self.current_fds);
-                    self.done.push((msg, fds));
                     if !self.waiting.holds_fds() {
                         // A hold ends with its command; the next starts anew.
                         self.held_since = None;
                     }
+                    self.ready.push_back(msg);
+                    let i = self.ready.len() - 1;
                     if owner == Owner::Current {
-                        owner = Owner::Done(self.done.len() - 1);
+                        owner = Owner::Done;
+                        last_done = Some((i, fds));
+                    } else {
+                        self.ready[i].attach_fds(fds.into_result());
                     }
                 }
             }
@@ -717,7 +735,7 @@ impl<S: AsFd> Connection<S> {
         let target = match owner {
             Owner::Nobody => Some(&mut self.waiting),
             Owner::Current => Some(&mut self.current_fds),
-            Owner::Done(i) => Some(&mut self.done[i].1),
+            Owner::Done => last_done.as_mut().map(|(_, batch)| batch),
             Owner::Discarded => None,
         };
         match target {
@@ -725,9 +743,8 @@ impl<S: AsFd> Connection<S> {
             None => drop(fds),
         }
         self.note_hold();
-        for (mut msg, batch) in self.done.drain(..) {
-            msg.attach_fds(batch.into_result());
-            self.ready.push_back(msg);
+        if let Some((i, batch)) = last_done {
+            self.ready[i].attach_fds(batch.into_result());
         }
     }
 

@@ -77,7 +77,13 @@ fn a_client_sending_its_own_socket_end_on_a_lone_space_cannot_hang_the_monitor()
     let own = [std::os::fd::AsRawFd::as_raw_fd(&client)];
     let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&own)];
     let iov = [std::io::IoSlice::new(b" ")];
-    let sent = nix::sys::socket::sendmsg::<()>(own[0], &iov, &cmsg, nix::sys::socket::MsgFlags::empty(), None);
+    let sent = nix::sys::socket::sendmsg::<()>(
+        own[0],
+        &iov,
+        &cmsg,
+        nix::sys::socket::MsgFlags::empty(),
+        None,
+    );
     assert_eq!(sent, Ok(1));
     drop(client);
     if !kernel_tells_peers() {
@@ -208,7 +214,10 @@ fn fed_fds_held_mid_command_expire_at_the_deadline() {
     assert!(is_eagain(&conn.recv()));
     wait_out(&conn);
     let m = conn.recv().unwrap().unwrap();
-    assert_eq!((m.data(), errno_of(&m)), (&b"{\"a\":1,"[..], libc::ETIMEDOUT));
+    assert_eq!(
+        (m.data(), errno_of(&m)),
+        (&b"{\"a\":1,"[..], libc::ETIMEDOUT)
+    );
     conn.feed(
         b"\"b\":2}\n{\"c\":3}",
         Vec::new(),
@@ -241,7 +250,10 @@ fn fed_fds_waiting_on_a_lone_space_expire_and_fail_the_next_command() {
     )
     .unwrap();
     let getfd = conn.recv().unwrap().unwrap();
-    assert_eq!((errno_of(&getfd), getfd.fds().count()), (libc::ETIMEDOUT, 0));
+    assert_eq!(
+        (errno_of(&getfd), getfd.fds().count()),
+        (libc::ETIMEDOUT, 0)
+    );
     let after = conn.recv().unwrap().unwrap();
     assert_eq!(errno_of(&after), 0);
 }
@@ -268,4 +280,78 @@ fn max_hold_ms_above_one_hour_is_refused() {
     assert!(hold(3_600_001).validated().is_err());
     assert_eq!(hold(3_600_000).validated().unwrap().max_hold_ms, 3_600_000);
     assert_eq!(Limits::default().max_hold_ms, 10_000);
+}
+
+#[test]
+fn two_clients_holding_each_others_socket_ends_are_released_at_the_deadline() {
+    // Each client sends the other's end of its monitor socket with an
+    // unfinished command, then both exit. Neither end is a connection's
+    // own peer, so only the deadline can end both connections.
+    let _leaks = FdLeakCheck::new();
+    let (c1, s1) = pair(SockType::Stream);
+    let (c2, s2) = pair(SockType::Stream);
+    for s in [&s1, &s2] {
+        nix::fcntl::fcntl(
+            s,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .unwrap();
+    }
+    let mut conn1 = Connection::new(s1, Framing::Json, hold(40)).unwrap();
+    let mut conn2 = Connection::new(s2, Framing::Json, hold(40)).unwrap();
+    send(&c1, b"{\"execute\":\"x\",", &[c2.as_fd()]);
+    send(&c2, b"{\"execute\":\"y\",", &[c1.as_fd()]);
+    drop((c1, c2));
+    // An event loop: wait for the earliest deadline, then call recv.
+    let mut seen = [Vec::new(), Vec::new()];
+    let mut ended = [false, false];
+    let mut idle_rounds = 0;
+    while !(ended[0] && ended[1]) {
+        for (i, conn) in [&mut conn1, &mut conn2].into_iter().enumerate() {
+            while !ended[i] {
+                match conn.recv() {
+                    Ok(Some(m)) => seen[i].push(errno_of(&m)),
+                    Ok(None) => ended[i] = true,
+                    Err(e) if e.errno() == libc::EAGAIN => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        let next = [conn1.deadline(), conn2.deadline()]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(left) = next {
+            std::thread::sleep(left);
+        } else if !(ended[0] && ended[1]) {
+            // Nothing held any more: the ends were closed, so the end of
+            // stream is queued on the sockets; the next round must see it.
+            idle_rounds += 1;
+            assert!(
+                idle_rounds < 3,
+                "nothing held, yet no end of stream: {seen:?} {ended:?}"
+            );
+        }
+    }
+    assert_eq!(seen, [vec![libc::ETIMEDOUT], vec![libc::ETIMEDOUT]]);
+}
+
+#[test]
+fn fed_bytes_arriving_after_the_deadline_do_not_rescue_the_expired_command() {
+    // A socket connection expires what is due before its next read; a fed
+    // one before taking the next feed: the same messages either way.
+    let _leaks = FdLeakCheck::new();
+    let mut conn = Connection::new_fed(Framing::Json, hold(20)).unwrap();
+    conn.feed(b"{\"a\":", pipes(1), FeedFlags::default())
+        .unwrap();
+    wait_out(&conn);
+    conn.feed(b"1}\n{\"b\":2}", Vec::new(), FeedFlags::default())
+        .unwrap();
+    let late = conn.recv().unwrap().unwrap();
+    assert_eq!(
+        (late.data(), errno_of(&late), late.fds().count()),
+        (&b"{\"a\":"[..], libc::ETIMEDOUT, 0)
+    );
+    let b = conn.recv().unwrap().unwrap();
+    assert_eq!((b.data(), errno_of(&b)), (&b"{\"b\":2}"[..], 0));
 }

@@ -206,7 +206,7 @@ impl Scanner {
     }
 
     fn step_discard(&mut self, chunk: &[u8]) -> Step {
-        let (consumed, done) = match chunk.iter().position(|&b| b == b'\n') {
+        let (consumed, done) = match memchr::memchr(b'\n', chunk) {
             Some(nl) => (nl + 1, true),
             None => (chunk.len(), false),
         };
@@ -313,7 +313,7 @@ impl Scanner {
             self.escape = false;
             return 1;
         }
-        match chunk.iter().position(|&b| b == b'"' || b == b'\\') {
+        match memchr::memchr2(b'"', b'\\', chunk) {
             None => chunk.len(),
             Some(p) => {
                 if chunk[p] == b'\\' {
@@ -327,7 +327,7 @@ impl Scanner {
     }
 
     fn scan_line(&mut self, chunk: &[u8]) -> (usize, Option<Result<(), Error>>) {
-        match chunk.iter().position(|&b| b == b'\n') {
+        match memchr::memchr(b'\n', chunk) {
             Some(nl) if self.too_large(nl) => (nl + 1, Some(Err(Error::TooLarge { limit: self.max_bytes }))),
             Some(nl) => (nl + 1, Some(Ok(()))),
             None => (chunk.len(), None),

@@ -72,7 +72,7 @@ all: build header-status stage
 # cargo decides what is stale; the build script regenerates the header.
 build:
 	@mkdir -p $(BUILD)
-	$(CARGO) build --release --message-format=json-render-diagnostics \
+	set -o pipefail; $(CARGO) build --release --message-format=json-render-diagnostics \
 	    | sed -n 's|.*"out_dir":"\([^"]*/build/fdctx-[0-9a-f]*/out\)".*|\1/fdctx.h|p' > $(GENERATED_HEADER_AT).new
 	@test -s $(GENERATED_HEADER_AT).new \
 	    || { echo "build: cargo named no OUT_DIR for fdctx's build script" >&2; exit 1; }

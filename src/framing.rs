@@ -206,7 +206,7 @@ impl Scanner {
     }
 
     fn step_discard(&mut self, chunk: &[u8]) -> Step {
-        let (consumed, done) = match chunk.iter().position(|&b| b == b'\n') {
+        let (consumed, done) = match memchr::memchr(b'\n', chunk) {
             Some(nl) => (nl + 1, true),
             None => (chunk.len(), false),
         };
@@ -267,26 +267,7 @@ impl Scanner {
         }
         while i < chunk.len() {
             if self.in_string {
-                if self.escape {
-                    self.escape = false;
-                    i += 1;
-                    continue;
-                }
-                match chunk[i..].iter().position(|&b| b == b'"' || b == b'\\') {
-                    None => {
-                        i = chunk.len();
-                        break;
-                    }
-                    Some(p) => {
-                        i += p;
-                        if chunk[i] == b'\\' {
-                            self.escape = true;
-                        } else {
-                            self.in_string = false;
-                        }
-                        i += 1;
-                    }
-                }
+                i += self.skip_string(&chunk[i..]);
                 continue;
             }
             // Jump to the next byte that matters outside strings.
@@ -324,8 +305,29 @@ impl Scanner {
         (i, None)
     }
 
+    /// Inside a string: the bytes up to and including the next unescaped
+    /// `"` (the string then ends) or `\` (an escape follows), or all of
+    /// `chunk`; an escaped byte is skipped.
+    fn skip_string(&mut self, chunk: &[u8]) -> usize {
+        if self.escape {
+            self.escape = false;
+            return 1;
+        }
+        match memchr::memchr2(b'"', b'\\', chunk) {
+            None => chunk.len(),
+            Some(p) => {
+                if chunk[p] == b'\\' {
+                    self.escape = true;
+                } else {
+                    self.in_string = false;
+                }
+                p + 1
+            }
+        }
+    }
+
     fn scan_line(&mut self, chunk: &[u8]) -> (usize, Option<Result<(), Error>>) {
-        match chunk.iter().position(|&b| b == b'\n') {
+        match memchr::memchr(b'\n', chunk) {
             Some(nl) if self.too_large(nl) => (nl + 1, Some(Err(Error::TooLarge { limit: self.max_bytes }))),
             Some(nl) => (nl + 1, Some(Ok(()))),
             None => (chunk.len(), None),

@@ -16,7 +16,7 @@
 //! bounds how long such an fd is kept.
 
 use std::mem;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// `SOCK_DIAG_BY_FAMILY` (`include/uapi/linux/sock_diag.h`).
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
@@ -26,24 +26,6 @@ const UDIAG_SHOW_PEER: u32 = 0x0000_0004;
 const UNIX_DIAG_PEER: u16 = 2;
 /// `INET_DIAG_NOCOOKIE`: match the socket by inode alone.
 const NO_COOKIE: u32 = !0;
-
-/// `struct unix_diag_req`.
-#[repr(C)]
-struct UnixDiagReq {
-    sdiag_family: u8,
-    sdiag_protocol: u8,
-    pad: u16,
-    udiag_states: u32,
-    udiag_ino: u32,
-    udiag_show: u32,
-    udiag_cookie: [u32; 2],
-}
-
-#[repr(C)]
-struct Request {
-    hdr: libc::nlmsghdr,
-    req: UnixDiagReq,
-}
 
 /// `sizeof(struct unix_diag_msg)`: family, type, state, pad, ino, cookie.
 const DIAG_MSG_LEN: usize = 16;
@@ -59,74 +41,37 @@ pub fn socket_inode(fd: BorrowedFd<'_>) -> Option<u64> {
 /// tell (`sock_diag` for Unix sockets is available and `sock` is
 /// connected); `None` otherwise.
 pub fn peer_inode(sock: BorrowedFd<'_>) -> Option<u64> {
+    use nix::sys::socket::{recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType};
     let ino = u32::try_from(socket_inode(sock)?).ok()?;
-    // SAFETY: plain socket(2); the result is checked and owned at once.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            libc::NETLINK_SOCK_DIAG,
-        )
-    };
-    if raw < 0 {
-        return None;
-    }
-    // SAFETY: `raw` was just returned by socket(2) and nothing else owns it.
-    let nl = unsafe { OwnedFd::from_raw_fd(raw) };
-    let request = Request {
-        hdr: libc::nlmsghdr {
-            nlmsg_len: mem::size_of::<Request>() as u32,
-            nlmsg_type: SOCK_DIAG_BY_FAMILY,
-            nlmsg_flags: libc::NLM_F_REQUEST as u16,
-            nlmsg_seq: 1,
-            nlmsg_pid: 0,
-        },
-        req: UnixDiagReq {
-            sdiag_family: libc::AF_UNIX as u8,
-            sdiag_protocol: 0,
-            pad: 0,
-            udiag_states: !0,
-            udiag_ino: ino,
-            udiag_show: UDIAG_SHOW_PEER,
-            udiag_cookie: [NO_COOKIE, NO_COOKIE],
-        },
-    };
-    // SAFETY: an all-zero sockaddr_nl is the kernel's address (pid 0).
-    let mut kernel: libc::sockaddr_nl = unsafe { mem::zeroed() };
-    kernel.nl_family = libc::AF_NETLINK as u16;
-    // SAFETY: `request` and `kernel` are live locals of the sizes given.
-    let sent = unsafe {
-        libc::sendto(
-            nl.as_raw_fd(),
-            (&request as *const Request).cast(),
-            mem::size_of::<Request>(),
-            0,
-            (&kernel as *const libc::sockaddr_nl).cast(),
-            mem::size_of::<libc::sockaddr_nl>() as u32,
-        )
-    };
-    if sent < 0 {
-        return None;
-    }
+    let nl = socket(AddressFamily::Netlink, SockType::Datagram, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkSockDiag)
+        .ok()?;
+    let request = request(ino);
+    sendto(nl.as_raw_fd(), &request, &NetlinkAddr::new(0, 0), MsgFlags::empty()).ok()?;
     // The kernel answers an exact request while sendto runs: the reply is
     // queued already, so never wait for it.
-    let mut buf = [0u64; 128];
-    // SAFETY: receives at most size_of_val(buf) bytes into a live local.
-    let n = unsafe {
-        libc::recv(
-            nl.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            mem::size_of_val(&buf),
-            libc::MSG_DONTWAIT,
-        )
-    };
-    if n <= 0 {
-        return None;
-    }
-    // SAFETY: `buf` is plain memory; viewing its first `n` bytes as bytes
-    // is always valid.
-    let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
-    parse_reply(bytes, ino)
+    let mut reply = [0u8; 1024];
+    let n = recv(nl.as_raw_fd(), &mut reply, MsgFlags::MSG_DONTWAIT).ok()?;
+    parse_reply(&reply[..n], ino)
+}
+
+/// A `SOCK_DIAG_BY_FAMILY` request for the Unix socket `ino` and its peer:
+/// `struct nlmsghdr` then `struct unix_diag_req`, in native byte order.
+fn request(ino: u32) -> Vec<u8> {
+    const LEN: usize = mem::size_of::<libc::nlmsghdr>() + 24;
+    let mut b = Vec::with_capacity(LEN);
+    b.extend_from_slice(&(LEN as u32).to_ne_bytes()); // nlmsg_len
+    b.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes()); // nlmsg_type
+    b.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes()); // nlmsg_flags
+    b.extend_from_slice(&1u32.to_ne_bytes()); // nlmsg_seq
+    b.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_pid
+    b.extend_from_slice(&[libc::AF_UNIX as u8, 0, 0, 0]); // sdiag_family, sdiag_protocol, pad
+    b.extend_from_slice(&(!0u32).to_ne_bytes()); // udiag_states: any state
+    b.extend_from_slice(&ino.to_ne_bytes()); // udiag_ino
+    b.extend_from_slice(&UDIAG_SHOW_PEER.to_ne_bytes()); // udiag_show
+    b.extend_from_slice(&NO_COOKIE.to_ne_bytes()); // udiag_cookie[0]
+    b.extend_from_slice(&NO_COOKIE.to_ne_bytes()); // udiag_cookie[1]
+    debug_assert_eq!(b.len(), LEN);
+    b
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {

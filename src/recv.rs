@@ -163,7 +163,7 @@ pub fn peek_packet_len(sock: BorrowedFd<'_>) -> Result<usize, Errno> {
 /// Takes ownership of fds a caller received itself and hands over as raw
 /// numbers (a fed connection's input): each open, distinct entry becomes an
 /// [`OwnedFd`]. Returns them with the first problem found, if any: `EBADF`
-/// for an entry that is negative or not open, [`Error::InvalidArgument`]
+/// for an entry that is negative or not open, [`Error::InvalidArgument`](crate::error::Error::InvalidArgument)
 /// for one listed twice (wrapped once, so it is closed once).
 ///
 /// # Safety
@@ -257,6 +257,27 @@ mod tests {
             let fl = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
             assert!(nix::fcntl::FdFlag::from_bits_retain(fl).contains(nix::fcntl::FdFlag::FD_CLOEXEC));
         }
+    }
+
+    #[test]
+    fn raw_fds_handed_over_are_owned_once_and_bad_entries_refused() {
+        use std::os::fd::IntoRawFd;
+        let _leaks = FdLeakCheck::new();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let (r, w) = (r.into_raw_fd(), w.into_raw_fd());
+        // SAFETY: both fds were released to this call; -1 and 1 << 30 are
+        // not open, and `r` listed twice must be wrapped once.
+        let (owned, error) = unsafe { own_raw_fds(&[r, -1, w, r, 1 << 30]) };
+        assert_eq!(owned.iter().map(|f| f.as_raw_fd()).collect::<Vec<_>>(), vec![r, w]);
+        assert_eq!(error.map(|e| e.errno()), Some(libc::EBADF), "the first problem found");
+        drop(owned);
+        // SAFETY: F_GETFD only asks whether `r` is open.
+        assert_eq!(unsafe { libc::fcntl(r, libc::F_GETFD) }, -1, "closed with the OwnedFd, once");
+        let (r2, _w2) = nix::unistd::pipe().unwrap();
+        let r2 = r2.into_raw_fd();
+        // SAFETY: `r2` was released to this call.
+        let (owned, error) = unsafe { own_raw_fds(&[r2, r2]) };
+        assert_eq!((owned.len(), error.map(|e| e.errno())), (1, Some(libc::EINVAL)));
     }
 
     #[test]

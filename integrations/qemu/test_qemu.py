@@ -26,6 +26,7 @@ import argparse
 import array
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -213,14 +214,20 @@ def why(r):
     return r["error"]["desc"] if "error" in r else ""
 
 
+def opened(d, before):
+    """Targets of the daemon's fds that are new since `before` (an fd
+    number may have been closed and reused meanwhile: compare both)."""
+    return [t for n, t in d.fds().items() if before.get(n) != t]
+
+
 def own_opened(d, before):
     """Has the daemon opened its own stdin or stderr anew since `before`?"""
-    return any(t in d.own for n, t in d.fds().items() if n not in before)
+    return any(t in d.own for t in opened(d, before))
 
 
 def node_file(d, before, path):
     """Has the daemon opened `path` (and not one of its own files) anew?"""
-    new = [t for n, t in d.fds().items() if n not in before]
+    new = opened(d, before)
     return path in new and not any(t in d.own for t in new)
 
 
@@ -391,7 +398,34 @@ def run_steps(d, files, qemu_python):
         else:
             c.cmd("blockdev-del", {"node-name": "ib"})
 
-    # 10. A /dev/fd/N node is never reopened by that name.
+    # 10. Pipelined: a command without fds and one with its fd, sent back
+    # to back; a read that returns both must give the fd to the second.
+    s = step("pipelined: a command without fds, then one with its fd")
+    fd, path = files.fd("pipelined")
+    before = d.fds()
+    c.send({"execute": "query-version", "id": "p1"})
+    if system:
+        c.send({"execute": "add-fd", "arguments": {"fdset-id": 9}, "id": "p2"}, [fd])
+    else:
+        c.send({"execute": "blockdev-add", "id": "p2",
+                "arguments": {"driver": "file", "node-name": "p2",
+                              "filename": "/dev/fd/0"}}, [fd])
+    os.close(fd)
+    replies = {}
+    while len(replies) < 2:
+        m = c.recv()
+        replies[m.get("id")] = m
+    bound = node_file(d, before, path) if not system else d.test_fds() == [path]
+    s.served = ok(replies["p1"]) and ok(replies["p2"]) and bound
+    s.note = why(replies["p2"])
+    close_step(s, keep=[path] if s.served else [])
+    if ok(replies["p2"]):
+        if system:
+            c.cmd("remove-fd", {"fdset-id": 9})
+        else:
+            c.cmd("blockdev-del", {"node-name": "p2"})
+
+    # 11. A /dev/fd/N node is never reopened by that name.
     s = step("reopen read-write of a /dev/fd/0 node (fd read-write)")
     fd, path = files.fd("reopen-rw")
     before = d.fds()
@@ -433,7 +467,7 @@ def run_steps(d, files, qemu_python):
         s.note = r["error"]["desc"]
         close_step(s)
 
-    # 11. A client that disconnects in the middle of a command.
+    # 12. A client that disconnects in the middle of a command.
     s = step("client disconnects mid-command with an fd")
     fd, _ = files.fd("disconnect")
     c.send(b'{"execute": "query-version", "arguments": ', [fd])
@@ -446,7 +480,7 @@ def run_steps(d, files, qemu_python):
     s.served = True
     close_step(s)
 
-    # 12. qemu.qmp: send_fd_scm() sends the fd just before the command.
+    # 13. qemu.qmp: send_fd_scm() sends the fd just before the command.
     sys.path.insert(0, qemu_python)
     from qemu.qmp.legacy import QEMUMonitorProtocol  # noqa: E402
 
@@ -545,6 +579,7 @@ def main():
     finally:
         for d in daemons:
             d.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
     passed = failed = 0
     problems = []

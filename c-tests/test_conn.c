@@ -953,6 +953,90 @@ static void test_peer_socket_with_a_command_is_refused(void)
     close_pair();
 }
 
+/* An object smuggled after a malformed one on the same line is discarded
+ * with it (a non-UTF-8 one too), and so is the fd it came with; the next
+ * line is served. */
+static void test_json_smuggled_after_a_malformed_object_is_discarded(void)
+{
+    static const char *const bad[] = {"{\"a\":1,}", "{\"a\":\"\xff\"}"};
+    static const int errs[] = {EBADMSG, EILSEQ};
+    for (int i = 0; i < 2; i++) {
+        char line[200];
+        struct seen s;
+        snprintf(line, sizeof line, "%s {\"execute\":\"smuggled\",\"arguments\":{\"f\":\"/dev/fd/0\"}}\n",
+                 bad[i]);
+        open_pair(SOCK_STREAM);
+        send_1(line, "smuggled");
+        send_text("{\"execute\":\"next\"}\n");
+        CHECK_EQ(run_monitor(FDCTX_FRAMING_JSON, NULL, &s), 0);
+        CHECK_EQ(s.n, 2);
+        if (s.n == 2) {
+            CHECK_EQ(s.m[0].status, -errs[i]);
+            CHECK_EQ(s.m[0].nfds, 0);
+            CHECK(data_is(&s.m[1], "{\"execute\":\"next\"}"));
+            CHECK_EQ(s.m[1].status, 0);
+            CHECK_EQ(s.m[1].nfds, 0);
+        }
+        close_pair();
+    }
+}
+
+/* PACKET framing bounds JSON nesting by max_depth too. */
+static void test_packet_json_deeper_than_max_depth(void)
+{
+    static const char deep[] = "{\"a\":[[[[1]]]]}"; /* 5 levels */
+    static const char ok[] = "{\"a\":[[[1]]]}";     /* 4 levels */
+    fdctx_limits lim = {.max_depth = 4};
+    struct seen s;
+    for (int t = 0; t < 2; t++) {
+        open_pair(t ? SOCK_DGRAM : SOCK_SEQPACKET);
+        send_1(deep, "deep");
+        send_text(ok);
+        if (t) /* a datagram socket has no end: shut this side for reading */
+            shutdown(sp[0], SHUT_RD);
+        CHECK_EQ(run_monitor(FDCTX_FRAMING_PACKET, &lim, &s), 0);
+        CHECK_EQ(s.n, 2);
+        CHECK_EQ(s.m[0].status, -EBADMSG);
+        CHECK_EQ(s.m[0].nfds, 0);
+        CHECK_EQ(s.m[1].status, 0);
+        close_pair();
+    }
+}
+
+/* SEQPACKET: an empty packet, an empty packet with an fd, then the peer
+ * closes: each packet is a message, then the end. */
+static void test_seqpacket_empty_packets_then_close(void)
+{
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    struct msghdr mh;
+    struct cmsghdr *c;
+    struct seen s;
+    int fd;
+
+    open_pair(SOCK_SEQPACKET);
+    CHECK_EQ(send(sp[1], "", 0, 0), 0);
+    fd = h_pipe_with("empty");
+    memset(&mh, 0, sizeof mh);
+    memset(cbuf, 0, sizeof cbuf);
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof cbuf;
+    c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    CHECK_EQ(sendmsg(sp[1], &mh, 0), 0);
+    close(fd);
+    CHECK_EQ(run_monitor(FDCTX_FRAMING_PACKET, NULL, &s), 0);
+    CHECK_EQ(s.n, 2);
+    CHECK_EQ(s.m[0].len, 0);
+    CHECK_EQ(s.m[0].nfds, 0);
+    CHECK_EQ(s.m[1].len, 0);
+    CHECK_EQ(s.m[1].nfds, 1);
+    CHECK_STREQ(s.m[1].fd0, "empty");
+    close_pair();
+}
+
 int main(void)
 {
     h_init();
@@ -975,5 +1059,8 @@ int main(void)
     RUN(test_null_and_bad_arguments);
     RUN(test_self_referencing_client_cannot_hang_the_monitor);
     RUN(test_peer_socket_with_a_command_is_refused);
+    RUN(test_json_smuggled_after_a_malformed_object_is_discarded);
+    RUN(test_packet_json_deeper_than_max_depth);
+    RUN(test_seqpacket_empty_packets_then_close);
     return h_finish();
 }

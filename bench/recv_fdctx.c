@@ -12,7 +12,7 @@ static const char *rx_name(void) { return "fdctx"; }
 static rx_conn *rx_open(int fd, const struct rx_cfg *cfg)
 {
     /* Defaults (1 MiB, 32 fds) unless the workload needs more. */
-    fdctx_limits lim = { 0, 0, 0 };
+    fdctx_limits lim = { 0 }; /* every field 0: its default */
     if (cfg->max_bytes > 1024 * 1024)
         lim.max_msg_bytes = cfg->max_bytes;
     if (cfg->fds > 32)

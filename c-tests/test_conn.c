@@ -133,35 +133,11 @@ static void send_1(const char *text, const char *payload)
     send_with(text, &payload, 1);
 }
 
-/* One sendmsg(2) of `text` with `fd` attached, as a client that does not
- * use fdctx_send does: qemu.qmp sends its fd on a lone space, which
- * fdctx_send refuses (a write carrying fds must start at a command byte). */
-static void send_raw_fd(int sock, const char *text, int fd)
-{
-    char cbuf[CMSG_SPACE(sizeof(int))];
-    struct iovec iov = { (void *)text, strlen(text) };
-    struct msghdr mh;
-    struct cmsghdr *c;
-
-    memset(&mh, 0, sizeof mh);
-    memset(cbuf, 0, sizeof cbuf);
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = cbuf;
-    mh.msg_controllen = sizeof cbuf;
-    c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof fd);
-    CHECK_EQ(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t)strlen(text));
-}
-
 /* The qemu.qmp style: a lone space carrying a fresh pipe, then the command. */
 static void send_ahead_1(const char *payload)
 {
     int fd = h_pipe_with(payload);
-    send_raw_fd(sp[1], " ", fd);
+    CHECK_EQ(h_sendmsg_raw(sp[1], " ", &fd, 1), 1);
     close(fd);
 }
 
@@ -617,7 +593,7 @@ static void test_conn_free_closes_waiting_fds(void)
     open_pair(SOCK_STREAM);
     CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
     CHECK_EQ(fcntl(sp[0], F_SETFL, O_NONBLOCK), 0);
-    send_raw_fd(sp[1], " ", p[0]);
+    CHECK_EQ(h_sendmsg_raw(sp[1], " ", &p[0], 1), 1);
     close(p[0]);
     conn = fdctx_conn_new(sp[0], FDCTX_FRAMING_JSON, NULL);
     CHECK(conn != NULL);
@@ -953,6 +929,90 @@ static void test_peer_socket_with_a_command_is_refused(void)
     close_pair();
 }
 
+/* An object smuggled after a malformed one on the same line is discarded
+ * with it (a non-UTF-8 one too), and so is the fd it came with; the next
+ * line is served. */
+static void test_json_smuggled_after_a_malformed_object_is_discarded(void)
+{
+    static const char *const bad[] = {"{\"a\":1,}", "{\"a\":\"\xff\"}"};
+    static const int errs[] = {EBADMSG, EILSEQ};
+    for (int i = 0; i < 2; i++) {
+        char line[200];
+        struct seen s;
+        snprintf(line, sizeof line, "%s {\"execute\":\"smuggled\",\"arguments\":{\"f\":\"/dev/fd/0\"}}\n",
+                 bad[i]);
+        open_pair(SOCK_STREAM);
+        send_1(line, "smuggled");
+        send_text("{\"execute\":\"next\"}\n");
+        CHECK_EQ(run_monitor(FDCTX_FRAMING_JSON, NULL, &s), 0);
+        CHECK_EQ(s.n, 2);
+        if (s.n == 2) {
+            CHECK_EQ(s.m[0].status, -errs[i]);
+            CHECK_EQ(s.m[0].nfds, 0);
+            CHECK(data_is(&s.m[1], "{\"execute\":\"next\"}"));
+            CHECK_EQ(s.m[1].status, 0);
+            CHECK_EQ(s.m[1].nfds, 0);
+        }
+        close_pair();
+    }
+}
+
+/* PACKET framing bounds JSON nesting by max_depth too. */
+static void test_packet_json_deeper_than_max_depth(void)
+{
+    static const char deep[] = "{\"a\":[[[[1]]]]}"; /* 5 levels */
+    static const char ok[] = "{\"a\":[[[1]]]}";     /* 4 levels */
+    fdctx_limits lim = {.max_depth = 4};
+    struct seen s;
+    for (int t = 0; t < 2; t++) {
+        open_pair(t ? SOCK_DGRAM : SOCK_SEQPACKET);
+        send_1(deep, "deep");
+        send_text(ok);
+        if (t) /* a datagram socket has no end: shut this side for reading */
+            shutdown(sp[0], SHUT_RD);
+        CHECK_EQ(run_monitor(FDCTX_FRAMING_PACKET, &lim, &s), 0);
+        CHECK_EQ(s.n, 2);
+        CHECK_EQ(s.m[0].status, -EBADMSG);
+        CHECK_EQ(s.m[0].nfds, 0);
+        CHECK_EQ(s.m[1].status, 0);
+        close_pair();
+    }
+}
+
+/* SEQPACKET: an empty packet, an empty packet with an fd, then the peer
+ * closes: each packet is a message, then the end. */
+static void test_seqpacket_empty_packets_then_close(void)
+{
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    struct msghdr mh;
+    struct cmsghdr *c;
+    struct seen s;
+    int fd;
+
+    open_pair(SOCK_SEQPACKET);
+    CHECK_EQ(send(sp[1], "", 0, 0), 0);
+    fd = h_pipe_with("empty");
+    memset(&mh, 0, sizeof mh);
+    memset(cbuf, 0, sizeof cbuf);
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof cbuf;
+    c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    CHECK_EQ(sendmsg(sp[1], &mh, 0), 0);
+    close(fd);
+    CHECK_EQ(run_monitor(FDCTX_FRAMING_PACKET, NULL, &s), 0);
+    CHECK_EQ(s.n, 2);
+    CHECK_EQ(s.m[0].len, 0);
+    CHECK_EQ(s.m[0].nfds, 0);
+    CHECK_EQ(s.m[1].len, 0);
+    CHECK_EQ(s.m[1].nfds, 1);
+    CHECK_STREQ(s.m[1].fd0, "empty");
+    close_pair();
+}
+
 int main(void)
 {
     h_init();
@@ -975,5 +1035,8 @@ int main(void)
     RUN(test_null_and_bad_arguments);
     RUN(test_self_referencing_client_cannot_hang_the_monitor);
     RUN(test_peer_socket_with_a_command_is_refused);
+    RUN(test_json_smuggled_after_a_malformed_object_is_discarded);
+    RUN(test_packet_json_deeper_than_max_depth);
+    RUN(test_seqpacket_empty_packets_then_close);
     return h_finish();
 }

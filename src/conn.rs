@@ -1,5 +1,6 @@
 //! A monitor connection: reads commands and gives each exactly the fds
-//! that were sent with it.
+//! that were sent with it. (Where this sits in the pipeline, from `recvmsg`
+//! to the C layer: `docs/ARCHITECTURE.md`.)
 //!
 //! # The association rule (stream sockets)
 //!

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use common::fdcount::FdLeakCheck;
 use common::fdacct::{marked, Marked, Tally};
-use common::{errno_of, gettid, msg_inos, recv, set_nonblocking, stream_pair};
+use common::{errno_of, gettid, msg_inos, pending_out, recv, set_nonblocking, stream_pair};
 use fdctx::ffi;
 use fdctx::send::send_with_fds;
 use fdctx::{Connection, Framing, Limits, Message};
@@ -506,13 +506,6 @@ fn fork_writer(sock: RawFd, done: RawFd, p: &Prepared) -> libc::pid_t {
     pid
 }
 
-fn pending_out(fd: RawFd) -> i32 {
-    let mut n: libc::c_int = 0;
-    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int.
-    assert_eq!(unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) }, 0);
-    n
-}
-
 #[test]
 fn peer_killed_in_the_middle_of_a_command_with_fds() {
     let _leaks = FdLeakCheck::new();
@@ -554,7 +547,7 @@ fn peer_killed_in_the_middle_of_a_command_with_fds() {
         let mut b = [0u8; 1];
         assert_eq!(nix::unistd::read(&note_r, &mut b).unwrap(), 1, "the child wrote");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while pending_out(client.as_raw_fd()) != 0 {
+        while pending_out(&client) != 0 {
             assert!(Instant::now() < deadline, "the child's writes were not read");
             std::thread::sleep(Duration::from_millis(1));
         }

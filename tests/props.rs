@@ -51,6 +51,7 @@ use std::time::{Duration, Instant};
 
 use common::fdcount::FdLeakCheck;
 use common::fdacct::{ino_of, marked, Marked, Tally};
+use common::pending_out;
 use fdctx::{Connection, FeedFlags, Framing, Limits};
 use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
 use proptest::prelude::*;
@@ -530,14 +531,6 @@ struct Got {
     errno: i32,
     /// (write index, position in its batch) of every fd, in index order.
     fds: Vec<(usize, usize)>,
-}
-
-fn pending_out(sock: &OwnedFd) -> i32 {
-    let mut n: libc::c_int = 0;
-    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int to the pointer given.
-    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
-    assert_eq!(r, 0, "ioctl(SIOCOUTQ)");
-    n
 }
 
 /// Waits until the peer has consumed everything sent on `sock`.

@@ -81,6 +81,15 @@ pub fn send_raw(sock: &OwnedFd, bytes: &[u8], fds: &[OwnedFd]) {
     assert_eq!(n, bytes.len());
 }
 
+/// Bytes sent on `sock` that the peer has not read yet (`SIOCOUTQ`).
+pub fn pending_out(sock: &OwnedFd) -> i32 {
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int to the pointer given.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    assert_eq!(r, 0, "ioctl(SIOCOUTQ)");
+    n
+}
+
 /// The next message; panics on an error or at end of stream.
 pub fn recv<S: AsFd>(conn: &mut Connection<S>) -> Message {
     conn.recv().expect("recv").expect("a message")

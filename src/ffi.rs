@@ -151,8 +151,11 @@ fn nul_terminated(bytes: &[u8]) -> Box<[u8]> {
 pub type fdctx_framing = c_int;
 
 /// QMP: a stream of JSON objects, optional whitespace between them. Each is
-/// validated; after a malformed one, input is discarded up to the next line
-/// break.
+/// validated; a malformed one is rejected at the byte where it can no
+/// longer be JSON, and input is discarded up to the next line break. A
+/// command cut short (a line break inside a string, or a `{` starting a
+/// line where the command has no place for a value) ends at that line
+/// break, so the next line's command is not lost with it.
 pub const FDCTX_FRAMING_JSON: fdctx_framing = 0;
 /// Newline-terminated commands (human monitors); a trailing `\r` is
 /// dropped, blank lines are skipped.

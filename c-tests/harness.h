@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -311,6 +312,39 @@ H_FN int h_pipe_with(const char *payload)
     }
     close(p[1]);
     return p[0];
+}
+
+/* One sendmsg(2) of `text` with the `n` fds attached (at most 8), exactly
+ * as given: a client that does not use fdctx_send (qemu.qmp sends its fd
+ * on a lone space, which fdctx_send refuses). Returns what sendmsg does. */
+H_FN ssize_t h_sendmsg_raw(int sock, const char *text, const int *fds, size_t n)
+{
+    union {
+        char buf[CMSG_SPACE(8 * sizeof(int))];
+        struct cmsghdr align;
+    } cbuf;
+    struct iovec iov;
+    struct msghdr mh;
+
+    if (n > 8)
+        return -1;
+    memset(&mh, 0, sizeof mh);
+    memset(&cbuf, 0, sizeof cbuf);
+    iov.iov_base = (void *)text;
+    iov.iov_len = strlen(text);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    if (n > 0) {
+        struct cmsghdr *c;
+        mh.msg_control = cbuf.buf;
+        mh.msg_controllen = CMSG_SPACE(n * sizeof(int));
+        c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(n * sizeof(int));
+        memcpy(CMSG_DATA(c), fds, n * sizeof(int));
+    }
+    return sendmsg(sock, &mh, MSG_NOSIGNAL);
 }
 
 /* Read everything from fd into buf (NUL-terminated); returns the length or -1. */

@@ -133,35 +133,11 @@ static void send_1(const char *text, const char *payload)
     send_with(text, &payload, 1);
 }
 
-/* One sendmsg(2) of `text` with `fd` attached, as a client that does not
- * use fdctx_send does: qemu.qmp sends its fd on a lone space, which
- * fdctx_send refuses (a write carrying fds must start at a command byte). */
-static void send_raw_fd(int sock, const char *text, int fd)
-{
-    char cbuf[CMSG_SPACE(sizeof(int))];
-    struct iovec iov = { (void *)text, strlen(text) };
-    struct msghdr mh;
-    struct cmsghdr *c;
-
-    memset(&mh, 0, sizeof mh);
-    memset(cbuf, 0, sizeof cbuf);
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = cbuf;
-    mh.msg_controllen = sizeof cbuf;
-    c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof fd);
-    CHECK_EQ(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t)strlen(text));
-}
-
 /* The qemu.qmp style: a lone space carrying a fresh pipe, then the command. */
 static void send_ahead_1(const char *payload)
 {
     int fd = h_pipe_with(payload);
-    send_raw_fd(sp[1], " ", fd);
+    CHECK_EQ(h_sendmsg_raw(sp[1], " ", &fd, 1), 1);
     close(fd);
 }
 
@@ -617,7 +593,7 @@ static void test_conn_free_closes_waiting_fds(void)
     open_pair(SOCK_STREAM);
     CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
     CHECK_EQ(fcntl(sp[0], F_SETFL, O_NONBLOCK), 0);
-    send_raw_fd(sp[1], " ", p[0]);
+    CHECK_EQ(h_sendmsg_raw(sp[1], " ", &p[0], 1), 1);
     close(p[0]);
     conn = fdctx_conn_new(sp[0], FDCTX_FRAMING_JSON, NULL);
     CHECK(conn != NULL);

@@ -121,30 +121,11 @@ static void serve(int sock, size_t cap, struct got *g, int *feeds)
 }
 
 /* One sendmsg of `text` with one fresh pipe holding `payload` (none if
- * NULL), exactly as given: fdctx_send would refuse the qemu.qmp style's fd
- * on a lone space. */
+ * NULL), exactly as given. */
 static void send_one(int sock, const char *text, const char *payload)
 {
     int fd = payload ? h_pipe_with(payload) : -1;
-    char cbuf[CMSG_SPACE(sizeof(int))];
-    struct iovec iov = { (void *)text, strlen(text) };
-    struct msghdr mh;
-
-    memset(&mh, 0, sizeof mh);
-    memset(cbuf, 0, sizeof cbuf);
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    if (fd >= 0) {
-        struct cmsghdr *c;
-        mh.msg_control = cbuf;
-        mh.msg_controllen = sizeof cbuf;
-        c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof fd);
-    }
-    CHECK_EQ(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t)strlen(text));
+    CHECK_EQ(h_sendmsg_raw(sock, text, &fd, payload ? 1 : 0), (ssize_t)strlen(text));
     if (fd >= 0)
         close(fd);
 }

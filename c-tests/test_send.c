@@ -14,10 +14,7 @@ static int sp[2];
 
 static void open_pair(void)
 {
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) {
-        printf("harness: socketpair: %s\n", strerror(errno));
-        exit(2);
-    }
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
 }
 
 static void close_pair(void)

@@ -48,3 +48,38 @@ check-minivmm-asan: build/asan/minivmm
 	$(SANITIZER_ENV) $(INTEROP) --minivmm build/asan/minivmm --keep-log build/interop/minivmm.asan.log
 
 EXTRA_CHECKS += check-interop check-interop-confined check-minivmm-valgrind check-minivmm-asan
+
+# ---- the event-loop examples ------------------------------------------------
+# epoll-monitor (fdctx reads each non-blocking socket) and glib-monitor (GLib
+# reads, fdctx is fed), both running the commands of examples/qmp-common.c;
+# built by `make`, driven by tests/interop/test_event_loops.py with several
+# real clients at once, plainly and under valgrind --track-fds=yes.
+EVENT_LOOP_MONITORS := build/epoll-monitor build/glib-monitor
+EVENT_LOOPS = $(PYTHON) tests/interop/test_event_loops.py --fdctx-send $(STAGE)/bin/fdctx-send
+
+build/glib-monitor: EXAMPLE_CFLAGS = $(shell $(PKG_CONFIG) --cflags gio-unix-2.0)
+build/glib-monitor: EXAMPLE_LIBS = $(shell $(PKG_CONFIG) --libs gio-unix-2.0)
+$(EVENT_LOOP_MONITORS): build/%: examples/%.c examples/qmp-common.c examples/qmp-common.h stage
+	@mkdir -p $(@D)
+	$(CC) $(MINIVMM_CFLAGS) $(CFLAGS) $(FDCTX_CFLAGS) $(EXAMPLE_CFLAGS) -o $@ $(filter %.c,$^) \
+	    $(FDCTX_LIBS) $(EXAMPLE_LIBS) $(LDFLAGS)
+
+all: $(EVENT_LOOP_MONITORS)
+
+.PHONY: check-event-loops check-event-loops-valgrind
+
+check-event-loops: $(EVENT_LOOP_MONITORS)
+	@echo "== event-loop monitors with several clients at once"
+	$(EVENT_LOOPS) --monitor build/epoll-monitor
+	$(EVENT_LOOPS) --monitor build/glib-monitor
+
+check-event-loops-valgrind: $(EVENT_LOOP_MONITORS)
+	@echo "== event-loop monitors under valgrind --track-fds=yes --error-exitcode=1"
+	@command -v $(VALGRIND) >/dev/null 2>&1 || { \
+	    echo "$(VALGRIND) not found: 'make deps' installs it" >&2; exit 1; }
+	$(EVENT_LOOPS) --monitor build/epoll-monitor --wrap "$(VALGRIND) $(VALGRIND_FLAGS)" \
+	    --keep-log build/interop/epoll-monitor.valgrind.log
+	$(EVENT_LOOPS) --monitor build/glib-monitor --wrap "$(VALGRIND) $(VALGRIND_FLAGS)" \
+	    --keep-log build/interop/glib-monitor.valgrind.log
+
+EXTRA_CHECKS += check-event-loops check-event-loops-valgrind

@@ -985,6 +985,7 @@ unsafe fn get_scalar<T>(
 ///    on the i-th non-whitespace byte, the last batch on the rest;
 ///  - never attaches a batch twice when the kernel accepts only part of a
 ///    write: the rest goes without fds.
+///
 /// So a command sent with fdctx_send gets exactly its fds, pipelined behind
 /// other commands or not. Clients that send fds *ahead* of a command on a
 /// whitespace byte of their own (`qemu.qmp`'s `send_fd_scm`) get the same

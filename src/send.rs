@@ -141,10 +141,12 @@ fn wait_writable(sock: BorrowedFd<'_>) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::FdLeakCheck;
     use std::os::fd::AsFd;
 
     #[test]
     fn fds_with_no_bytes_are_refused() {
+        let _leaks = FdLeakCheck::new();
         let (a, _b) = nix::sys::socket::socketpair(
             nix::sys::socket::AddressFamily::Unix,
             SockType::Stream,

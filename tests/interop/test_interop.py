@@ -993,7 +993,7 @@ def qemu_qmp_available(args):
     # run again under the venv's python, which has qemu.qmp
     sys.stdout.flush()
     env = dict(os.environ, **{REEXEC_ENV: "1"})
-    os.execve(py, [py, os.path.abspath(__file__)] + sys.argv[1:], env)
+    os.execve(py, [py, os.path.abspath(sys.argv[0])] + sys.argv[1:], env)  # the script that asked
     return "exec failed"  # not reached
 
 
@@ -1174,14 +1174,7 @@ def main():
             print("0 passed, 1 failed")
             return 1
         try:
-            for t in TESTS + (CONFINED_TESTS if args.confine else []):
-                suite.run(t.__name__[2:], t, suite)
-            for t in QEMU_QMP_TESTS:
-                if why_no_qmp is None:
-                    suite.run(t.__name__[2:], t, suite)
-                else:
-                    suite.skipped += 1
-                    print("SKIP %s: %s" % (t.__name__[2:], why_no_qmp))
+            run_tests(suite, TESTS + (CONFINED_TESTS if args.confine else []), QEMU_QMP_TESTS, why_no_qmp)
             # quit: the monitor exits cleanly
             try:
                 with Client(suite.mon.path) as c:
@@ -1205,19 +1198,39 @@ def main():
                 print("FAIL quit: %s" % e)
         finally:
             suite.close()
-        if args.valgrind:
-            suite.check("valgrind: no errors, only fds 0, 1, 2 open at exit", lambda: check_valgrind_report(suite))
-        if sanitizers:
-            suite.check("%s: no report in the monitor's stderr" % " and ".join(sanitizers),
-                        lambda: check_sanitizer_log(suite))
-        if args.keep_log:
-            os.makedirs(os.path.dirname(os.path.abspath(args.keep_log)), exist_ok=True)
-            shutil.copyfile(suite.mon.log.name, args.keep_log)
-            print("monitor log: %s" % args.keep_log)
-        if suite.failed:
-            print("--- minivmm log ---")
-            print(suite.mon.log_text().rstrip())
-            print("---")
+        return finish_run(suite, args, "minivmm", sanitizers)
+
+
+def run_tests(suite, tests, qemu_qmp_tests, why_no_qmp):
+    """Each test in turn (t_NAME reported as NAME); the qemu.qmp ones are
+    skipped, with the reason, when qemu.qmp is not available."""
+    for t in tests:
+        suite.run(t.__name__[2:], t, suite)
+    for t in qemu_qmp_tests:
+        if why_no_qmp is None:
+            suite.run(t.__name__[2:], t, suite)
+        else:
+            suite.skipped += 1
+            print("SKIP %s: %s" % (t.__name__[2:], why_no_qmp))
+
+
+def finish_run(suite, args, name, sanitizers=()):
+    """After the monitor exited: valgrind's and the sanitizers' verdicts, the
+    kept log, the log itself on a failure, the closing count line; returns
+    the exit status. Call it inside the run's working directory."""
+    if args.valgrind:
+        suite.check("valgrind: no errors, only fds 0, 1, 2 open at exit", lambda: check_valgrind_report(suite))
+    if sanitizers:
+        suite.check("%s: no report in the monitor's stderr" % " and ".join(sanitizers),
+                    lambda: check_sanitizer_log(suite))
+    if args.keep_log:
+        os.makedirs(os.path.dirname(os.path.abspath(args.keep_log)), exist_ok=True)
+        shutil.copyfile(suite.mon.log.name, args.keep_log)
+        print("monitor log: %s" % args.keep_log)
+    if suite.failed:
+        print("--- %s log ---" % name)
+        print(suite.mon.log_text().rstrip())
+        print("---")
     line = "%d passed, %d failed" % (suite.passed, suite.failed)
     if suite.skipped:
         line += ", %d skipped" % suite.skipped

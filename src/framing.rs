@@ -739,7 +739,8 @@ mod tests {
         let _leaks = FdLeakCheck::new();
         let bad = || Err(libc::EBADMSG);
         let ok = |s: &str| Ok(s.to_string());
-        let cases: &[(&[u8], Vec<Result<String, i32>>)] = &[
+        type Case = (&'static [u8], Vec<Result<String, i32>>);
+        let cases: &[Case] = &[
             // Unclosed: the next line's command starts a frame of its own.
             (b"{\"execute\":\"cont\"\n{\"b\":1}\n{\"c\":2}", vec![bad(), ok("{\"b\":1}"), ok("{\"c\":2}")]),
             (b"{\"a\":1,\n  {\"b\":1}\n", vec![bad(), ok("{\"b\":1}")]),

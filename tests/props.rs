@@ -236,7 +236,7 @@ fn reference(framing: Framing, s: &[u8], max_bytes: usize, max_depth: usize) -> 
             } else if is_ws(b) {
                 line_break |= b == b'\n';
                 scalar = false;
-            } else if !(scalar && !b"{}[]:,\"".contains(&b)) {
+            } else if !scalar || b"{}[]:,\"".contains(&b) {
                 scalar = false;
                 let top = stack.last().copied();
                 let value_ok = cur.len() == 1 || prev == b'[' || prev == b':' || (prev == b',' && top == Some(b'['));

@@ -130,8 +130,11 @@ typedef struct fdctx_allow {
 
 /**
  * QMP: a stream of JSON objects, optional whitespace between them. Each is
- * validated; after a malformed one, input is discarded up to the next line
- * break.
+ * validated; a malformed one is rejected at the byte where it can no
+ * longer be JSON, and input is discarded up to the next line break. A
+ * command cut short (a line break inside a string, or a `{` starting a
+ * line where the command has no place for a value) ends at that line
+ * break, so the next line's command is not lost with it.
  */
 #define FDCTX_FRAMING_JSON 0
 
@@ -277,7 +280,8 @@ int fdctx_dup(const struct fdctx *ctx, size_t index);
  *   would: the fd's access mode must allow the requested one (`-EACCES`),
  *   an `O_PATH` fd serves only `O_PATH` requests (`-EACCES`),
  *   `O_DIRECTORY` on a non-directory is `-ENOTDIR`, `O_CREAT|O_EXCL` is
- *   `-EEXIST`, `O_TRUNC` truncates a regular file opened for writing and
+ *   `-EEXIST`, `O_TMPFILE` is `-EINVAL` (it makes a new file, and a passed
+ *   directory's fd is no place to make one), `O_TRUNC` truncates a regular file opened for writing and
  *   is ignored on a pipe, a tty, a device or a socket (as open(2) does),
  *   and `O_NONBLOCK` is set or cleared to match `flags` (on the open file
  *   description, which the sender shares). Other status flags are the
@@ -312,7 +316,10 @@ int fdctx_dup(const struct fdctx *ctx, size_t index);
  * Thread rules: not concurrently with any other call on the same context,
  * read-only ones included (borrowing records which fds were used).
  */
-int fdctx_open(struct fdctx *ctx, const char *path, int flags, mode_t mode);
+int fdctx_open(struct fdctx *ctx,
+               const char *path,
+               int flags,
+               mode_t mode);
 
 /**
  * Ends a context made by fdctx_new(): closes every fd it still owns and
@@ -371,8 +378,8 @@ struct fdctx *fdctx_current(void);
  *
  * Returns the connection, or NULL with fdctx_last_error() set when
  * `sockfd` is negative or not a socket, `framing` is not one of
- * `FDCTX_FRAMING_*`, PACKET framing is asked of a stream socket, or a
- * limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
+ * `FDCTX_FRAMING_*`, PACKET framing is asked of a stream socket, JSON or
+ * LINE framing of any other kind of socket, or a limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
  * `max_depth` 127, `max_hold_ms` 3600000).
  *
  * The connection must be the socket's only reader. With PACKET framing it
@@ -660,7 +667,9 @@ int fdctx_msg_get_bool(const struct fdctx_msg *msg, const char *pointer, bool *o
  *
  * Returns 0, or `-EINVAL` (an argument is NULL), `-EBADMSG` (the message is
  * not JSON), `-ENOENT` (nothing at `pointer`), `-ENOMSG` (not a number),
- * `-ERANGE` (a number with a fraction or outside int64_t).
+ * `-ERANGE` (a number that is not written as an integer within int64_t:
+ * a fraction, an exponent such as `1e2`, `-0`, or out of range — as QEMU's
+ * QMP parser, which takes those for floating-point numbers).
  *
  * Thread rules: not concurrently with any other call on the same message,
  * read-only ones included (the accessors cache what they parse).

@@ -321,7 +321,9 @@ impl<S: AsFd> std::fmt::Debug for Connection<S> {
 /// Checks that `sock` is a socket that `framing` can read: packet framing
 /// needs a `SOCK_SEQPACKET` or `SOCK_DGRAM` socket (on a stream it would
 /// never see a message boundary), and then turns on its timestamps (see
-/// [`enable_timestamps`]).
+/// [`enable_timestamps`]); JSON and line framing need a `SOCK_STREAM`
+/// socket (on a packet socket a read of a fixed size would cut a larger
+/// packet, and the kernel drops the rest: `MSG_TRUNC` in `recvmsg(2)`).
 fn check_socket(sock: BorrowedFd<'_>, framing: Framing) -> Result<(), Error> {
     use nix::sys::socket::{getsockopt, sockopt, SockType};
     let ty = getsockopt(&sock, sockopt::SockType).map_err(|e| Error::sys("getsockopt(SO_TYPE)", e))?;
@@ -330,6 +332,8 @@ fn check_socket(sock: BorrowedFd<'_>, framing: Framing) -> Result<(), Error> {
             return Err(Error::InvalidArgument("packet framing needs a SOCK_SEQPACKET or SOCK_DGRAM socket"));
         }
         enable_timestamps(sock);
+    } else if ty != SockType::Stream {
+        return Err(Error::InvalidArgument("JSON and line framing need a SOCK_STREAM socket (use packet framing)"));
     }
     Ok(())
 }
@@ -356,8 +360,9 @@ impl<S: AsFd> Connection<S> {
     ///
     /// # Errors
     /// `ENOTSOCK` (as [`Error::Sys`]) if `sock` is not a socket;
-    /// [`Error::InvalidArgument`] for packet framing on a stream socket or a
-    /// limit above its maximum.
+    /// [`Error::InvalidArgument`] for packet framing on a stream socket,
+    /// JSON or line framing on any other kind of socket, or a limit above
+    /// its maximum.
     pub fn new(sock: S, framing: Framing, limits: Limits) -> Result<Connection<S>, Error> {
         check_socket(sock.as_fd(), framing)?;
         Connection::build(Some(sock), framing, limits)

@@ -2,9 +2,12 @@
 //!
 //! The [`Scanner`] is incremental: it keeps its state between reads and
 //! looks at every byte once, so a 1 MiB command arriving 4 KiB at a time
-//! costs one pass, not one pass per read. It finds boundaries only (string
-//! and escape state, nesting depth, size); a complete JSON frame is then
-//! validated once by serde_json ([`validate_json`]).
+//! costs one pass, not one pass per read. It follows strings and escapes,
+//! nesting, size, and the order of JSON's tokens (a key, `:`, a value, `,`
+//! or a close — not the spelling of numbers and literals), so a frame that
+//! can no longer become JSON is rejected at the byte where that shows; a
+//! complete JSON frame is then validated once by serde_json
+//! ([`validate_json`]).
 //!
 //! A JSON frame that starts and ends within one read — nearly every QMP
 //! command — takes one pass instead of two: serde_json parses it from its
@@ -14,10 +17,14 @@
 //! first byte as above, so every frame ends, or is rejected, at the same
 //! byte and with the same result whichever way it was taken.
 //!
-//! After a bad frame (not an object, too deep, too large) the scanner
-//! discards input up to the next line break and resumes there; so does a
-//! connection after a complete frame that fails validation
-//! ([`Scanner::abandon`]). An object later on the same line as a bad one
+//! After a bad frame (not an object, out of token order, too deep, too
+//! large) the scanner discards input up to the next line break and resumes
+//! there; so does a connection after a complete frame that fails
+//! validation ([`Scanner::abandon`]). A frame cut short — a line break
+//! inside a string, or a `{` that starts a line where the frame has no
+//! place for a value (`{"execute":"cont"` then a line break) — ends at
+//! that line break, and the next line is a command of its own: a client
+//! loses the command it broke, not the ones after it. An object later on the same line as a bad one
 //! is discarded with it: after an error the reader cannot know where the
 //! client meant a command to start, and a line break is the one boundary
 //! both sides agree on.
@@ -86,9 +93,45 @@ pub struct Scanner {
     depth: usize,
     in_string: bool,
     escape: bool,
+    /// The string being scanned is an object key.
+    key: bool,
+    /// Inside a number or literal (`true`, `null`, ...).
+    scalar: bool,
+    /// What the JSON grammar allows next, outside strings.
+    expect: Expect,
+    /// One bit per open container, bit `d` for nesting level `d + 1`: set
+    /// for an object, clear for an array (`max_depth` is at most 127).
+    objects: u128,
+    /// A line break outside strings since the frame's last token.
+    line_break: bool,
+    /// The frame was rejected at a `{` that starts a line: the next frame
+    /// starts at that byte instead of after the next line break.
+    resync: bool,
     /// Take frames whole within a read in one pass (see the module doc);
     /// off only in tests, to compare with the incremental scan.
     one_pass: bool,
+}
+
+/// What the JSON grammar allows next in a frame, outside strings. Only
+/// the order of tokens is followed (strings, brackets, `:`, `,`, and runs
+/// of other bytes as numbers or literals); serde_json checks the rest when
+/// the frame is complete. This is what lets a frame that can no longer
+/// become JSON be rejected at the byte where that is known, rather than
+/// when its brackets happen to balance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Just after `{`: a key or `}`.
+    KeyOrClose,
+    /// After `,` in an object: a key.
+    Key,
+    /// After a key: `:`.
+    Colon,
+    /// After `:`, or `,` in an array: a value.
+    Value,
+    /// Just after `[`: a value or `]`.
+    ValueOrClose,
+    /// After a value: `,` or the close of its container.
+    CommaOrClose,
 }
 
 /// Bytes of the first window [`Scanner::step`] tries a frame in: a little
@@ -98,6 +141,12 @@ const FIRST_WINDOW: usize = 256;
 /// JSON whitespace (RFC 8259 section 2), which is also what separates lines.
 pub fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// A byte that ends a number or literal: JSON's structural characters and
+/// the quote (RFC 8259 section 2).
+fn is_json_punct(b: u8) -> bool {
+    matches!(b, b'{' | b'}' | b'[' | b']' | b':' | b',' | b'"')
 }
 
 impl Scanner {
@@ -112,6 +161,12 @@ impl Scanner {
             depth: 0,
             in_string: false,
             escape: false,
+            key: false,
+            scalar: false,
+            expect: Expect::Value,
+            objects: 0,
+            line_break: false,
+            resync: false,
             one_pass: true,
         }
     }
@@ -153,6 +208,11 @@ impl Scanner {
                 self.depth = 0;
                 self.in_string = false;
                 self.escape = false;
+                self.scalar = false;
+                self.expect = Expect::Value;
+                self.objects = 0;
+                self.line_break = false;
+                self.resync = false;
                 let mut step = self.step_frame(&chunk[start..], true);
                 step.consumed += start;
                 step.frame = step.frame.start + start..step.frame.end + start;
@@ -179,8 +239,10 @@ impl Scanner {
         // The bytes are checked as UTF-8 once, as a window, so that
         // serde_json can read them as text (checking each string it returns
         // separately costs more than the whole check of a command). The
-        // window starts at about one command and doubles while the frame
-        // runs past it, so no byte is looked at more than about three times.
+        // window starts at about one command and grows fourfold while the
+        // frame runs past it: the attempts before the last cost a third of
+        // it, and a frame that spans reads (a large one) fails a few times
+        // only, each failure being one small allocation (serde_json's error).
         let mut size = limit.min(FIRST_WINDOW);
         loop {
             let (text, whole) = match std::str::from_utf8(&bytes[..size]) {
@@ -198,7 +260,7 @@ impl Scanner {
                     return Some((stream.byte_offset(), frame.0.max));
                 }
                 Some(Err(e)) if e.is_eof() && whole && size < limit => {
-                    size = limit.min(size.saturating_mul(2));
+                    size = limit.min(size.saturating_mul(4));
                 }
                 _ => return None,
             }
@@ -249,7 +311,7 @@ impl Scanner {
     }
 
     fn reject(&mut self, at_newline: bool) {
-        self.mode = if at_newline { Mode::Idle } else { Mode::Discard };
+        self.mode = if at_newline || self.resync { Mode::Idle } else { Mode::Discard };
     }
 
     fn too_large(&self, upto: usize) -> bool {
@@ -257,6 +319,14 @@ impl Scanner {
     }
 
     /// Returns bytes used and, when the frame ended, how.
+    ///
+    /// A frame is rejected at the first byte the JSON grammar does not
+    /// allow there (see [`Expect`]), at a line break inside a string (JSON
+    /// strings hold none: RFC 8259 section 7), or past `max_depth`. When
+    /// the byte not allowed is a `{` that is the first token of a line, the
+    /// frame ends before it and the next frame starts there: a client whose
+    /// command was cut short (`{"execute":"cont"` and a line break) loses
+    /// that command only, not the next one.
     fn scan_json(&mut self, chunk: &[u8]) -> (usize, Option<Result<(), Error>>) {
         let mut i = 0;
         if self.len == 0 && self.depth == 0 && !self.in_string {
@@ -267,61 +337,111 @@ impl Scanner {
         }
         while i < chunk.len() {
             if self.in_string {
-                i += self.skip_string(&chunk[i..]);
+                let (used, line_break) = self.skip_string(&chunk[i..]);
+                i += used;
+                if line_break {
+                    return (i, Some(Err(Error::MalformedJson("line break inside a string".into()))));
+                }
                 continue;
             }
-            // Jump to the next byte that matters outside strings.
-            match chunk[i..].iter().position(|&b| matches!(b, b'"' | b'{' | b'}' | b'[' | b']')) {
-                Some(p) => i += p,
-                None => {
-                    i = chunk.len();
-                    break;
-                }
+            let b = chunk[i];
+            if is_ws(b) {
+                self.line_break |= b == b'\n';
+                self.scalar = false;
+                i += 1;
+                continue;
             }
-            match chunk[i] {
-                b'"' => self.in_string = true,
-                b'{' | b'[' => {
-                    self.depth += 1;
-                    if self.depth > self.max_depth {
-                        return (i + 1, Some(Err(Error::MalformedJson(format!(
-                            "nested deeper than {} levels",
-                            self.max_depth
-                        )))));
-                    }
-                }
-                b'}' | b']' => {
-                    self.depth = self.depth.saturating_sub(1);
-                    if self.depth == 0 {
-                        if self.too_large(i + 1) {
-                            return (i + 1, Some(Err(Error::TooLarge { limit: self.max_bytes })));
-                        }
-                        return (i + 1, Some(Ok(())));
-                    }
-                }
-                _ => {}
+            if self.scalar && !is_json_punct(b) {
+                i += 1;
+                continue;
             }
+            self.scalar = false;
+            match self.token(b) {
+                Ok(false) => {}
+                Ok(true) => {
+                    if self.too_large(i + 1) {
+                        return (i + 1, Some(Err(Error::TooLarge { limit: self.max_bytes })));
+                    }
+                    return (i + 1, Some(Ok(())));
+                }
+                // (Where a value may start, the `{` was too deep instead.)
+                Err(e) if b == b'{' && self.line_break && !self.value_may_start() => {
+                    self.resync = true;
+                    return (i, Some(Err(e)));
+                }
+                Err(e) => return (i + 1, Some(Err(e))),
+            }
+            self.line_break = false;
             i += 1;
         }
         (i, None)
     }
 
+    /// Takes one token byte outside strings (not whitespace, not inside a
+    /// number or literal): `Ok(true)` when it closes the frame.
+    fn token(&mut self, b: u8) -> Result<bool, Error> {
+        use Expect::*;
+        let in_object = self.depth > 0 && self.objects >> (self.depth - 1) & 1 == 1;
+        let unexpected = |what: &str| Err(Error::MalformedJson(format!("unexpected {what}")));
+        match (b, self.expect) {
+            (b'"', KeyOrClose | Key) => (self.in_string, self.key) = (true, true),
+            (b'"', Value | ValueOrClose) => (self.in_string, self.key) = (true, false),
+            (b'{' | b'[', Value | ValueOrClose) => {
+                if self.depth >= self.max_depth {
+                    return Err(Error::MalformedJson(format!("nested deeper than {} levels", self.max_depth)));
+                }
+                let object = b == b'{';
+                self.objects = self.objects & !(1 << self.depth) | (u128::from(object) << self.depth);
+                self.depth += 1;
+                self.expect = if object { KeyOrClose } else { ValueOrClose };
+            }
+            (b'}', KeyOrClose | CommaOrClose) if in_object => return Ok(self.close()),
+            (b']', ValueOrClose | CommaOrClose) if !in_object && self.depth > 0 => return Ok(self.close()),
+            (b':', Colon) => self.expect = Value,
+            (b',', CommaOrClose) => self.expect = if in_object { Key } else { Value },
+            (b'"', _) => return unexpected("string"),
+            (b'{' | b'}' | b'[' | b']' | b':' | b',', _) => return unexpected(&format!("'{}'", b as char)),
+            (_, Value | ValueOrClose) => {
+                self.scalar = true;
+                self.expect = CommaOrClose;
+            }
+            _ => return unexpected("value"),
+        }
+        Ok(false)
+    }
+
+    fn value_may_start(&self) -> bool {
+        matches!(self.expect, Expect::Value | Expect::ValueOrClose)
+    }
+
+    /// Closes the innermost container: true when that ends the frame.
+    fn close(&mut self) -> bool {
+        self.depth -= 1;
+        self.expect = Expect::CommaOrClose;
+        self.depth == 0
+    }
+
     /// Inside a string: the bytes up to and including the next unescaped
-    /// `"` (the string then ends) or `\` (an escape follows), or all of
+    /// `"` (the string then ends), `\` (an escape follows) or line break
+    /// (the frame is malformed: the second value is true), or all of
     /// `chunk`; an escaped byte is skipped.
-    fn skip_string(&mut self, chunk: &[u8]) -> usize {
+    fn skip_string(&mut self, chunk: &[u8]) -> (usize, bool) {
         if self.escape {
             self.escape = false;
-            return 1;
+            return (1, chunk[0] == b'\n');
         }
-        match memchr::memchr2(b'"', b'\\', chunk) {
-            None => chunk.len(),
+        match memchr::memchr3(b'"', b'\\', b'\n', chunk) {
+            None => (chunk.len(), false),
             Some(p) => {
-                if chunk[p] == b'\\' {
-                    self.escape = true;
-                } else {
-                    self.in_string = false;
+                match chunk[p] {
+                    b'\\' => self.escape = true,
+                    b'\n' => return (p + 1, true),
+                    _ => {
+                        self.in_string = false;
+                        self.expect = if self.key { Expect::Colon } else { Expect::CommaOrClose };
+                    }
                 }
-                p + 1
+                (p + 1, false)
             }
         }
     }
@@ -464,13 +584,16 @@ mod tests {
             let mut pos = 0;
             while pos < chunk.len() {
                 let st = s.step(&chunk[pos..]);
+                let rejected = matches!(st.end, Some(Err(_)));
                 cur.extend_from_slice(&chunk[pos..][st.frame.clone()]);
                 if let Some(end) = st.end {
                     let text = String::from_utf8(std::mem::take(&mut cur)).unwrap();
                     out.push(end.map(|()| text).map_err(|e| e.errno()));
                 }
+                // Only a frame rejected at a `{` that starts a line (and
+                // the next frame) ends without consuming a byte.
+                assert!(st.consumed > 0 || rejected);
                 pos += st.consumed;
-                assert!(st.consumed > 0);
             }
         }
         out
@@ -494,7 +617,7 @@ mod tests {
             let mut pos = 0;
             while pos < chunk.len() {
                 let st = s.step(&chunk[pos..]);
-                assert!(st.consumed > 0);
+                assert!(st.consumed > 0 || matches!(st.end, Some(Err(_))));
                 cur.extend_from_slice(&chunk[pos..][st.frame.clone()]);
                 if let Some(end) = st.end {
                     let frame = std::mem::take(&mut cur);
@@ -548,7 +671,7 @@ mod tests {
     #[test]
     fn one_pass_windows_grow_over_long_frames() {
         let _leaks = FdLeakCheck::new();
-        // Frames past the first window (256 bytes) and its doublings, with
+        // Frames past the first window (256 bytes) and its growths, with
         // multi-byte characters across every window edge, invalid UTF-8
         // beyond the first window, and a frame over the limit (2000).
         let mut input = Vec::new();
@@ -574,7 +697,7 @@ mod tests {
         assert!(want[..4].iter().enumerate().all(|(i, (_, r))| *r == Ok(Some(i))), "{summary:?}");
         assert_eq!(want[4].1, Err(libc::EILSEQ));
         assert_eq!(want[5].1, Err(libc::EMSGSIZE));
-        for cut in [1, 2, 3, 7, 255, 256, 257, 511, 512, 1000, 4096, input.len()] {
+        for cut in [1, 2, 3, 7, 255, 256, 257, 511, 512, 1000, 1023, 1024, 1025, 4096, input.len()] {
             assert_eq!(checked_frames(&input, cut, true, 2000), want, "cut {cut}");
         }
         let mut s = Scanner::new(Framing::Json, 2000, 4);
@@ -609,6 +732,38 @@ mod tests {
             frames(Framing::Json, input, 5),
             vec![Err(ebadmsg), Err(ebadmsg), Ok("{\"ok\":1}".into())]
         );
+    }
+
+    #[test]
+    fn a_command_cut_short_does_not_swallow_the_next_lines() {
+        let _leaks = FdLeakCheck::new();
+        let bad = || Err(libc::EBADMSG);
+        let ok = |s: &str| Ok(s.to_string());
+        type Case = (&'static [u8], Vec<Result<String, i32>>);
+        let cases: &[Case] = &[
+            // Unclosed: the next line's command starts a frame of its own.
+            (b"{\"execute\":\"cont\"\n{\"b\":1}\n{\"c\":2}", vec![bad(), ok("{\"b\":1}"), ok("{\"c\":2}")]),
+            (b"{\"a\":1,\n  {\"b\":1}\n", vec![bad(), ok("{\"b\":1}")]),
+            (b"{\"a\":[1]\r\n{\"b\":1}", vec![bad(), ok("{\"b\":1}")]),
+            // Where a `{` may begin a value, it does: the frame goes on.
+            (b"{\"a\":[1,\n{\"b\":1}]}", vec![ok("{\"a\":[1,\n{\"b\":1}]}")]),
+            // A line break inside a string ends the frame there.
+            (b"{\"a\":\"unterminated\n{\"b\":1}\n", vec![bad(), ok("{\"b\":1}")]),
+            (b"{\"a\":\"x\\\n{\"b\":1}", vec![bad(), ok("{\"b\":1}")]),
+            // Rejected at the byte: the rest of that line is discarded.
+            (b"{x {\"smuggled\":1}\n{\"b\":1}", vec![bad(), ok("{\"b\":1}")]),
+            (b"{\"a\" {\"smuggled\":1}}\n{\"b\":1}", vec![bad(), ok("{\"b\":1}")]),
+            (b"{\"a\":1 2}{\"smuggled\":1}\n{\"b\":1}", vec![bad(), ok("{\"b\":1}")]),
+            (b"{\"a\":1]\n{\"b\":[}]}\n{\"c\":{\"d\"}}\n{}", vec![bad(), bad(), bad(), ok("{}")]),
+            // Valid JSON over several lines is one command.
+            (b"{\n \"a\": {\n  \"b\": [1,\n 2]\n }\n}\n", vec![ok("{\n \"a\": {\n  \"b\": [1,\n 2]\n }\n}")]),
+            (b"{\"a\":\n{\"b\":1}}", vec![ok("{\"a\":\n{\"b\":1}}")]),
+        ];
+        for (input, want) in cases {
+            for cut in 1..=input.len() {
+                assert_eq!(&frames(Framing::Json, input, cut), want, "cut {cut} of {:?}", String::from_utf8_lossy(input));
+            }
+        }
     }
 
     #[test]

@@ -88,10 +88,15 @@ pub fn open<P: AsRef<Path>>(ctx: Option<&Context>, path: P, flags: i32, mode: u3
 /// # Errors
 /// [`Error::AccessMode`] when the fd's `O_ACCMODE` does not allow the
 /// requested access, [`Error::PathOnlyFd`] for I/O asked of an `O_PATH` fd,
-/// `ENOTDIR` for `O_DIRECTORY` on a non-directory, `EEXIST` for
+/// `EINVAL` for `O_TMPFILE` (it makes a new file, so it cannot name a
+/// passed one; the fd of a passed directory is not a place to make files
+/// in), `ENOTDIR` for `O_DIRECTORY` on a non-directory, `EEXIST` for
 /// `O_CREAT | O_EXCL` (the file exists), `EINVAL` for an access mode with
 /// both bits set; a failing `fcntl(2)`, `fstat(2)` or `ftruncate(2)`.
 pub(crate) fn open_fd(fd: BorrowedFd<'_>, flags: OFlag) -> Result<OwnedFd, Error> {
+    if flags.contains(OFlag::O_TMPFILE) {
+        return Err(Error::sys("open /dev/fd/N with O_TMPFILE", Errno::EINVAL));
+    }
     let have = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).map_err(|e| Error::sys("fcntl(F_GETFL)", e))?);
     check_access(have, flags)?;
     let file_type = || -> Result<SFlag, Error> {
@@ -323,6 +328,10 @@ mod tests {
         let path_only = ctx.open("/dev/fd/1", libc::O_PATH, 0).unwrap();
         assert!(flags_of(&path_only).contains(OFlag::O_PATH), "O_PATH of a readable fd is path-only");
         assert_eq!(nix::unistd::read(&path_only, &mut [0u8; 1]), Err(Errno::EBADF));
+        for acc in [libc::O_RDONLY, libc::O_RDWR] {
+            let e = ctx.open("/dev/fd/2", acc | libc::O_TMPFILE, 0o600).unwrap_err();
+            assert_eq!(e.errno(), libc::EINVAL, "O_TMPFILE never dups a passed directory");
+        }
         let e = ctx.open("/dev/fd/1", libc::O_RDONLY | libc::O_DIRECTORY, 0).unwrap_err();
         assert_eq!(e.errno(), libc::ENOTDIR);
         drop(ctx.open("/dev/fd/2", libc::O_RDONLY | libc::O_DIRECTORY, 0).unwrap());

@@ -414,6 +414,20 @@ fn packet_framing_needs_a_packet_socket() {
 }
 
 #[test]
+fn stream_framing_on_a_packet_socket_is_refused_rather_than_cutting_packets() {
+    let _leaks = FdLeakCheck::new();
+    for ty in [SockType::SeqPacket, SockType::Datagram] {
+        let (a, b) = pair(ty);
+        for framing in [Framing::Json, Framing::Line] {
+            let e = Connection::new(b.as_fd(), framing, Limits::default()).unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument(_)), "{ty:?} {framing:?}: {e}");
+        }
+        assert!(Connection::new(b.as_fd(), Framing::Packet, Limits::default()).is_ok());
+        drop((a, b));
+    }
+}
+
+#[test]
 fn packet_framing_refuses_json_nested_deeper_than_max_depth() {
     let _leaks = FdLeakCheck::new();
     let deep = |n: usize| format!("{{\"a\":{}1{}}}", "[".repeat(n - 1), "]".repeat(n - 1));
@@ -481,4 +495,31 @@ fn a_connection_on_a_borrowed_socket_never_closes_it() {
     send(&client, b"{\"b\":2}", &[]);
     let mut again = Connection::new(server, Framing::Json, Limits::default()).unwrap();
     assert_eq!(text(&recv(&mut again)), "{\"b\":2}", "the socket outlived the borrowing connection");
+}
+
+#[test]
+fn a_command_cut_short_does_not_swallow_the_next_one_or_its_fd() {
+    let _leaks = FdLeakCheck::new();
+    for cut_short in [&b"{\"execute\":\"cont\"\n"[..], b"{\"a\":\"unterminated\n", b"{\"a\":1,\n"] {
+        let (mut conn, client) = stream(Limits::default());
+        let fds = pipes(1);
+        send(&client, cut_short, &[]);
+        send(&client, b"{\"execute\":\"getfd\",\"arguments\":{\"fdname\":\"/dev/fd/0\"}}\n", &fds);
+        send(&client, b"{\"execute\":\"query-status\"}\n", &[]);
+        drop(client);
+        let first = recv(&mut conn);
+        assert_eq!(first.status().map_err(|e| e.errno()), Err(libc::EBADMSG), "{:?}", text(&first));
+        assert_eq!(first.fds().count(), 0);
+        assert_eq!(first.finish(), 0);
+        let getfd = recv(&mut conn);
+        assert_eq!(getfd.status(), Ok(()));
+        assert_eq!(getfd.get_str("/execute").unwrap(), "getfd");
+        assert_eq!(msg_inos(&getfd), inos(&fds), "the fd sent with getfd is getfd's");
+        getfd.finish();
+        let query = recv(&mut conn);
+        assert_eq!(query.get_str("/execute").unwrap(), "query-status");
+        assert_eq!(query.fds().count(), 0);
+        query.finish();
+        assert!(conn.recv().unwrap().is_none());
+    }
 }

@@ -177,12 +177,19 @@ fn reference(framing: Framing, s: &[u8], max_bytes: usize, max_depth: usize) -> 
     let mut owner = vec![ByteOwner::Ws; s.len()];
     let mut mode = Mode::Idle;
     let mut cur: Vec<u8> = Vec::new();
-    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
-    for (p, &b) in s.iter().enumerate() {
+    let (mut in_str, mut esc) = (false, false);
+    // JSON token order: the open containers, and the last token: `{`, `[`,
+    // `:`, `,`, `K`/`V` inside a key/value string, `k`/`v` after one (`v`
+    // also after a number, literal or closed container).
+    let (mut stack, mut prev, mut scalar, mut line_break) = (Vec::new(), 0u8, false, false);
+    let mut p = 0;
+    while p < s.len() {
+        let b = s[p];
+        p += 1;
         match mode {
             Mode::Discard => {
                 if !is_ws(b) {
-                    owner[p] = ByteOwner::Discarded;
+                    owner[p - 1] = ByteOwner::Discarded;
                 }
                 if b == b'\n' {
                     mode = Mode::Idle;
@@ -196,15 +203,15 @@ fn reference(framing: Framing, s: &[u8], max_bytes: usize, max_depth: usize) -> 
                 frames.push(RefFrame { data: Vec::new(), errno: 0, max_ref: None, complete: false });
                 mode = Mode::Frame;
                 cur.clear();
-                depth = 0;
-                in_str = false;
-                esc = false;
+                (in_str, esc) = (false, false);
+                (prev, scalar, line_break) = (0, false, false);
+                stack.clear();
             }
             Mode::Frame => {}
         }
         let i = frames.len() - 1;
         if !is_ws(b) {
-            owner[p] = ByteOwner::Frame(i);
+            owner[p - 1] = ByteOwner::Frame(i);
         }
         cur.push(b);
         // end: None (go on), Some(errno, discard?)
@@ -220,24 +227,71 @@ fn reference(framing: Framing, s: &[u8], max_bytes: usize, max_depth: usize) -> 
                     esc = true;
                 } else if b == b'"' {
                     in_str = false;
+                    prev = prev.to_ascii_lowercase();
                 }
-            } else {
-                match b {
-                    b'"' => in_str = true,
-                    b'{' | b'[' => {
-                        depth += 1;
-                        if depth > max_depth {
+                // A raw line break never belongs in a JSON string.
+                if b == b'\n' {
+                    structural = Some(libc::EBADMSG);
+                }
+            } else if is_ws(b) {
+                line_break |= b == b'\n';
+                scalar = false;
+            } else if !scalar || b"{}[]:,\"".contains(&b) {
+                scalar = false;
+                let top = stack.last().copied();
+                let value_ok = cur.len() == 1 || prev == b'[' || prev == b':' || (prev == b',' && top == Some(b'['));
+                let key_ok = prev == b'{' || (prev == b',' && top == Some(b'{'));
+                let ok = match b {
+                    b'"' if key_ok || value_ok => {
+                        in_str = true;
+                        prev = if key_ok { b'K' } else { b'V' };
+                        true
+                    }
+                    b'{' | b'[' if value_ok => {
+                        stack.push(b);
+                        prev = b;
+                        if stack.len() > max_depth {
                             structural = Some(libc::EBADMSG);
                         }
+                        true
                     }
                     b'}' | b']' => {
-                        depth = depth.saturating_sub(1);
-                        if depth == 0 {
-                            end = Some((0, false));
+                        let open = if b == b'}' { b'{' } else { b'[' };
+                        let closes = top == Some(open) && (prev == open || prev == b'v');
+                        if closes {
+                            stack.pop();
+                            prev = b'v';
+                            if stack.is_empty() {
+                                end = Some((0, false));
+                            }
                         }
+                        closes
                     }
-                    _ => {}
+                    b':' => std::mem::replace(&mut prev, b':') == b'k',
+                    b',' => std::mem::replace(&mut prev, b',') == b'v',
+                    b'"' | b'{' | b'[' => false,
+                    _ if value_ok => {
+                        scalar = true;
+                        prev = b'v';
+                        true
+                    }
+                    _ => false,
+                };
+                if !ok {
+                    if b == b'{' && line_break {
+                        // Not a value here, but the first token of a line:
+                        // the frame ends before it, a new one starts at it.
+                        cur.pop();
+                        owner[p - 1] = ByteOwner::Ws;
+                        let f = &mut frames[i];
+                        (f.complete, f.errno, f.data) = (true, libc::EBADMSG, cur.clone());
+                        mode = Mode::Idle;
+                        p -= 1;
+                        continue;
+                    }
+                    structural = Some(libc::EBADMSG);
                 }
+                line_break = false;
             }
             if let Some(e) = structural {
                 end = Some((e, true));

@@ -34,7 +34,9 @@ the reply.
   --fd PATH[:MODE]  open PATH and pass it with the command; MODE is r
                     (read-only, the default), w (write-only) or rw
                     (read-write). The N-th --fd is /dev/fd/N of the command,
-                    counting from 0. May be repeated.
+                    counting from 0. May be repeated. A file whose own
+                    name ends in :r, :w or :rw is named with its mode
+                    (--fd a:w:r opens the file a:w read-only).
   --timeout SECS    give up when no reply came within SECS seconds
                     (default 30; 0 waits forever)
   --raw             send JSON exactly as given, without checking that it
@@ -63,7 +65,7 @@ fn errtext(e: &io::Error) -> String {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Access {
     Read,
     Write,
@@ -390,5 +392,21 @@ fn main() -> ExitCode {
             eprintln!("fdctx-send: {msg}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fd_specs_take_a_mode_suffix_and_names_may_hold_colons() {
+        let spec = |s: &str| parse_fd_spec(s).ok();
+        assert_eq!(spec("disk.img"), Some(("disk.img".into(), Access::Read)));
+        assert_eq!(spec("disk.img:rw"), Some(("disk.img".into(), Access::ReadWrite)));
+        assert_eq!(spec("a:w"), Some(("a".into(), Access::Write)));
+        assert_eq!(spec("a:w:r"), Some(("a:w".into(), Access::Read)), "a name ending in a mode, with its mode");
+        assert_eq!(spec("host:port.img"), Some(("host:port.img".into(), Access::Read)));
+        assert_eq!(spec(":w"), None);
     }
 }

@@ -7,7 +7,7 @@
 #                     its .so.X and .so links, lib/libfdctx.a, include/fdctx.h,
 #                     lib/pkgconfig/fdctx.pc, bin/fdctx-send
 #   make header       copy the freshly generated header to include/fdctx.h
-#   make check        every test: Rust tests, header freshness, SONAME, exported
+#   make check        every test: style (rustfmt, clippy), Rust tests, header freshness, SONAME, exported
 #                     symbols, pkg-config (dynamic and static), the C tests under
 #                     plain, valgrind and AddressSanitizer runs, then $(EXTRA_CHECKS)
 #   make deps         install the system tools the checks need (Debian, as root)
@@ -61,7 +61,7 @@ FDCTX_LIBS = $(shell PKG_CONFIG_PATH=$(PKG_CONFIG_PATH) $(PKG_CONFIG) --libs fdc
 # The checks added by the included fragments.
 EXTRA_CHECKS :=
 
-.PHONY: all build stage install header header-status check check-rust \
+.PHONY: all build stage install header header-status check check-style check-rust \
 	check-header check-soname check-symbols check-pkgconfig check-cxx \
 	c-tests check-c check-c-valgrind check-c-asan check-extra check-steps deps clean
 
@@ -141,7 +141,7 @@ check:
 	@bash scripts/check-summary $(CHECK_LOG) $(FD_SUMMARY)
 
 # Each step in order, each in its own make; a failing step stops the run.
-CHECK_STEPS := check-rust check-header stage check-soname check-symbols check-pkgconfig \
+CHECK_STEPS := check-style check-rust check-header stage check-soname check-symbols check-pkgconfig \
 	check-cxx check-c check-c-valgrind check-c-asan check-extra
 check-steps:
 	@+set -e; for step in $(CHECK_STEPS); do $(MAKE) --no-print-directory $$step; done
@@ -150,6 +150,15 @@ check-steps:
 # Release profile: the library is built that way anyway, so dependencies are
 # compiled once, and the property tests run faster.
 CARGO_TEST_FLAGS ?=
+
+# rustfmt (rustfmt.toml) over the crate and the fuzz targets, and clippy
+# over every target with its warnings as errors.
+check-style:
+	@echo "== style: cargo fmt --check, cargo clippy -D warnings"
+	$(CARGO) fmt --check
+	cd fuzz && $(CARGO) fmt --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
+
 check-rust:
 	@echo "== cargo test"
 	timeout 1200 $(CARGO) test --release $(CARGO_TEST_FLAGS)

@@ -38,8 +38,8 @@ fn main() {
 }
 
 fn generate_header(crate_dir: &Path, out_dir: &Path) {
-    let mut config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
-        .unwrap_or_else(|e| panic!("cbindgen.toml: {e}"));
+    let mut config =
+        cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).unwrap_or_else(|e| panic!("cbindgen.toml: {e}"));
 
     let major = env::var("CARGO_PKG_VERSION_MAJOR").expect("CARGO_PKG_VERSION_MAJOR");
     let minor = env::var("CARGO_PKG_VERSION_MINOR").expect("CARGO_PKG_VERSION_MINOR");
@@ -64,10 +64,7 @@ fn generate_header(crate_dir: &Path, out_dir: &Path) {
     config.after_includes = Some(after);
 
     // Only the C layer: its own types are all the header may name.
-    let bindings = match cbindgen::Builder::new()
-        .with_src(crate_dir.join("src/ffi.rs"))
-        .with_config(config)
-        .generate()
+    let bindings = match cbindgen::Builder::new().with_src(crate_dir.join("src/ffi.rs")).with_config(config).generate()
     {
         Ok(b) => b,
         Err(e) => panic!("cbindgen could not generate fdctx.h: {e}"),
@@ -90,8 +87,5 @@ fn link_args(out_dir: &Path) {
     let version_script = out_dir.join("fdctx.map");
     fs::write(&version_script, "{\n  global:\n    fdctx_*;\n  local:\n    *;\n};\n")
         .unwrap_or_else(|e| panic!("{}: {e}", version_script.display()));
-    println!(
-        "cargo:rustc-cdylib-link-arg=-Wl,--version-script={}",
-        version_script.display()
-    );
+    println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={}", version_script.display());
 }

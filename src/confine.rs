@@ -167,14 +167,7 @@ fn granted(access: OFlag, is_dir: bool) -> u64 {
         rights |= READ_FILE | READ_DIR;
     }
     if write {
-        rights |= WRITE_FILE
-            | TRUNCATE
-            | MAKE_REG
-            | MAKE_DIR
-            | MAKE_SOCK
-            | REMOVE_FILE
-            | REMOVE_DIR
-            | REFER;
+        rights |= WRITE_FILE | TRUNCATE | MAKE_REG | MAKE_DIR | MAKE_SOCK | REMOVE_FILE | REMOVE_DIR | REFER;
     }
     if is_dir {
         rights
@@ -196,9 +189,7 @@ fn abi_version() -> Result<u32, Error> {
     };
     match r {
         v if v > 0 => Ok(u32::try_from(v).unwrap_or(u32::MAX)),
-        0 => Err(Error::Unconfinable(
-            "the kernel reports Landlock ABI version 0".into(),
-        )),
+        0 => Err(Error::Unconfinable("the kernel reports Landlock ABI version 0".into())),
         _ => Err(unsupported_or_sys("landlock_create_ruleset", Errno::last())),
     }
 }
@@ -239,23 +230,13 @@ fn open_entry(i: usize, entry: &Allow<'_>) -> Result<(OwnedFd, u64), Error> {
             })
         }
     };
-    let fail = |errno, why| Error::AllowEntry {
-        index: i,
-        path: entry.path.to_string_lossy().into_owned(),
-        errno,
-        why,
-    };
+    let fail = |errno, why| Error::AllowEntry { index: i, path: entry.path.to_string_lossy().into_owned(), errno, why };
     if entry.path.is_empty() {
         return Err(fail(Errno::ENOENT, "empty path"));
     }
-    let c = CString::new(entry.path.as_bytes())
-        .map_err(|_| fail(Errno::EINVAL, "path contains a NUL byte"))?;
-    let fd = nix::fcntl::open(
-        c.as_c_str(),
-        OFlag::O_PATH | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| fail(e, "cannot be opened"))?;
+    let c = CString::new(entry.path.as_bytes()).map_err(|_| fail(Errno::EINVAL, "path contains a NUL byte"))?;
+    let fd = nix::fcntl::open(c.as_c_str(), OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| fail(e, "cannot be opened"))?;
     let st = fstat(&fd).map_err(|e| fail(e, "cannot be examined"))?;
     let is_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
     Ok((fd, granted(access, is_dir)))
@@ -278,20 +259,14 @@ fn open_entry(i: usize, entry: &Allow<'_>) -> Result<(OwnedFd, u64), Error> {
 /// usable Landlock and `require` is set; otherwise the failing call's errno
 /// (`E2BIG`: more than 16 layers stacked).
 pub fn confine(allow: &[Allow<'_>], require: bool) -> Result<Outcome, Error> {
-    let entries = allow
-        .iter()
-        .enumerate()
-        .map(|(i, a)| open_entry(i, a))
-        .collect::<Result<Vec<_>, _>>()?;
+    let entries = allow.iter().enumerate().map(|(i, a)| open_entry(i, a)).collect::<Result<Vec<_>, _>>()?;
     let abi = match abi_version() {
         Ok(abi) => abi,
         Err(e @ Error::Unconfinable(_)) if !require => return Ok(Outcome::Unsupported(e)),
         Err(e) => return Err(e),
     };
     let handled = handled_at(abi);
-    let attr = RulesetAttr {
-        handled_access_fs: handled,
-    };
+    let attr = RulesetAttr { handled_access_fs: handled };
     // SAFETY: a valid attribute of the size given; the result is a new fd.
     let r = unsafe {
         libc::syscall(
@@ -302,23 +277,15 @@ pub fn confine(allow: &[Allow<'_>], require: bool) -> Result<Outcome, Error> {
         )
     };
     if r < 0 {
-        return not_enforced(
-            unsupported_or_sys("landlock_create_ruleset", Errno::last()),
-            require,
-        );
+        return not_enforced(unsupported_or_sys("landlock_create_ruleset", Errno::last()), require);
     }
     // SAFETY: landlock_create_ruleset returned a new (close-on-exec) fd that
     // nothing else owns.
     let ruleset = unsafe {
-        OwnedFd::from_raw_fd(
-            i32::try_from(r).map_err(|_| Error::sys("landlock_create_ruleset", Errno::EBADF))?,
-        )
+        OwnedFd::from_raw_fd(i32::try_from(r).map_err(|_| Error::sys("landlock_create_ruleset", Errno::EBADF))?)
     };
     for (fd, rights) in &entries {
-        let rule = PathBeneathAttr {
-            allowed_access: rights & handled,
-            parent_fd: fd.as_raw_fd(),
-        };
+        let rule = PathBeneathAttr { allowed_access: rights & handled, parent_fd: fd.as_raw_fd() };
         // SAFETY: live fds and a valid rule attribute for the rule type.
         let r = unsafe {
             libc::syscall(
@@ -330,10 +297,7 @@ pub fn confine(allow: &[Allow<'_>], require: bool) -> Result<Outcome, Error> {
             )
         };
         if r < 0 {
-            return not_enforced(
-                unsupported_or_sys("landlock_add_rule", Errno::last()),
-                require,
-            );
+            return not_enforced(unsupported_or_sys("landlock_add_rule", Errno::last()), require);
         }
     }
     // SAFETY: prctl with integer arguments only.
@@ -342,10 +306,7 @@ pub fn confine(allow: &[Allow<'_>], require: bool) -> Result<Outcome, Error> {
     }
     // SAFETY: a live ruleset fd, no flags.
     if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32) } != 0 {
-        return not_enforced(
-            unsupported_or_sys("landlock_restrict_self", Errno::last()),
-            require,
-        );
+        return not_enforced(unsupported_or_sys("landlock_restrict_self", Errno::last()), require);
     }
     CONFINED.store(true, Ordering::Relaxed);
     Ok(Outcome::Enforced(abi))
@@ -368,54 +329,29 @@ mod tests {
     #[test]
     fn rights_by_abi_and_entry() {
         let _leaks = FdLeakCheck::new();
-        assert_eq!(
-            handled_at(1),
-            (1 << 13) - 1,
-            "ABI 1: the thirteen basic rights"
-        );
+        assert_eq!(handled_at(1), (1 << 13) - 1, "ABI 1: the thirteen basic rights");
         assert_eq!(handled_at(2) & !handled_at(1), REFER);
         assert_eq!(handled_at(3) & !handled_at(2), TRUNCATE);
-        assert_eq!(
-            handled_at(4),
-            handled_at(3),
-            "ABI 4 adds network rights only"
-        );
+        assert_eq!(handled_at(4), handled_at(3), "ABI 4 adds network rights only");
         assert_eq!(handled_at(5) & !handled_at(4), IOCTL_DEV);
         assert_eq!(handled_at(7), handled_at(5));
         let ro_dir = granted(OFlag::O_RDONLY, true);
         assert_eq!(ro_dir, READ_FILE | READ_DIR | IOCTL_DEV);
         assert_eq!(granted(OFlag::O_RDONLY, false), READ_FILE | IOCTL_DEV);
-        assert_eq!(
-            granted(OFlag::O_WRONLY, false),
-            WRITE_FILE | TRUNCATE | IOCTL_DEV
-        );
+        assert_eq!(granted(OFlag::O_WRONLY, false), WRITE_FILE | TRUNCATE | IOCTL_DEV);
         let rw_dir = granted(OFlag::O_RDWR, true);
-        assert_eq!(
-            rw_dir & (EXECUTE | MAKE_CHAR | MAKE_BLOCK | MAKE_FIFO | MAKE_SYM),
-            0,
-            "never granted"
-        );
-        assert_eq!(
-            granted(OFlag::O_RDWR, false) & !FILE_RIGHTS,
-            0,
-            "file rules carry file rights only"
-        );
+        assert_eq!(rw_dir & (EXECUTE | MAKE_CHAR | MAKE_BLOCK | MAKE_FIFO | MAKE_SYM), 0, "never granted");
+        assert_eq!(granted(OFlag::O_RDWR, false) & !FILE_RIGHTS, 0, "file rules carry file rights only");
     }
 
     #[test]
     fn bad_entries_are_named() {
         let _leaks = FdLeakCheck::new();
-        let missing = Allow {
-            path: OsStr::new("/nonexistent/fdctx-allow"),
-            access: libc::O_RDONLY,
-        };
+        let missing = Allow { path: OsStr::new("/nonexistent/fdctx-allow"), access: libc::O_RDONLY };
         let e = confine(&[missing], false).unwrap_err();
         assert_eq!(e.errno(), libc::ENOENT);
         assert!(e.to_string().contains("/nonexistent/fdctx-allow"), "{e}");
-        let bad = Allow {
-            path: OsStr::new("/"),
-            access: libc::O_RDWR | libc::O_CREAT,
-        };
+        let bad = Allow { path: OsStr::new("/"), access: libc::O_RDWR | libc::O_CREAT };
         assert_eq!(confine(&[bad], false).unwrap_err().errno(), libc::EINVAL);
         assert!(!is_confined());
     }

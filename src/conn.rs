@@ -4,10 +4,11 @@
 //!
 //! # The association rule (stream sockets)
 //!
-//! On a stream socket the kernel returns the fds of one `sendmsg(2)`
-//! together with the last bytes of that write: a `recvmsg(2)` stops right
-//! after a segment that carried fds (`unix_stream_read_generic()` in
-//! `net/unix/af_unix.c`), but may begin with the tail of earlier writes.
+//! On a stream socket the kernel attaches the fds of one `sendmsg(2)` to
+//! the first segment of that write, and hands them to the `recvmsg(2)`
+//! that returns the segment's first byte; that read stops at the end of
+//! the segment (`unix_stream_read_generic()` in `net/unix/af_unix.c`), but
+//! may begin with the tail of earlier writes.
 //! Hence:
 //!
 //! * the fds of one read belong to the **last command that has a
@@ -54,8 +55,8 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use crate::error::Error;
 pub use crate::framing::Framing;

@@ -135,8 +135,7 @@ impl Context {
     /// original stays in the context.
     pub fn dup(&self, index: usize) -> Result<OwnedFd, Error> {
         let fd = self.slot(index)?;
-        fd.try_clone_to_owned()
-            .map_err(|e| Error::io("fcntl(F_DUPFD_CLOEXEC)", &e))
+        fd.try_clone_to_owned().map_err(|e| Error::io("fcntl(F_DUPFD_CLOEXEC)", &e))
     }
 
     /// A drop-in for `open(2)` (see [`crate::open::open`]): `/dev/fd/N`

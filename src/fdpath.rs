@@ -36,9 +36,7 @@ pub enum PathKind {
 /// descriptors ([`Error::OwnFdPath`]).
 pub fn classify(path: &str) -> Result<PathKind, Error> {
     if let Some(digits) = path.strip_prefix(FD_PATH_PREFIX) {
-        return parse_index(digits)
-            .map(PathKind::FdIndex)
-            .ok_or_else(|| Error::MalformedFdPath(path.to_owned()));
+        return parse_index(digits).map(PathKind::FdIndex).ok_or_else(|| Error::MalformedFdPath(path.to_owned()));
     }
     if path == "/dev/fd" {
         return Err(Error::MalformedFdPath(path.to_owned()));
@@ -128,10 +126,7 @@ mod tests {
             "/dev/fd/99999999999999999999999",
             "/dev/fd/١",
         ] {
-            assert!(
-                matches!(classify(p), Err(Error::MalformedFdPath(_))),
-                "{p:?} must be malformed"
-            );
+            assert!(matches!(classify(p), Err(Error::MalformedFdPath(_))), "{p:?} must be malformed");
         }
     }
 
@@ -155,24 +150,14 @@ mod tests {
             "/proc/self/fdinfo/3",
             "/proc/thread-self/fdinfo/0",
         ] {
-            assert!(
-                matches!(classify(p), Err(Error::OwnFdPath(_))),
-                "{p:?} must be refused"
-            );
+            assert!(matches!(classify(p), Err(Error::OwnFdPath(_))), "{p:?} must be refused");
         }
     }
 
     #[test]
     fn ordinary_paths_pass() {
         let _leaks = FdLeakCheck::new();
-        for p in [
-            "/tmp/disk.qcow2",
-            "disk.img",
-            "/dev/null",
-            "/dev/fdx/1",
-            "/proc/self/status",
-            "/dev/fd0",
-        ] {
+        for p in ["/tmp/disk.qcow2", "disk.img", "/dev/null", "/dev/fdx/1", "/proc/self/status", "/dev/fd0"] {
             assert_eq!(classify(p), Ok(PathKind::Ordinary), "{p:?}");
         }
     }

@@ -512,7 +512,11 @@ pub extern "C" fn fdctx_current() -> *mut fdctx {
 /// Thread rules: a connection may move between threads but must not be used
 /// from two threads at once.
 #[no_mangle]
-pub unsafe extern "C" fn fdctx_conn_new(sockfd: c_int, framing: fdctx_framing, limits: *const fdctx_limits) -> *mut fdctx_conn {
+pub unsafe extern "C" fn fdctx_conn_new(
+    sockfd: c_int,
+    framing: fdctx_framing,
+    limits: *const fdctx_limits,
+) -> *mut fdctx_conn {
     ffi_boundary(|| {
         // SAFETY: the caller keeps `sockfd` open until fdctx_conn_free(), as
         // documented above, and the connection ends there: the 'static
@@ -648,7 +652,6 @@ pub unsafe extern "C" fn fdctx_conn_feed(
         Ok(0)
     })
 }
-
 
 /// Receives the next command with exactly the fds sent with it.
 ///
@@ -876,7 +879,11 @@ pub unsafe extern "C" fn fdctx_msg_finish(msg: *mut fdctx_msg) -> c_int {
 /// Thread rules: not concurrently with any other call on the same message,
 /// read-only ones included (the accessors cache what they parse).
 #[no_mangle]
-pub unsafe extern "C" fn fdctx_msg_get_str(msg: *const fdctx_msg, pointer: *const c_char, len: *mut usize) -> *const c_char {
+pub unsafe extern "C" fn fdctx_msg_get_str(
+    msg: *const fdctx_msg,
+    pointer: *const c_char,
+    len: *mut usize,
+) -> *const c_char {
     ffi_boundary(|| {
         // SAFETY: live message or NULL; NUL-terminated string or NULL.
         let (m, pointer) = unsafe { (fdctx_msg::arg(msg)?, str_arg(pointer, "pointer")?) };
@@ -899,7 +906,11 @@ pub unsafe extern "C" fn fdctx_msg_get_str(msg: *const fdctx_msg, pointer: *cons
 /// Thread rules: not concurrently with any other call on the same message,
 /// read-only ones included (the accessors cache what they parse).
 #[no_mangle]
-pub unsafe extern "C" fn fdctx_msg_get_json(msg: *const fdctx_msg, pointer: *const c_char, len: *mut usize) -> *const c_char {
+pub unsafe extern "C" fn fdctx_msg_get_json(
+    msg: *const fdctx_msg,
+    pointer: *const c_char,
+    len: *mut usize,
+) -> *const c_char {
     ffi_boundary(|| {
         // SAFETY: live message or NULL; NUL-terminated string or NULL.
         let (m, pointer) = unsafe { (fdctx_msg::arg(msg)?, str_arg(pointer, "pointer")?) };
@@ -1006,13 +1017,20 @@ unsafe fn get_scalar<T>(
 ///
 /// Thread rules: any thread; concurrent sends on one socket may interleave.
 #[no_mangle]
-pub unsafe extern "C" fn fdctx_send(sockfd: c_int, buf: *const c_void, len: usize, fds: *const c_int, nfds: usize) -> c_int {
+pub unsafe extern "C" fn fdctx_send(
+    sockfd: c_int,
+    buf: *const c_void,
+    len: usize,
+    fds: *const c_int,
+    nfds: usize,
+) -> c_int {
     ffi_boundary(|| {
         // SAFETY: the caller keeps the socket open for the call.
         let sock = unsafe { fd_arg(sockfd, "fdctx_send") }?;
         // SAFETY: non-null `buf` points at `len` readable bytes, non-null
         // `fds` at `nfds` ints.
-        let (bytes, raw) = unsafe { (slice_arg(buf.cast::<u8>(), len, "buf or fds")?, slice_arg(fds, nfds, "buf or fds")?) };
+        let (bytes, raw) =
+            unsafe { (slice_arg(buf.cast::<u8>(), len, "buf or fds")?, slice_arg(fds, nfds, "buf or fds")?) };
         // SAFETY: the caller keeps these fds open for the call; they are
         // only borrowed.
         let borrowed: Vec<BorrowedFd<'_>> =

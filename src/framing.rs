@@ -248,9 +248,7 @@ impl Scanner {
             let (text, whole) = match std::str::from_utf8(&bytes[..size]) {
                 Ok(text) => (text, true),
                 // A character cut by the window's end: the next window has it.
-                Err(e) if e.error_len().is_none() => {
-                    (std::str::from_utf8(&bytes[..e.valid_up_to()]).ok()?, true)
-                }
+                Err(e) if e.error_len().is_none() => (std::str::from_utf8(&bytes[..e.valid_up_to()]).ok()?, true),
                 // Not UTF-8 there: the frame is good only if it ends before.
                 Err(e) => (std::str::from_utf8(&bytes[..e.valid_up_to()]).ok()?, false),
             };
@@ -289,11 +287,8 @@ impl Scanner {
         let window = &chunk[..chunk.len().min(room.saturating_add(1))];
         let (used, end) = if self.json { self.scan_json(window) } else { self.scan_line(window) };
         // Line framing keeps the newline out of the frame.
-        let frame_end = if !self.json && end.is_some() && used > 0 && chunk[used - 1] == b'\n' {
-            used - 1
-        } else {
-            used
-        };
+        let frame_end =
+            if !self.json && end.is_some() && used > 0 && chunk[used - 1] == b'\n' { used - 1 } else { used };
         let frame_nonws = starting || chunk[..used].iter().any(|&b| !is_ws(b));
         let mut end = end;
         if end.is_none() {
@@ -662,7 +657,12 @@ mod tests {
             let want = checked_frames(input, input.len(), false, 64);
             assert!(!want.is_empty());
             for cut in 1..=input.len() {
-                assert_eq!(checked_frames(input, cut, true, 64), want, "cut {cut} of {:?}", String::from_utf8_lossy(input));
+                assert_eq!(
+                    checked_frames(input, cut, true, 64),
+                    want,
+                    "cut {cut} of {:?}",
+                    String::from_utf8_lossy(input)
+                );
                 assert_eq!(checked_frames(input, cut, false, 64), want, "cut {cut}, incremental only");
             }
         }
@@ -704,7 +704,6 @@ mod tests {
         assert_eq!(s.step(&input).validated, Some(Some(0)), "a 300-byte frame in one pass");
     }
 
-
     #[test]
     fn json_frames_at_any_cut() {
         let _leaks = FdLeakCheck::new();
@@ -728,10 +727,7 @@ mod tests {
         let _leaks = FdLeakCheck::new();
         let ebadmsg = libc::EBADMSG;
         let input = b"[1]{\"x\":1}\n{\"a\":[[[[[1]]]]]} {\"y\":1}\n{\"ok\":1}";
-        assert_eq!(
-            frames(Framing::Json, input, 5),
-            vec![Err(ebadmsg), Err(ebadmsg), Ok("{\"ok\":1}".into())]
-        );
+        assert_eq!(frames(Framing::Json, input, 5), vec![Err(ebadmsg), Err(ebadmsg), Ok("{\"ok\":1}".into())]);
     }
 
     #[test]
@@ -761,7 +757,12 @@ mod tests {
         ];
         for (input, want) in cases {
             for cut in 1..=input.len() {
-                assert_eq!(&frames(Framing::Json, input, cut), want, "cut {cut} of {:?}", String::from_utf8_lossy(input));
+                assert_eq!(
+                    &frames(Framing::Json, input, cut),
+                    want,
+                    "cut {cut} of {:?}",
+                    String::from_utf8_lossy(input)
+                );
             }
         }
     }
@@ -770,10 +771,7 @@ mod tests {
     fn json_too_large() {
         let _leaks = FdLeakCheck::new();
         let big = format!("{{\"a\":\"{}\"}}\n{{}}", "x".repeat(100));
-        assert_eq!(
-            frames(Framing::Json, big.as_bytes(), 7),
-            vec![Err(libc::EMSGSIZE), Ok("{}".into())]
-        );
+        assert_eq!(frames(Framing::Json, big.as_bytes(), 7), vec![Err(libc::EMSGSIZE), Ok("{}".into())]);
         let exact = format!("{{\"a\":\"{}\"}}", "x".repeat(56));
         assert_eq!(exact.len(), 64);
         assert_eq!(frames(Framing::Json, exact.as_bytes(), 9), vec![Ok(exact.clone())]);
@@ -796,10 +794,7 @@ mod tests {
     fn line_frames() {
         let _leaks = FdLeakCheck::new();
         let input = b"info block\r\n\n  \nquit\n";
-        assert_eq!(
-            frames(Framing::Line, input, 3),
-            vec![Ok("info block\r".into()), Ok("quit".into())]
-        );
+        assert_eq!(frames(Framing::Line, input, 3), vec![Ok("info block\r".into()), Ok("quit".into())]);
         let long = format!("{}\nnext\n", "y".repeat(65));
         assert_eq!(frames(Framing::Line, long.as_bytes(), 10), vec![Err(libc::EMSGSIZE), Ok("next".into())]);
     }

@@ -349,7 +349,16 @@ mod tests {
         let own = format!("/proc/{pid}/fd/0");
         let link = d.join("stdin-link").display().to_string();
         let via_dir = format!("{}/fd-dir/0", d.display());
-        for p in ["/proc/self/fd/0", "/proc/thread-self/fd/0", own.as_str(), "/dev/stdin", "/dev//fd/0", "/dev/./fd/0", link.as_str(), via_dir.as_str()] {
+        for p in [
+            "/proc/self/fd/0",
+            "/proc/thread-self/fd/0",
+            own.as_str(),
+            "/dev/stdin",
+            "/dev//fd/0",
+            "/dev/./fd/0",
+            link.as_str(),
+            via_dir.as_str(),
+        ] {
             let e = open(None, p, libc::O_RDONLY, 0).unwrap_err();
             assert_eq!(e.errno(), libc::EPERM, "{p}: {e}");
         }
@@ -363,7 +372,19 @@ mod tests {
         let _leaks = FdLeakCheck::new();
         let pid = std::process::id();
         let own = format!("/proc/{pid}/maps");
-        for p in ["/proc/self/mem", "/proc/self/environ", "/proc/thread-self/status", "/proc", "/proc/1", "/proc/1/status", "/proc/net/dev", &own, "/proc/cpuinfo", "/proc/sys/kernel/ostype", "/proc/self/root/proc/cpuinfo"] {
+        for p in [
+            "/proc/self/mem",
+            "/proc/self/environ",
+            "/proc/thread-self/status",
+            "/proc",
+            "/proc/1",
+            "/proc/1/status",
+            "/proc/net/dev",
+            &own,
+            "/proc/cpuinfo",
+            "/proc/sys/kernel/ostype",
+            "/proc/self/root/proc/cpuinfo",
+        ] {
             for flags in [libc::O_RDONLY, libc::O_PATH] {
                 let e = open(None, p, flags, 0).unwrap_err();
                 assert_eq!(e.errno(), libc::EPERM, "{p} {flags:#o}: {e}");

@@ -41,7 +41,9 @@ pub fn socket_inode(fd: BorrowedFd<'_>) -> Option<u64> {
 /// tell (`sock_diag` for Unix sockets is available and `sock` is
 /// connected); `None` otherwise.
 pub fn peer_inode(sock: BorrowedFd<'_>) -> Option<u64> {
-    use nix::sys::socket::{recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType};
+    use nix::sys::socket::{
+        recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
+    };
     let ino = u32::try_from(socket_inode(sock)?).ok()?;
     let nl = socket(AddressFamily::Netlink, SockType::Datagram, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkSockDiag)
         .ok()?;
@@ -119,13 +121,7 @@ mod tests {
     #[test]
     fn the_peer_of_a_socket_pair_end_is_the_other_end() {
         let _leaks = FdLeakCheck::new();
-        let (a, b) = socketpair(
-            AddressFamily::Unix,
-            SockType::Stream,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap();
+        let (a, b) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
         let Some(peer) = peer_inode(b.as_fd()) else {
             eprintln!("skip: this kernel has no Unix sock_diag (CONFIG_UNIX_DIAG)");
             return;

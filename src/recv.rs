@@ -81,11 +81,7 @@ pub struct Received<Fds = Vec<OwnedFd>> {
 /// Receives into `buf`, with room for 253 fds in `cmsg`, always with
 /// `MSG_CMSG_CLOEXEC`. `EINTR` is retried; any other failure is returned
 /// as its errno (`EAGAIN` on an empty non-blocking socket).
-pub fn recv_with_fds(
-    sock: BorrowedFd<'_>,
-    buf: &mut [u8],
-    cmsg: &mut [u64; CMSG_WORDS],
-) -> Result<Received, Errno> {
+pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], cmsg: &mut [u64; CMSG_WORDS]) -> Result<Received, Errno> {
     let got = recv_fd_list(sock, buf, cmsg)?;
     Ok(Received {
         bytes: got.bytes,

@@ -156,7 +156,13 @@ mod tests {
         std::os::unix::fs::symlink("/dev/fd", d.join("to-fd")).unwrap();
         std::os::unix::fs::symlink("loop", d.join("loop")).unwrap();
         let ds = d.display();
-        for p in [format!("{ds}/to-sub/file"), format!("{ds}/abs-link"), format!("{ds}/sub/../sub/./file"), "Cargo.toml".into(), "/proc/../etc/passwd".into()] {
+        for p in [
+            format!("{ds}/to-sub/file"),
+            format!("{ds}/abs-link"),
+            format!("{ds}/sub/../sub/./file"),
+            "Cargo.toml".into(),
+            "/proc/../etc/passwd".into(),
+        ] {
             drop(open(&p).unwrap_or_else(|e| panic!("{p}: {e}")));
         }
         let pid = std::process::id();
@@ -180,11 +186,16 @@ mod tests {
         let nofollow = open_without_proc_links(&d.join("abs-link"), OFlag::O_RDONLY | OFlag::O_NOFOLLOW, Mode::empty());
         assert_eq!(nofollow.unwrap_err().errno(), libc::ELOOP);
         std::os::unix::fs::symlink(d.join("victim"), d.join("dangling")).unwrap();
-        let excl = open_without_proc_links(&d.join("dangling"), OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL, Mode::from_bits_truncate(0o600));
+        let excl = open_without_proc_links(
+            &d.join("dangling"),
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL,
+            Mode::from_bits_truncate(0o600),
+        );
         assert_eq!(excl.unwrap_err().errno(), libc::EEXIST);
         assert!(!d.join("victim").exists(), "O_EXCL never creates through a symlink");
         assert_eq!(open(&format!("{ds}/missing")).unwrap_err().errno(), libc::ENOENT);
-        let created = open_without_proc_links(&d.join("new"), OFlag::O_RDWR | OFlag::O_CREAT, Mode::from_bits_truncate(0o600));
+        let created =
+            open_without_proc_links(&d.join("new"), OFlag::O_RDWR | OFlag::O_CREAT, Mode::from_bits_truncate(0o600));
         drop(created.unwrap());
         assert!(d.join("new").exists());
         std::fs::remove_dir_all(&d).unwrap();

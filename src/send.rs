@@ -81,13 +81,8 @@ pub fn send_with_fds(sock: BorrowedFd<'_>, buf: &[u8], fds: &[BorrowedFd<'_>]) -
         return write_all(sock, &buf[n..]);
     }
     let batches: Vec<&[RawFd]> = raw.chunks(SCM_MAX_FD).collect();
-    let starts: Vec<usize> = buf
-        .iter()
-        .enumerate()
-        .filter(|(_, &b)| !is_ws(b))
-        .map(|(i, _)| i)
-        .take(batches.len())
-        .collect();
+    let starts: Vec<usize> =
+        buf.iter().enumerate().filter(|(_, &b)| !is_ws(b)).map(|(i, _)| i).take(batches.len()).collect();
     if starts.len() < batches.len() {
         return Err(Error::InvalidArgument(
             "fds need a non-whitespace byte of the command per batch of 253 (none in leading or trailing whitespace)",

@@ -319,7 +319,8 @@ fn an_empty_packet_is_a_message_not_the_end() {
     for ty in [SockType::SeqPacket, SockType::Datagram] {
         let (client, server) = pair(ty);
         let mut conn = Connection::new(server, Framing::Packet, Limits::default()).unwrap();
-        let sent = nix::sys::socket::send(std::os::fd::AsRawFd::as_raw_fd(&client), b"", nix::sys::socket::MsgFlags::empty());
+        let sent =
+            nix::sys::socket::send(std::os::fd::AsRawFd::as_raw_fd(&client), b"", nix::sys::socket::MsgFlags::empty());
         assert_eq!(sent, Ok(0), "an empty {ty:?} packet");
         send(&client, br#"{"execute":"x"}"#, &pipes(1));
         let empty = recv(&mut conn);
@@ -334,7 +335,8 @@ fn packets_are_received_at_their_size_and_checked() {
     let _leaks = FdLeakCheck::new();
     let (client, server) = pair(SockType::SeqPacket);
     // A large limit costs nothing until a packet that large arrives.
-    let mut conn = Connection::new(server, Framing::Packet, Limits { max_msg_bytes: 1 << 30, ..Limits::default() }).unwrap();
+    let mut conn =
+        Connection::new(server, Framing::Packet, Limits { max_msg_bytes: 1 << 30, ..Limits::default() }).unwrap();
     send(&client, b"bad \xff utf-8", &pipes(1));
     send(&client, br#"["/dev/fd/0"]"#, &[]);
     let bad = recv(&mut conn);

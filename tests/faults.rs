@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::fdcount::FdLeakCheck;
 use common::fdacct::{marked, Marked, Tally};
+use common::fdcount::FdLeakCheck;
 use common::{errno_of, gettid, msg_inos, pending_out, recv, set_nonblocking, stream_pair};
 use fdctx::ffi;
 use fdctx::send::send_with_fds;
@@ -391,7 +391,8 @@ fn eintr_during_a_big_send() {
     let mut fds = marked(3);
     let want = inos(&fds);
     let owned: Vec<OwnedFd> = fds.iter_mut().map(|m| m.read.take().unwrap()).collect();
-    let big = format!("{{\"execute\":\"x\",\"arguments\":{{\"f\":\"/dev/fd/2\",\"pad\":\"{}\"}}}}", "p".repeat(2 << 20));
+    let big =
+        format!("{{\"execute\":\"x\",\"arguments\":{{\"f\":\"/dev/fd/2\",\"pad\":\"{}\"}}}}", "p".repeat(2 << 20));
     let len = big.len();
     let (tx, rx) = std::sync::mpsc::channel();
     let sender = std::thread::spawn(move || {
@@ -415,7 +416,8 @@ fn eintr_during_a_big_send() {
         std::thread::sleep(Duration::from_millis(1));
     }
     std::thread::sleep(Duration::from_millis(80));
-    let mut conn = Connection::new(server, Framing::Json, Limits { max_msg_bytes: 4 << 20, ..Limits::default() }).unwrap();
+    let mut conn =
+        Connection::new(server, Framing::Json, Limits { max_msg_bytes: 4 << 20, ..Limits::default() }).unwrap();
     // Read slowly at first, so the sender keeps blocking and being hit.
     let m = recv(&mut conn);
     stop.store(true, Ordering::Relaxed);
@@ -558,7 +560,10 @@ fn peer_killed_in_the_middle_of_a_command_with_fds() {
             assert_eq!(libc::kill(pid, libc::SIGKILL), 0);
             let mut status = 0;
             assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
-            assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL, "child exited early: {status}");
+            assert!(
+                libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+                "child exited early: {status}"
+            );
         }
         let got = receiver.join().unwrap();
         t.sent += if variant >= 1 { 2 } else { 0 } + 3 + if variant == 2 { 1 } else { 0 };
@@ -634,7 +639,8 @@ fn three_hundred_clients_die_mid_command() {
             3 => {
                 set_nonblocking(&server, true);
                 // SAFETY: `server` outlives the connection.
-                let conn = unsafe { ffi::fdctx_conn_new(server.as_raw_fd(), ffi::FDCTX_FRAMING_JSON, std::ptr::null()) };
+                let conn =
+                    unsafe { ffi::fdctx_conn_new(server.as_raw_fd(), ffi::FDCTX_FRAMING_JSON, std::ptr::null()) };
                 let mut a = marked(2);
                 let mut b = marked(1);
                 send_marked(&client, br#"{"execute":"x","#, &mut a);
@@ -764,7 +770,8 @@ fn an_endless_command_is_refused_at_the_limit_with_bounded_memory() {
         })
     };
     let heap0 = heap_window();
-    let mut conn = Connection::new(server, Framing::Json, Limits { max_msg_bytes: LIMIT, ..Limits::default() }).unwrap();
+    let mut conn =
+        Connection::new(server, Framing::Json, Limits { max_msg_bytes: LIMIT, ..Limits::default() }).unwrap();
     let m = recv(&mut conn);
     assert!(!finished.load(Ordering::SeqCst), "refused at the limit, not at the end of the command");
     assert_eq!(errno_of(&m), libc::EMSGSIZE);
@@ -1013,7 +1020,8 @@ fn c_abi_null_and_misuse_are_errors_not_crashes() {
     t.scenarios += 1;
     {
         let mut ms = marked(2);
-        let raw: Vec<i32> = ms.iter_mut().map(|m| std::os::fd::IntoRawFd::into_raw_fd(m.read.take().unwrap())).collect();
+        let raw: Vec<i32> =
+            ms.iter_mut().map(|m| std::os::fd::IntoRawFd::into_raw_fd(m.read.take().unwrap())).collect();
         t.sent += 2;
         // SAFETY: the fds are handed over to the call.
         assert_eq!(unsafe { ffi::fdctx_adopt(null_ctx, raw.as_ptr(), 2) }, -libc::EINVAL);
@@ -1022,7 +1030,8 @@ fn c_abi_null_and_misuse_are_errors_not_crashes() {
     t.scenarios += 1;
     {
         let mut ms = marked(2);
-        let mut raw: Vec<i32> = ms.iter_mut().map(|m| std::os::fd::IntoRawFd::into_raw_fd(m.read.take().unwrap())).collect();
+        let mut raw: Vec<i32> =
+            ms.iter_mut().map(|m| std::os::fd::IntoRawFd::into_raw_fd(m.read.take().unwrap())).collect();
         raw.push(raw[0]);
         raw.push(-5);
         t.sent += 2;

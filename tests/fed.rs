@@ -17,11 +17,7 @@ type Seen = (String, i32, Vec<u64>);
 
 fn seen(m: Message) -> Seen {
     let status = m.status().map_or_else(|e| e.errno(), |()| 0);
-    let out = (
-        String::from_utf8_lossy(m.data()).into_owned(),
-        status,
-        msg_inos(&m),
-    );
+    let out = (String::from_utf8_lossy(m.data()).into_owned(), status, msg_inos(&m));
     m.finish();
     out
 }
@@ -51,10 +47,7 @@ fn serve_fed(sock: &OwnedFd, framing: Framing, cap: usize) -> Vec<Seen> {
     loop {
         let got = recv_with_fds(sock.as_fd(), &mut buf, &mut cmsg).unwrap();
         let end = got.bytes == 0 && framing != Framing::Packet;
-        let flags = FeedFlags {
-            fds_lost: got.fds_lost,
-            end,
-        };
+        let flags = FeedFlags { fds_lost: got.fds_lost, end };
         conn.feed(&buf[..got.bytes], got.fds, flags).unwrap();
         if drain(&mut conn, &mut out) {
             return out;
@@ -90,15 +83,9 @@ fn client_script(writes: &[(&[u8], usize)]) -> (OwnedFd, Vec<Vec<u64>>) {
 /// Fds on the command's own bytes, on a lone space before it (qemu.qmp),
 /// a command split over writes with fds on both halves, pipelined commands.
 const SCRIPT: &[(&[u8], usize)] = &[
-    (
-        b"{\"execute\":\"add-fd\",\"arguments\":{\"fd\":\"/dev/fd/0\"}}\r\n",
-        1,
-    ),
+    (b"{\"execute\":\"add-fd\",\"arguments\":{\"fd\":\"/dev/fd/0\"}}\r\n", 1),
     (b" ", 1),
-    (
-        b"{\"execute\":\"getfd\",\"arguments\":{\"fdname\":\"x\"}}",
-        0,
-    ),
+    (b"{\"execute\":\"getfd\",\"arguments\":{\"fdname\":\"x\"}}", 0),
     (b"{\"execute\":\"blockdev-add\",", 2),
     (b"\"arguments\":{}}\n", 1),
     // Two commands in one write: with fds, which one gets them depends on
@@ -110,18 +97,9 @@ const SCRIPT: &[(&[u8], usize)] = &[
 fn expected(sent: &[Vec<u64>]) -> Vec<Seen> {
     let e = |s: &str, fds: Vec<u64>| (s.to_string(), 0, fds);
     vec![
-        e(
-            "{\"execute\":\"add-fd\",\"arguments\":{\"fd\":\"/dev/fd/0\"}}",
-            sent[0].clone(),
-        ),
-        e(
-            "{\"execute\":\"getfd\",\"arguments\":{\"fdname\":\"x\"}}",
-            sent[1].clone(),
-        ),
-        e(
-            "{\"execute\":\"blockdev-add\",\"arguments\":{}}",
-            [sent[3].clone(), sent[4].clone()].concat(),
-        ),
+        e("{\"execute\":\"add-fd\",\"arguments\":{\"fd\":\"/dev/fd/0\"}}", sent[0].clone()),
+        e("{\"execute\":\"getfd\",\"arguments\":{\"fdname\":\"x\"}}", sent[1].clone()),
+        e("{\"execute\":\"blockdev-add\",\"arguments\":{}}", [sent[3].clone(), sent[4].clone()].concat()),
         e("{\"execute\":\"a\"}", vec![]),
         e("{\"execute\":\"b\"}", vec![]),
     ]
@@ -150,26 +128,11 @@ fn fed_reads_of_any_size_give_fds_on_the_commands_own_bytes_to_that_command() {
     // gives to the previous command (a client sending fds ahead must wait
     // for each reply, as qemu.qmp does).
     let _leaks = FdLeakCheck::new();
-    let script: Vec<_> = SCRIPT
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| i != 1)
-        .map(|(_, w)| *w)
-        .collect();
+    let script: Vec<_> = SCRIPT.iter().enumerate().filter(|&(i, _)| i != 1).map(|(_, w)| *w).collect();
     for cap in [1, 2, 3, 5, 7, 16, 64, 65536] {
         let (server, sent) = client_script(&script);
-        let want = expected(&[
-            sent[0].clone(),
-            vec![],
-            sent[1].clone(),
-            sent[2].clone(),
-            sent[3].clone(),
-        ]);
-        assert_eq!(
-            serve_fed(&server, Framing::Json, cap),
-            want,
-            "reads of {cap} bytes"
-        );
+        let want = expected(&[sent[0].clone(), vec![], sent[1].clone(), sent[2].clone(), sent[3].clone()]);
+        assert_eq!(serve_fed(&server, Framing::Json, cap), want, "reads of {cap} bytes");
     }
 }
 
@@ -187,15 +150,7 @@ fn fed_recv_is_eagain_until_a_command_is_whole_then_end() {
     assert_eq!((m.data(), msg_inos(&m)), (&b"{\"a\":1}"[..], want));
     m.finish();
     assert!(is_eagain(&conn.recv()));
-    conn.feed(
-        b"",
-        Vec::new(),
-        FeedFlags {
-            end: true,
-            ..FeedFlags::default()
-        },
-    )
-    .unwrap();
+    conn.feed(b"", Vec::new(), FeedFlags { end: true, ..FeedFlags::default() }).unwrap();
     assert!(conn.recv().unwrap().is_none());
     assert!(conn.recv().unwrap().is_none(), "the end stays the end");
 }
@@ -205,17 +160,8 @@ fn fed_end_mid_command_closes_its_fds_and_the_waiting_ones() {
     let _leaks = FdLeakCheck::new();
     for framing in [Framing::Json, Framing::Line] {
         let mut conn = Connection::new_fed(framing, Limits::default()).unwrap();
-        conn.feed(b"{\"a\"", pipes(2), FeedFlags::default())
-            .unwrap();
-        conn.feed(
-            b" ",
-            pipes(1),
-            FeedFlags {
-                end: true,
-                ..FeedFlags::default()
-            },
-        )
-        .unwrap();
+        conn.feed(b"{\"a\"", pipes(2), FeedFlags::default()).unwrap();
+        conn.feed(b" ", pipes(1), FeedFlags { end: true, ..FeedFlags::default() }).unwrap();
         // The leak check at the end sees them closed; recv sees the end.
         assert!(conn.recv().unwrap().is_none(), "{framing:?}");
     }
@@ -225,18 +171,8 @@ fn fed_end_mid_command_closes_its_fds_and_the_waiting_ones() {
 fn feeding_after_the_end_is_epipe_and_closes_the_fds() {
     let _leaks = FdLeakCheck::new();
     let mut conn = Connection::new_fed(Framing::Json, Limits::default()).unwrap();
-    conn.feed(
-        b"{}",
-        Vec::new(),
-        FeedFlags {
-            end: true,
-            ..FeedFlags::default()
-        },
-    )
-    .unwrap();
-    let e = conn
-        .feed(b"{}", pipes(3), FeedFlags::default())
-        .unwrap_err();
+    conn.feed(b"{}", Vec::new(), FeedFlags { end: true, ..FeedFlags::default() }).unwrap();
+    let e = conn.feed(b"{}", pipes(3), FeedFlags::default()).unwrap_err();
     assert_eq!(e.errno(), libc::EPIPE);
     let m = conn.recv().unwrap().unwrap();
     assert_eq!((m.data(), m.fds().count()), (&b"{}"[..], 0));
@@ -249,9 +185,7 @@ fn feeding_a_socket_connection_is_refused_and_closes_the_fds() {
     let _leaks = FdLeakCheck::new();
     let (_client, server) = pair(SockType::Stream);
     let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
-    let e = conn
-        .feed(b"{}", pipes(2), FeedFlags::default())
-        .unwrap_err();
+    let e = conn.feed(b"{}", pipes(2), FeedFlags::default()).unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL);
     assert!(!conn.is_fed());
 }
@@ -260,57 +194,20 @@ fn feeding_a_socket_connection_is_refused_and_closes_the_fds() {
 fn fed_fds_lost_fails_the_command_they_belong_to() {
     let _leaks = FdLeakCheck::new();
     let mut conn = Connection::new_fed(Framing::Json, Limits::default()).unwrap();
-    conn.feed(
-        b"{\"x\":1}\n{\"y\":",
-        pipes(1),
-        FeedFlags {
-            fds_lost: true,
-            end: false,
-        },
-    )
-    .unwrap();
-    conn.feed(
-        b"2}",
-        Vec::new(),
-        FeedFlags {
-            fds_lost: false,
-            end: true,
-        },
-    )
-    .unwrap();
+    conn.feed(b"{\"x\":1}\n{\"y\":", pipes(1), FeedFlags { fds_lost: true, end: false }).unwrap();
+    conn.feed(b"2}", Vec::new(), FeedFlags { fds_lost: false, end: true }).unwrap();
     let mut out = Vec::new();
     assert!(drain(&mut conn, &mut out));
-    assert_eq!(
-        out,
-        vec![
-            ("{\"x\":1}".into(), 0, vec![]),
-            ("{\"y\":2}".into(), libc::ECOMM, vec![])
-        ]
-    );
+    assert_eq!(out, vec![("{\"x\":1}".into(), 0, vec![]), ("{\"y\":2}".into(), libc::ECOMM, vec![])]);
 }
 
 #[test]
 fn fed_fds_over_several_reads_are_bounded_by_max_fds() {
     let _leaks = FdLeakCheck::new();
-    let mut conn = Connection::new_fed(
-        Framing::Json,
-        Limits {
-            max_fds: 4,
-            ..Limits::default()
-        },
-    ).unwrap();
+    let mut conn = Connection::new_fed(Framing::Json, Limits { max_fds: 4, ..Limits::default() }).unwrap();
     conn.feed(b" ", pipes(3), FeedFlags::default()).unwrap();
-    conn.feed(b"{\"a\":", pipes(2), FeedFlags::default())
-        .unwrap();
-    conn.feed(
-        b"1}{}",
-        pipes(1),
-        FeedFlags {
-            end: true,
-            ..FeedFlags::default()
-        },
-    )
-    .unwrap();
+    conn.feed(b"{\"a\":", pipes(2), FeedFlags::default()).unwrap();
+    conn.feed(b"1}{}", pipes(1), FeedFlags { end: true, ..FeedFlags::default() }).unwrap();
     let mut out = Vec::new();
     assert!(drain(&mut conn, &mut out));
     assert_eq!(out.len(), 2);
@@ -321,30 +218,14 @@ fn fed_fds_over_several_reads_are_bounded_by_max_fds() {
 #[test]
 fn fed_packets_one_feed_one_packet() {
     let _leaks = FdLeakCheck::new();
-    let mut conn = Connection::new_fed(
-        Framing::Packet,
-        Limits {
-            max_msg_bytes: 8,
-            ..Limits::default()
-        },
-    ).unwrap();
+    let mut conn = Connection::new_fed(Framing::Packet, Limits { max_msg_bytes: 8, ..Limits::default() }).unwrap();
     let fds = pipes(1);
     let want = inos(&fds);
     conn.feed(b"", Vec::new(), FeedFlags::default()).unwrap();
     conn.feed(b"", fds, FeedFlags::default()).unwrap();
-    conn.feed(b"{\"a\":1}", Vec::new(), FeedFlags::default())
-        .unwrap();
-    conn.feed(b"123456789", pipes(1), FeedFlags::default())
-        .unwrap();
-    conn.feed(
-        b"",
-        Vec::new(),
-        FeedFlags {
-            end: true,
-            ..FeedFlags::default()
-        },
-    )
-    .unwrap();
+    conn.feed(b"{\"a\":1}", Vec::new(), FeedFlags::default()).unwrap();
+    conn.feed(b"123456789", pipes(1), FeedFlags::default()).unwrap();
+    conn.feed(b"", Vec::new(), FeedFlags { end: true, ..FeedFlags::default() }).unwrap();
     let mut out = Vec::new();
     assert!(drain(&mut conn, &mut out));
     assert_eq!(
@@ -361,12 +242,7 @@ fn fed_packets_one_feed_one_packet() {
 #[test]
 fn fed_packets_match_the_socket_connection() {
     let _leaks = FdLeakCheck::new();
-    let packets: &[(&[u8], usize)] = &[
-        (b"info", 0),
-        (b"{\"a\":\"/dev/fd/1\"}", 2),
-        (b"x", 1),
-        (b"{]", 1),
-    ];
+    let packets: &[(&[u8], usize)] = &[(b"info", 0), (b"{\"a\":\"/dev/fd/1\"}", 2), (b"x", 1), (b"{]", 1)];
     let run = |fed: bool| {
         let (client, server) = pair(SockType::SeqPacket);
         let mut sent = Vec::new();
@@ -376,21 +252,13 @@ fn fed_packets_match_the_socket_connection() {
             sent.push(inos(&fds));
         }
         drop(client);
-        let got = if fed {
-            serve_fed_packets(&server, packets.len())
-        } else {
-            serve_socket(server, Framing::Packet)
-        };
+        let got = if fed { serve_fed_packets(&server, packets.len()) } else { serve_socket(server, Framing::Packet) };
         (got, sent)
     };
     let (sock, sent) = run(false);
     let (fed, sent2) = run(true);
     assert_eq!(sock.len(), 4);
-    let strip = |v: Vec<Seen>| {
-        v.into_iter()
-            .map(|(d, s, f)| (d, s, f.len()))
-            .collect::<Vec<_>>()
-    };
+    let strip = |v: Vec<Seen>| v.into_iter().map(|(d, s, f)| (d, s, f.len())).collect::<Vec<_>>();
     assert_eq!(strip(sock), strip(fed.clone()));
     assert_eq!(fed[1].2, sent2[1]);
     assert_eq!(sent.len(), sent2.len());
@@ -403,25 +271,9 @@ fn serve_fed_packets(sock: &OwnedFd, n: usize) -> Vec<Seen> {
     let mut buf = vec![0u8; 4096];
     for _ in 0..n {
         let got = recv_with_fds(sock.as_fd(), &mut buf, &mut cmsg).unwrap();
-        conn.feed(
-            &buf[..got.bytes],
-            got.fds,
-            FeedFlags {
-                fds_lost: got.fds_lost,
-                end: false,
-            },
-        )
-        .unwrap();
+        conn.feed(&buf[..got.bytes], got.fds, FeedFlags { fds_lost: got.fds_lost, end: false }).unwrap();
     }
-    conn.feed(
-        b"",
-        Vec::new(),
-        FeedFlags {
-            end: true,
-            ..FeedFlags::default()
-        },
-    )
-    .unwrap();
+    conn.feed(b"", Vec::new(), FeedFlags { end: true, ..FeedFlags::default() }).unwrap();
     let mut out = Vec::new();
     assert!(drain(&mut conn, &mut out));
     out

@@ -19,10 +19,7 @@ fn send(sock: &OwnedFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) {
 }
 
 fn hold(ms: u32) -> Limits {
-    Limits {
-        max_hold_ms: ms,
-        ..Limits::default()
-    }
+    Limits { max_hold_ms: ms, ..Limits::default() }
 }
 
 /// Whether this kernel tells a Unix socket's peer (`sock_diag`).
@@ -48,18 +45,11 @@ fn a_client_sending_its_own_socket_end_mid_command_and_exiting_cannot_hang_the_m
     let _leaks = FdLeakCheck::new();
     let (client, server) = pair(SockType::Stream);
     let mut conn = Connection::new(server, Framing::Json, hold(2000)).unwrap();
-    send(
-        &client,
-        b"{\"execute\":\"blockdev-add\",",
-        &[client.as_fd()],
-    );
+    send(&client, b"{\"execute\":\"blockdev-add\",", &[client.as_fd()]);
     drop(client);
     let first = conn.recv().unwrap();
     if kernel_tells_peers() {
-        assert!(
-            first.is_none(),
-            "refused at once, so the end of stream came: {first:?}"
-        );
+        assert!(first.is_none(), "refused at once, so the end of stream came: {first:?}");
     } else {
         eprintln!("no Unix sock_diag: the deadline answers instead");
         assert_eq!(errno_of(first.as_ref().unwrap()), libc::ETIMEDOUT);
@@ -77,13 +67,7 @@ fn a_client_sending_its_own_socket_end_on_a_lone_space_cannot_hang_the_monitor()
     let own = [std::os::fd::AsRawFd::as_raw_fd(&client)];
     let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&own)];
     let iov = [std::io::IoSlice::new(b" ")];
-    let sent = nix::sys::socket::sendmsg::<()>(
-        own[0],
-        &iov,
-        &cmsg,
-        nix::sys::socket::MsgFlags::empty(),
-        None,
-    );
+    let sent = nix::sys::socket::sendmsg::<()>(own[0], &iov, &cmsg, nix::sys::socket::MsgFlags::empty(), None);
     assert_eq!(sent, Ok(1));
     drop(client);
     if !kernel_tells_peers() {
@@ -104,20 +88,12 @@ fn the_peer_socket_sent_with_a_command_fails_it_and_closes_every_fd_it_brought()
     let (client, server) = pair(SockType::Stream);
     let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
     let p = pipes(1);
-    send(
-        &client,
-        b"{\"execute\":\"getfd\"}\n",
-        &[p[0].as_fd(), client.as_fd()],
-    );
+    send(&client, b"{\"execute\":\"getfd\"}\n", &[p[0].as_fd(), client.as_fd()]);
     send(&client, b"{\"execute\":\"next\"}\n", &[p[0].as_fd()]);
     let bad = conn.recv().unwrap().unwrap();
     assert_eq!((errno_of(&bad), bad.fds().count()), (libc::EDEADLK, 0));
     let next = conn.recv().unwrap().unwrap();
-    assert_eq!(
-        (errno_of(&next), next.fds().count()),
-        (0, 1),
-        "the connection goes on"
-    );
+    assert_eq!((errno_of(&next), next.fds().count()), (0, 1), "the connection goes on");
 }
 
 #[test]
@@ -160,40 +136,23 @@ fn a_client_stalling_mid_command_with_fds_is_timed_out_and_the_connection_goes_o
     // A blocking recv: it returns at the deadline, not never.
     let partial = conn.recv().unwrap().unwrap();
     assert_eq!(errno_of(&partial), libc::ETIMEDOUT);
-    assert_eq!(
-        (partial.data(), partial.fds().count()),
-        (&b"{\"execute\":\"blockdev-add\","[..], 0)
-    );
+    assert_eq!((partial.data(), partial.fds().count()), (&b"{\"execute\":\"blockdev-add\","[..], 0));
     assert_eq!(conn.deadline(), None, "nothing held any more");
     // The rest of that line is discarded; the next line is served.
-    send(
-        &client,
-        b"\"arguments\":{}} {\"execute\":\"smuggled\"}\n{\"execute\":\"next\"}\n",
-        &[p[1].as_fd()],
-    );
+    send(&client, b"\"arguments\":{}} {\"execute\":\"smuggled\"}\n{\"execute\":\"next\"}\n", &[p[1].as_fd()]);
     let next = conn.recv().unwrap().unwrap();
-    assert_eq!(
-        (next.data(), errno_of(&next), next.fds().count()),
-        (&b"{\"execute\":\"next\"}"[..], 0, 1)
-    );
+    assert_eq!((next.data(), errno_of(&next), next.fds().count()), (&b"{\"execute\":\"next\"}"[..], 0, 1));
 }
 
 #[test]
 fn a_nonblocking_connection_holding_fds_returns_eagain_then_the_timeout() {
     let _leaks = FdLeakCheck::new();
     let (client, server) = pair(SockType::Stream);
-    nix::fcntl::fcntl(
-        &server,
-        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-    )
-    .unwrap();
+    nix::fcntl::fcntl(&server, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).unwrap();
     let mut conn = Connection::new(server, Framing::Json, hold(50)).unwrap();
     let p = pipes(1);
     send(&client, b"{\"a\":", &[p[0].as_fd()]);
-    assert!(
-        is_eagain(&conn.recv()),
-        "a non-blocking recv does not wait for the deadline"
-    );
+    assert!(is_eagain(&conn.recv()), "a non-blocking recv does not wait for the deadline");
     let left = conn.deadline().expect("fds are held");
     assert!(left <= Duration::from_millis(50));
     wait_out(&conn);
@@ -206,27 +165,15 @@ fn a_nonblocking_connection_holding_fds_returns_eagain_then_the_timeout() {
 fn fed_fds_held_mid_command_expire_at_the_deadline() {
     let _leaks = FdLeakCheck::new();
     let mut conn = Connection::new_fed(Framing::Json, hold(30)).unwrap();
-    conn.feed(b"{\"a\":", Vec::new(), FeedFlags::default())
-        .unwrap();
+    conn.feed(b"{\"a\":", Vec::new(), FeedFlags::default()).unwrap();
     assert_eq!(conn.deadline(), None, "no fd, no deadline");
     conn.feed(b"1,", pipes(1), FeedFlags::default()).unwrap();
     assert!(conn.deadline().is_some());
     assert!(is_eagain(&conn.recv()));
     wait_out(&conn);
     let m = conn.recv().unwrap().unwrap();
-    assert_eq!(
-        (m.data(), errno_of(&m)),
-        (&b"{\"a\":1,"[..], libc::ETIMEDOUT)
-    );
-    conn.feed(
-        b"\"b\":2}\n{\"c\":3}",
-        Vec::new(),
-        FeedFlags {
-            end: true,
-            ..FeedFlags::default()
-        },
-    )
-    .unwrap();
+    assert_eq!((m.data(), errno_of(&m)), (&b"{\"a\":1,"[..], libc::ETIMEDOUT));
+    conn.feed(b"\"b\":2}\n{\"c\":3}", Vec::new(), FeedFlags { end: true, ..FeedFlags::default() }).unwrap();
     let c = conn.recv().unwrap().unwrap();
     assert_eq!((c.data(), errno_of(&c)), (&b"{\"c\":3}"[..], 0));
     assert!(conn.recv().unwrap().is_none());
@@ -238,22 +185,11 @@ fn fed_fds_waiting_on_a_lone_space_expire_and_fail_the_next_command() {
     let mut conn = Connection::new_fed(Framing::Json, hold(30)).unwrap();
     conn.feed(b" ", pipes(2), FeedFlags::default()).unwrap();
     wait_out(&conn);
-    assert!(
-        is_eagain(&conn.recv()),
-        "no command was in progress: nothing to deliver yet"
-    );
+    assert!(is_eagain(&conn.recv()), "no command was in progress: nothing to deliver yet");
     assert_eq!(conn.deadline(), None);
-    conn.feed(
-        b"{\"execute\":\"getfd\"}{\"execute\":\"after\"}",
-        Vec::new(),
-        FeedFlags::default(),
-    )
-    .unwrap();
+    conn.feed(b"{\"execute\":\"getfd\"}{\"execute\":\"after\"}", Vec::new(), FeedFlags::default()).unwrap();
     let getfd = conn.recv().unwrap().unwrap();
-    assert_eq!(
-        (errno_of(&getfd), getfd.fds().count()),
-        (libc::ETIMEDOUT, 0)
-    );
+    assert_eq!((errno_of(&getfd), getfd.fds().count()), (libc::ETIMEDOUT, 0));
     let after = conn.recv().unwrap().unwrap();
     assert_eq!(errno_of(&after), 0);
 }
@@ -262,8 +198,7 @@ fn fed_fds_waiting_on_a_lone_space_expire_and_fail_the_next_command() {
 fn a_hold_ends_with_its_command_and_the_next_one_starts_anew() {
     let _leaks = FdLeakCheck::new();
     let mut conn = Connection::new_fed(Framing::Json, hold(60_000)).unwrap();
-    conn.feed(b"{\"a\":", pipes(1), FeedFlags::default())
-        .unwrap();
+    conn.feed(b"{\"a\":", pipes(1), FeedFlags::default()).unwrap();
     assert!(conn.deadline().is_some());
     conn.feed(b"1}", Vec::new(), FeedFlags::default()).unwrap();
     assert_eq!(conn.deadline(), None);
@@ -291,11 +226,7 @@ fn two_clients_holding_each_others_socket_ends_are_released_at_the_deadline() {
     let (c1, s1) = pair(SockType::Stream);
     let (c2, s2) = pair(SockType::Stream);
     for s in [&s1, &s2] {
-        nix::fcntl::fcntl(
-            s,
-            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-        )
-        .unwrap();
+        nix::fcntl::fcntl(s, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).unwrap();
     }
     let mut conn1 = Connection::new(s1, Framing::Json, hold(40)).unwrap();
     let mut conn2 = Connection::new(s2, Framing::Json, hold(40)).unwrap();
@@ -317,20 +248,14 @@ fn two_clients_holding_each_others_socket_ends_are_released_at_the_deadline() {
                 }
             }
         }
-        let next = [conn1.deadline(), conn2.deadline()]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = [conn1.deadline(), conn2.deadline()].into_iter().flatten().min();
         if let Some(left) = next {
             std::thread::sleep(left);
         } else if !(ended[0] && ended[1]) {
             // Nothing held any more: the ends were closed, so the end of
             // stream is queued on the sockets; the next round must see it.
             idle_rounds += 1;
-            assert!(
-                idle_rounds < 3,
-                "nothing held, yet no end of stream: {seen:?} {ended:?}"
-            );
+            assert!(idle_rounds < 3, "nothing held, yet no end of stream: {seen:?} {ended:?}");
         }
     }
     assert_eq!(seen, [vec![libc::ETIMEDOUT], vec![libc::ETIMEDOUT]]);
@@ -342,16 +267,11 @@ fn fed_bytes_arriving_after_the_deadline_do_not_rescue_the_expired_command() {
     // one before taking the next feed: the same messages either way.
     let _leaks = FdLeakCheck::new();
     let mut conn = Connection::new_fed(Framing::Json, hold(20)).unwrap();
-    conn.feed(b"{\"a\":", pipes(1), FeedFlags::default())
-        .unwrap();
+    conn.feed(b"{\"a\":", pipes(1), FeedFlags::default()).unwrap();
     wait_out(&conn);
-    conn.feed(b"1}\n{\"b\":2}", Vec::new(), FeedFlags::default())
-        .unwrap();
+    conn.feed(b"1}\n{\"b\":2}", Vec::new(), FeedFlags::default()).unwrap();
     let late = conn.recv().unwrap().unwrap();
-    assert_eq!(
-        (late.data(), errno_of(&late), late.fds().count()),
-        (&b"{\"a\":"[..], libc::ETIMEDOUT, 0)
-    );
+    assert_eq!((late.data(), errno_of(&late), late.fds().count()), (&b"{\"a\":"[..], libc::ETIMEDOUT, 0));
     let b = conn.recv().unwrap().unwrap();
     assert_eq!((b.data(), errno_of(&b)), (&b"{\"b\":2}"[..], 0));
 }

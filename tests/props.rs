@@ -49,8 +49,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::fdcount::FdLeakCheck;
 use common::fdacct::{ino_of, marked, Marked, Tally};
+use common::fdcount::FdLeakCheck;
 use common::pending_out;
 use fdctx::{Connection, FeedFlags, Framing, Limits};
 use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
@@ -123,9 +123,7 @@ struct RefStream {
 /// `fdctx::fdpath`.
 fn ref_fd_index(s: &str) -> Option<Result<usize, ()>> {
     let rest = s.strip_prefix("/dev/fd/")?;
-    let ok = !rest.is_empty()
-        && rest.bytes().all(|b| b.is_ascii_digit())
-        && (rest == "0" || !rest.starts_with('0'));
+    let ok = !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) && (rest == "0" || !rest.starts_with('0'));
     Some(if ok { rest.parse::<usize>().map_err(|_| ()) } else { Err(()) })
 }
 
@@ -480,7 +478,11 @@ struct Case {
 
 impl std::fmt::Debug for Case {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "Case {{ framing: {:?}, limits: {:?}, nonblocking: {}", self.framing, self.limits, self.nonblocking)?;
+        writeln!(
+            f,
+            "Case {{ framing: {:?}, limits: {:?}, nonblocking: {}",
+            self.framing, self.limits, self.nonblocking
+        )?;
         for (r, n) in &self.writes {
             writeln!(f, "    write {:?} +{} fds: {:?}", r, n, String::from_utf8_lossy(&self.stream[r.clone()]))?;
         }
@@ -537,7 +539,14 @@ fn json_case() -> impl Strategy<Value = Case> {
     let parts = prop::collection::vec((jitem(), sep, prop::bool::weighted(0.2)), 0..12);
     // A command cut short by the end of the stream (its fds are closed).
     let tail = prop::option::weighted(0.3, (0u32..1000, any::<Index>()));
-    (limits, parts, tail, prop::collection::vec(any::<Index>(), 0..24), prop::collection::vec(fd_count(), 1..16), prop::bool::weighted(0.25))
+    (
+        limits,
+        parts,
+        tail,
+        prop::collection::vec(any::<Index>(), 0..24),
+        prop::collection::vec(fd_count(), 1..16),
+        prop::bool::weighted(0.25),
+    )
         .prop_map(|(limits, parts, tail, cuts, plan, nb)| {
             let mut parts: Vec<(Vec<u8>, bool)> = parts
                 .into_iter()
@@ -557,10 +566,21 @@ fn json_case() -> impl Strategy<Value = Case> {
 }
 
 fn line_case() -> impl Strategy<Value = Case> {
-    let limits = (16usize..400, prop_oneof![3 => 1usize..6, 1 => Just(32usize)])
-        .prop_map(|(b, f)| Limits { max_msg_bytes: b, max_depth: 0, max_fds: f, max_hold_ms: 0 });
+    let limits = (16usize..400, prop_oneof![3 => 1usize..6, 1 => Just(32usize)]).prop_map(|(b, f)| Limits {
+        max_msg_bytes: b,
+        max_depth: 0,
+        max_fds: f,
+        max_hold_ms: 0,
+    });
     let parts = prop::collection::vec((litem(), prop::bool::weighted(0.2)), 0..12);
-    (limits, parts, any::<bool>(), prop::collection::vec(any::<Index>(), 0..24), prop::collection::vec(fd_count(), 1..16), prop::bool::weighted(0.25))
+    (
+        limits,
+        parts,
+        any::<bool>(),
+        prop::collection::vec(any::<Index>(), 0..24),
+        prop::collection::vec(fd_count(), 1..16),
+        prop::bool::weighted(0.25),
+    )
         .prop_map(|(limits, parts, term, cuts, plan, nb)| {
             let n = parts.len();
             let parts = parts
@@ -874,7 +894,9 @@ fn check_free(case: Case, tally: &Mutex<Tally>) -> Result<(), TestCaseError> {
                 .filter(|(_, c)| c.contains(&Target::Msg(index[k])))
                 .map(|(w, _)| case.writes[w].1)
                 .sum();
-            ensure(possible > case.limits.max_fds, || format!("message {k}: ETOOMANYREFS with at most {possible} fds"))?;
+            ensure(possible > case.limits.max_fds, || {
+                format!("message {k}: ETOOMANYREFS with at most {possible} fds")
+            })?;
         }
     }
     // Each batch went whole, in order, to one of its candidates, or closed.
@@ -882,13 +904,8 @@ fn check_free(case: Case, tally: &Mutex<Tally>) -> Result<(), TestCaseError> {
         if *n == 0 {
             continue;
         }
-        let holders: Vec<usize> = o
-            .got
-            .iter()
-            .enumerate()
-            .filter(|(_, g)| g.fds.iter().any(|&(ww, _)| ww == w))
-            .map(|(k, _)| k)
-            .collect();
+        let holders: Vec<usize> =
+            o.got.iter().enumerate().filter(|(_, g)| g.fds.iter().any(|&(ww, _)| ww == w)).map(|(k, _)| k).collect();
         match holders.as_slice() {
             [] => {
                 let closable = cands[w].iter().any(|t| match t {
@@ -1087,11 +1104,8 @@ fn read_caps() -> impl Strategy<Value = Vec<usize>> {
 
 fn check_equivalent(case: Case, caps: Vec<usize>, tally: &Mutex<Tally>) -> Result<(), TestCaseError> {
     let mut marks: Vec<Vec<Marked>> = case.writes.iter().map(|(_, n)| marked(*n)).collect();
-    let by_ino: HashMap<u64, (usize, usize)> = marks
-        .iter()
-        .enumerate()
-        .flat_map(|(w, ms)| ms.iter().enumerate().map(move |(i, m)| (m.ino, (w, i))))
-        .collect();
+    let by_ino: HashMap<u64, (usize, usize)> =
+        marks.iter().enumerate().flat_map(|(w, ms)| ms.iter().enumerate().map(move |(i, m)| (m.ino, (w, i)))).collect();
     let reads = read_back(&case, &mut marks, &caps);
     let fed = run_fed(&case, &reads, &by_ino);
     let sock = run_socket(&case, reads, &by_ino);
@@ -1186,7 +1200,11 @@ fn ref_classify(p: &str) -> RefKind {
         ["proc", _, "task", _, "fd" | "fdinfo", ..] => true,
         _ => false,
     };
-    if own { RefKind::Own } else { RefKind::Ordinary }
+    if own {
+        RefKind::Own
+    } else {
+        RefKind::Ordinary
+    }
 }
 
 fn path_piece() -> impl Strategy<Value = String> {
@@ -1276,9 +1294,15 @@ fn open_never_crosses_into_own_fds() {
         count.set(count.get() + 1);
         let r = fdctx::open::open(None, &p, libc::O_PATH, 0);
         match ref_classify(&p) {
-            RefKind::Index(_) => ensure(r.as_ref().err().map(|e| e.errno()) == Some(libc::EBADF), || format!("{p:?}: {r:?}"))?,
-            RefKind::Malformed => ensure(r.as_ref().err().map(|e| e.errno()) == Some(libc::EINVAL), || format!("{p:?}: {r:?}"))?,
-            RefKind::Own => ensure(r.as_ref().err().map(|e| e.errno()) == Some(libc::EPERM), || format!("{p:?}: {r:?}"))?,
+            RefKind::Index(_) => {
+                ensure(r.as_ref().err().map(|e| e.errno()) == Some(libc::EBADF), || format!("{p:?}: {r:?}"))?
+            }
+            RefKind::Malformed => {
+                ensure(r.as_ref().err().map(|e| e.errno()) == Some(libc::EINVAL), || format!("{p:?}: {r:?}"))?
+            }
+            RefKind::Own => {
+                ensure(r.as_ref().err().map(|e| e.errno()) == Some(libc::EPERM), || format!("{p:?}: {r:?}"))?
+            }
             RefKind::Ordinary => {
                 if crosses_magic_link(&p) {
                     ensure(r.as_ref().err().map(|e| e.errno()) == Some(libc::EPERM), || {
@@ -1319,12 +1343,7 @@ fn reference_model_sanity() {
         l.frames.iter().map(|f| (String::from_utf8_lossy(&f.data).into_owned(), f.errno, f.complete)).collect();
     assert_eq!(
         got,
-        vec![
-            ("a b".into(), 0, true),
-            ("c".into(), 0, true),
-            ("".into(), libc::EMSGSIZE, true),
-            ("".into(), 0, false),
-        ]
+        vec![("a b".into(), 0, true), ("c".into(), 0, true), ("".into(), libc::EMSGSIZE, true), ("".into(), 0, false),]
     );
     let mut t = Tally::new("props::reference_model_sanity");
     t.scenarios = 2;

@@ -23,8 +23,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawF
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use common::fdcount::FdLeakCheck;
 use common::fdacct::{ino_of, marked, Marked, Tally};
+use common::fdcount::FdLeakCheck;
 use common::{cloexec, flags_of, gettid, pipe, set_nonblocking, tmpdir};
 use fdctx::send::send_with_fds;
 use fdctx::{ffi, Connection, Context, Framing, Limits, Message};
@@ -86,7 +86,9 @@ fn refused(ctx: &CCtx, path: impl AsRef<[u8]>, flags: i32, errno: i32) {
     let show = String::from_utf8_lossy(path).into_owned();
     for (via, r) in open_all(ctx, path, flags) {
         match r {
-            Ok(fd) => panic!("{via}({show:?}) opened {:?}", std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))),
+            Ok(fd) => {
+                panic!("{via}({show:?}) opened {:?}", std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())))
+            }
             Err(e) => assert_eq!(e, errno, "{via}({show:?}): errno {e}, want {errno}"),
         }
     }
@@ -171,9 +173,21 @@ fn lexical_spellings_of_own_fds_are_refused() {
         refused(&ctx, p, libc::O_PATH, errno);
     }
     for p in [
-        "/dev/fd/00", "/dev/fd/01", "/dev/fd/+0", "/dev/fd/-0", "/dev/fd/ 0", "/dev/fd/0 ", "/dev/fd/0/",
-        "/dev/fd/0/.", "/dev/fd/0x0", "/dev/fd/", "/dev/fd", "/dev/fd/../fd/0", "/dev/fd/./0",
-        "/dev/fd/99999999999999999999999", "/dev/fd/١",
+        "/dev/fd/00",
+        "/dev/fd/01",
+        "/dev/fd/+0",
+        "/dev/fd/-0",
+        "/dev/fd/ 0",
+        "/dev/fd/0 ",
+        "/dev/fd/0/",
+        "/dev/fd/0/.",
+        "/dev/fd/0x0",
+        "/dev/fd/",
+        "/dev/fd",
+        "/dev/fd/../fd/0",
+        "/dev/fd/./0",
+        "/dev/fd/99999999999999999999999",
+        "/dev/fd/١",
     ] {
         t.scenarios += 1;
         refused(&ctx, p, libc::O_RDONLY, libc::EINVAL);
@@ -275,7 +289,12 @@ fn symlinks_and_magic_links_into_own_fds_are_refused() {
     link("file", &d.join("to-file"));
     link(d.join("sub"), &d.join("to-sub"));
     std::fs::write(d.join("sub/inner"), b"x").unwrap();
-    for p in [format!("{ds}/to-file"), format!("{ds}/to-sub/inner"), relative(&d.join("to-file")).display().to_string(), "/dev/null".into()] {
+    for p in [
+        format!("{ds}/to-file"),
+        format!("{ds}/to-sub/inner"),
+        relative(&d.join("to-file")).display().to_string(),
+        "/dev/null".into(),
+    ] {
         t.scenarios += 1;
         for fd in opened(&ctx, &p, libc::O_RDONLY) {
             assert!(cloexec(fd.as_fd()), "{p}");
@@ -334,10 +353,17 @@ fn o_path_fds_serve_only_o_path() {
     let d = tmpdir("opath");
     std::fs::write(d.join("f"), b"secret").unwrap();
     let file = nix::fcntl::open(&d.join("f"), OFlag::O_PATH | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).unwrap();
-    let dir = nix::fcntl::open(&d, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).unwrap();
+    let dir =
+        nix::fcntl::open(&d, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+            .unwrap();
     // Through a real socket: O_PATH fds travel with SCM_RIGHTS.
     let (client, server) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
-    send_with_fds(client.as_fd(), br#"{"execute":"x","arguments":{"f":"/dev/fd/0","d":"/dev/fd/1"}}"#, &[file.as_fd(), dir.as_fd()]).unwrap();
+    send_with_fds(
+        client.as_fd(),
+        br#"{"execute":"x","arguments":{"f":"/dev/fd/0","d":"/dev/fd/1"}}"#,
+        &[file.as_fd(), dir.as_fd()],
+    )
+    .unwrap();
     drop((file, dir, client));
     let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
     let mut m: Message = conn.recv().unwrap().unwrap();
@@ -346,7 +372,13 @@ fn o_path_fds_serve_only_o_path() {
     t.sent += 2;
     let raw: Vec<OwnedFd> = (0..2).map(|i| m.fds_mut().take(i).unwrap()).collect();
     let ctx = CCtx::with(raw);
-    for flags in [libc::O_RDONLY, libc::O_WRONLY, libc::O_RDWR, libc::O_RDONLY | libc::O_NONBLOCK, libc::O_WRONLY | libc::O_TRUNC] {
+    for flags in [
+        libc::O_RDONLY,
+        libc::O_WRONLY,
+        libc::O_RDWR,
+        libc::O_RDONLY | libc::O_NONBLOCK,
+        libc::O_WRONLY | libc::O_TRUNC,
+    ] {
         refused(&ctx, "/dev/fd/0", flags, libc::EACCES);
         refused(&ctx, "/dev/fd/1", flags | libc::O_DIRECTORY, libc::EACCES);
     }
@@ -370,7 +402,9 @@ fn read_only_fds_are_not_opened_for_writing() {
     let mut t = Tally::new("security::read_only_fds_are_not_opened_for_writing");
     let d = tmpdir("ro");
     std::fs::write(d.join("disk"), b"image").unwrap();
-    let open = |flags: OFlag| nix::fcntl::open(&d.join("disk"), flags | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).unwrap();
+    let open = |flags: OFlag| {
+        nix::fcntl::open(&d.join("disk"), flags | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).unwrap()
+    };
     let ro = open(OFlag::O_RDONLY);
     let wo = open(OFlag::O_WRONLY);
     let rw = open(OFlag::O_RDWR);
@@ -381,7 +415,13 @@ fn read_only_fds_are_not_opened_for_writing() {
     t.sent += 6;
     // Read-only file and pipe read end: no write access of any kind.
     for idx in ["/dev/fd/0", "/dev/fd/3", "/dev/fd/5"] {
-        for flags in [libc::O_WRONLY, libc::O_RDWR, libc::O_WRONLY | libc::O_TRUNC, libc::O_RDWR | libc::O_APPEND, libc::O_WRONLY | libc::O_CREAT] {
+        for flags in [
+            libc::O_WRONLY,
+            libc::O_RDWR,
+            libc::O_WRONLY | libc::O_TRUNC,
+            libc::O_RDWR | libc::O_APPEND,
+            libc::O_WRONLY | libc::O_CREAT,
+        ] {
             refused(&ctx, idx, flags, libc::EACCES);
         }
     }
@@ -422,7 +462,12 @@ fn the_senders_o_nonblock_is_not_inherited() {
     let pipe_r = ms[0].read.take().unwrap();
     set_nonblocking(pipe_r.as_fd(), true);
     set_nonblocking(sa.as_fd(), true);
-    send_with_fds(client.as_fd(), br#"{"execute":"x","arguments":{"p":"/dev/fd/0","s":"/dev/fd/1"}}"#, &[pipe_r.as_fd(), sa.as_fd()]).unwrap();
+    send_with_fds(
+        client.as_fd(),
+        br#"{"execute":"x","arguments":{"p":"/dev/fd/0","s":"/dev/fd/1"}}"#,
+        &[pipe_r.as_fd(), sa.as_fd()],
+    )
+    .unwrap();
     let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
     let mut m = conn.recv().unwrap().unwrap();
     assert_eq!(m.status(), Ok(()));
@@ -482,7 +527,12 @@ fn the_same_file_sent_twice_in_one_command() {
     let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
     let mut a = marked(1);
     let ra = a[0].read.take().unwrap();
-    send_with_fds(client.as_fd(), br#"{"execute":"twice","arguments":{"x":"/dev/fd/0","y":"/dev/fd/1"}}"#, &[ra.as_fd(), ra.as_fd()]).unwrap();
+    send_with_fds(
+        client.as_fd(),
+        br#"{"execute":"twice","arguments":{"x":"/dev/fd/0","y":"/dev/fd/1"}}"#,
+        &[ra.as_fd(), ra.as_fd()],
+    )
+    .unwrap();
     send_with_fds(client.as_fd(), br#"{"execute":"again","arguments":{"x":"/dev/fd/0"}}"#, &[ra.as_fd()]).unwrap();
     drop(ra);
     t.scenarios += 2;
@@ -520,9 +570,15 @@ fn the_same_file_sent_twice_in_one_command() {
     let d = tmpdir("twice");
     std::fs::write(d.join("img"), b"0123456789").unwrap();
     let p = d.join("img");
-    let f1 = nix::fcntl::open(&p, OFlag::O_RDWR | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK, nix::sys::stat::Mode::empty()).unwrap();
+    let f1 = nix::fcntl::open(&p, OFlag::O_RDWR | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK, nix::sys::stat::Mode::empty())
+        .unwrap();
     let f2 = nix::fcntl::open(&p, OFlag::O_RDONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).unwrap();
-    send_with_fds(client.as_fd(), br#"{"execute":"two","arguments":{"x":"/dev/fd/0","y":"/dev/fd/1"}}"#, &[f1.as_fd(), f2.as_fd()]).unwrap();
+    send_with_fds(
+        client.as_fd(),
+        br#"{"execute":"two","arguments":{"x":"/dev/fd/0","y":"/dev/fd/1"}}"#,
+        &[f1.as_fd(), f2.as_fd()],
+    )
+    .unwrap();
     drop((f1, f2));
     t.scenarios += 1;
     t.sent += 2;
@@ -607,8 +663,10 @@ fn o_trunc_is_ignored_on_pipes_ttys_and_char_devices_as_open_does() {
     let mut t = Tally::new("security::o_trunc_is_ignored_on_pipes_ttys_and_char_devices_as_open_does");
     let d = tmpdir("trunc");
     std::fs::write(d.join("log"), b"old contents").unwrap();
-    let file = nix::fcntl::open(&d.join("log"), OFlag::O_WRONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).unwrap();
-    let null = nix::fcntl::open("/dev/null", OFlag::O_WRONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).unwrap();
+    let file =
+        nix::fcntl::open(&d.join("log"), OFlag::O_WRONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).unwrap();
+    let null =
+        nix::fcntl::open("/dev/null", OFlag::O_WRONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).unwrap();
     let (master, slave) = pty();
     let (sa, sb) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
     let (pr, pw) = pipe();
@@ -619,7 +677,9 @@ fn o_trunc_is_ignored_on_pipes_ttys_and_char_devices_as_open_does() {
     let ctx = CCtx::with(vec![pw, null, slave, sa, file, mr]);
     t.scenarios += 1;
     t.sent += 6;
-    for flags in [libc::O_WRONLY | libc::O_TRUNC, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, libc::O_RDWR | libc::O_TRUNC] {
+    for flags in
+        [libc::O_WRONLY | libc::O_TRUNC, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, libc::O_RDWR | libc::O_TRUNC]
+    {
         for idx in ["/dev/fd/0", "/dev/fd/1", "/dev/fd/2", "/dev/fd/3"] {
             if flags & libc::O_ACCMODE == libc::O_RDWR && idx != "/dev/fd/2" && idx != "/dev/fd/3" {
                 continue;
@@ -781,7 +841,12 @@ fn procfs_ns_helper() {
             paths.push(if entry.is_empty() { dir.to_string() } else { format!("{dir}/{entry}") });
         }
     }
-    paths.extend(["/tmp/fdinfo-dir".into(), "/tmp/fdinfo-entry".into(), "/tmp/to-environ".into(), "/tmp/process/fd/".into()]);
+    paths.extend([
+        "/tmp/fdinfo-dir".into(),
+        "/tmp/fdinfo-entry".into(),
+        "/tmp/to-environ".into(),
+        "/tmp/process/fd/".into(),
+    ]);
     let mut scenarios = 0;
     for via in ["openat2", "the fallback walk"] {
         for p in &paths {
@@ -792,8 +857,14 @@ fn procfs_ns_helper() {
                 // answer before ours, and also refuses.
                 for (entry, r) in open_all(&ctx, p.as_bytes(), flags) {
                     match r {
-                        Ok(fd) => panic!("{via}: {entry}({p}, {flags:#o}) opened {:?}", std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))),
-                        Err(e) => assert!(e == libc::EPERM || (e == libc::EISDIR && flags & libc::O_ACCMODE != 0), "{via}: {entry}({p}, {flags:#o}): errno {e}"),
+                        Ok(fd) => panic!(
+                            "{via}: {entry}({p}, {flags:#o}) opened {:?}",
+                            std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+                        ),
+                        Err(e) => assert!(
+                            e == libc::EPERM || (e == libc::EISDIR && flags & libc::O_ACCMODE != 0),
+                            "{via}: {entry}({p}, {flags:#o}): errno {e}"
+                        ),
                     }
                 }
             }
@@ -808,7 +879,10 @@ fn procfs_ns_helper() {
         drop(opened(&ctx, "/tmp/plain/file", libc::O_RDONLY));
         if via == "openat2" {
             if !deny_openat2_with_enosys() {
-                println!("[ns] no seccomp filter here ({}): the fallback walk is not tested", std::io::Error::last_os_error());
+                println!(
+                    "[ns] no seccomp filter here ({}): the fallback walk is not tested",
+                    std::io::Error::last_os_error()
+                );
                 break;
             }
             let how = nix::fcntl::OpenHow::new().flags(OFlag::O_PATH | OFlag::O_CLOEXEC);

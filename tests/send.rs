@@ -174,8 +174,7 @@ fn one_batch_after_leading_crlf_rides_on_the_first_command_byte() {
     send(&client, b"\r\n {\"execute\":\"x\"}\n", fds).unwrap();
     drop(client);
     let got = bytes_and_fds(&server);
-    let carriers: Vec<(u8, Vec<u64>)> =
-        got.iter().filter(|(_, f)| !f.is_empty()).map(|(b, f)| (*b, inos(f))).collect();
+    let carriers: Vec<(u8, Vec<u64>)> = got.iter().filter(|(_, f)| !f.is_empty()).map(|(b, f)| (*b, inos(f))).collect();
     assert_eq!(carriers, [(b'{', want)]);
 }
 

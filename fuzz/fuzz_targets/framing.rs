@@ -84,7 +84,13 @@ fn open_fd_count() -> usize {
 
 /// Sends the stream in the given writes through a socket pair, reading
 /// after each write; returns (errno, bytes) per message.
-fn through_connection(framing: Framing, limits: Limits, stream: &[u8], cuts: &[usize], seed: u8) -> Vec<(i32, Vec<u8>)> {
+fn through_connection(
+    framing: Framing,
+    limits: Limits,
+    stream: &[u8],
+    cuts: &[usize],
+    seed: u8,
+) -> Vec<(i32, Vec<u8>)> {
     let (client, server) = nix::sys::socket::socketpair(
         nix::sys::socket::AddressFamily::Unix,
         nix::sys::socket::SockType::Stream,

@@ -161,14 +161,7 @@ fn parse_args(args: Vec<String>) -> Res<Parsed> {
     }
     let json = positional.pop().unwrap();
     let socket = positional.pop().unwrap();
-    Ok(Parsed::Run(Options {
-        qmp,
-        raw,
-        timeout,
-        fds,
-        socket,
-        json,
-    }))
+    Ok(Parsed::Run(Options { qmp, raw, timeout, fds, socket, json }))
 }
 
 fn open_file(path: &str, access: Access) -> Res<File> {
@@ -178,13 +171,7 @@ fn open_file(path: &str, access: Access) -> Res<File> {
         Access::Write => o.write(true),
         Access::ReadWrite => o.read(true).write(true),
     };
-    o.open(path).or_else(|e| {
-        fail(format!(
-            "cannot open '{path}' for {}: {}",
-            access.describe(),
-            errtext(&e)
-        ))
-    })
+    o.open(path).or_else(|e| fail(format!("cannot open '{path}' for {}: {}", access.describe(), errtext(&e))))
 }
 
 fn connect(path: &str) -> Res<UnixStream> {
@@ -216,8 +203,7 @@ impl<'a> Replies<'a> {
             match start {
                 None => self.buf.clear(),
                 Some(start) => {
-                    let mut stream = serde_json::Deserializer::from_slice(&self.buf[start..])
-                        .into_iter::<Value>();
+                    let mut stream = serde_json::Deserializer::from_slice(&self.buf[start..]).into_iter::<Value>();
                     match stream.next() {
                         Some(Ok(v)) => {
                             let end = start + stream.byte_offset();
@@ -241,20 +227,10 @@ impl<'a> Replies<'a> {
                 match (&*self.sock).read(&mut chunk) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        return fail(format!(
-                            "no reply from the monitor within {} s",
-                            self.timeout
-                        ))
+                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                        return fail(format!("no reply from the monitor within {} s", self.timeout))
                     }
-                    Err(e) => {
-                        return fail(format!("reading from the monitor failed: {}", errtext(&e)))
-                    }
+                    Err(e) => return fail(format!("reading from the monitor failed: {}", errtext(&e))),
                 }
             };
             if n == 0 {
@@ -271,14 +247,10 @@ impl<'a> Replies<'a> {
     fn reply(&mut self, waiting_for: &str) -> Res<(Value, String)> {
         loop {
             let Some((v, text)) = self.next()? else {
-                return fail(format!(
-                    "the monitor closed the connection before replying to {waiting_for}"
-                ));
+                return fail(format!("the monitor closed the connection before replying to {waiting_for}"));
             };
             match &v {
-                Value::Object(m) if m.contains_key("return") || m.contains_key("error") => {
-                    return Ok((v, text))
-                }
+                Value::Object(m) if m.contains_key("return") || m.contains_key("error") => return Ok((v, text)),
                 Value::Object(m) if m.contains_key("event") || m.contains_key("QMP") => continue,
                 _ => return fail(format!("unexpected reply to {waiting_for}: {text}")),
             }
@@ -297,16 +269,8 @@ fn run(opts: Options) -> Res<bool> {
     } else {
         match serde_json::from_str::<Value>(&opts.json) {
             Ok(Value::Object(_)) => {}
-            Ok(_) => {
-                return fail(
-                    "the command must be a JSON object, e.g. '{\"execute\": \"query-block\"}'",
-                )
-            }
-            Err(e) => {
-                return fail(format!(
-                    "the command is not valid JSON: {e} (use --raw to send it anyway)"
-                ))
-            }
+            Ok(_) => return fail("the command must be a JSON object, e.g. '{\"execute\": \"query-block\"}'"),
+            Err(e) => return fail(format!("the command is not valid JSON: {e} (use --raw to send it anyway)")),
         }
         let mut p = opts.json.trim_end().as_bytes().to_vec();
         p.push(b'\n');
@@ -317,22 +281,14 @@ fn run(opts: Options) -> Res<bool> {
     }
 
     // Open every file first: a missing file must not leave a half-sent command.
-    let files = opts
-        .fds
-        .iter()
-        .map(|(path, access)| open_file(path, *access))
-        .collect::<Res<Vec<File>>>()?;
+    let files = opts.fds.iter().map(|(path, access)| open_file(path, *access)).collect::<Res<Vec<File>>>()?;
 
     let sock = connect(&opts.socket)?;
     if opts.timeout > 0 {
         sock.set_read_timeout(Some(Duration::from_secs(opts.timeout)))
             .or_else(|e| fail(format!("cannot set a read timeout: {}", errtext(&e))))?;
     }
-    let mut replies = Replies {
-        sock: &sock,
-        buf: Vec::new(),
-        timeout: opts.timeout,
-    };
+    let mut replies = Replies { sock: &sock, buf: Vec::new(), timeout: opts.timeout };
 
     if opts.qmp {
         let greeting = match replies.next()? {
@@ -345,12 +301,7 @@ fn run(opts: Options) -> Res<bool> {
             None => return fail("the monitor closed the connection before its QMP greeting"),
         };
         drop(greeting);
-        send(
-            &sock,
-            b"{\"execute\": \"qmp_capabilities\"}\n",
-            &[],
-            "qmp_capabilities",
-        )?;
+        send(&sock, b"{\"execute\": \"qmp_capabilities\"}\n", &[], "qmp_capabilities")?;
         let (v, text) = replies.reply("qmp_capabilities")?;
         if v.get("return").is_none() {
             return fail(format!("capabilities negotiation failed: {text}"));

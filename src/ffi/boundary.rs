@@ -99,9 +99,7 @@ pub(crate) fn set_last_error(text: &str) {
 /// thread-locals are gone). Valid until the next failing call on the thread.
 pub(crate) fn last_error() -> *const c_char {
     const NONE: &CStr = c"";
-    LAST_ERROR
-        .try_with(|e| e.try_borrow().map_or(NONE.as_ptr(), |text| text.as_ptr()))
-        .unwrap_or(NONE.as_ptr())
+    LAST_ERROR.try_with(|e| e.try_borrow().map_or(NONE.as_ptr(), |text| text.as_ptr())).unwrap_or(NONE.as_ptr())
 }
 
 /// `text` as a C string, any NUL in it made a space.

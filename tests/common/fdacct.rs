@@ -36,11 +36,7 @@ impl Marked {
         let fl = OFlag::from_bits_retain(fcntl(&w, FcntlArg::F_GETFL).unwrap());
         fcntl(&w, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK)).unwrap();
         let ino = ino_of(r.as_fd());
-        Marked {
-            read: Some(r),
-            write: w,
-            ino,
-        }
+        Marked { read: Some(r), write: w, ino }
     }
 
     /// True while some copy of the read end is open in this process
@@ -86,14 +82,7 @@ pub struct Tally {
 impl Tally {
     /// `test` is `<binary>::<test name>`.
     pub fn new(test: &str) -> Tally {
-        Tally {
-            test: test.to_owned(),
-            scenarios: 0,
-            sent: 0,
-            delivered: 0,
-            closed: 0,
-            leaked: 0,
-        }
+        Tally { test: test.to_owned(), scenarios: 0, sent: 0, delivered: 0, closed: 0, leaked: 0 }
     }
 
     /// Accounts for marked fds after everything that held them ended:
@@ -120,14 +109,9 @@ impl Tally {
             if let Some(dir) = path.parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .expect("open FDCTX_SUMMARY");
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).expect("open FDCTX_SUMMARY");
             // One write of a short line: O_APPEND keeps lines whole.
-            f.write_all(format!("{}\n", self.line()).as_bytes())
-                .expect("write FDCTX_SUMMARY");
+            f.write_all(format!("{}\n", self.line()).as_bytes()).expect("write FDCTX_SUMMARY");
         }
         assert_eq!(
             self.sent,

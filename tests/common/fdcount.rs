@@ -22,16 +22,10 @@ pub fn open_fds() -> BTreeMap<i32, String> {
     let mut out = BTreeMap::new();
     let dir = std::fs::read_dir("/proc/self/fd").expect("read /proc/self/fd");
     for entry in dir.flatten() {
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
+        let Some(fd) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
-        let target = std::fs::read_link(entry.path())
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "?".into());
+        let target = std::fs::read_link(entry.path()).map(|p| p.display().to_string()).unwrap_or_else(|_| "?".into());
         out.insert(fd, target);
     }
     // The directory handle itself was open while listing; it is closed now.
@@ -47,23 +41,14 @@ pub struct FdLeakCheck {
 
 impl FdLeakCheck {
     pub fn new() -> FdLeakCheck {
-        assert!(
-            !HELD.with(|h| h.replace(true)),
-            "FdLeakCheck::new called twice in one test"
-        );
+        assert!(!HELD.with(|h| h.replace(true)), "FdLeakCheck::new called twice in one test");
         let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-        FdLeakCheck {
-            before: open_fds(),
-            _serial: serial,
-        }
+        FdLeakCheck { before: open_fds(), _serial: serial }
     }
 
     /// Fds opened since the check began, with their targets.
     pub fn leaked(&self) -> Vec<(i32, String)> {
-        open_fds()
-            .into_iter()
-            .filter(|(fd, _)| !self.before.contains_key(fd))
-            .collect()
+        open_fds().into_iter().filter(|(fd, _)| !self.before.contains_key(fd)).collect()
     }
 
     /// Number of fds open now beyond the starting set (negative if fewer).

@@ -19,9 +19,7 @@ use std::path::PathBuf;
 use fdctx::send::send_with_fds;
 use fdctx::{Connection, Error, Message};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
-use nix::sys::socket::{
-    sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
-};
+use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
 
 pub use fdacct::ino_of;
 
@@ -52,9 +50,7 @@ pub fn inos(fds: &[OwnedFd]) -> Vec<u64> {
 
 /// The inodes of the fds a message holds, in index order.
 pub fn msg_inos(m: &Message) -> Vec<u64> {
-    (0..m.fds().count())
-        .map(|i| ino_of(m.fds().get(i).unwrap()))
-        .collect()
+    (0..m.fds().count()).map(|i| ino_of(m.fds().get(i).unwrap())).collect()
 }
 
 /// Sends `bytes` with `fds` attached, as a client would.
@@ -70,14 +66,7 @@ pub fn send_raw(sock: &OwnedFd, bytes: &[u8], fds: &[OwnedFd]) {
     let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let cmsg = [ControlMessage::ScmRights(&raw)];
     let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
-    let n = sendmsg::<()>(
-        sock.as_raw_fd(),
-        &[IoSlice::new(bytes)],
-        cmsgs,
-        MsgFlags::empty(),
-        None,
-    )
-    .unwrap();
+    let n = sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(bytes)], cmsgs, MsgFlags::empty(), None).unwrap();
     assert_eq!(n, bytes.len());
 }
 
@@ -135,9 +124,7 @@ pub fn gettid() -> libc::pid_t {
 
 /// A fresh, empty temporary directory for one test, named by `tag`.
 pub fn tmpdir(tag: &str) -> PathBuf {
-    let base = option_env!("CARGO_TARGET_TMPDIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
+    let base = option_env!("CARGO_TARGET_TMPDIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
     let d = base.join(format!("fdctx-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();

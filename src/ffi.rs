@@ -579,8 +579,8 @@ pub unsafe extern "C" fn fdctx_conn_new_fed(framing: fdctx_framing, limits: *con
 /// `fds` that the same `recvmsg` returned.
 ///
 /// One call must be exactly one `recvmsg` (one read of GLib's or QEMU's):
-/// on a stream the kernel returns a write's fds with that write's last
-/// bytes, and fdctx gives the fds of one call to the last command that has
+/// on a stream the kernel hands a write's fds to the read that returns the
+/// write's first byte, and fdctx gives the fds of one call to the last command that has
 /// a non-whitespace byte among the call's bytes (to the next command when
 /// the call holds whitespace only, as `qemu.qmp` sends its fds on a lone
 /// space). Merging two reads into one call, or splitting one into two, can
@@ -808,8 +808,11 @@ pub unsafe extern "C" fn fdctx_msg_fds(msg: *mut fdctx_msg) -> *mut fdctx {
 /// (`MSG_CTRUNC`, e.g. the receiver at `RLIMIT_NOFILE`); `-EBADF` a string
 /// value anywhere in a JSON command (object keys aside) is exactly
 /// `/dev/fd/N` but fewer fds were sent (other fd-like spellings are left to
-/// fdctx_open(), which refuses them). A bad message holds no fds.
-/// `-EINVAL` if `msg` is NULL.
+/// fdctx_open(), which refuses them); `-ETIMEDOUT` its fds were held
+/// longer than `max_hold_ms` for a command that did not complete (they were
+/// closed; the rest of its line is discarded); `-EDEADLK` a received fd was
+/// the connection's own peer socket (refused and closed). A bad message
+/// holds no fds. `-EINVAL` if `msg` is NULL.
 ///
 /// Thread rules: not concurrently with any other call on the same message,
 /// read-only ones included (the accessors cache what they parse).

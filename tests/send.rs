@@ -258,7 +258,7 @@ fn leading_whitespace_larger_than_the_socket_buffer_goes_out_first_without_fds()
     let (mut conn, client) = monitor(Framing::Json);
     let mut cmd = vec![b' '; 1 << 20];
     cmd.extend_from_slice(OPEN);
-    cmd.extend(std::iter::repeat(b'\n').take(1 << 20));
+    cmd.extend(std::iter::repeat_n(b'\n', 1 << 20));
     let fds = pipes(300);
     let want = inos(&fds);
     // The sender closes its end when done; the monitor reads on to the end.

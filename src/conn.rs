@@ -620,8 +620,7 @@ impl<S: AsFd> Connection<S> {
         let max = self.limits.max_msg_bytes;
         let mut data = Vec::new();
         if size <= max {
-            // Room for the NUL the message appends.
-            data.try_reserve_exact(size + 1)
+            data.try_reserve_exact(size)
                 .map_err(|_| Error::sys("allocating a packet buffer", nix::errno::Errno::ENOMEM))?;
             data.resize(size, 0);
         }
@@ -762,9 +761,9 @@ impl<S: AsFd> Connection<S> {
     /// [`Step::validated`]: crate::framing::Step::validated
     fn complete_frame(&mut self, tail: &[u8], end: Result<(), Error>, validated: Option<Option<usize>>) -> Message {
         // Between frames `current` has no allocation, so a frame that fits
-        // in one read costs one exact allocation (with room for the NUL).
+        // in one read costs one exact allocation.
         let mut data = std::mem::take(&mut self.current);
-        data.reserve_exact(tail.len() + 1);
+        data.reserve_exact(tail.len());
         data.extend_from_slice(tail);
         let check = match end {
             Err(e) => {

@@ -573,21 +573,31 @@ mod tests {
     /// errno) for every frame end.
     fn frames(framing: Framing, input: &[u8], cut: usize) -> Vec<Result<String, i32>> {
         let mut s = Scanner::new(framing, 64, 4);
+        scan(&mut s, input, cut, |frame, end, _| end.map(|()| String::from_utf8(frame).unwrap()).map_err(|e| e.errno()))
+    }
+
+    /// Feeds `input` to `s` in pieces of `cut` bytes; `done` turns each
+    /// frame end (the frame's bytes, how it ended, what the one pass
+    /// validated) into an entry of the result.
+    fn scan<T>(
+        s: &mut Scanner,
+        input: &[u8],
+        cut: usize,
+        mut done: impl FnMut(Vec<u8>, Result<(), Error>, Option<Option<usize>>) -> T,
+    ) -> Vec<T> {
         let mut out = Vec::new();
         let mut cur = Vec::new();
         for chunk in input.chunks(cut) {
             let mut pos = 0;
             while pos < chunk.len() {
                 let st = s.step(&chunk[pos..]);
-                let rejected = matches!(st.end, Some(Err(_)));
-                cur.extend_from_slice(&chunk[pos..][st.frame.clone()]);
-                if let Some(end) = st.end {
-                    let text = String::from_utf8(std::mem::take(&mut cur)).unwrap();
-                    out.push(end.map(|()| text).map_err(|e| e.errno()));
-                }
                 // Only a frame rejected at a `{` that starts a line (and
                 // the next frame) ends without consuming a byte.
-                assert!(st.consumed > 0 || rejected);
+                assert!(st.consumed > 0 || matches!(st.end, Some(Err(_))));
+                cur.extend_from_slice(&chunk[pos..][st.frame.clone()]);
+                if let Some(end) = st.end {
+                    out.push(done(std::mem::take(&mut cur), end, st.validated));
+                }
                 pos += st.consumed;
             }
         }
@@ -606,30 +616,17 @@ mod tests {
         max_bytes: usize,
     ) -> Vec<(Vec<u8>, Result<Option<usize>, i32>)> {
         let mut s = Scanner { one_pass, ..Scanner::new(Framing::Json, max_bytes, 4) };
-        let mut out = Vec::new();
-        let mut cur = Vec::new();
-        for chunk in input.chunks(cut) {
-            let mut pos = 0;
-            while pos < chunk.len() {
-                let st = s.step(&chunk[pos..]);
-                assert!(st.consumed > 0 || matches!(st.end, Some(Err(_))));
-                cur.extend_from_slice(&chunk[pos..][st.frame.clone()]);
-                if let Some(end) = st.end {
-                    let frame = std::mem::take(&mut cur);
-                    let check = match (end, st.validated) {
-                        (Err(e), _) => Err(e.errno()),
-                        (Ok(()), Some(refs)) => {
-                            assert_eq!(validate_json(&frame, 4), Ok(refs), "one pass and validation agree");
-                            Ok(refs)
-                        }
-                        (Ok(()), None) => validate_json(&frame, 4).map_err(|e| e.errno()),
-                    };
-                    out.push((frame, check));
+        scan(&mut s, input, cut, |frame, end, validated| {
+            let check = match (end, validated) {
+                (Err(e), _) => Err(e.errno()),
+                (Ok(()), Some(refs)) => {
+                    assert_eq!(validate_json(&frame, 4), Ok(refs), "one pass and validation agree");
+                    Ok(refs)
                 }
-                pos += st.consumed;
-            }
-        }
-        out
+                (Ok(()), None) => validate_json(&frame, 4).map_err(|e| e.errno()),
+            };
+            (frame, check)
+        })
     }
 
     #[test]

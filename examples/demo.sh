@@ -160,15 +160,21 @@ fi
 
 # ---------------------------------------------------------------- monitor
 
+# Starts minivmm with ARGS in the background (VMM_PID) and waits, up to
+# five seconds, for its "ready" line or its exit.
+start_monitor() {
+    "$MINIVMM" "$@" < /dev/null > minivmm.out 2> minivmm.log &
+    VMM_PID=$!
+    for i in $(seq 1 100); do
+        grep -q '^ready$' minivmm.out 2>/dev/null && break
+        kill -0 "$VMM_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+}
+
 step "Start the monitor"
 echo "\$ minivmm vmm.sock &"
-"$MINIVMM" vmm.sock < /dev/null > minivmm.out 2> minivmm.log &
-VMM_PID=$!
-for i in $(seq 1 100); do
-    grep -q '^ready$' minivmm.out 2>/dev/null && break
-    kill -0 "$VMM_PID" 2>/dev/null || break
-    sleep 0.05
-done
+start_monitor vmm.sock
 grep -q '^ready$' minivmm.out 2>/dev/null || { monitor_log; die "minivmm did not start"; }
 note "minivmm printed: $(cat minivmm.out)"
 monitor_log
@@ -321,13 +327,7 @@ else
     note "Landlock then lets it open no file by path; what it serves must come as fds"
     echo "\$ minivmm --confine confined.sock &"
     LOGSEEN=0
-    "$MINIVMM" --confine confined.sock < /dev/null > minivmm.out 2> minivmm.log &
-    VMM_PID=$!
-    for i in $(seq 1 100); do
-        grep -q '^ready$' minivmm.out 2>/dev/null && break
-        kill -0 "$VMM_PID" 2>/dev/null || break
-        sleep 0.05
-    done
+    start_monitor --confine confined.sock
     monitor_log
     check "the confined monitor started" grep -q '^ready$' minivmm.out
     echo "\$ grep NoNewPrivs /proc/$VMM_PID/status"

@@ -6,11 +6,11 @@
 //! nesting, size, and the order of JSON's tokens (a key, `:`, a value, `,`
 //! or a close — not the spelling of numbers and literals), so a frame that
 //! can no longer become JSON is rejected at the byte where that shows; a
-//! complete JSON frame is then validated once by serde_json
-//! ([`validate_json`]).
+//! complete JSON frame is then validated once ([`validate_json`], see
+//! [`crate::json`]).
 //!
 //! A JSON frame that starts and ends within one read — nearly every QMP
-//! command — takes one pass instead of two: serde_json parses it from its
+//! command — takes one pass instead of two: the validator reads it from its
 //! `{`, which validates it and finds its end at once ([`Step::validated`]).
 //! Whatever that pass does not accept outright (a frame cut by the end of
 //! the read, too large, too deep, not UTF-8, not JSON) is scanned from its
@@ -31,10 +31,9 @@
 
 use std::ops::Range;
 
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-
 use crate::error::Error;
-use crate::fdpath::{self, PathKind};
+pub use crate::json::is_ws;
+use crate::json::{self, Checked};
 
 /// How a connection splits its input into commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,8 +113,8 @@ pub struct Scanner {
 
 /// What the JSON grammar allows next in a frame, outside strings. Only
 /// the order of tokens is followed (strings, brackets, `:`, `,`, and runs
-/// of other bytes as numbers or literals); serde_json checks the rest when
-/// the frame is complete. This is what lets a frame that can no longer
+/// of other bytes as numbers or literals); [`validate_json`] checks the
+/// rest when the frame is complete. This is what lets a frame that can no longer
 /// become JSON be rejected at the byte where that is known, rather than
 /// when its brackets happen to balance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,15 +131,6 @@ enum Expect {
     ValueOrClose,
     /// After a value: `,` or the close of its container.
     CommaOrClose,
-}
-
-/// Bytes of the first window [`Scanner::step`] tries a frame in: a little
-/// more than most QMP commands.
-const FIRST_WINDOW: usize = 256;
-
-/// JSON whitespace (RFC 8259 section 2), which is also what separates lines.
-pub fn is_ws(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
 /// A byte that ends a number or literal: JSON's structural characters and
@@ -232,36 +222,13 @@ impl Scanner {
     /// byte (in valid JSON the brackets outside strings nest exactly as the
     /// values do) without rejecting it (its nesting and size are within the
     /// limits), and [`validate_json`] would return the same result (it runs
-    /// the same visitor over the same bytes).
+    /// the same check over the same bytes).
     fn whole_frame(&self, bytes: &[u8]) -> Option<(usize, Option<usize>)> {
         // A frame longer than the limit ends past it: not whole here.
         let limit = bytes.len().min(self.max_bytes);
-        // The bytes are checked as UTF-8 once, as a window, so that
-        // serde_json can read them as text (checking each string it returns
-        // separately costs more than the whole check of a command). The
-        // window starts at about one command and grows fourfold while the
-        // frame runs past it: the attempts before the last cost a third of
-        // it, and a frame that spans reads (a large one) fails a few times
-        // only, each failure being one small allocation (serde_json's error).
-        let mut size = limit.min(FIRST_WINDOW);
-        loop {
-            let (text, whole) = match std::str::from_utf8(&bytes[..size]) {
-                Ok(text) => (text, true),
-                // A character cut by the window's end: the next window has it.
-                Err(e) if e.error_len().is_none() => (std::str::from_utf8(&bytes[..e.valid_up_to()]).ok()?, true),
-                // Not UTF-8 there: the frame is good only if it ends before.
-                Err(e) => (std::str::from_utf8(&bytes[..e.valid_up_to()]).ok()?, false),
-            };
-            let mut stream = serde_json::Deserializer::from_str(text).into_iter::<WholeFrame>();
-            match stream.next() {
-                Some(Ok(frame)) if frame.0.deepest <= self.max_depth => {
-                    return Some((stream.byte_offset(), frame.0.max));
-                }
-                Some(Err(e)) if e.is_eof() && whole && size < limit => {
-                    size = limit.min(size.saturating_mul(4));
-                }
-                _ => return None,
-            }
+        match json::check_object(&bytes[..limit], self.max_depth) {
+            Checked::Object { len, fd_refs } => Some((len, fd_refs)),
+            Checked::Incomplete | Checked::Bad(_) => None,
         }
     }
 
@@ -450,118 +417,21 @@ impl Scanner {
     }
 }
 
-/// Validates one complete JSON frame: UTF-8, well-formed JSON, one value
-/// nested at most `max_depth` levels (objects and arrays), and nothing
-/// after it. Returns the highest `N` among string values of the form
-/// `/dev/fd/N`, so the caller can check the command brought that many.
+/// Validates one complete JSON frame: UTF-8, one JSON object nested at
+/// most `max_depth` levels, whitespace only around it (see
+/// [`crate::json`]). Returns the highest `N` among string values of the
+/// form `/dev/fd/N`, so the caller can check the command brought that many.
 ///
 /// A stream's [`Scanner`] bounds the depth already; a packet has no
 /// scanner, so this is where its depth is bounded.
 pub fn validate_json(frame: &[u8], max_depth: usize) -> Result<Option<usize>, Error> {
-    let text = std::str::from_utf8(frame).map_err(|_| Error::InvalidUtf8)?;
-    let mut refs = FdRefs::default();
-    // From a `str`, serde_json does not check UTF-8 a second time.
-    let mut de = serde_json::Deserializer::from_str(text);
-    (&mut refs).deserialize(&mut de).map_err(|e| Error::MalformedJson(e.to_string()))?;
-    de.end().map_err(|e| Error::MalformedJson(e.to_string()))?;
-    if refs.deepest > max_depth {
-        return Err(Error::MalformedJson(format!("nested deeper than {max_depth} levels")));
-    }
-    Ok(refs.max)
-}
-
-/// What [`FdRefs`] found in one JSON value, as a type serde_json's stream
-/// deserializer can return (it tells where the value ended).
-struct WholeFrame(FdRefs);
-
-impl<'de> serde::Deserialize<'de> for WholeFrame {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<WholeFrame, D::Error> {
-        let mut refs = FdRefs::default();
-        (&mut refs).deserialize(d)?;
-        Ok(WholeFrame(refs))
-    }
+    json::validate_object(frame, max_depth)
 }
 
 /// Validates one complete frame that is not JSON: it must be UTF-8. Same
 /// result type as [`validate_json`], naming no fds.
 pub fn validate_text(frame: &[u8]) -> Result<Option<usize>, Error> {
     std::str::from_utf8(frame).map(|_| None).map_err(|_| Error::InvalidUtf8)
-}
-
-/// Visits every value of a JSON document without building it, noting the
-/// highest `/dev/fd/N` among string values (object keys are not values)
-/// and the deepest nesting of objects and arrays.
-#[derive(Default)]
-struct FdRefs {
-    max: Option<usize>,
-    depth: usize,
-    /// Nesting depth reached, counted as the scanner counts it: the
-    /// command's own object is level 1.
-    deepest: usize,
-}
-
-impl FdRefs {
-    fn enter(&mut self) {
-        self.depth += 1;
-        self.deepest = self.deepest.max(self.depth);
-    }
-
-    fn note(&mut self, s: &str) {
-        if !s.starts_with(fdpath::FD_PATH_PREFIX) {
-            return;
-        }
-        if let Ok(PathKind::FdIndex(n)) = fdpath::classify(s) {
-            self.max = Some(self.max.map_or(n, |m| m.max(n)));
-        }
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for &mut FdRefs {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for &mut FdRefs {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, s: &str) -> Result<(), E> {
-        self.note(s);
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        self.enter();
-        while seq.next_element_seed(&mut *self)?.is_some() {}
-        self.depth -= 1;
-        Ok(())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        self.enter();
-        while map.next_key::<IgnoredAny>()?.is_some() {
-            map.next_value_seed(&mut *self)?;
-        }
-        self.depth -= 1;
-        Ok(())
-    }
 }
 
 #[cfg(test)]

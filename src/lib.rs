@@ -14,6 +14,7 @@
 //! * [`confine`]: Landlock confinement: no file opens by path except beneath allowed ones.
 //! * [`recv`]: `recvmsg(2)` with every fd owned from the moment it arrives.
 //! * [`framing`]: where one command ends (JSON, line, packet).
+//! * [`json`]: checking a command is one JSON object, without building it.
 //! * [`conn`]: a monitor connection and the fd association rule.
 //! * [`peer`]: recognising a connection's own peer socket among received fds.
 //! * [`message`]: one command, its bytes, its context and its status.
@@ -27,6 +28,7 @@ pub mod error;
 pub mod fdpath;
 pub mod ffi;
 pub mod framing;
+pub mod json;
 pub mod message;
 pub mod open;
 pub mod peer;

@@ -433,6 +433,7 @@ fn unescape(raw: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::testutil::FdLeakCheck;
+    use proptest::prelude::*;
 
     /// What serde_json makes of `text` as one document (the reference).
     fn serde_accepts(text: &[u8]) -> bool {
@@ -487,6 +488,78 @@ mod tests {
         for text in cases {
             let ours = validate_object(text, 64).is_ok();
             assert_eq!(ours, serde_accepts(text), "{:?}", String::from_utf8_lossy(text));
+        }
+    }
+
+    /// Bytes that make JSON, and bytes that break it.
+    const ALPHABET: &[u8] = b"{}[]:,\"\\/ \n\t-+.0123456789eEtrufalsn\x00\x1f\x7f\xc3\xa9\xed\xa0\xff";
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            "(/dev/fd/)?[a-z0-9\"\\\u{0}-\u{1f}é😀\u{ffff}]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(6, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+                prop::collection::btree_map("[a-z\"é]{0,6}", inner, 0..6)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A document of JSON text with a few bytes inserted, removed or
+    /// replaced.
+    fn mutated_json() -> impl Strategy<Value = Vec<u8>> {
+        let edits = prop::collection::vec((any::<prop::sample::Index>(), 0u8..3, prop::sample::select(ALPHABET)), 0..4);
+        (json_value(), any::<bool>(), edits).prop_map(|(v, pretty, edits)| {
+            let doc = serde_json::json!({ "execute": "x", "arguments": v });
+            let mut text = if pretty { serde_json::to_vec_pretty(&doc) } else { serde_json::to_vec(&doc) }.unwrap();
+            for (at, kind, byte) in edits {
+                let at = at.index(text.len() + 1);
+                match kind {
+                    0 => text.insert(at, byte),
+                    1 if at < text.len() => drop(text.remove(at)),
+                    _ if at < text.len() => text[at] = byte,
+                    _ => {}
+                }
+            }
+            text
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// Whatever the bytes, the validator and serde_json agree on
+        /// whether they are one JSON object; and on a good one, on the
+        /// highest `/dev/fd/N` among its string values.
+        #[test]
+        fn agrees_with_serde_json(text in prop_oneof![mutated_json(), prop::collection::vec(prop::sample::select(ALPHABET), 0..40)]) {
+            let reference = serde_json::from_slice::<serde_json::Value>(&text).ok().filter(|v| v.is_object());
+            let ours = validate_object(&text, 127);
+            prop_assert_eq!(ours.is_ok(), reference.is_some(), "{:?}: {:?}", String::from_utf8_lossy(&text), ours);
+            if let Some(v) = reference {
+                prop_assert_eq!(ours.unwrap(), highest_fd_path(&v));
+            }
+        }
+    }
+
+    /// The highest `/dev/fd/N` among the string values of `v`.
+    fn highest_fd_path(v: &serde_json::Value) -> Option<usize> {
+        use serde_json::Value;
+        match v {
+            Value::String(s) => match fdpath::classify(s) {
+                Ok(PathKind::FdIndex(n)) => Some(n),
+                _ => None,
+            },
+            Value::Array(a) => a.iter().filter_map(highest_fd_path).max(),
+            Value::Object(m) => m.values().filter_map(highest_fd_path).max(),
+            _ => None,
         }
     }
 

@@ -1,4 +1,5 @@
-/* fdctx: fdctx_conn_recv() with JSON framing; fdctx_take() of every fd the
+/* fdctx: fdctx_conn_recv() with JSON framing; fdctx_msg_data() (the
+ * command's bytes, as a monitor reads them); fdctx_take() of every fd the
  * command brought, close it, fdctx_msg_finish(). */
 #include "rx_main.h"
 #include <fdctx.h>
@@ -40,6 +41,14 @@ static int rx_next(rx_conn *c, size_t *nfds)
         r = fdctx_msg_status(msg);
         fdctx_msg_finish(msg);
         return r;
+    }
+    /* A monitor reads the command: its bytes, NUL-terminated. */
+    size_t len = 0;
+    const char *text = fdctx_msg_data(msg, &len);
+    if (!text || len == 0 || text[len] != '\0') {
+        fprintf(stderr, "fdctx: fdctx_msg_data gave no command\n");
+        fdctx_msg_finish(msg);
+        return -EBADMSG;
     }
     fdctx *ctx = fdctx_msg_fds(msg);
     size_t n = fdctx_count(ctx);

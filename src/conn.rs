@@ -421,7 +421,14 @@ impl<S: AsFd> Connection<S> {
             Framing::Packet => {
                 if !(flags.end && data.is_empty() && fds.is_empty() && !flags.fds_lost) {
                     let truncated = data.len() > self.limits.max_msg_bytes;
-                    let data = if truncated { Vec::new() } else { data.to_vec() };
+                    let data = if truncated {
+                        Vec::new()
+                    } else {
+                        // Room for the NUL the message appends.
+                        let mut copy = Vec::with_capacity(data.len() + 1);
+                        copy.extend_from_slice(data);
+                        copy
+                    };
                     let fault = flags.fds_lost.then_some(Error::FdsLost);
                     self.on_packet(data, fds, fault, truncated);
                 }
@@ -620,7 +627,8 @@ impl<S: AsFd> Connection<S> {
         let max = self.limits.max_msg_bytes;
         let mut data = Vec::new();
         if size <= max {
-            data.try_reserve_exact(size)
+            // One byte more, for the NUL the message appends.
+            data.try_reserve_exact(size + 1)
                 .map_err(|_| Error::sys("allocating a packet buffer", nix::errno::Errno::ENOMEM))?;
             data.resize(size, 0);
         }
@@ -761,9 +769,10 @@ impl<S: AsFd> Connection<S> {
     /// [`Step::validated`]: crate::framing::Step::validated
     fn complete_frame(&mut self, tail: &[u8], end: Result<(), Error>, validated: Option<Option<usize>>) -> Message {
         // Between frames `current` has no allocation, so a frame that fits
-        // in one read costs one exact allocation.
+        // in one read costs one exact allocation (with the byte for the NUL
+        // the message appends).
         let mut data = std::mem::take(&mut self.current);
-        data.reserve_exact(tail.len());
+        data.reserve_exact(tail.len() + 1);
         data.extend_from_slice(tail);
         let check = match end {
             Err(e) => {

@@ -96,8 +96,6 @@ pub struct fdctx_msg {
     /// The command's bytes, status and parsed JSON (its fds are in `fds`).
     msg: Message,
     fds: fdctx,
-    /// The bytes followed by a NUL, made on the first fdctx_msg_data.
-    data: OnceCell<Box<[u8]>>,
     /// The status as C text, made on the first fdctx_msg_error.
     error: OnceCell<Option<CString>>,
     /// Strings handed out by the accessors, kept until the message ends.
@@ -116,7 +114,6 @@ impl fdctx_msg {
         fdctx_msg {
             msg,
             fds: fdctx { ctx, in_message: true },
-            data: OnceCell::new(),
             error: OnceCell::new(),
             strings: RefCell::new(Vec::new()),
         }
@@ -784,7 +781,7 @@ pub unsafe extern "C" fn fdctx_msg_data(msg: *const fdctx_msg, len: *mut usize) 
         let bytes = m.msg.data();
         // SAFETY: `len` is NULL or points at writable storage.
         unsafe { write_opt(len, bytes.len()) };
-        Ok(m.data.get_or_init(|| nul_terminated(bytes)).as_ptr().cast::<c_char>())
+        Ok(m.msg.data_with_nul().as_ptr().cast::<c_char>())
     })
 }
 

@@ -18,6 +18,8 @@ use crate::recv::FdList;
 /// move to another thread and may outlive its connection.
 #[derive(Debug)]
 pub struct Message {
+    /// The command's bytes and a NUL after them, so that C callers can
+    /// read them as a string without a copy.
     data: Vec<u8>,
     ctx: Context,
     status: Option<Error>,
@@ -29,7 +31,10 @@ pub struct Message {
 impl Message {
     /// A message from its bytes and what checking them found:
     /// the highest `/dev/fd/N` they name, or why they are bad. No fds yet.
-    pub(crate) fn new(data: Vec<u8>, check: Result<Option<usize>, Error>) -> Message {
+    /// A NUL is appended to the bytes: a caller that leaves room for it
+    /// saves a reallocation.
+    pub(crate) fn new(mut data: Vec<u8>, check: Result<Option<usize>, Error>) -> Message {
+        data.push(0);
         let mut msg = Message { data, ctx: Context::new(), status: None, fd_refs: None, json: OnceCell::new() };
         match check {
             Ok(fd_refs) => msg.fd_refs = fd_refs,
@@ -40,6 +45,11 @@ impl Message {
 
     /// The command's bytes.
     pub fn data(&self) -> &[u8] {
+        &self.data[..self.data.len() - 1]
+    }
+
+    /// The command's bytes followed by a NUL (which is not among them).
+    pub fn data_with_nul(&self) -> &[u8] {
         &self.data
     }
 

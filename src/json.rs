@@ -3,8 +3,9 @@
 //! Every command is validated before it is delivered: its bytes must be
 //! one JSON text (RFC 8259) that is valid UTF-8, nested no deeper than the
 //! connection's `max_depth`. The check goes over the bytes once, keeps no
-//! copy and allocates nothing (but the rare string with escapes that could
-//! spell `/dev/fd/N`), and notes on the way the highest `/dev/fd/N` among
+//! copy and allocates nothing (but for a short string value that starts
+//! with `/` or an escape and has escapes: it is decoded, as it could spell
+//! `/dev/fd/N`), and notes on the way the highest `/dev/fd/N` among
 //! the object's string values, which the connection compares with the fds
 //! the command brought.
 //!
@@ -323,8 +324,14 @@ fn not_plain(b: &[u8], j: usize) -> Result<usize, Stop> {
 /// Notes the string value `raw` (as written, escapes and all) if it is a
 /// well-formed `/dev/fd/N`.
 fn note_fd_path(raw: &[u8], escaped: bool, fd_refs: &mut Option<usize>) {
+    // `/dev/fd/` and twenty digits, each byte written as a `\u` escape at
+    // most: a longer string cannot be one.
+    const LONGEST: usize = 6 * (8 + 20);
     let decoded;
     let text = if escaped {
+        if !matches!(raw.first(), Some(b'/' | b'\\')) || raw.len() > LONGEST {
+            return;
+        }
         decoded = unescape(raw);
         decoded.as_str()
     } else if raw.starts_with(fdpath::FD_PATH_PREFIX.as_bytes()) {

@@ -36,7 +36,7 @@ pub enum PathKind {
 /// descriptors ([`Error::OwnFdPath`]).
 pub fn classify(path: &str) -> Result<PathKind, Error> {
     if let Some(digits) = path.strip_prefix(FD_PATH_PREFIX) {
-        return parse_index(digits).map(PathKind::FdIndex).ok_or_else(|| Error::MalformedFdPath(path.to_owned()));
+        return parse_index(digits.as_bytes()).map(PathKind::FdIndex).ok_or_else(|| Error::MalformedFdPath(path.to_owned()));
     }
     if path == "/dev/fd" {
         return Err(Error::MalformedFdPath(path.to_owned()));
@@ -47,16 +47,26 @@ pub fn classify(path: &str) -> Result<PathKind, Error> {
     Ok(PathKind::Ordinary)
 }
 
+/// The `N` of a well-formed `/dev/fd/N` (what [`classify`] calls
+/// [`PathKind::FdIndex`]), from the path's bytes; `None` for any other
+/// path.
+pub fn fd_index(path: &[u8]) -> Option<usize> {
+    parse_index(path.strip_prefix(FD_PATH_PREFIX.as_bytes())?)
+}
+
 /// Parses the digits after `/dev/fd/`: decimal, no sign, no leading zero
 /// except `0` itself, and the value must fit `usize`.
-fn parse_index(digits: &str) -> Option<usize> {
-    let bytes = digits.as_bytes();
-    match bytes {
+fn parse_index(digits: &[u8]) -> Option<usize> {
+    match digits {
         [] => None,
         [b'0'] => Some(0),
         [b'0', ..] => None,
-        _ if bytes.iter().all(u8::is_ascii_digit) => digits.parse().ok(),
-        _ => None,
+        _ => digits.iter().try_fold(0usize, |n, &d| {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            n.checked_mul(10)?.checked_add(usize::from(d - b'0'))
+        }),
     }
 }
 
@@ -106,6 +116,24 @@ mod tests {
         assert_eq!(classify("/dev/fd/0"), Ok(PathKind::FdIndex(0)));
         assert_eq!(classify("/dev/fd/7"), Ok(PathKind::FdIndex(7)));
         assert_eq!(classify("/dev/fd/252"), Ok(PathKind::FdIndex(252)));
+    }
+
+    #[test]
+    fn fd_index_is_what_classify_calls_an_index() {
+        let _leaks = FdLeakCheck::new();
+        let max = usize::MAX.to_string();
+        let over = format!("{max}0");
+        for digits in ["0", "7", "252", "01", "00", "", "-1", "+1", " 1", "1 ", "1x", "x", "\u{661}", &max, &over] {
+            let path = format!("/dev/fd/{digits}");
+            let want = match classify(&path) {
+                Ok(PathKind::FdIndex(n)) => Some(n),
+                _ => None,
+            };
+            assert_eq!(fd_index(path.as_bytes()), want, "{path:?}");
+        }
+        assert_eq!(fd_index(b"/dev/fd/3"), Some(3));
+        assert_eq!(fd_index(b"/dev//fd/3"), None);
+        assert_eq!(fd_index(b"/proc/self/fd/3"), None);
     }
 
     #[test]

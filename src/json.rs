@@ -19,7 +19,7 @@
 //! bound the range).
 
 use crate::error::Error;
-use crate::fdpath::{self, PathKind};
+use crate::fdpath;
 
 /// What checking the start of some bytes as one JSON object found.
 #[derive(Debug, PartialEq, Eq)]
@@ -327,19 +327,15 @@ fn note_fd_path(raw: &[u8], escaped: bool, fd_refs: &mut Option<usize>) {
     // `/dev/fd/` and twenty digits, each byte written as a `\u` escape at
     // most: a longer string cannot be one.
     const LONGEST: usize = 6 * (8 + 20);
-    let decoded;
-    let text = if escaped {
+    let n = if escaped {
         if !matches!(raw.first(), Some(b'/' | b'\\')) || raw.len() > LONGEST {
             return;
         }
-        decoded = unescape(raw);
-        decoded.as_str()
-    } else if raw.starts_with(fdpath::FD_PATH_PREFIX.as_bytes()) {
-        std::str::from_utf8(raw).expect("checked as UTF-8")
+        fdpath::fd_index(unescape(raw).as_bytes())
     } else {
-        return;
+        fdpath::fd_index(raw)
     };
-    if let Ok(PathKind::FdIndex(n)) = fdpath::classify(text) {
+    if let Some(n) = n {
         *fd_refs = Some(fd_refs.map_or(n, |m| m.max(n)));
     }
 }
@@ -561,7 +557,7 @@ mod tests {
         use serde_json::Value;
         match v {
             Value::String(s) => match fdpath::classify(s) {
-                Ok(PathKind::FdIndex(n)) => Some(n),
+                Ok(fdpath::PathKind::FdIndex(n)) => Some(n),
                 _ => None,
             },
             Value::Array(a) => a.iter().filter_map(highest_fd_path).max(),

@@ -22,10 +22,12 @@ pub struct Message {
     /// read them as a string without a copy.
     data: Vec<u8>,
     ctx: Context,
-    status: Option<Error>,
+    /// Why the command cannot be dispatched (boxed: the common case, none,
+    /// then moves a smaller message).
+    status: Option<Box<Error>>,
     /// Highest `/dev/fd/N` the command's arguments name.
     fd_refs: Option<usize>,
-    json: OnceCell<Option<Value>>,
+    json: OnceCell<Option<Box<Value>>>,
 }
 
 impl Message {
@@ -67,14 +69,14 @@ impl Message {
     pub fn status(&self) -> Result<(), &Error> {
         match &self.status {
             None => Ok(()),
-            Some(e) => Err(e),
+            Some(e) => Err(e.as_ref()),
         }
     }
 
     /// Marks the message bad (the first reason wins) and closes its fds.
     pub(crate) fn fail(&mut self, err: Error) {
         if self.status.is_none() {
-            self.status = Some(err);
+            self.status = Some(Box::new(err));
         }
         self.ctx.clear();
     }
@@ -105,8 +107,8 @@ impl Message {
 
     fn json(&self) -> Result<&Value, Error> {
         self.json
-            .get_or_init(|| serde_json::from_slice(self.data()).ok())
-            .as_ref()
+            .get_or_init(|| serde_json::from_slice(self.data()).ok().map(Box::new))
+            .as_deref()
             .ok_or_else(|| Error::MalformedJson("the message is not a JSON document".into()))
     }
 

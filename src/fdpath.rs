@@ -36,7 +36,9 @@ pub enum PathKind {
 /// descriptors ([`Error::OwnFdPath`]).
 pub fn classify(path: &str) -> Result<PathKind, Error> {
     if let Some(digits) = path.strip_prefix(FD_PATH_PREFIX) {
-        return parse_index(digits.as_bytes()).map(PathKind::FdIndex).ok_or_else(|| Error::MalformedFdPath(path.to_owned()));
+        return parse_index(digits.as_bytes())
+            .map(PathKind::FdIndex)
+            .ok_or_else(|| Error::MalformedFdPath(path.to_owned()));
     }
     if path == "/dev/fd" {
         return Err(Error::MalformedFdPath(path.to_owned()));

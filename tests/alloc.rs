@@ -128,3 +128,50 @@ fn many_fds_cost_one_more_allocation() {
     let per = per_command(20, 16);
     assert!(per <= 2.0, "{per} allocations per command with 16 fds");
 }
+
+/// The C API's receive loop, as a monitor runs it: receive, read the
+/// command's bytes, take and close every fd, finish. Allocations per
+/// command: its bytes and the message handle; reading the bytes makes no
+/// copy.
+#[test]
+fn the_c_api_reads_a_command_with_two_allocations() {
+    use ::fdctx::ffi::{
+        fdctx_conn_free, fdctx_conn_new, fdctx_conn_recv, fdctx_msg_data, fdctx_msg_fds, fdctx_msg_finish,
+        fdctx_msg_status, fdctx_take, FDCTX_FRAMING_JSON,
+    };
+    use std::os::fd::AsRawFd;
+    let _leaks = FdLeakCheck::new();
+    let (client, server) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
+    let (r, _w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    // SAFETY: `server` outlives the connection, which only borrows it.
+    let conn = unsafe { fdctx_conn_new(server.as_raw_fd(), FDCTX_FRAMING_JSON, std::ptr::null()) };
+    assert!(!conn.is_null());
+    let receive = || {
+        let mut msg = std::ptr::null_mut();
+        // SAFETY: a live connection and a valid out pointer; the message
+        // is finished before the next receive.
+        unsafe {
+            assert_eq!(fdctx_conn_recv(conn, &mut msg), 1);
+            assert_eq!(fdctx_msg_status(msg), 0);
+            let mut len = 0;
+            let text = fdctx_msg_data(msg, &mut len);
+            let bytes = std::slice::from_raw_parts(text.cast::<u8>(), len + 1);
+            assert!(bytes[..len] == *CMD_FD && bytes[len] == 0);
+            let fd = fdctx_take(fdctx_msg_fds(msg), 0);
+            assert!(fd >= 0);
+            libc::close(fd);
+            assert_eq!(fdctx_msg_finish(msg), 0);
+        }
+    };
+    let count = 50;
+    // The first burst pays for the buffers that are kept (as above).
+    for round in 0..2 {
+        for _ in 0..count {
+            send_with_fds(client.as_fd(), CMD_FD, &[r.as_fd()]).unwrap();
+        }
+        let (n, ()) = allocations(|| (0..count).for_each(|_| receive()));
+        assert!(round == 0 || n <= 2 * count, "{} allocations per command", n as f64 / count as f64);
+    }
+    // SAFETY: the connection is live and no message of it is open.
+    unsafe { fdctx_conn_free(conn) };
+}

@@ -151,13 +151,16 @@ check-steps:
 # compiled once, and the property tests run faster.
 CARGO_TEST_FLAGS ?=
 
-# rustfmt (rustfmt.toml) over the crate and the fuzz targets, and clippy
-# over every target with its warnings as errors.
+# rustfmt (rustfmt.toml) over the crate and the fuzz targets, clippy over
+# every target with its warnings as errors, and the fuzz targets compiled
+# (running them needs a nightly toolchain, see fuzz/README.md; compiling
+# them keeps them in step with the library's API).
 check-style:
-	@echo "== style: cargo fmt --check, cargo clippy -D warnings"
+	@echo "== style: cargo fmt --check, cargo clippy -D warnings, fuzz targets compile"
 	$(CARGO) fmt --check
 	cd fuzz && $(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
+	cd fuzz && $(CARGO) check --quiet --bins
 
 check-rust:
 	@echo "== cargo test"

@@ -163,6 +163,7 @@ fuzz_target!(|data: &[u8]| {
         max_msg_bytes: [8, 16, 40, 64, 100, 256, 1000, 1 << 20][usize::from(cfg >> 1 & 7)],
         max_depth: [1, 2, 4, 64][usize::from(cfg >> 4 & 3)],
         max_fds: 1 + usize::from(cfg >> 6),
+        ..Limits::default()
     };
     let cuts = sizes(seed, stream.len());
     let frames = scan(framing, limits, stream, &cuts);

@@ -48,10 +48,16 @@ fn scan(framing: Framing, limits: Limits, stream: &[u8], cuts: &[usize]) -> Fram
         let chunk = &stream[off..off + n];
         off += n;
         let mut pos = 0;
+        let mut stalled = false;
         while pos < chunk.len() {
             let rest = &chunk[pos..];
             let st = s.step(rest);
-            assert!(st.consumed > 0 && st.consumed <= rest.len(), "progress within the chunk");
+            // Only a frame rejected at a `{` that starts a line ends without
+            // consuming a byte (the next frame starts at that `{`), and the
+            // step after it consumes.
+            let progress = st.consumed > 0 || (!stalled && matches!(st.end, Some(Err(_))));
+            assert!(progress && st.consumed <= rest.len(), "progress within the chunk");
+            stalled = st.consumed == 0;
             assert!(st.frame.start <= st.frame.end && st.frame.end <= st.consumed, "frame within the step");
             cur.extend_from_slice(&rest[st.frame.clone()]);
             if let Some(end) = st.end {

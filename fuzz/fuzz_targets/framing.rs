@@ -72,6 +72,14 @@ fn scan(framing: Framing, limits: Limits, stream: &[u8], cuts: &[usize]) -> Fram
                             if let Some(refs) = st.validated {
                                 assert_eq!(check, Ok(refs), "a frame taken in one pass validates the same");
                             }
+                            if let Err(e) = check {
+                                // As a connection does: the rest of the line
+                                // goes with a complete frame that is not JSON.
+                                s.abandon();
+                                out.push(Err(e.errno()));
+                                pos += st.consumed;
+                                continue;
+                            }
                         }
                         out.push(Ok(bytes));
                     }

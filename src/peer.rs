@@ -34,16 +34,21 @@ const DIAG_MSG_LEN: usize = 16;
 /// it is not.
 ///
 /// This runs for every fd a socket connection receives, so it first asks
-/// the cheapest question that tells a socket: `getsockopt(2)` fails with
-/// `ENOTSOCK` on any other file after looking the fd up and nothing more
-/// (`sockfd_lookup_light()` in `net/socket.c`), where `fstat` also asks the
-/// file's file system for its attributes and copies them out: about a
-/// quarter of the time here. Only a socket, or an answer other than
-/// `ENOTSOCK` (a seccomp filter, say), is then `fstat`ed: the check never
-/// lets a socket through untested.
+/// a question that tells a socket without reaching any file system:
+/// `getsockopt(2)` looks the fd up and nothing more
+/// (`sockfd_lookup_light()` in `net/socket.c`). It fails with `ENOTSOCK`
+/// on any other file, and with `EBADF` on an `O_PATH` fd, which that
+/// lookup refuses (`fdget()` skips `FMODE_PATH` files): neither is the
+/// peer (an `O_PATH` fd, even of the peer's inode, does not keep the
+/// socket open). Only a socket is then `fstat`ed, and sockfs answers that
+/// itself. An `fstat` of any other file would ask its file system, which a
+/// client can serve itself (FUSE) and never answer. Only where
+/// `getsockopt` fails otherwise (a seccomp filter, say) is the fd
+/// `fstat`ed untold, so that the check never lets a socket through.
 pub fn socket_inode(fd: BorrowedFd<'_>) -> Option<u64> {
+    use nix::errno::Errno;
     use nix::sys::socket::{getsockopt, sockopt};
-    if getsockopt(&fd, sockopt::SockType) == Err(nix::errno::Errno::ENOTSOCK) {
+    if let Err(Errno::ENOTSOCK | Errno::EBADF) = getsockopt(&fd, sockopt::SockType) {
         return None;
     }
     let st = nix::sys::stat::fstat(fd).ok()?;
@@ -144,5 +149,20 @@ mod tests {
         let (r, _w) = nix::unistd::pipe().unwrap();
         assert_eq!(socket_inode(r.as_fd()), None);
         assert_eq!(peer_inode(r.as_fd()), None);
+    }
+
+    #[test]
+    fn an_o_path_fd_is_no_socket_even_of_a_socket() {
+        use nix::fcntl::{open, OFlag};
+        use nix::sys::stat::Mode;
+        let _leaks = FdLeakCheck::new();
+        let (a, _b) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
+        assert!(socket_inode(a.as_fd()).is_some());
+        // The socket's own inode, reopened through procfs as O_PATH.
+        let path = format!("/proc/self/fd/{}", a.as_raw_fd());
+        let opath = open(path.as_str(), OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
+        assert_eq!(socket_inode(opath.as_fd()), None);
+        let file = open("/", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
+        assert_eq!(socket_inode(file.as_fd()), None);
     }
 }

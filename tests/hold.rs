@@ -97,6 +97,30 @@ fn the_peer_socket_sent_with_a_command_fails_it_and_closes_every_fd_it_brought()
 }
 
 #[test]
+fn an_o_path_fd_of_the_peer_socket_is_served_and_keeps_nothing_open() {
+    // An O_PATH fd names the socket's inode but holds no socket: the end of
+    // stream still comes when the client closes its end. Such an fd is not
+    // refused, and the check never asks a file system about it (a client's
+    // own FUSE server could leave that question unanswered).
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    let _leaks = FdLeakCheck::new();
+    let (client, server) = pair(SockType::Stream);
+    let mut conn = Connection::new(server, Framing::Json, Limits::default()).unwrap();
+    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&client));
+    let opath = open(path.as_str(), OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
+    send(&client, b"{\"execute\":\"getfd\"}\n", &[opath.as_fd()]);
+    drop(opath);
+    let mut m = conn.recv().unwrap().unwrap();
+    assert_eq!((errno_of(&m), m.fds().count()), (0, 1));
+    let kept = m.fds_mut().take(0).unwrap();
+    m.finish();
+    drop(client);
+    assert!(conn.recv().unwrap().is_none(), "the end of stream comes while the O_PATH fd is kept");
+    drop(kept);
+}
+
+#[test]
 fn the_monitor_end_itself_sent_back_is_refused_too() {
     // A client holding both ends (a socket pair it shares) must not make the
     // connection hold its own socket either.

@@ -53,7 +53,12 @@ pub fn classify(path: &str) -> Result<PathKind, Error> {
 /// [`PathKind::FdIndex`]), from the path's bytes; `None` for any other
 /// path.
 pub fn fd_index(path: &[u8]) -> Option<usize> {
-    parse_index(path.strip_prefix(FD_PATH_PREFIX.as_bytes())?)
+    // The prefix compared as one eight-byte word: this runs for every
+    // string value of every command.
+    match path.split_first_chunk::<8>() {
+        Some((head, digits)) if head == b"/dev/fd/" => parse_index(digits),
+        _ => None,
+    }
 }
 
 /// Parses the digits after `/dev/fd/`: decimal, no sign, no leading zero

@@ -109,6 +109,8 @@ fn object(b: &[u8], max_depth: usize, fd_refs: &mut Option<usize>) -> Result<usi
     }
     let mut depth = 0;
     let mut objects: u128 = 0;
+    // Whether the innermost open container is an object (bit `depth - 1`).
+    let mut in_object = false;
     let mut i = 0;
     // `i` is at the first byte of a value.
     'value: loop {
@@ -117,12 +119,12 @@ fn object(b: &[u8], max_depth: usize, fd_refs: &mut Option<usize>) -> Result<usi
                 if depth >= max_depth {
                     return Err(Stop::Bad(Error::MalformedJson(format!("nested deeper than {max_depth} levels"))));
                 }
-                let is_object = c == b'{';
-                objects = objects & !(1 << depth) | (u128::from(is_object) << depth);
+                in_object = c == b'{';
+                objects = objects & !(1 << depth) | (u128::from(in_object) << depth);
                 depth += 1;
                 i = skip_ws(b, i + 1)?;
-                if b[i] != if is_object { b'}' } else { b']' } {
-                    if is_object {
+                if b[i] != if in_object { b'}' } else { b']' } {
+                    if in_object {
                         i = key(b, i)?;
                     }
                     continue 'value;
@@ -142,7 +144,6 @@ fn object(b: &[u8], max_depth: usize, fd_refs: &mut Option<usize>) -> Result<usi
         }
         // `i` is at the first byte after a value: a comma or a close.
         loop {
-            let in_object = objects >> (depth - 1) & 1 == 1;
             match b[i] {
                 b',' => {
                     i = skip_ws(b, i + 1)?;
@@ -160,6 +161,7 @@ fn object(b: &[u8], max_depth: usize, fd_refs: &mut Option<usize>) -> Result<usi
             if depth == 0 {
                 return Ok(i + 1);
             }
+            in_object = objects >> (depth - 1) & 1 == 1;
             i = skip_ws(b, i + 1)?;
         }
     }

@@ -56,7 +56,7 @@ pub fn fd_index(path: &[u8]) -> Option<usize> {
     // The prefix compared as one eight-byte word: this runs for every
     // string value of every command.
     match path.split_first_chunk::<8>() {
-        Some((head, digits)) if head == b"/dev/fd/" => parse_index(digits),
+        Some((b"/dev/fd/", digits)) => parse_index(digits),
         _ => None,
     }
 }

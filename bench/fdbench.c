@@ -59,7 +59,7 @@ static struct workload workloads[] = {
     { "W1", "100,000 commands of 153 B, 1 fd each", WL_CMDS, 100000, 1, 0, 5, 15, 0 },
     { "W2", "100,000 commands of 155 B, no fd", WL_CMDS, 100000, 0, 0, 5, 15, 0 },
     { "W3", "2,000 commands of 153 B, 253 fds each", WL_CMDS, 2000, BENCH_SCM_MAX_FD, 0, 5, 15, 0 },
-    { "W4a", "1 MiB commands in 4 KiB writes", WL_BIG, 1, 0, 1 * W_1MIB, 81, 121, 1 },
+    { "W4a", "a 1 MiB and a 4 MiB command in 4 KiB writes", WL_BIG, 1, 0, 1 * W_1MIB, 81, 121, 1 },
     { "W4b", "4 MiB commands in 4 KiB writes", WL_BIG, 1, 0, 4 * W_1MIB, 81, 121, 0 },
     { "W5", "1,000 idle connections after one command (1 fd)", WL_IDLE, 1000, 1, 0, 3, 3, 0 },
 };

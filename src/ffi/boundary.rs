@@ -6,7 +6,7 @@
 //! ```ignore
 //! pub unsafe extern "C" fn fdctx_thing(ctx: *mut fdctx, ...) -> c_int {
 //!     ffi_boundary(|| {
-//!         let ctx = unsafe { fdctx::arg_mut(ctx, "ctx") }?;
+//!         let ctx = unsafe { fdctx::arg_mut(ctx) }?;
 //!         Ok(...)
 //!     })
 //! }

@@ -60,7 +60,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 pub use crate::framing::Framing;
-use crate::framing::{is_ws, validate_json, validate_text, Scanner};
+use crate::framing::{validate_text, Scanner};
+use crate::json::{is_ws, validate_object};
 use crate::message::Message;
 use crate::peer;
 use crate::recv::{peek_packet_len, recv_fd_list, FdList, CMSG_WORDS};
@@ -683,7 +684,7 @@ impl<S: AsFd> Connection<S> {
         let check = if truncated {
             Err(Error::TooLarge { limit: self.limits.max_msg_bytes })
         } else if data.iter().find(|&&b| !is_ws(b)) == Some(&b'{') {
-            validate_json(&data, self.limits.max_depth)
+            validate_object(&data, self.limits.max_depth)
         } else {
             validate_text(&data)
         };
@@ -784,7 +785,7 @@ impl<S: AsFd> Connection<S> {
             Ok(()) if self.framing == Framing::Json => {
                 let check = match validated {
                     Some(fd_refs) => Ok(fd_refs),
-                    None => validate_json(&data, self.limits.max_depth),
+                    None => validate_object(&data, self.limits.max_depth),
                 };
                 if check.is_err() {
                     // After a malformed command the reader cannot know where

@@ -6,7 +6,7 @@
 //! nesting, size, and the order of JSON's tokens (a key, `:`, a value, `,`
 //! or a close — not the spelling of numbers and literals), so a frame that
 //! can no longer become JSON is rejected at the byte where that shows; a
-//! complete JSON frame is then validated once ([`validate_json`], see
+//! complete JSON frame is then validated once ([`json::validate_object`], see
 //! [`crate::json`]).
 //!
 //! A JSON frame that starts and ends within one read — nearly every QMP
@@ -32,8 +32,7 @@
 use std::ops::Range;
 
 use crate::error::Error;
-pub use crate::json::is_ws;
-use crate::json::{self, Checked};
+use crate::json::{self, is_ws, Checked};
 
 /// How a connection splits its input into commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +65,7 @@ pub struct Step {
     pub end: Option<Result<(), Error>>,
     /// The frame that ended (`Ok`) in this step lay whole within it and was
     /// validated in the same pass that found its end: what
-    /// [`validate_json`] returns for it, so it need not be run again.
+    /// [`json::validate_object`] returns for it, so it need not be run again.
     pub validated: Option<Option<usize>>,
 }
 
@@ -113,7 +112,7 @@ pub struct Scanner {
 
 /// What the JSON grammar allows next in a frame, outside strings. Only
 /// the order of tokens is followed (strings, brackets, `:`, `,`, and runs
-/// of other bytes as numbers or literals); [`validate_json`] checks the
+/// of other bytes as numbers or literals); [`json::validate_object`] checks the
 /// rest when the frame is complete. This is what lets a frame that can no longer
 /// become JSON be rejected at the byte where that is known, rather than
 /// when its brackets happen to balance.
@@ -221,7 +220,7 @@ impl Scanner {
     /// For a frame accepted here the incremental scan would end at the same
     /// byte (in valid JSON the brackets outside strings nest exactly as the
     /// values do) without rejecting it (its nesting and size are within the
-    /// limits), and [`validate_json`] would return the same result (it runs
+    /// limits), and [`json::validate_object`] would return the same result (it runs
     /// the same check over the same bytes).
     fn whole_frame(&self, bytes: &[u8]) -> Option<(usize, Option<usize>)> {
         // A frame longer than the limit ends past it: not whole here.
@@ -417,19 +416,8 @@ impl Scanner {
     }
 }
 
-/// Validates one complete JSON frame: UTF-8, one JSON object nested at
-/// most `max_depth` levels, whitespace only around it (see
-/// [`crate::json`]). Returns the highest `N` among string values of the
-/// form `/dev/fd/N`, so the caller can check the command brought that many.
-///
-/// A stream's [`Scanner`] bounds the depth already; a packet has no
-/// scanner, so this is where its depth is bounded.
-pub fn validate_json(frame: &[u8], max_depth: usize) -> Result<Option<usize>, Error> {
-    json::validate_object(frame, max_depth)
-}
-
 /// Validates one complete frame that is not JSON: it must be UTF-8. Same
-/// result type as [`validate_json`], naming no fds.
+/// result type as [`json::validate_object`], naming no fds.
 pub fn validate_text(frame: &[u8]) -> Result<Option<usize>, Error> {
     std::str::from_utf8(frame).map(|_| None).map_err(|_| Error::InvalidUtf8)
 }
@@ -437,6 +425,7 @@ pub fn validate_text(frame: &[u8]) -> Result<Option<usize>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json::validate_object;
     use crate::testutil::FdLeakCheck;
 
     /// Feeds `input` in pieces of `cut` bytes; returns (frame text or error
@@ -490,10 +479,10 @@ mod tests {
             let check = match (end, validated) {
                 (Err(e), _) => Err(e.errno()),
                 (Ok(()), Some(refs)) => {
-                    assert_eq!(validate_json(&frame, 4), Ok(refs), "one pass and validation agree");
+                    assert_eq!(validate_object(&frame, 4), Ok(refs), "one pass and validation agree");
                     Ok(refs)
                 }
-                (Ok(()), None) => validate_json(&frame, 4).map_err(|e| e.errno()),
+                (Ok(()), None) => validate_object(&frame, 4).map_err(|e| e.errno()),
             };
             (frame, check)
         })
@@ -664,18 +653,5 @@ mod tests {
         assert_eq!(frames(Framing::Line, input, 3), vec![Ok("info block\r".into()), Ok("quit".into())]);
         let long = format!("{}\nnext\n", "y".repeat(65));
         assert_eq!(frames(Framing::Line, long.as_bytes(), 10), vec![Err(libc::EMSGSIZE), Ok("next".into())]);
-    }
-
-    #[test]
-    fn validation_finds_fd_references() {
-        let _leaks = FdLeakCheck::new();
-        assert_eq!(validate_json(br#"{"a":"/dev/fd/2","b":["/dev/fd/7"]}"#, 64), Ok(Some(7)));
-        assert_eq!(validate_json(br#"{"/dev/fd/9":"x"}"#, 64), Ok(None));
-        assert_eq!(validate_json(br#"{"a":"/dev/fd/01"}"#, 64), Ok(None));
-        assert_eq!(validate_json(br#"{"a":"\/dev\/fd\/3"}"#, 64), Ok(Some(3)));
-        assert!(matches!(validate_json(br#"{"a":1,}"#, 64), Err(Error::MalformedJson(_))));
-        assert!(matches!(validate_json(b"{\"a\":\"\xff\"}", 64), Err(Error::InvalidUtf8)));
-        assert_eq!(validate_json(br#"{"a":[{"b":[]}]}"#, 4), Ok(None));
-        assert!(matches!(validate_json(br#"{"a":[{"b":[]}]}"#, 3), Err(Error::MalformedJson(_))));
     }
 }

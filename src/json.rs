@@ -46,9 +46,11 @@ pub fn check_object(bytes: &[u8], max_depth: usize) -> Checked {
 }
 
 /// Validates one complete frame as JSON: an object, with only whitespace
-/// before and after it. Returns the highest `/dev/fd/N` it names. Bytes
-/// that are not UTF-8 anywhere in the frame are [`Error::InvalidUtf8`]
-/// whatever else is wrong with them.
+/// before and after it. Returns the highest `/dev/fd/N` it names, so the
+/// caller can check the command brought that many. Bytes that are not
+/// UTF-8 anywhere in the frame are [`Error::InvalidUtf8`] whatever else is
+/// wrong with them. A stream's scanner bounds the depth already; a packet
+/// has none, so for a packet this is where its depth is bounded.
 pub fn validate_object(frame: &[u8], max_depth: usize) -> Result<Option<usize>, Error> {
     let start = frame.iter().position(|&b| !is_ws(b)).unwrap_or(frame.len());
     let result = match frame.get(start) {
@@ -589,6 +591,19 @@ mod tests {
         assert_eq!(check_object(text, 8), Checked::Object { len: end, fd_refs: Some(7) });
         assert_eq!(validate_object(br#"{"a":"/dev/fd/0"}"#, 8), Ok(Some(0)));
         assert_eq!(validate_object(br#"{"a":"/dev/fd/0x"}"#, 8), Ok(None));
+    }
+
+    #[test]
+    fn validation_finds_fd_references() {
+        let _leaks = FdLeakCheck::new();
+        assert_eq!(validate_object(br#"{"a":"/dev/fd/2","b":["/dev/fd/7"]}"#, 64), Ok(Some(7)));
+        assert_eq!(validate_object(br#"{"/dev/fd/9":"x"}"#, 64), Ok(None));
+        assert_eq!(validate_object(br#"{"a":"/dev/fd/01"}"#, 64), Ok(None));
+        assert_eq!(validate_object(br#"{"a":"\/dev\/fd\/3"}"#, 64), Ok(Some(3)));
+        assert!(matches!(validate_object(br#"{"a":1,}"#, 64), Err(Error::MalformedJson(_))));
+        assert!(matches!(validate_object(b"{\"a\":\"\xff\"}", 64), Err(Error::InvalidUtf8)));
+        assert_eq!(validate_object(br#"{"a":[{"b":[]}]}"#, 4), Ok(None));
+        assert!(matches!(validate_object(br#"{"a":[{"b":[]}]}"#, 3), Err(Error::MalformedJson(_))));
     }
 
     #[test]

@@ -51,7 +51,7 @@ impl Message {
     }
 
     /// The command's bytes followed by a NUL (which is not among them).
-    pub fn data_with_nul(&self) -> &[u8] {
+    pub(crate) fn data_with_nul(&self) -> &[u8] {
         &self.data
     }
 

@@ -43,7 +43,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{getsockopt, sendmsg, sockopt, ControlMessage, MsgFlags, SockType};
 
 use crate::error::Error;
-use crate::framing::is_ws;
+use crate::json::is_ws;
 
 /// The most fds one `sendmsg(2)` may carry: the kernel's one limit for
 /// both directions.

@@ -10,7 +10,8 @@ use std::io::IoSlice;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::OnceLock;
 
-use fdctx::framing::{validate_json, Framing, Scanner};
+use fdctx::framing::{Framing, Scanner};
+use fdctx::json::validate_object;
 use fdctx::{Connection, Limits};
 use libfuzzer_sys::fuzz_target;
 
@@ -68,7 +69,7 @@ fn scan(framing: Framing, limits: Limits, stream: &[u8], cuts: &[usize]) -> Fram
                             assert_eq!(bytes.first(), Some(&b'{'), "a JSON frame starts with an object");
                             assert!(matches!(bytes.last(), Some(b'}' | b']')));
                             assert!(bytes.len() <= limits.max_msg_bytes, "within max_msg_bytes");
-                            let check = validate_json(&bytes, limits.max_depth);
+                            let check = validate_object(&bytes, limits.max_depth);
                             if let Some(refs) = st.validated {
                                 assert_eq!(check, Ok(refs), "a frame taken in one pass validates the same");
                             }

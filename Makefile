@@ -5,7 +5,7 @@
 #   make stage        install into build/stage (what C programs here link to)
 #   make install      PREFIX=/usr/local [DESTDIR=] [libdir=]: lib/libfdctx.so.X.Y.Z with
 #                     its .so.X and .so links, lib/libfdctx.a, include/fdctx.h,
-#                     lib/pkgconfig/fdctx.pc, bin/fdctx-send
+#                     lib/pkgconfig/fdctx.pc, bin/fdctx-send, bin/fdctx-confine
 #   make header       copy the freshly generated header to include/fdctx.h
 #   make check        every test: style (rustfmt, clippy), Rust tests, header freshness, SONAME, exported
 #                     symbols, pkg-config (dynamic and static), the C tests under
@@ -113,6 +113,7 @@ install: build
 	$(INSTALL) -m 0644 $(RELEASE_DIR)/libfdctx.a $(LIBDIR)/libfdctx.a
 	$(INSTALL) -m 0644 $(GENERATED_HEADER) $(DESTDIR)$(PREFIX)/include/fdctx.h
 	$(INSTALL) -m 0755 $(RELEASE_DIR)/fdctx-send $(DESTDIR)$(PREFIX)/bin/fdctx-send
+	$(INSTALL) -m 0755 $(RELEASE_DIR)/fdctx-confine $(DESTDIR)$(PREFIX)/bin/fdctx-confine
 	@probe_dir=$$(mktemp -d) && trap 'rm -rf "$$probe_dir"' EXIT && \
 	libs="$(native_static_libs)" && test -n "$$libs" && \
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(libdir)|g' -e 's|@VERSION@|$(VERSION)|g' \

@@ -15,7 +15,9 @@
 #                     against the staged fdctx (build/qemu/bin) and without
 #                     (build/qemu/upstream/bin)
 #   make qemu-check   QEMU's own fd-passing tests on both builds, then
-#                     integrations/qemu/test_qemu.py side by side
+#                     integrations/qemu/test_qemu.py side by side, then QEMU
+#                     under libvirt, unconfined and confined
+#   make demo-qemu    a confined QEMU takes an image as an fd, refuses it by path
 #   make clean        remove build/ and cargo's target/
 #
 # Fragments (examples/examples.mk, bench/bench.mk, integrations/qemu/qemu.mk) may use STAGE,
@@ -296,3 +298,4 @@ clean:
 include examples/examples.mk
 -include bench/bench.mk
 include integrations/qemu/qemu.mk
+include integrations/qemu/confine.mk

@@ -181,6 +181,10 @@ def run_variant(label, qemu, confined, a):
         if not ok(rc == 0, f"{v}: start with the fdgroup disk on the label-less FUSE mount", out):
             return
         base = step_fds("start")
+        if confined:
+            with open(f"/proc/{qemu_pid(name)}/status") as f:
+                nnp = [line.split()[1] for line in f if line.startswith("NoNewPrivs:")]
+            ok(nnp == ["1"], f"{v}: QEMU runs confined (fdctx-confine set no_new_privs before Landlock)", str(nnp))
         save = os.path.join(work, f"{name}.save")
         rc, out = virsh("save", name, save)
         ok(rc == 0 and os.path.getsize(save) > 0, f"{v}: save (migration to an fd libvirt opened)", out)
@@ -206,6 +210,7 @@ def run_variant(label, qemu, confined, a):
         write(bad, nic_xml(f"fdctx{label[:4]}1", rom="/nonexistent/fdctx-missing.rom"))
         rc, out = virsh("attach-device", name, bad, "--live")
         ok(rc != 0, f"{v}: NIC hotplug whose device_add fails is refused", out)
+        print(f"      libvirt said: {out.splitlines()[-1] if out else ''}")
         n = step_fds("failed hotplug")
         ok(n == with_nic, f"{v}: rolled back: netdev_del + closefd left no fd ({n} vs {with_nic})")
         path_attacks(v, name, confined, a, with_nic)

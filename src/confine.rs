@@ -210,6 +210,16 @@ impl Outcome {
     }
 }
 
+/// `landlock_restrict_self(2)` flags at ABI version `abi`: every thread
+/// where the kernel can (ABI 8), none before.
+fn restrict_flags_at(abi: u32) -> libc::c_uint {
+    if abi >= TSYNC_ABI {
+        LANDLOCK_RESTRICT_SELF_TSYNC
+    } else {
+        0
+    }
+}
+
 /// Rights one allow entry grants (before masking by what is handled).
 fn granted(access: OFlag, exec: bool, is_dir: bool) -> u64 {
     let read = access != OFlag::O_WRONLY;
@@ -363,8 +373,8 @@ pub fn confine(allow: &[Allow<'_>], require: bool) -> Result<Outcome, Error> {
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(Error::sys("prctl(PR_SET_NO_NEW_PRIVS)", Errno::last()));
     }
-    let all_threads = abi >= TSYNC_ABI;
-    let restrict_flags = if all_threads { LANDLOCK_RESTRICT_SELF_TSYNC } else { 0 };
+    let restrict_flags = restrict_flags_at(abi);
+    let all_threads = restrict_flags & LANDLOCK_RESTRICT_SELF_TSYNC != 0;
     // SAFETY: a live ruleset fd and a flag the kernel's ABI knows.
     if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), restrict_flags) } != 0 {
         return not_enforced(unsupported_or_sys("landlock_restrict_self", Errno::last()), require);
@@ -406,6 +416,18 @@ mod tests {
         assert_eq!(rw_dir & (MAKE_CHAR | MAKE_BLOCK | MAKE_FIFO | MAKE_SYM), 0, "never granted");
         assert_eq!(granted(OFlag::O_RDWR, false, false) & !FILE_RIGHTS, 0, "file rules carry file rights only");
         assert_eq!(granted(OFlag::O_RDONLY, true, false), READ_FILE | EXECUTE | IOCTL_DEV);
+    }
+
+    #[test]
+    fn every_thread_from_abi_8_and_it_says_so() {
+        let _leaks = FdLeakCheck::new();
+        assert_eq!(restrict_flags_at(7), 0, "ABI 7 knows no TSYNC: EINVAL if passed");
+        assert_eq!(restrict_flags_at(8), 1 << 3);
+        assert_eq!(restrict_flags_at(9), 1 << 3);
+        let all = Outcome::Enforced { abi: 8, all_threads: true }.describe();
+        assert!(all.contains("every thread"), "{all}");
+        let one = Outcome::Enforced { abi: 7, all_threads: false }.describe();
+        assert!(one.contains("calling thread") && one.contains("ABI 8"), "{one}");
     }
 
     #[test]

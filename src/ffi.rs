@@ -219,7 +219,8 @@ fn forget_current(ctx: *mut fdctx) {
 ///
 /// Returns a NUL-terminated string owned by the library, valid until the
 /// next failing fdctx call on this thread; an empty string if no call has
-/// failed yet. Never NULL. Successful calls do not clear it.
+/// failed yet. Never NULL. Successful calls do not clear it; the one that
+/// sets it on success is fdctx_confine(), to say what it enforced.
 ///
 /// Thread rules: thread-local; safe from any thread.
 #[no_mangle]

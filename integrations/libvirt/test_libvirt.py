@@ -44,7 +44,7 @@ def ok(cond, what, detail=""):
 
 
 def virsh(*args, pass_fds=(), timeout=180):
-    """Runs one virsh (a ';'-joined string is one session); (rc, text)."""
+    """Runs one virsh (a ';'-joined string runs its commands in one virsh process); (rc, text)."""
     p = subprocess.run(["virsh", "-q", "-c", URI, *args], pass_fds=pass_fds,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        text=True, timeout=timeout)

@@ -120,3 +120,53 @@ fn unusable_allow_entry_or_program_is_exit_126() {
         assert_eq!(confine(bad).status.code(), Some(2), "{bad:?}");
     }
 }
+
+/// A seccomp filter that answers `landlock_create_ruleset` with ENOSYS, as
+/// on a kernel without Landlock. Installed in the child before it execs
+/// fdctx-confine (async-signal-safe: two prctl calls, no allocation).
+fn without_landlock(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_RET|BPF_K.
+    const BPF_LD_W_ABS: u16 = 0x20;
+    const BPF_JMP_JEQ_K: u16 = 0x15;
+    const BPF_RET_K: u16 = 0x06;
+    const RET_ERRNO: u32 = 0x0005_0000;
+    const RET_ALLOW: u32 = 0x7fff_0000;
+    static FILTER: [libc::sock_filter; 4] = [
+        libc::sock_filter { code: BPF_LD_W_ABS, jt: 0, jf: 0, k: 0 },
+        libc::sock_filter { code: BPF_JMP_JEQ_K, jt: 0, jf: 1, k: libc::SYS_landlock_create_ruleset as u32 },
+        libc::sock_filter { code: BPF_RET_K, jt: 0, jf: 0, k: RET_ERRNO | libc::ENOSYS as u32 },
+        libc::sock_filter { code: BPF_RET_K, jt: 0, jf: 0, k: RET_ALLOW },
+    ];
+    // SAFETY: the closure runs in the forked child before exec and only
+    // makes two prctl calls on static data.
+    unsafe {
+        cmd.pre_exec(|| {
+            let prog = libc::sock_fprog { len: FILTER.len() as u16, filter: FILTER.as_ptr() as *mut _ };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(libc::PR_SET_SECCOMP, 2 /* SECCOMP_MODE_FILTER */, &prog as *const _) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn require_refuses_to_run_the_vmm_unconfined() {
+    let _fds = FdLeakCheck::new();
+    let mut cmd = Command::new(CONFINE);
+    cmd.args(["--require", "--", "/bin/true"]);
+    without_landlock(&mut cmd);
+    let o = cmd.output().expect("fdctx-confine runs");
+    assert_eq!(o.status.code(), Some(126), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no Landlock"), "{}", stderr(&o));
+    // Without --require it warns, and runs the program.
+    let mut cmd = Command::new(CONFINE);
+    cmd.args(["--", "/bin/true"]);
+    without_landlock(&mut cmd);
+    let o = cmd.output().expect("fdctx-confine runs");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unconfined"), "{}", stderr(&o));
+}

@@ -5,7 +5,7 @@
 #   make stage        install into build/stage (what C programs here link to)
 #   make install      PREFIX=/usr/local [DESTDIR=] [libdir=]: lib/libfdctx.so.X.Y.Z with
 #                     its .so.X and .so links, lib/libfdctx.a, include/fdctx.h,
-#                     lib/pkgconfig/fdctx.pc, bin/fdctx-send
+#                     lib/pkgconfig/fdctx.pc, bin/fdctx-send, bin/fdctx-confine
 #   make header       copy the freshly generated header to include/fdctx.h
 #   make check        every test: style (rustfmt, clippy), Rust tests, header freshness, SONAME, exported
 #                     symbols, pkg-config (dynamic and static), the C tests under
@@ -15,7 +15,9 @@
 #                     against the staged fdctx (build/qemu/bin) and without
 #                     (build/qemu/upstream/bin)
 #   make qemu-check   QEMU's own fd-passing tests on both builds, then
-#                     integrations/qemu/test_qemu.py side by side
+#                     integrations/qemu/test_qemu.py side by side, then QEMU
+#                     under libvirt, unconfined and confined
+#   make demo-qemu    a confined QEMU takes an image as an fd, refuses it by path
 #   make clean        remove build/ and cargo's target/
 #
 # Fragments (examples/examples.mk, bench/bench.mk, integrations/qemu/qemu.mk) may use STAGE,
@@ -113,6 +115,7 @@ install: build
 	$(INSTALL) -m 0644 $(RELEASE_DIR)/libfdctx.a $(LIBDIR)/libfdctx.a
 	$(INSTALL) -m 0644 $(GENERATED_HEADER) $(DESTDIR)$(PREFIX)/include/fdctx.h
 	$(INSTALL) -m 0755 $(RELEASE_DIR)/fdctx-send $(DESTDIR)$(PREFIX)/bin/fdctx-send
+	$(INSTALL) -m 0755 $(RELEASE_DIR)/fdctx-confine $(DESTDIR)$(PREFIX)/bin/fdctx-confine
 	@probe_dir=$$(mktemp -d) && trap 'rm -rf "$$probe_dir"' EXIT && \
 	libs="$(native_static_libs)" && test -n "$$libs" && \
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(libdir)|g' -e 's|@VERSION@|$(VERSION)|g' \
@@ -295,3 +298,4 @@ clean:
 include examples/examples.mk
 -include bench/bench.mk
 include integrations/qemu/qemu.mk
+include integrations/qemu/confine.mk

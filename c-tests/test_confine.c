@@ -757,12 +757,78 @@ static void fallbacks_work_confined(void)
     CHECK_EQ(fdctx_finish(ctx), 0);
 }
 
+/* Runs `path` (no arguments) in a child: its exit status, or 128 + the
+ * errno of a failed execve. */
+static int run_program(const char *path)
+{
+    char *argv[2];
+    int status = 0;
+    pid_t pid;
+
+    argv[0] = (char *)path;
+    argv[1] = NULL;
+    fflush(stdout);
+    pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        execv(path, argv);
+        _exit(128 + errno);
+    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* FDCTX_ALLOW_EXEC: the one program allowed (and its ELF interpreter) can
+ * be executed, nothing else; without the bit no entry allows executing. */
+static void exec_only_what_is_allowed(void)
+{
+    static const char interp[] = "/lib64/ld-linux-x86-64.so.2";
+    fdctx_allow allow[] = {
+        {"/etc/ld.so.cache", O_RDONLY},
+        {"/usr/lib", O_RDONLY},
+        {"/bin/true", O_RDONLY | FDCTX_ALLOW_EXEC},
+        {interp, O_RDONLY | FDCTX_ALLOW_EXEC},
+        {"/bin/false", O_RDONLY},
+    };
+    fdctx_allow bad = {"/bin/true", O_RDONLY | FDCTX_ALLOW_EXEC | O_CREAT};
+    int abi, fd;
+
+    if (!need_landlock())
+        return;
+    if (access(interp, X_OK) != 0 || access("/bin/true", X_OK) != 0 || access("/bin/false", X_OK) != 0
+        || access("/bin/echo", X_OK) != 0) {
+        h_skip("needs /bin/true, /bin/false, /bin/echo and the x86-64 loader /lib64/ld-linux-x86-64.so.2");
+        return;
+    }
+    CHECK_ERR(fdctx_confine(&bad, 1, 0), EINVAL);
+    CHECK_EQ(run_program("/bin/false"), 1);
+
+    abi = fdctx_confine(allow, sizeof allow / sizeof allow[0], 0);
+    CHECK_EQ(abi, kernel_abi);
+    CHECK(strstr(fdctx_last_error(), "confined (Landlock ABI") != NULL);
+    if (kernel_abi >= 8)
+        CHECK(strstr(fdctx_last_error(), "every thread") != NULL);
+
+    CHECK_EQ(run_program("/bin/true"), 0);
+    /* Readable but not executable, and neither. */
+    CHECK_EQ(run_program("/bin/false"), 128 + EACCES);
+    CHECK_EQ(run_program("/bin/echo"), 128 + EACCES);
+    /* The entry's read access stands beside execute. */
+    fd = open("/bin/true", O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    if (fd >= 0)
+        close(fd);
+}
+
 static void test_confine_paths_refused_fds_work(void) { in_child(paths_refused_fds_work); }
 static void test_confine_threads_and_children(void) { in_child(threads_and_children_confined); }
 static void test_confine_allow_list(void) { in_child(allow_list_grants_its_access_only); }
 static void test_confine_bad_arguments(void) { in_child(bad_arguments); }
 static void test_confine_null_allow_list(void) { in_child(nothing_allowed_by_null); }
 static void test_confine_fallbacks(void) { in_child(fallbacks_work_confined); }
+static void test_confine_exec_only_what_is_allowed(void) { in_child(exec_only_what_is_allowed); }
 
 static void remove_tree(const char *dir)
 {
@@ -807,6 +873,7 @@ int main(void)
     RUN(test_confine_bad_arguments);
     RUN(test_confine_null_allow_list);
     RUN(test_confine_fallbacks);
+    RUN(test_confine_exec_only_what_is_allowed);
     remove_tree(tmpdir);
     return h_finish();
 }

@@ -21,10 +21,13 @@
 //!
 //! Every entry also allows `ioctl(2)` on device files opened beneath it
 //! (`IOCTL_DEV`, ABI 5), since a device allow-listed by path (`/dev/kvm`,
-//! `/dev/net/tun`) is used through ioctls. Never granted: executing files
-//! (`EXECUTE`: a VMM does not exec after confining; mmap with `PROT_EXEC`
-//! is not covered by it anyway), and making character or block devices,
-//! FIFOs or symlinks.
+//! `/dev/net/tun`) is used through ioctls. Executing files (`EXECUTE`) is
+//! granted only by an entry whose access has [`ALLOW_EXEC`] added: a
+//! launcher such as `fdctx-confine` confines itself and then execs the VMM,
+//! so it grants execute on that one program and its ELF interpreter and
+//! nothing else (mmap with `PROT_EXEC` is not covered by `EXECUTE`: the
+//! loader maps libraries it may read). Never granted: making character or
+//! block devices, FIFOs or symlinks.
 //!
 //! By ABI version, as the Landlock documentation prescribes for best-effort
 //! use: ABI 1 has the thirteen basic rights (renaming or linking a file
@@ -33,8 +36,11 @@
 //! restricted), ABI 5 `IOCTL_DEV` (before it, ioctls are not restricted);
 //! ABIs 4, 6 and 7 add network rights, scopes and audit flags, which are
 //! not filesystem rights and are left alone here: TCP `bind`/`connect`,
-//! signals and abstract Unix sockets stay as they were. Filesystem rights
-//! of ABIs newer than 7 are not known to this code and stay allowed.
+//! signals and abstract Unix sockets stay as they were. ABI 8 adds
+//! `LANDLOCK_RESTRICT_SELF_TSYNC`, which [`confine`] uses to restrict every
+//! thread of the process at once. Filesystem rights of ABIs newer than 8
+//! (ABI 9's control of `connect(2)` to a Unix socket by path) are not
+//! known to this code and stay allowed.
 //!
 //! # What Landlock does not cover
 //!
@@ -44,14 +50,21 @@
 //!   directory fd is no authority over what is beneath it: `openat(2)`
 //!   through it is checked like any path.)
 //! * `O_PATH` opens, `stat(2)`, `readlink(2)`, `chdir(2)`, path walks.
-//! * Threads that already exist: `landlock_restrict_self` confines the
-//!   calling thread and what it creates afterwards (threads, `fork`,
-//!   `exec`), never its siblings. Call [`confine`] before creating threads.
+//! * Metadata changes by path: `chmod(2)`, `chown(2)`, `utimes(2)`,
+//!   `setxattr(2)`; and `connect(2)` to a Unix socket by path.
+//! * Hard links made before confining: a link beneath an allowed path to a
+//!   file elsewhere reaches that file.
+//! * Below ABI 8, threads that already exist: `landlock_restrict_self`
+//!   confines the calling thread and what it creates afterwards (threads,
+//!   `fork`, `exec`), never its siblings. Call [`confine`] before creating
+//!   threads. From ABI 8 on, [`confine`] passes
+//!   `LANDLOCK_RESTRICT_SELF_TSYNC` and every thread is confined.
 //!
 //! # The confined flag
 //!
 //! After a successful [`confine`] the process-wide flag [`is_confined`] is
-//! set; [`crate::open`] then reports a path refused with `EACCES` as
+//! set (also in a program exec'd by a launcher that confined it and set
+//! [`CONFINED_ENV`]); [`crate::open`] then reports a path refused with `EACCES` as
 //! [`Error::Confined`], whose text says why. It is a hint for messages, not
 //! a security boundary (Landlock is).
 
@@ -59,6 +72,7 @@ use std::ffi::{CString, OsStr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -89,7 +103,18 @@ const IOCTL_DEV: u64 = 1 << 15;
 /// The rights that apply to a file itself (the rest need a directory).
 const FILE_RIGHTS: u64 = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV;
 
+/// Added to an [`Allow`] entry's access (`O_RDONLY | ALLOW_EXEC`): the
+/// entry also allows executing files beneath it (`execve(2)`; for a file,
+/// that file). Chosen outside every `open(2)` flag, so it cannot be
+/// mistaken for one.
+pub const ALLOW_EXEC: i32 = 1 << 30;
+
 const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1 << 0;
+/// `landlock_restrict_self(2)` flag of ABI 8: restrict every thread of the
+/// process, not only the calling one.
+const LANDLOCK_RESTRICT_SELF_TSYNC: libc::c_uint = 1 << 3;
+/// The first ABI with [`LANDLOCK_RESTRICT_SELF_TSYNC`].
+const TSYNC_ABI: u32 = 8;
 const LANDLOCK_RULE_PATH_BENEATH: libc::c_int = 1;
 
 /// `struct landlock_ruleset_attr`, its first field only: the kernel takes
@@ -108,9 +133,17 @@ struct PathBeneathAttr {
 
 static CONFINED: AtomicBool = AtomicBool::new(false);
 
-/// True once [`confine`] has enforced a ruleset in this process.
+/// The environment variable a launcher that confined the process before
+/// exec'ing it sets to `1` (`fdctx-confine` does): the exec'd program's
+/// fdctx then knows it is confined, for its messages.
+pub const CONFINED_ENV: &str = "FDCTX_CONFINED";
+
+/// True once [`confine`] has enforced a ruleset in this process, or when
+/// the process was started confined ([`CONFINED_ENV`] is `1`).
 pub fn is_confined() -> bool {
+    static STARTED_CONFINED: OnceLock<bool> = OnceLock::new();
     CONFINED.load(Ordering::Relaxed)
+        || *STARTED_CONFINED.get_or_init(|| std::env::var_os(CONFINED_ENV).is_some_and(|v| v == "1"))
 }
 
 /// One path the confined process may still open, with at most `access`
@@ -124,8 +157,10 @@ pub struct Allow<'a> {
 /// What [`confine`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The ruleset is enforced, with this Landlock ABI version (> 0).
-    Enforced(u32),
+    /// The ruleset is enforced, with Landlock ABI version `abi` (> 0), on
+    /// every thread of the process (`all_threads`, ABI 8 and later) or on
+    /// the calling thread and what it creates from now on.
+    Enforced { abi: u32, all_threads: bool },
     /// The kernel has no usable Landlock and confinement was not required:
     /// nothing is enforced; the error says why (`EOPNOTSUPP`).
     Unsupported(Error),
@@ -158,11 +193,41 @@ fn handled_at(abi: u32) -> u64 {
     handled
 }
 
+impl Outcome {
+    /// What was enforced, in a sentence (what `fdctx-confine --verbose`
+    /// prints and `fdctx_last_error()` holds after a success).
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::Enforced { abi, all_threads: true } => {
+                format!("confined (Landlock ABI {abi}): every thread of the process")
+            }
+            Outcome::Enforced { abi, all_threads: false } => format!(
+                "confined (Landlock ABI {abi}): the calling thread and the threads and processes it creates \
+                 from now on (ABI {TSYNC_ABI} is needed to restrict threads that already exist)"
+            ),
+            Outcome::Unsupported(why) => why.to_string(),
+        }
+    }
+}
+
+/// `landlock_restrict_self(2)` flags at ABI version `abi`: every thread
+/// where the kernel can (ABI 8), none before.
+fn restrict_flags_at(abi: u32) -> libc::c_uint {
+    if abi >= TSYNC_ABI {
+        LANDLOCK_RESTRICT_SELF_TSYNC
+    } else {
+        0
+    }
+}
+
 /// Rights one allow entry grants (before masking by what is handled).
-fn granted(access: OFlag, is_dir: bool) -> u64 {
+fn granted(access: OFlag, exec: bool, is_dir: bool) -> u64 {
     let read = access != OFlag::O_WRONLY;
     let write = access != OFlag::O_RDONLY;
     let mut rights = IOCTL_DEV;
+    if exec {
+        rights |= EXECUTE;
+    }
     if read {
         rights |= READ_FILE | READ_DIR;
     }
@@ -217,7 +282,8 @@ fn unsupported_or_sys(call: &'static str, e: Errno) -> Error {
 /// Checks one allow entry and opens its path `O_PATH` (the handle a
 /// Landlock rule is made from).
 fn open_entry(i: usize, entry: &Allow<'_>) -> Result<(OwnedFd, u64), Error> {
-    let access = match entry.access {
+    let exec = entry.access & ALLOW_EXEC != 0;
+    let access = match entry.access & !ALLOW_EXEC {
         libc::O_RDONLY => OFlag::O_RDONLY,
         libc::O_WRONLY => OFlag::O_WRONLY,
         libc::O_RDWR => OFlag::O_RDWR,
@@ -226,7 +292,7 @@ fn open_entry(i: usize, entry: &Allow<'_>) -> Result<(OwnedFd, u64), Error> {
                 index: i,
                 path: entry.path.to_string_lossy().into_owned(),
                 errno: Errno::EINVAL,
-                why: "access is not O_RDONLY, O_WRONLY or O_RDWR",
+                why: "access is not O_RDONLY, O_WRONLY or O_RDWR (with or without the execute bit)",
             })
         }
     };
@@ -239,7 +305,7 @@ fn open_entry(i: usize, entry: &Allow<'_>) -> Result<(OwnedFd, u64), Error> {
         .map_err(|e| fail(e, "cannot be opened"))?;
     let st = fstat(&fd).map_err(|e| fail(e, "cannot be examined"))?;
     let is_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
-    Ok((fd, granted(access, is_dir)))
+    Ok((fd, granted(access, exec, is_dir)))
 }
 
 /// Confines the calling thread, and every thread and process it creates
@@ -250,7 +316,10 @@ fn open_entry(i: usize, entry: &Allow<'_>) -> Result<(OwnedFd, u64), Error> {
 /// error on every kernel. Then, with Landlock: the ruleset is made,
 /// `prctl(PR_SET_NO_NEW_PRIVS)` is set (it cannot be undone, and stays set
 /// even if the last step fails) and `landlock_restrict_self(2)` enforces
-/// it. A second call adds a layer: it can only narrow what is allowed.
+/// it — on every thread of the process where the kernel's ABI is 8 or
+/// later (`LANDLOCK_RESTRICT_SELF_TSYNC`), else on the calling thread and
+/// what it creates from now on. A second call adds a layer: it can only
+/// narrow what is allowed.
 ///
 /// # Errors
 /// [`Error::AllowEntry`] for an entry whose path cannot be opened (its
@@ -304,12 +373,14 @@ pub fn confine(allow: &[Allow<'_>], require: bool) -> Result<Outcome, Error> {
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(Error::sys("prctl(PR_SET_NO_NEW_PRIVS)", Errno::last()));
     }
-    // SAFETY: a live ruleset fd, no flags.
-    if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32) } != 0 {
+    let restrict_flags = restrict_flags_at(abi);
+    let all_threads = restrict_flags & LANDLOCK_RESTRICT_SELF_TSYNC != 0;
+    // SAFETY: a live ruleset fd and a flag the kernel's ABI knows.
+    if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), restrict_flags) } != 0 {
         return not_enforced(unsupported_or_sys("landlock_restrict_self", Errno::last()), require);
     }
     CONFINED.store(true, Ordering::Relaxed);
-    Ok(Outcome::Enforced(abi))
+    Ok(Outcome::Enforced { abi, all_threads })
 }
 
 /// A step after the version query failed: still "no Landlock" when the
@@ -335,13 +406,28 @@ mod tests {
         assert_eq!(handled_at(4), handled_at(3), "ABI 4 adds network rights only");
         assert_eq!(handled_at(5) & !handled_at(4), IOCTL_DEV);
         assert_eq!(handled_at(7), handled_at(5));
-        let ro_dir = granted(OFlag::O_RDONLY, true);
+        assert_eq!(handled_at(8), handled_at(7), "ABI 8 adds the all-threads flag only");
+        let ro_dir = granted(OFlag::O_RDONLY, false, true);
         assert_eq!(ro_dir, READ_FILE | READ_DIR | IOCTL_DEV);
-        assert_eq!(granted(OFlag::O_RDONLY, false), READ_FILE | IOCTL_DEV);
-        assert_eq!(granted(OFlag::O_WRONLY, false), WRITE_FILE | TRUNCATE | IOCTL_DEV);
-        let rw_dir = granted(OFlag::O_RDWR, true);
-        assert_eq!(rw_dir & (EXECUTE | MAKE_CHAR | MAKE_BLOCK | MAKE_FIFO | MAKE_SYM), 0, "never granted");
-        assert_eq!(granted(OFlag::O_RDWR, false) & !FILE_RIGHTS, 0, "file rules carry file rights only");
+        assert_eq!(granted(OFlag::O_RDONLY, false, false), READ_FILE | IOCTL_DEV);
+        assert_eq!(granted(OFlag::O_WRONLY, false, false), WRITE_FILE | TRUNCATE | IOCTL_DEV);
+        let rw_dir = granted(OFlag::O_RDWR, false, true);
+        assert_eq!(rw_dir & EXECUTE, 0, "execute only with ALLOW_EXEC");
+        assert_eq!(rw_dir & (MAKE_CHAR | MAKE_BLOCK | MAKE_FIFO | MAKE_SYM), 0, "never granted");
+        assert_eq!(granted(OFlag::O_RDWR, false, false) & !FILE_RIGHTS, 0, "file rules carry file rights only");
+        assert_eq!(granted(OFlag::O_RDONLY, true, false), READ_FILE | EXECUTE | IOCTL_DEV);
+    }
+
+    #[test]
+    fn every_thread_from_abi_8_and_it_says_so() {
+        let _leaks = FdLeakCheck::new();
+        assert_eq!(restrict_flags_at(7), 0, "ABI 7 knows no TSYNC: EINVAL if passed");
+        assert_eq!(restrict_flags_at(8), 1 << 3);
+        assert_eq!(restrict_flags_at(9), 1 << 3);
+        let all = Outcome::Enforced { abi: 8, all_threads: true }.describe();
+        assert!(all.contains("every thread"), "{all}");
+        let one = Outcome::Enforced { abi: 7, all_threads: false }.describe();
+        assert!(one.contains("calling thread") && one.contains("ABI 8"), "{one}");
     }
 
     #[test]

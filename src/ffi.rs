@@ -219,7 +219,8 @@ fn forget_current(ctx: *mut fdctx) {
 ///
 /// Returns a NUL-terminated string owned by the library, valid until the
 /// next failing fdctx call on this thread; an empty string if no call has
-/// failed yet. Never NULL. Successful calls do not clear it.
+/// failed yet. Never NULL. Successful calls do not clear it; the one that
+/// sets it on success is fdctx_confine(), to say what it enforced.
 ///
 /// Thread rules: thread-local; safe from any thread.
 #[no_mangle]
@@ -1052,9 +1053,22 @@ pub struct fdctx_allow {
     /// symlink is followed (what it points to is allowed). The rule is on
     /// that file or directory itself, so it still holds after a rename.
     pub path: *const c_char,
-    /// `O_RDONLY`, `O_WRONLY` or `O_RDWR`: the most this entry allows.
+    /// `O_RDONLY`, `O_WRONLY` or `O_RDWR`: the most this entry allows;
+    /// with `FDCTX_ALLOW_EXEC` added, also executing.
     pub access: c_int,
 }
+
+/// Added to an fdctx_allow entry's `access` (`O_RDONLY | FDCTX_ALLOW_EXEC`):
+/// the entry also allows executing (execve(2)) the file it names, or the
+/// files beneath the directory it names. Without it nothing can be
+/// executed once confined. Meant for a launcher that confines itself and
+/// then execs the program it confines (`fdctx-confine` grants it on that
+/// program and on its ELF interpreter only); execve(2) also needs read,
+/// so combine it with `O_RDONLY` or `O_RDWR`. Mapping a library with
+/// `PROT_EXEC` is not an execute: the loader needs read on the libraries.
+/// Its value is outside every open(2) flag.
+pub const FDCTX_ALLOW_EXEC: c_int = 1 << 30;
+const _: () = assert!(FDCTX_ALLOW_EXEC == crate::confine::ALLOW_EXEC);
 
 /// fdctx_confine() flag: fail with `-EOPNOTSUPP` rather than run
 /// unconfined when the kernel has no usable Landlock.
@@ -1074,27 +1088,40 @@ pub const FDCTX_CONFINE_REQUIRE: c_uint = 1;
 /// - `O_RDWR`: both.
 ///
 /// Every entry also allows ioctl(2) on device files opened beneath it
-/// (`/dev/kvm`, `/dev/net/tun` are used that way). Never allowed:
-/// executing files, and making device nodes, FIFOs or symlinks.
+/// (`/dev/kvm`, `/dev/net/tun` are used that way). Executing is allowed
+/// only by entries with `FDCTX_ALLOW_EXEC`. Never allowed: making device
+/// nodes, FIFOs or symlinks.
 ///
-/// What stays as it was (Landlock does not restrict it):
-/// - every operation on an fd the process holds or receives later (read,
-///   write, ftruncate, ioctl, mmap, ...), which is the point — but a
-///   directory fd gives no access by path beneath it: openat(2) through it
-///   is checked like any other path;
-/// - `O_PATH` opens, stat(2), readlink(2), chdir(2); sockets and the
-///   network (TCP bind/connect, abstract Unix sockets), signals;
-/// - whatever the kernel's Landlock ABI lacks: before ABI 2 a file can
-///   never be renamed or linked into another directory; before ABI 3
-///   truncate(2) and `O_TRUNC` by path are not restricted; before ABI 5
-///   ioctl(2) is not restricted. Rights of ABIs newer than the library
-///   knows are not restricted either.
+/// What stays as it was (Landlock does not restrict it), by the kernel's
+/// Landlock ABI (the return value):
+/// - on every ABI: every operation on an fd the process holds or receives
+///   later (read, write, ftruncate, ioctl, mmap, fchmod, ...), which is the
+///   point — but a directory fd gives no access by path beneath it:
+///   openat(2) through it is checked like any other path;
+/// - on every ABI: `O_PATH` opens, stat(2), access(2), readlink(2),
+///   chdir(2) and path walks; metadata changes by path: chmod(2),
+///   chown(2), utimes(2), setxattr(2) and removexattr(2);
+/// - on every ABI: hard links made before the call: a link beneath an
+///   allowed path to a file elsewhere reaches that file;
+/// - on every ABI: connect(2) and sendto(2) to a Unix socket by path (ABI 9
+///   can restrict it; this library does not ask for it yet), abstract Unix
+///   sockets, TCP bind and connect, signals;
+/// - ABI 1: a file can never be renamed or linked into another directory
+///   (refused, not unrestricted); truncate(2) and `O_TRUNC` by path are not
+///   restricted, nor is ioctl(2);
+/// - ABI 2: truncate(2), `O_TRUNC` and ioctl(2) are not restricted;
+/// - ABIs 3 and 4: ioctl(2) is not restricted;
+/// - ABIs 1 to 7: threads that already exist (see the thread rules).
 ///
-/// Thread rules: Landlock confines the calling thread and every thread and
-/// process it creates afterwards (pthread_create, fork, exec), never
-/// threads that already exist. Call it before creating threads (in main,
-/// before the event loop and worker threads start). The confinement cannot
-/// be undone, and is inherited across fork and exec.
+/// Thread rules: from Landlock ABI 8 on, every thread of the process is
+/// confined at once (`LANDLOCK_RESTRICT_SELF_TSYNC`), and after a success
+/// fdctx_last_error() says "every thread of the process". Below ABI 8,
+/// Landlock confines the calling thread and every thread and process it
+/// creates afterwards (pthread_create, fork, exec), never threads that
+/// already exist, and fdctx_last_error() says so: call it before creating
+/// threads (in main, before the event loop and worker threads start), or
+/// confine a launcher that then execs the program (`fdctx-confine`). The
+/// confinement cannot be undone, and is inherited across fork and exec.
 ///
 /// With seccomp: confine first, then install the seccomp filter (which
 /// then need not allow the three Landlock system calls); a filter that
@@ -1113,14 +1140,21 @@ pub const FDCTX_CONFINE_REQUIRE: c_uint = 1;
 /// path outside the allowed ones fails with `-EACCES` and a
 /// fdctx_last_error() text saying the process is confined.
 ///
+/// A program exec'd by a launcher that confined it (`fdctx-confine`) is
+/// told by the environment variable `FDCTX_CONFINED=1`: its fdctx_open()
+/// then words `EACCES` the same way (a hint for messages only: Landlock is
+/// the boundary).
+///
 /// `allow` may be NULL when `n` is 0: nothing is allowed by path.
 ///
-/// Returns the Landlock ABI version enforced (> 0); 0 when the kernel has
+/// Returns the Landlock ABI version enforced (> 0), fdctx_last_error()
+/// then saying which threads are confined; 0 when the kernel has
 /// no usable Landlock (not built in, not enabled at boot, or blocked by a
 /// seccomp filter) and `FDCTX_CONFINE_REQUIRE` was not given: nothing is
 /// enforced and fdctx_last_error() says why. Errors, with nothing enforced:
 /// - `-EINVAL`: `allow` is NULL with `n > 0`, an entry's `path` is NULL or
-///   its `access` is not one of the three, or `flags` has an unknown bit;
+///   its `access` is not one of the three (with or without
+///   `FDCTX_ALLOW_EXEC`), or `flags` has an unknown bit;
 /// - the errno of opening an entry's path (`-ENOENT` when it does not
 ///   exist, `-EACCES`, ...), with a text naming the entry and its path;
 /// - `-EOPNOTSUPP` with `FDCTX_CONFINE_REQUIRE` and no usable Landlock;
@@ -1140,13 +1174,12 @@ pub unsafe extern "C" fn fdctx_confine(allow: *const fdctx_allow, n: usize, flag
             let path = unsafe { path_arg(e.path, "allow entry path") }?;
             list.push(crate::confine::Allow { path, access: e.access });
         }
-        match crate::confine::confine(&list, flags & FDCTX_CONFINE_REQUIRE != 0)? {
-            crate::confine::Outcome::Enforced(abi) => Ok(c_int::try_from(abi).unwrap_or(c_int::MAX)),
-            crate::confine::Outcome::Unsupported(why) => {
-                // Success without enforcement: the text says why.
-                boundary::set_last_error(&why.to_string());
-                Ok(0)
-            }
+        let outcome = crate::confine::confine(&list, flags & FDCTX_CONFINE_REQUIRE != 0)?;
+        // Success, enforced or not: the text says what holds.
+        boundary::set_last_error(&outcome.describe());
+        match outcome {
+            crate::confine::Outcome::Enforced { abi, .. } => Ok(c_int::try_from(abi).unwrap_or(c_int::MAX)),
+            crate::confine::Outcome::Unsupported(_) => Ok(0),
         }
     })
 }

@@ -35,10 +35,12 @@ qemu-patched: stage
 	@$(QEMU_BUILD_ENV) bash integrations/qemu/build-qemu patched
 
 # (a) QEMU's own fd-passing tests, on each tree; (b) and (c) the
-# side-by-side test, which also times a QMP command carrying one fd.
+# side-by-side test, which also times a QMP command carrying one fd; (d)
+# QEMU under libvirt, unconfined and confined (confine.mk).
 qemu-check: qemu
 	@+$(MAKE) --no-print-directory qemu-check-own
 	@+$(MAKE) --no-print-directory qemu-check-fdctx
+	@+$(MAKE) --no-print-directory qemu-check-libvirt
 
 qemu-check-own:
 	@set -e; for tree in $(QEMU_TREES); do \

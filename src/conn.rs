@@ -367,6 +367,7 @@ impl<S: AsFd> Connection<S> {
     /// its maximum.
     pub fn new(sock: S, framing: Framing, limits: Limits) -> Result<Connection<S>, Error> {
         check_socket(sock.as_fd(), framing)?;
+        crate::recv::inline_out_of_band(sock.as_fd())?;
         Connection::build(Some(sock), framing, limits)
     }
 

@@ -147,6 +147,13 @@ typedef struct fdctx_allow {
 /**
  * `SOCK_SEQPACKET` / `SOCK_DGRAM`: one packet is one command. A packet
  * whose first non-whitespace byte is `{` is validated as JSON.
+ *
+ * A `SOCK_DGRAM` socket has no end of stream: when the client closes its
+ * end nothing tells the reader, so fdctx_conn_recv() never returns 0 and a
+ * blocking call then waits for ever. A monitor serving a client on a
+ * datagram socket needs its own way to end the connection (a
+ * non-blocking socket and a timeout of its own, say); `SOCK_SEQPACKET`
+ * does report the end.
  */
 #define FDCTX_FRAMING_PACKET 2
 
@@ -379,13 +386,28 @@ struct fdctx *fdctx_current(void);
  * Returns the connection, or NULL with fdctx_last_error() set when
  * `sockfd` is negative or not a socket, `framing` is not one of
  * `FDCTX_FRAMING_*`, PACKET framing is asked of a stream socket, JSON or
- * LINE framing of any other kind of socket, or a limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
- * `max_depth` 127, `max_hold_ms` 3600000).
+ * LINE framing of any other kind of socket, a limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
+ * `max_depth` 127, `max_hold_ms` 3600000), or `SO_OOBINLINE` cannot be
+ * set.
  *
  * The connection must be the socket's only reader. With PACKET framing it
  * turns on `SO_TIMESTAMP` on the socket: every packet then brings a
  * timestamp, which is how an empty packet is told from the end of the
  * stream; leave it on.
+ *
+ * It turns on `SO_OOBINLINE` on the socket, so that a byte a client sends
+ * out of band (`send(2)` with `MSG_OOB`, which Unix stream sockets accept
+ * since Linux 5.15) arrives in line, with the fds sent with it, under the
+ * same rules as any other byte; leave it on. Without it a normal read
+ * never returns that byte or its fds, and a blocking read that reaches it
+ * sleeps with nothing to return: a client could send its own socket end
+ * out of band and keep the connection open for ever, out of reach of the
+ * peer refusal and of `max_hold_ms`.
+ *
+ * It also looks up the socket's peer, for the refusal described at
+ * fdctx_conn_recv() (Unix `sock_diag`: one netlink socket, open for the
+ * moment of the lookup). Where that fails for now (the process at
+ * `RLIMIT_NOFILE`) it is tried again when fds arrive.
  *
  * Thread rules: a connection may move between threads but must not be used
  * from two threads at once.
@@ -408,6 +430,11 @@ struct fdctx_conn *fdctx_conn_new(int sockfd,
  * fdctx_last_error() set when `framing` is not one of `FDCTX_FRAMING_*` or
  * a limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
  * `max_depth` 127, `max_hold_ms` 3600000).
+ *
+ * The caller's reads must see every byte a client sends: turn on
+ * `SO_OOBINLINE` on the monitor socket (see fdctx_conn_new()), or a byte
+ * sent out of band, with its fds, never reaches a read of yours and a
+ * blocking read can sleep at it for ever.
  *
  * Thread rules: a connection may move between threads but must not be used
  * from two threads at once.
@@ -487,8 +514,9 @@ int fdctx_conn_feed(struct fdctx_conn *conn,
  * - 1, with `*out` set to a message the caller must end with
  *   fdctx_msg_finish(), for every message-shaped thing, good or bad —
  *   check fdctx_msg_status(): a bad one (malformed, too large, too many
- *   fds, fds lost in transit, a `/dev/fd/N` argument with no such fd)
- *   holds no fds and can be answered;
+ *   fds, fds lost in transit, the client's own socket end among its fds,
+ *   fds that could not be checked for it, a `/dev/fd/N` argument with no
+ *   such fd) holds no fds and can be answered;
  * - 0 at orderly end of stream (fds of an unfinished command, or waiting
  *   for one, are closed); later calls return 0 again. On a fed connection:
  *   once `FDCTX_FEED_END` was fed and every command before it returned;
@@ -507,7 +535,23 @@ int fdctx_conn_feed(struct fdctx_conn *conn,
  * connection's own peer socket (the client's end, which would keep the
  * connection open for ever) is refused at once where the kernel can tell
  * (Unix `sock_diag`): it is closed and its command gets status
- * `-EDEADLK`. Fed connections cannot check this; the deadline bounds it.
+ * `-EDEADLK`; the connection's own end sent back is refused the same way.
+ * Looking the peer up needs one fd for a moment: where that fails for
+ * now (`RLIMIT_NOFILE`) the fds of that read are closed and their command
+ * gets that errno (`-EMFILE`) rather than run unchecked, and the next
+ * fds are checked again; a failure never turns the check off. Fed
+ * connections cannot check this; the deadline bounds it.
+ *
+ * What the refusal does not cover: an fd of another socket whose queue
+ * holds the client's own end (the other end of a socket pair the client
+ * made and filled, say) is not the peer socket and is delivered. The
+ * client's end then stays open for as long as that fd does: while fdctx
+ * holds it for an unfinished command `max_hold_ms` bounds that, but once
+ * delivered it is the handler's to close. A handler that keeps a received
+ * socket should expect that.
+ *
+ * A byte sent out of band (`MSG_OOB`) arrives in line, with its fds, like
+ * any other byte (fdctx_conn_new() turns on `SO_OOBINLINE`).
  *
  * `EINTR` is retried. `*out` is set to NULL unless 1 is returned.
  *
@@ -746,13 +790,25 @@ int fdctx_send(int sockfd, const void *buf, size_t len, const int *fds, size_t n
  *   write, ftruncate, ioctl, mmap, ...), which is the point — but a
  *   directory fd gives no access by path beneath it: openat(2) through it
  *   is checked like any other path;
- * - `O_PATH` opens, stat(2), readlink(2), chdir(2); sockets and the
- *   network (TCP bind/connect, abstract Unix sockets), signals;
+ * - `O_PATH` opens, stat(2), access(2), readlink(2), chdir(2); sockets and
+ *   the network (TCP bind/connect, abstract Unix sockets), signals;
+ * - on every ABI, changes to a file's metadata, by path or by fd:
+ *   chmod(2), chown(2), utimes(2)/utimensat(2), setxattr(2) and
+ *   removexattr(2) (Landlock has no right for them), so a confined process
+ *   can still change the mode, owner and times of files it can name;
+ * - connect(2) and sendmsg(2) to a Unix socket by path: Landlock checks
+ *   them from ABI 9 on (`LANDLOCK_ACCESS_FS_RESOLVE_UNIX`), a right this
+ *   library does not handle, so they are allowed on every kernel; only
+ *   binding a new socket by path is restricted (it needs `O_WRONLY` on
+ *   the directory);
+ * - hard links made before confining: a file linked beforehand into an
+ *   allowed directory is reachable through that link;
  * - whatever the kernel's Landlock ABI lacks: before ABI 2 a file can
  *   never be renamed or linked into another directory; before ABI 3
  *   truncate(2) and `O_TRUNC` by path are not restricted; before ABI 5
- *   ioctl(2) is not restricted. Rights of ABIs newer than the library
- *   knows are not restricted either.
+ *   ioctl(2) is not restricted. TCP (ABI 4), scoping of abstract Unix
+ *   sockets and signals (ABI 6) and every right of an ABI after 7 are not
+ *   used by this library, so they are not restricted on any kernel.
  *
  * Thread rules: Landlock confines the calling thread and every thread and
  * process it creates afterwards (pthread_create, fork, exec), never

@@ -576,8 +576,13 @@ impl<S: AsFd> Connection<S> {
     /// A read's fault: the peer socket among its fds, a peer check that
     /// cannot run now, or fds lost in transit.
     fn fault(&mut self, fds: &[Option<OwnedFd>], fds_lost: bool) -> Option<Error> {
-        let peer = self.sock.as_ref().and_then(|sock| self.peer.fault(sock.as_fd(), fds));
-        peer.or_else(|| fds_lost.then_some(Error::FdsLost))
+        let checked = self.sock.as_ref().and_then(|sock| self.peer.fault(sock.as_fd(), fds));
+        // Fds lost say more than a lookup that failed for the same want of fds.
+        match checked {
+            Some(Error::PeerSocket) => checked,
+            _ if fds_lost => Some(Error::FdsLost),
+            _ => checked,
+        }
     }
 
     fn read_once(&mut self) -> Result<(), Error> {

@@ -127,6 +127,19 @@ fn child_lookup_failing_at_rlimit_nofile() {
     let conn = Connection::new(server, Framing::Json, Limits::default());
     restore(saved);
     let mut conn = conn.unwrap();
+    // Two fds sent with room for one: the second is lost in transit and no
+    // socket can be opened for the lookup. The status says the fds were
+    // lost, which is what happened, rather than that the check could not
+    // run.
+    let (r, w) = pipe();
+    send(&client, b"{\"execute\":\"getfd\"}\n", &[r.as_fd(), w.as_fd()]);
+    drop(w);
+    let saved = room_for(1);
+    let lost = conn.recv();
+    restore(saved);
+    let lost = lost.unwrap().unwrap();
+    assert_eq!((errno_of(&lost), lost.fds().count()), (libc::ECOMM, 0), "{lost:?}");
+    drop(lost);
     // The client's own end arrives with room for it and nothing more: the
     // check cannot run, so the command fails rather than run unchecked.
     send(&client, b"{\"execute\":\"getfd\"}\n", &[client.as_fd()]);
@@ -143,7 +156,6 @@ fn child_lookup_failing_at_rlimit_nofile() {
     send(&client, b"{\"execute\":\"getfd\"}\n", &[client.as_fd()]);
     let own = conn.recv().unwrap().unwrap();
     assert_eq!((errno_of(&own), own.fds().count()), (libc::EDEADLK, 0), "{own:?}");
-    let (r, _w) = pipe();
     send(&client, b"{\"execute\":\"next\"}\n", &[r.as_fd()]);
     let next = conn.recv().unwrap().unwrap();
     assert_eq!((errno_of(&next), next.fds().count()), (0, 1));

@@ -538,7 +538,8 @@ int fdctx_conn_feed(struct fdctx_conn *conn,
  * `-EDEADLK`; the connection's own end sent back is refused the same way.
  * Looking the peer up needs one fd for a moment: where that fails for
  * now (`RLIMIT_NOFILE`) the fds of that read are closed and their command
- * gets that errno (`-EMFILE`) rather than run unchecked, and the next
+ * gets that errno (`-EMFILE`; `-ECOMM` when some of them were lost in
+ * transit too) rather than run unchecked, and the next
  * fds are checked again; a failure never turns the check off. Fed
  * connections cannot check this; the deadline bounds it.
  *

@@ -20,7 +20,7 @@ BENCH_HAVE_JANSSON := $(shell pkg-config --exists jansson 2>/dev/null && echo ye
 BENCH_HAVE_GLIB := $(shell pkg-config --exists gio-unix-2.0 2>/dev/null && echo yes)
 
 BENCH_PROGS := $(BENCH_OUT)/fdbench $(BENCH_OUT)/fdbench-alloc.so \
-	$(BENCH_OUT)/recv-b1 $(BENCH_OUT)/recv-fdctx \
+	$(BENCH_OUT)/recv-b1 $(BENCH_OUT)/recv-b1s $(BENCH_OUT)/recv-fdctx \
 	$(if $(BENCH_HAVE_JANSSON),$(BENCH_OUT)/recv-b2) \
 	$(if $(BENCH_HAVE_GLIB),$(BENCH_OUT)/recv-b3)
 
@@ -61,6 +61,10 @@ $(BENCH_OUT)/fdbench-alloc.so: bench/alloc_shim.c
 $(BENCH_OUT)/recv-b1: bench/recv_line.c $(BENCH_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(BENCH_CFLAGS) -o $@ $<
+
+$(BENCH_OUT)/recv-b1s: bench/recv_line.c $(BENCH_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) -DWITH_SO_TYPE -o $@ $<
 
 $(BENCH_OUT)/recv-b2: bench/recv_line.c $(BENCH_HDRS)
 	@mkdir -p $(@D)

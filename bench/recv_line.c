@@ -1,8 +1,15 @@
-/* B1 and B2, one source.
+/* B1, B1s and B2, one source.
  *
  * B1, the floor: a hand-written recvmsg(2) loop with SCM_RIGHTS parsing and
  * newline framing; every fd is closed when its command completes. No JSON
  * parsing: this is the cost of the system calls themselves.
+ *
+ * B1s (built with -DWITH_SO_TYPE), the floor that keeps fdctx's promise to
+ * refuse the client's own socket end: B1 plus one getsockopt(SO_TYPE) per
+ * received fd, the question that tells a socket from any other file
+ * without reaching a file system. Only a socket would then need its inode
+ * compared with the peer's; the workloads send /dev/null, so the one
+ * system call per fd is the whole cost here, as it is in fdctx.
  *
  * B2 (built with -DWITH_JANSSON), what a C VMM author writes: the same loop
  * plus parsing every command with jansson (json_loadb), as a QMP monitor
@@ -11,6 +18,8 @@
 #ifdef WITH_JANSSON
 #include <jansson.h>
 #define RX_NAME "B2"
+#elif defined(WITH_SO_TYPE)
+#define RX_NAME "B1s"
 #else
 #define RX_NAME "B1"
 #endif
@@ -53,6 +62,25 @@ static int parse_command(const char *line, size_t n)
     return 0;
 }
 
+/* B1s's work on the fds of one read: is each a socket? A socket would be
+ * compared with the connection's peer; B1 and B2 do nothing. */
+static void check_fds(const int *fds, size_t n)
+{
+#ifdef WITH_SO_TYPE
+    for (size_t i = 0; i < n; i++) {
+        int type;
+        socklen_t len = sizeof type;
+        if (getsockopt(fds[i], SOL_SOCKET, SO_TYPE, &type, &len) == 0) {
+            fprintf(stderr, "B1s: a socket was received; the workloads send none\n");
+            abort();
+        }
+    }
+#else
+    (void)fds;
+    (void)n;
+#endif
+}
+
 static int rx_next(rx_conn *c, size_t *nfds)
 {
     const char *line;
@@ -64,9 +92,11 @@ static int rx_next(rx_conn *c, size_t *nfds)
             linebuf_close_fds(&c->lb);
             return r < 0 ? r : 1;
         }
+        size_t had = c->lb.nfds;
         ssize_t r = linebuf_recvmsg(&c->lb, c->fd);
         if (r < 0)
             return (int)r;
+        check_fds(c->lb.fds + had, c->lb.nfds - had);
         if (r == 0) {
             linebuf_close_fds(&c->lb);
             return c->lb.len > c->lb.start ? -EPIPE : 0;

@@ -303,9 +303,9 @@ pub struct Connection<S: AsFd = OwnedFd> {
     /// Since when fds have been held (monotonic clock), `None` while none
     /// are.
     held_since: Option<Instant>,
-    /// The inodes of the socket itself and of its peer (`None` where the
-    /// kernel cannot tell), looked up the first time fds arrive.
-    peer: Option<(Option<u64>, Option<u64>)>,
+    /// The socket itself and its peer, for refusing them among received
+    /// fds (see [`crate::peer`]).
+    peer: peer::PeerCheck,
 }
 
 impl<S: AsFd> std::fmt::Debug for Connection<S> {
@@ -367,7 +367,9 @@ impl<S: AsFd> Connection<S> {
     /// its maximum.
     pub fn new(sock: S, framing: Framing, limits: Limits) -> Result<Connection<S>, Error> {
         check_socket(sock.as_fd(), framing)?;
-        Connection::build(Some(sock), framing, limits)
+        crate::recv::inline_out_of_band(sock.as_fd())?;
+        let peer = peer::PeerCheck::new(sock.as_fd());
+        Connection::build(Some(sock), framing, limits).map(|c| Connection { peer, ..c })
     }
 
     /// A fed connection (see [`Connection::new_fed`]) of this type, for a
@@ -459,7 +461,7 @@ impl<S: AsFd> Connection<S> {
             ready: VecDeque::new(),
             eof: false,
             held_since: None,
-            peer: None,
+            peer: peer::PeerCheck::default(),
         })
     }
 
@@ -571,29 +573,15 @@ impl<S: AsFd> Connection<S> {
         }
     }
 
-    /// Whether `fds` hold the connection's own peer socket (see
-    /// [`crate::peer`]); looks the peer up once, the first time fds come.
-    fn refers_to_peer(&mut self, fds: &[Option<OwnedFd>]) -> bool {
-        if fds.is_empty() || self.is_fed() {
-            return false;
-        }
-        if self.peer.is_none() {
-            let sock = self.sock();
-            self.peer = Some((peer::socket_inode(sock), peer::peer_inode(sock)));
-        }
-        let Some((own, peer)) = self.peer else { return false };
-        fds.iter().flatten().any(|fd| {
-            let ino = peer::socket_inode(fd.as_fd());
-            ino.is_some() && (ino == peer || ino == own)
-        })
-    }
-
-    /// A read's fault: fds lost in transit, or the peer socket among them.
+    /// A read's fault: the peer socket among its fds, a peer check that
+    /// cannot run now, or fds lost in transit.
     fn fault(&mut self, fds: &[Option<OwnedFd>], fds_lost: bool) -> Option<Error> {
-        if self.refers_to_peer(fds) {
-            Some(Error::PeerSocket)
-        } else {
-            fds_lost.then_some(Error::FdsLost)
+        let checked = self.sock.as_ref().and_then(|sock| self.peer.fault(sock.as_fd(), fds));
+        // Fds lost say more than a lookup that failed for the same want of fds.
+        match checked {
+            Some(Error::PeerSocket) => checked,
+            _ if fds_lost => Some(Error::FdsLost),
+            _ => checked,
         }
     }
 

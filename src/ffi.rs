@@ -159,6 +159,13 @@ pub const FDCTX_FRAMING_JSON: fdctx_framing = 0;
 pub const FDCTX_FRAMING_LINE: fdctx_framing = 1;
 /// `SOCK_SEQPACKET` / `SOCK_DGRAM`: one packet is one command. A packet
 /// whose first non-whitespace byte is `{` is validated as JSON.
+///
+/// A `SOCK_DGRAM` socket has no end of stream: when the client closes its
+/// end nothing tells the reader, so fdctx_conn_recv() never returns 0 and a
+/// blocking call then waits for ever. A monitor serving a client on a
+/// datagram socket needs its own way to end the connection (a
+/// non-blocking socket and a timeout of its own, say); `SOCK_SEQPACKET`
+/// does report the end.
 pub const FDCTX_FRAMING_PACKET: fdctx_framing = 2;
 
 /// fdctx_conn_feed() flag: the caller's read reported `MSG_CTRUNC` (fds
@@ -499,13 +506,28 @@ pub extern "C" fn fdctx_current() -> *mut fdctx {
 /// Returns the connection, or NULL with fdctx_last_error() set when
 /// `sockfd` is negative or not a socket, `framing` is not one of
 /// `FDCTX_FRAMING_*`, PACKET framing is asked of a stream socket, JSON or
-/// LINE framing of any other kind of socket, or a limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
-/// `max_depth` 127, `max_hold_ms` 3600000).
+/// LINE framing of any other kind of socket, a limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
+/// `max_depth` 127, `max_hold_ms` 3600000), or `SO_OOBINLINE` cannot be
+/// set.
 ///
 /// The connection must be the socket's only reader. With PACKET framing it
 /// turns on `SO_TIMESTAMP` on the socket: every packet then brings a
 /// timestamp, which is how an empty packet is told from the end of the
 /// stream; leave it on.
+///
+/// It turns on `SO_OOBINLINE` on the socket, so that a byte a client sends
+/// out of band (`send(2)` with `MSG_OOB`, which Unix stream sockets accept
+/// since Linux 5.15) arrives in line, with the fds sent with it, under the
+/// same rules as any other byte; leave it on. Without it a normal read
+/// never returns that byte or its fds, and a blocking read that reaches it
+/// sleeps with nothing to return: a client could send its own socket end
+/// out of band and keep the connection open for ever, out of reach of the
+/// peer refusal and of `max_hold_ms`.
+///
+/// It also looks up the socket's peer, for the refusal described at
+/// fdctx_conn_recv() (Unix `sock_diag`: one netlink socket, open for the
+/// moment of the lookup). Where that fails for now (the process at
+/// `RLIMIT_NOFILE`) it is tried again when fds arrive.
 ///
 /// Thread rules: a connection may move between threads but must not be used
 /// from two threads at once.
@@ -559,6 +581,11 @@ fn framing_arg(framing: fdctx_framing) -> Result<Framing, Error> {
 /// fdctx_last_error() set when `framing` is not one of `FDCTX_FRAMING_*` or
 /// a limit is above its maximum (`max_msg_bytes` 1 GiB, `max_fds` 65536,
 /// `max_depth` 127, `max_hold_ms` 3600000).
+///
+/// The caller's reads must see every byte a client sends: turn on
+/// `SO_OOBINLINE` on the monitor socket (see fdctx_conn_new()), or a byte
+/// sent out of band, with its fds, never reaches a read of yours and a
+/// blocking read can sleep at it for ever.
 ///
 /// Thread rules: a connection may move between threads but must not be used
 /// from two threads at once.
@@ -669,8 +696,9 @@ pub unsafe extern "C" fn fdctx_conn_feed(
 /// - 1, with `*out` set to a message the caller must end with
 ///   fdctx_msg_finish(), for every message-shaped thing, good or bad —
 ///   check fdctx_msg_status(): a bad one (malformed, too large, too many
-///   fds, fds lost in transit, a `/dev/fd/N` argument with no such fd)
-///   holds no fds and can be answered;
+///   fds, fds lost in transit, the client's own socket end among its fds,
+///   fds that could not be checked for it, a `/dev/fd/N` argument with no
+///   such fd) holds no fds and can be answered;
 /// - 0 at orderly end of stream (fds of an unfinished command, or waiting
 ///   for one, are closed); later calls return 0 again. On a fed connection:
 ///   once `FDCTX_FEED_END` was fed and every command before it returned;
@@ -689,7 +717,24 @@ pub unsafe extern "C" fn fdctx_conn_feed(
 /// connection's own peer socket (the client's end, which would keep the
 /// connection open for ever) is refused at once where the kernel can tell
 /// (Unix `sock_diag`): it is closed and its command gets status
-/// `-EDEADLK`. Fed connections cannot check this; the deadline bounds it.
+/// `-EDEADLK`; the connection's own end sent back is refused the same way.
+/// Looking the peer up needs one fd for a moment: where that fails for
+/// now (`RLIMIT_NOFILE`) the fds of that read are closed and their command
+/// gets that errno (`-EMFILE`; `-ECOMM` when some of them were lost in
+/// transit too) rather than run unchecked, and the next
+/// fds are checked again; a failure never turns the check off. Fed
+/// connections cannot check this; the deadline bounds it.
+///
+/// What the refusal does not cover: an fd of another socket whose queue
+/// holds the client's own end (the other end of a socket pair the client
+/// made and filled, say) is not the peer socket and is delivered. The
+/// client's end then stays open for as long as that fd does: while fdctx
+/// holds it for an unfinished command `max_hold_ms` bounds that, but once
+/// delivered it is the handler's to close. A handler that keeps a received
+/// socket should expect that.
+///
+/// A byte sent out of band (`MSG_OOB`) arrives in line, with its fds, like
+/// any other byte (fdctx_conn_new() turns on `SO_OOBINLINE`).
 ///
 /// `EINTR` is retried. `*out` is set to NULL unless 1 is returned.
 ///
@@ -1095,17 +1140,24 @@ pub const FDCTX_CONFINE_REQUIRE: c_uint = 1;
 /// What stays as it was (Landlock does not restrict it), by the kernel's
 /// Landlock ABI (the return value):
 /// - on every ABI: every operation on an fd the process holds or receives
-///   later (read, write, ftruncate, ioctl, mmap, fchmod, ...), which is the
-///   point — but a directory fd gives no access by path beneath it:
-///   openat(2) through it is checked like any other path;
+///   later (read, write, ftruncate, ioctl, mmap, ...), which is the point —
+///   but a directory fd gives no access by path beneath it: openat(2)
+///   through it is checked like any other path;
 /// - on every ABI: `O_PATH` opens, stat(2), access(2), readlink(2),
-///   chdir(2) and path walks; metadata changes by path: chmod(2),
-///   chown(2), utimes(2), setxattr(2) and removexattr(2);
+///   chdir(2) and path walks;
+/// - on every ABI: changes to a file's metadata, by path or by fd:
+///   chmod(2), chown(2), utimes(2)/utimensat(2), setxattr(2) and
+///   removexattr(2) (Landlock has no right for them), so a confined process
+///   can still change the mode, owner and times of files it can name;
 /// - on every ABI: hard links made before the call: a link beneath an
 ///   allowed path to a file elsewhere reaches that file;
-/// - on every ABI: connect(2) and sendto(2) to a Unix socket by path (ABI 9
-///   can restrict it; this library does not ask for it yet), abstract Unix
-///   sockets, TCP bind and connect, signals;
+/// - on every ABI: connect(2) and sendmsg(2) to a Unix socket by path
+///   (Landlock checks them from ABI 9 on, with
+///   `LANDLOCK_ACCESS_FS_RESOLVE_UNIX`, a right this library does not
+///   handle; only binding a new socket by path is restricted: it needs
+///   `O_WRONLY` on the directory), abstract Unix sockets, TCP bind and
+///   connect (ABI 4's rights are not used), signals (ABI 6's scoping is not
+///   used);
 /// - ABI 1: a file can never be renamed or linked into another directory
 ///   (refused, not unrestricted); truncate(2) and `O_TRUNC` by path are not
 ///   restricted, nor is ioctl(2);

@@ -14,9 +14,26 @@
 //! Where the kernel has no Unix `sock_diag` (`CONFIG_UNIX_DIAG` off) the
 //! peer is unknown and nothing is refused here; the hold deadline still
 //! bounds how long such an fd is kept.
+//!
+//! The lookup needs an fd of its own (the netlink socket), so it can fail
+//! for a while: at `RLIMIT_NOFILE`, which a client can bring about by
+//! holding fds on another connection. A [`PeerCheck`] looks the peer up
+//! when the connection is made, and where that fails, again with each read
+//! that brings fds; a read whose fds cannot be checked fails its command
+//! with the lookup's error (`EMFILE`, say) rather than deliver them
+//! unchecked. A transient failure never switches the check off.
+//!
+//! An fd of another socket whose queue holds the client's own end (a
+//! socket pair's other end, say) is not the peer and is delivered: its
+//! handler owns it from then on. Only while the library holds it for an
+//! unfinished command does the hold deadline bound it.
 
 use std::mem;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use nix::errno::Errno;
+
+use crate::error::Error;
 
 /// `SOCK_DIAG_BY_FAMILY` (`include/uapi/linux/sock_diag.h`).
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
@@ -46,7 +63,6 @@ const DIAG_MSG_LEN: usize = 16;
 /// `getsockopt` fails otherwise (a seccomp filter, say) is the fd
 /// `fstat`ed untold, so that the check never lets a socket through.
 pub fn socket_inode(fd: BorrowedFd<'_>) -> Option<u64> {
-    use nix::errno::Errno;
     use nix::sys::socket::{getsockopt, sockopt};
     if let Err(Errno::ENOTSOCK | Errno::EBADF) = getsockopt(&fd, sockopt::SockType) {
         return None;
@@ -57,21 +73,95 @@ pub fn socket_inode(fd: BorrowedFd<'_>) -> Option<u64> {
 
 /// The inode of the peer of the Unix socket `sock`, when the kernel can
 /// tell (`sock_diag` for Unix sockets is available and `sock` is
-/// connected); `None` otherwise.
+/// connected); `None` otherwise, a lookup that failed for now included.
 pub fn peer_inode(sock: BorrowedFd<'_>) -> Option<u64> {
+    lookup_peer(sock).ok().flatten()
+}
+
+/// Whether a failure to look the peer up may pass (no fd to spare, no
+/// memory) rather than mean the kernel cannot tell.
+fn transient(e: Errno) -> bool {
+    matches!(e, Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM | Errno::EAGAIN | Errno::EINTR)
+}
+
+/// The inode of the peer of the Unix socket `sock`: `Ok(None)` when the
+/// kernel cannot tell (no Unix `sock_diag`, netlink refused by a security
+/// policy, no peer); `Err` when the lookup failed for now and may work
+/// later ([`transient`]).
+fn lookup_peer(sock: BorrowedFd<'_>) -> Result<Option<u64>, Errno> {
     use nix::sys::socket::{
         recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
     };
-    let ino = u32::try_from(socket_inode(sock)?).ok()?;
-    let nl = socket(AddressFamily::Netlink, SockType::Datagram, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkSockDiag)
-        .ok()?;
+    let settle = |e: Errno| if transient(e) { Err(e) } else { Ok(None) };
+    let Some(ino) = socket_inode(sock).and_then(|i| u32::try_from(i).ok()) else { return Ok(None) };
+    let nl =
+        match socket(AddressFamily::Netlink, SockType::Datagram, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkSockDiag)
+        {
+            Ok(nl) => nl,
+            Err(e) => return settle(e),
+        };
     let request = request(ino);
-    sendto(nl.as_raw_fd(), &request, &NetlinkAddr::new(0, 0), MsgFlags::empty()).ok()?;
+    if let Err(e) = sendto(nl.as_raw_fd(), &request, &NetlinkAddr::new(0, 0), MsgFlags::empty()) {
+        return settle(e);
+    }
     // The kernel answers an exact request while sendto runs: the reply is
     // queued already, so never wait for it.
     let mut reply = [0u8; 1024];
-    let n = recv(nl.as_raw_fd(), &mut reply, MsgFlags::MSG_DONTWAIT).ok()?;
-    parse_reply(&reply[..n], ino)
+    let n = match recv(nl.as_raw_fd(), &mut reply, MsgFlags::MSG_DONTWAIT) {
+        Ok(n) => n,
+        Err(e) => return settle(e),
+    };
+    match parse_reply(&reply[..n], ino) {
+        Reply::Peer(p) => Ok(p),
+        Reply::Failed(e) => settle(e),
+    }
+}
+
+/// What a connection knows of its own socket and of its peer, for
+/// refusing either among the fds it receives.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PeerCheck {
+    /// The inodes of the socket itself and of its peer, once looked up.
+    known: Option<(Option<u64>, Option<u64>)>,
+}
+
+impl PeerCheck {
+    /// Looks the peer of `sock` up now, while the connection is made; where
+    /// that fails for now, the next read that brings fds tries again.
+    pub fn new(sock: BorrowedFd<'_>) -> PeerCheck {
+        let mut check = PeerCheck::default();
+        let _ = check.lookup(sock);
+        check
+    }
+
+    fn lookup(&mut self, sock: BorrowedFd<'_>) -> Result<(Option<u64>, Option<u64>), Errno> {
+        if let Some(known) = self.known {
+            return Ok(known);
+        }
+        let known = (socket_inode(sock), lookup_peer(sock)?);
+        self.known = Some(known);
+        Ok(known)
+    }
+
+    /// What is wrong with the fds one read of `sock` brought, as far as
+    /// the peer goes: [`Error::PeerSocket`] when the connection's own
+    /// socket or its peer is among them; the lookup's error when the peer
+    /// cannot be looked up now (the command fails rather than run
+    /// unchecked; the next read tries again); `None` otherwise.
+    pub fn fault(&mut self, sock: BorrowedFd<'_>, fds: &[Option<OwnedFd>]) -> Option<Error> {
+        if fds.is_empty() {
+            return None;
+        }
+        let (own, peer) = match self.lookup(sock) {
+            Ok(known) => known,
+            Err(e) => return Some(Error::sys("looking up the connection's peer socket (sock_diag)", e)),
+        };
+        let refers = fds.iter().flatten().any(|fd| {
+            let ino = socket_inode(fd.as_fd());
+            ino.is_some() && (ino == peer || ino == own)
+        });
+        refers.then_some(Error::PeerSocket)
+    }
 }
 
 /// A `SOCK_DIAG_BY_FAMILY` request for the Unix socket `ino` and its peer:
@@ -102,15 +192,35 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
+/// What the kernel answered about a socket.
+#[derive(Debug, PartialEq, Eq)]
+enum Reply {
+    /// Its peer's inode, `None` when it has none or the answer says nothing
+    /// usable.
+    Peer(Option<u64>),
+    /// `NLMSG_ERROR` with this errno (`ENOENT`: no Unix `sock_diag`, or
+    /// no such socket).
+    Failed(Errno),
+}
+
 /// The `UNIX_DIAG_PEER` of the reply about socket `ino`, if it has one.
-fn parse_reply(b: &[u8], ino: u32) -> Option<u64> {
+fn parse_reply(b: &[u8], ino: u32) -> Reply {
     const NLMSG_HDR: usize = mem::size_of::<libc::nlmsghdr>();
-    let len = u32_at(b, 0)? as usize;
-    let ty = u16_at(b, 4)?;
-    if ty != SOCK_DIAG_BY_FAMILY || len > b.len() || len < NLMSG_HDR + DIAG_MSG_LEN {
-        return None; // NLMSG_ERROR: no Unix sock_diag, or no such socket
+    let (Some(len), Some(ty)) = (u32_at(b, 0), u16_at(b, 4)) else { return Reply::Peer(None) };
+    let len = len as usize;
+    if ty == libc::NLMSG_ERROR as u16 {
+        // struct nlmsgerr: a negative errno, then the request's header.
+        let errno = u32_at(b, NLMSG_HDR).map_or(0, |e| (e as i32).wrapping_neg());
+        return Reply::Failed(Errno::from_raw(errno));
     }
-    let msg = &b[NLMSG_HDR..len];
+    if ty != SOCK_DIAG_BY_FAMILY || len > b.len() || len < NLMSG_HDR + DIAG_MSG_LEN {
+        return Reply::Peer(None);
+    }
+    Reply::Peer(peer_attribute(&b[NLMSG_HDR..len], ino))
+}
+
+/// The `UNIX_DIAG_PEER` attribute of a `unix_diag_msg` about `ino`.
+fn peer_attribute(msg: &[u8], ino: u32) -> Option<u64> {
     if u32_at(msg, 4)? != ino {
         return None;
     }
@@ -149,6 +259,21 @@ mod tests {
         let (r, _w) = nix::unistd::pipe().unwrap();
         assert_eq!(socket_inode(r.as_fd()), None);
         assert_eq!(peer_inode(r.as_fd()), None);
+    }
+
+    #[test]
+    fn a_netlink_error_is_told_from_a_peer_and_from_no_answer() {
+        // struct nlmsghdr (NLMSG_ERROR) then struct nlmsgerr's error field.
+        let mut b = Vec::new();
+        b.extend_from_slice(&36u32.to_ne_bytes());
+        b.extend_from_slice(&(libc::NLMSG_ERROR as u16).to_ne_bytes());
+        b.extend_from_slice(&[0; 10]);
+        b.extend_from_slice(&(-libc::ENOBUFS).to_ne_bytes());
+        b.resize(36, 0);
+        assert_eq!(parse_reply(&b, 7), Reply::Failed(Errno::ENOBUFS));
+        assert!(transient(Errno::ENOBUFS) && transient(Errno::EMFILE));
+        assert!(!transient(Errno::ENOENT) && !transient(Errno::EPROTONOSUPPORT) && !transient(Errno::EACCES));
+        assert_eq!(parse_reply(&b[..3], 7), Reply::Peer(None));
     }
 
     #[test]

@@ -137,6 +137,29 @@ pub fn recv_fd_list(
     }
 }
 
+/// Turns on `SO_OOBINLINE` on a socket the connection reads, so that a
+/// byte a client sends out of band (`send(2)` with `MSG_OOB`) arrives in
+/// line, with the fds sent with it, like any other byte.
+///
+/// Without it a normal read of a Unix stream socket (Linux 5.15 and later,
+/// `CONFIG_AF_UNIX_OOB`) never returns the out-of-band byte: it stops
+/// short of the mark, and a read that starts there drops the byte and its
+/// fds or keeps them queued for a `MSG_OOB` read nobody makes (older
+/// kernels keep them while the out-of-band pointer refers to them). A
+/// blocking `recvmsg` that started at the mark sleeps with nothing left to
+/// return, and the fds it dropped are released only when the call returns
+/// (`manage_oob()` and `unix_stream_read_generic()` in
+/// `net/unix/af_unix.c`; `fput()` defers the close until the thread goes
+/// back to user space). A client that sends its own socket end out of
+/// band and exits then keeps the connection open, and the hold deadline
+/// never sees the fds. In line, the byte is a byte of the stream: its fds
+/// follow the association rule, the peer-socket refusal and the deadline.
+/// On a socket with no out-of-band data the option changes nothing.
+pub fn inline_out_of_band(sock: BorrowedFd<'_>) -> Result<(), crate::error::Error> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    setsockopt(&sock, sockopt::OobInline, &true).map_err(|e| crate::error::Error::sys("setsockopt(SO_OOBINLINE)", e))
+}
+
 /// The size of the next packet on a `SOCK_SEQPACKET`/`SOCK_DGRAM` socket,
 /// without taking it (`MSG_PEEK | MSG_TRUNC`, see unix(7) and
 /// `unix_dgram_recvmsg()`); 0 at end of stream or for an empty packet.

@@ -42,6 +42,8 @@ Prints "N passed, N failed[, N skipped]" and exits non-zero on a failure.
 """
 
 import argparse
+import array
+import errno
 import json
 import os
 import re
@@ -773,6 +775,42 @@ def t_self_reference_ahead_then_exit(s):
         assert c2.cmd(QUERY) == {"return": []}
 
 
+def oob_send(sock, byte, fds):
+    """One byte sent out of band (MSG_OOB) with fds. socket.send_fds drops its
+    flags argument, hence sendmsg. False where Unix sockets have no MSG_OOB."""
+    try:
+        n = sock.sendmsg([byte], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))], socket.MSG_OOB)
+    except OSError as e:
+        if e.errno == errno.EOPNOTSUPP:
+            return False
+        raise
+    assert n == 1
+    return True
+
+
+def t_own_end_out_of_band_then_exit(s):
+    """A client sends a command, then its own end of the socket on one MSG_OOB byte, and exits.
+
+    Whether a monitor that does not read the byte in line hangs depends on
+    whether the client's close or the monitor's next read comes first, so the
+    attack is made three times. The monitor must read the byte in line and
+    refuse the fd (or expire it at the hold deadline): the next client is
+    served each time.
+    """
+    for _ in range(3):
+        c = Client(s.mon.path)
+        try:
+            c.send(QUERY)
+            if not oob_send(c.sock, b" ", [c.sock.fileno()]):
+                raise Skip("no MSG_OOB on Unix sockets in this kernel")
+        finally:
+            c.close()
+        start = time.monotonic()
+        with Client(s.mon.path) as c2:  # its greeting comes only once the monitor is free
+            assert c2.cmd(QUERY) == {"return": []}
+        assert time.monotonic() - start < T(5) + hold_ms() / 1000.0
+
+
 def t_stalled_client_holding_fds_is_timed_out(s):
     """A client stops mid-command holding an fd: at the deadline the fd is closed,
     the client gets an error, the rest of that line is discarded, the connection goes on."""
@@ -1102,6 +1140,7 @@ TESTS = [
     t_oversized_command_with_fd,
     t_self_referencing_client_cannot_hang_the_monitor,
     t_self_reference_ahead_then_exit,
+    t_own_end_out_of_band_then_exit,
     t_stalled_client_holding_fds_is_timed_out,
     t_fdctx_send_replies,
     t_fdctx_send_failures,

@@ -62,16 +62,35 @@ FDCTX_LIBS = $(shell PKG_CONFIG_PATH=$(PKG_CONFIG_PATH) $(PKG_CONFIG) --libs fdc
 EXTRA_CHECKS :=
 
 .PHONY: all build stage install header header-status check check-style check-rust \
-	check-header check-soname check-symbols check-pkgconfig check-cxx \
+	check-header check-soname check-symbols check-pkgconfig check-install check-cxx \
 	c-tests check-c check-c-valgrind check-c-asan check-extra check-steps deps clean
 
 all: build header-status stage
+
+# ---- missing system dependencies -------------------------------------------
+
+# Each says in one line what is missing and what installs it, instead of
+# letting a compiler or the shell fail on it; `make deps` installs them all.
+# $(call need_tool,TARGET,COMMAND,DEBIAN-PACKAGE)
+need_tool = command -v $(firstword $(2)) >/dev/null 2>&1 || { \
+	echo "$(1): '$(firstword $(2))' is not installed: run 'make deps' (Debian package $(3))" >&2; exit 1; }
+# $(call need_c_toolchain,TARGET): a C compiler and pkg-config.
+need_c_toolchain = $(call need_tool,$(1),$(CC),gcc) && $(call need_tool,$(1),$(PKG_CONFIG),pkg-config)
+# $(call need_pkg,TARGET,PKG-CONFIG-MODULE): a library's development files.
+PKG_DEBIAN.gio-unix-2.0 := libglib2.0-dev
+need_pkg = $(call need_tool,$(1),$(PKG_CONFIG),pkg-config) && $(PKG_CONFIG) --exists $(2) || { \
+	echo "$(1): $(2) (development files) not found by pkg-config: run 'make deps' (Debian package $(or $(PKG_DEBIAN.$(2)),providing $(2).pc))" >&2; exit 1; }
+# $(call need_sanitizers,TARGET): the AddressSanitizer and UBSan runtimes.
+need_sanitizers = echo 'int main(void){return 0;}' | $(CC) -x c $(ASAN_FLAGS) -o /dev/null - >/dev/null 2>&1 || { \
+	echo "$(1): $(CC) cannot link -fsanitize=address,undefined: run 'make deps' (Debian packages libasan8 libubsan1)" >&2; exit 1; }
 
 # ---- building ------------------------------------------------------------
 
 # cargo decides what is stale; the build script regenerates the header.
 build:
 	@mkdir -p $(BUILD)
+	@command -v $(CARGO) >/dev/null 2>&1 || { \
+	    echo "build: '$(CARGO)' is not installed: install a Rust toolchain (rustup), then run 'make deps'" >&2; exit 1; }
 	set -o pipefail; $(CARGO) build --release --message-format=json-render-diagnostics \
 	    | sed -n 's|.*"out_dir":"\([^"]*/build/fdctx-[0-9a-f]*/out\)".*|\1/fdctx.h|p' > $(GENERATED_HEADER_AT).new
 	@test -s $(GENERATED_HEADER_AT).new \
@@ -104,19 +123,25 @@ native_static_libs = $$(echo | $(RUSTC) --crate-type=staticlib --crate-name=fdct
 libdir ?= $(PREFIX)/lib
 LIBDIR = $(DESTDIR)$(libdir)
 
+# The header installed is the checked-in include/fdctx.h (what `make check`
+# proves current), as `cargo cinstall` installs it. `install -C` and the
+# compare-then-move of fdctx.pc leave unchanged files untouched, so a program
+# linked against the stage is not relinked when nothing changed.
 install: build
 	@test -n "$(PREFIX)" || { echo "install: PREFIX is empty" >&2; exit 1; }
 	$(INSTALL) -d $(LIBDIR)/pkgconfig $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin
-	$(INSTALL) -m 0755 $(RELEASE_DIR)/libfdctx.so $(LIBDIR)/libfdctx.so.$(VERSION)
+	$(INSTALL) -C -m 0755 $(RELEASE_DIR)/libfdctx.so $(LIBDIR)/libfdctx.so.$(VERSION)
 	ln -sfn libfdctx.so.$(VERSION) $(LIBDIR)/$(SONAME)
 	ln -sfn $(SONAME) $(LIBDIR)/libfdctx.so
-	$(INSTALL) -m 0644 $(RELEASE_DIR)/libfdctx.a $(LIBDIR)/libfdctx.a
-	$(INSTALL) -m 0644 $(GENERATED_HEADER) $(DESTDIR)$(PREFIX)/include/fdctx.h
-	$(INSTALL) -m 0755 $(RELEASE_DIR)/fdctx-send $(DESTDIR)$(PREFIX)/bin/fdctx-send
+	$(INSTALL) -C -m 0644 $(RELEASE_DIR)/libfdctx.a $(LIBDIR)/libfdctx.a
+	$(INSTALL) -C -m 0644 include/fdctx.h $(DESTDIR)$(PREFIX)/include/fdctx.h
+	$(INSTALL) -C -m 0755 $(RELEASE_DIR)/fdctx-send $(DESTDIR)$(PREFIX)/bin/fdctx-send
 	@probe_dir=$$(mktemp -d) && trap 'rm -rf "$$probe_dir"' EXIT && \
 	libs="$(native_static_libs)" && test -n "$$libs" && \
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(libdir)|g' -e 's|@VERSION@|$(VERSION)|g' \
-	    -e "s|@LIBS_PRIVATE@|$$libs|g" fdctx.pc.in > $(LIBDIR)/pkgconfig/fdctx.pc && \
+	    -e "s|@LIBS_PRIVATE@|$$libs|g" fdctx.pc.in > "$$probe_dir/fdctx.pc" && \
+	{ cmp -s "$$probe_dir/fdctx.pc" $(LIBDIR)/pkgconfig/fdctx.pc \
+	    || $(INSTALL) -m 0644 "$$probe_dir/fdctx.pc" $(LIBDIR)/pkgconfig/fdctx.pc; } && \
 	echo "wrote $(LIBDIR)/pkgconfig/fdctx.pc (Libs.private: $$libs)"
 	@# A real install as root refreshes the loader cache; staged ones need not.
 	@if [ -z "$(DESTDIR)" ] && [ "$(PREFIX)" != "$(STAGE)" ] && [ "$$(id -u)" = 0 ] \
@@ -142,7 +167,7 @@ check:
 
 # Each step in order, each in its own make; a failing step stops the run.
 CHECK_STEPS := check-style check-rust check-header stage check-soname check-symbols check-pkgconfig \
-	check-cxx check-c check-c-valgrind check-c-asan check-extra
+	check-install check-cxx check-c check-c-valgrind check-c-asan check-extra
 check-steps:
 	@+set -e; for step in $(CHECK_STEPS); do $(MAKE) --no-print-directory $$step; done
 	@echo "== make check: all checks passed"
@@ -198,6 +223,31 @@ check-symbols: $(STAGED_LIB) $(STAGED_HEADER)
 	    echo "FAIL: header and library disagree (< only declared, > only exported):" >&2; \
 	    cat $$tmp/diff >&2; exit 1; fi; \
 	echo "only fdctx_* exported, all declared functions present"
+
+# `make install` and cargo-c's `cargo cinstall` (Cargo.toml's
+# [package.metadata.capi]) into two temporary trees, compared: the files with
+# their modes and link targets, the SONAME, the exported symbols, the header
+# (the checked-in one in both) and what pkg-config reads from each fdctx.pc.
+# fdctx-send is left out: cargo cinstall installs libraries only (`cargo
+# install --path .` installs the command). Skipped, with a line saying so,
+# only where cargo-c is not installed (`make deps` installs it).
+CHECK_INSTALL := $(BUILD)/check-install
+check-install:
+	@echo "== install: make install and cargo cinstall, compared"
+	@if ! $(CARGO) cinstall --version >/dev/null 2>&1; then \
+	    echo "SKIP check-install: cargo-c is not installed ('make deps' installs it)"; \
+	    echo "install: 0 passed, 0 failed, 1 skipped"; exit 0; fi
+	@rm -rf $(CHECK_INSTALL) && mkdir -p $(CHECK_INSTALL)
+	@$(MAKE) --no-print-directory install PREFIX=/usr/local libdir=/usr/local/lib \
+	    DESTDIR=$(CHECK_INSTALL)/make > $(CHECK_INSTALL)/make.log 2>&1 \
+	    || { cat $(CHECK_INSTALL)/make.log >&2; echo "FAIL: make install" >&2; exit 1; }
+	@rm -rf $(CHECK_INSTALL)/make/usr/local/bin
+	@echo "$(CARGO) cinstall --release --prefix=/usr/local --libdir=/usr/local/lib --destdir=..."
+	@$(CARGO) cinstall --release --prefix=/usr/local --libdir=/usr/local/lib \
+	    --destdir=$(CHECK_INSTALL)/cargo-c > $(CHECK_INSTALL)/cargo-c.log 2>&1 \
+	    || { cat $(CHECK_INSTALL)/cargo-c.log >&2; echo "FAIL: cargo cinstall" >&2; exit 1; }
+	@bash scripts/compare-installs $(CHECK_INSTALL)/make $(CHECK_INSTALL)/cargo-c /usr/local \
+	    $(SONAME) libfdctx.so.$(VERSION)
 
 SMOKE := c-tests/smoke.c
 CHECK_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1
@@ -262,6 +312,8 @@ $(C_TEST_ASAN_BINS): SANITIZE = $(ASAN_FLAGS)
 .SECONDEXPANSION:
 $(C_TEST_BINS) $(C_TEST_ASAN_BINS): c-tests/$$(notdir $$@).c c-tests/harness.h $(STAGED_LIB) $(STAGED_HEADER)
 	@mkdir -p $(@D)
+	@$(call need_c_toolchain,$@)
+	@$(if $(SANITIZE),$(call need_sanitizers,$@))
 	$(CC) $(C_TEST_CFLAGS) $(SANITIZE) $(CFLAGS) $(FDCTX_CFLAGS) -o $@ $< $(FDCTX_LIBS) $(LDFLAGS)
 
 c-tests: $(C_TEST_BINS) $(C_TEST_ASAN_BINS)

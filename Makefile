@@ -4,13 +4,16 @@
 #                     include/fdctx.h is current, stage-install into build/stage
 #   make stage        install into build/stage (what C programs here link to)
 #   make install      PREFIX=/usr/local [DESTDIR=] [libdir=]: lib/libfdctx.so.X.Y.Z with
-#                     its .so.X and .so links, lib/libfdctx.a, include/fdctx.h,
-#                     lib/pkgconfig/fdctx.pc, bin/fdctx-send
+#                     its .so.X and .so links, lib/libfdctx.a, include/fdctx.h (the
+#                     checked-in one), lib/pkgconfig/fdctx.pc, bin/fdctx-send; needs
+#                     no cargo-c (`cargo cinstall` installs the same library files)
 #   make header       copy the freshly generated header to include/fdctx.h
 #   make check        every test: style (rustfmt, clippy), Rust tests, header freshness, SONAME, exported
-#                     symbols, pkg-config (dynamic and static), the C tests under
+#                     symbols, pkg-config (dynamic and static), make install against
+#                     cargo cinstall (check-install), the C tests under
 #                     plain, valgrind and AddressSanitizer runs, then $(EXTRA_CHECKS)
 #   make deps         install the system tools the checks need (Debian, as root)
+#   make demo         the demo monitor driven by real clients (examples/demo.sh)
 #   make qemu         QEMU 10.0.2 built twice: with integrations/qemu/patches
 #                     against the staged fdctx (build/qemu/bin) and without
 #                     (build/qemu/upstream/bin)
@@ -132,7 +135,7 @@ install: build
 	$(INSTALL) -d $(LIBDIR)/pkgconfig $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin
 	$(INSTALL) -C -m 0755 $(RELEASE_DIR)/libfdctx.so $(LIBDIR)/libfdctx.so.$(VERSION)
 	ln -sfn libfdctx.so.$(VERSION) $(LIBDIR)/$(SONAME)
-	ln -sfn $(SONAME) $(LIBDIR)/libfdctx.so
+	ln -sfn libfdctx.so.$(VERSION) $(LIBDIR)/libfdctx.so
 	$(INSTALL) -C -m 0644 $(RELEASE_DIR)/libfdctx.a $(LIBDIR)/libfdctx.a
 	$(INSTALL) -C -m 0644 include/fdctx.h $(DESTDIR)$(PREFIX)/include/fdctx.h
 	$(INSTALL) -C -m 0755 $(RELEASE_DIR)/fdctx-send $(DESTDIR)$(PREFIX)/bin/fdctx-send
@@ -206,9 +209,9 @@ check-soname: $(STAGED_LIB)
 	test "$$so" = "$(SONAME)" || { echo "FAIL: SONAME is '$$so', want $(SONAME)" >&2; exit 1; }
 	@test "$$(readlink $(STAGE)/lib/$(SONAME))" = libfdctx.so.$(VERSION) \
 	    || { echo "FAIL: $(SONAME) does not point at libfdctx.so.$(VERSION)" >&2; exit 1; }
-	@test "$$(readlink $(STAGE)/lib/libfdctx.so)" = $(SONAME) \
-	    || { echo "FAIL: libfdctx.so does not point at $(SONAME)" >&2; exit 1; }
-	@echo "lib/libfdctx.so -> $(SONAME) -> libfdctx.so.$(VERSION)"
+	@test "$$(readlink $(STAGE)/lib/libfdctx.so)" = libfdctx.so.$(VERSION) \
+	    || { echo "FAIL: libfdctx.so does not point at libfdctx.so.$(VERSION)" >&2; exit 1; }
+	@echo "lib/libfdctx.so and lib/$(SONAME) -> libfdctx.so.$(VERSION)"
 
 # Only fdctx_* is exported, and exactly the functions the header declares.
 check-symbols: $(STAGED_LIB) $(STAGED_HEADER)

@@ -546,7 +546,7 @@ static bool serve(int client)
         if (status < 0) {
             const char *why = fdctx_msg_error(msg);
             /* A rejected message holds no fds: fdctx closed any sent with it. */
-            fprintf(stderr, "minivmm: <- %s, rejected: %s (any fds sent with it: closed)\n", name,
+            fprintf(stderr, "minivmm: <- %s, rejected, its fds closed: %s\n", name,
                     why ? why : strerror(-status));
             reply_error(&rq, "%s", why ? why : strerror(-status));
         } else {

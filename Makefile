@@ -203,6 +203,7 @@ check-header: build
 	@echo "every macro in include/fdctx.h is FDCTX_*"
 
 check-soname: $(STAGED_LIB)
+	@$(call need_tool,$@,readelf,binutils)
 	@echo "== SONAME and library links"
 	@so=$$(readelf -d $(STAGED_LIB) | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p'); \
 	echo "SONAME: $$so"; \
@@ -215,6 +216,7 @@ check-soname: $(STAGED_LIB)
 
 # Only fdctx_* is exported, and exactly the functions the header declares.
 check-symbols: $(STAGED_LIB) $(STAGED_HEADER)
+	@$(call need_tool,$@,nm,binutils)
 	@echo "== exported symbols (nm -D --defined-only)"
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	nm -D --defined-only $(STAGED_LIB) | awk '{print $$NF}' | sed 's/@.*//' | sort -u > $$tmp/exported; \
@@ -258,6 +260,7 @@ CHECK_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1
 # A C program built with pkg-config's flags alone, linked dynamically and,
 # through `pkg-config --static`, statically against libfdctx.a.
 check-pkgconfig: $(STAGED_LIB) $(STAGED_HEADER)
+	@$(call need_c_toolchain,$@)
 	@echo "== pkg-config"
 	@set -e; out=$(BUILD)/pkgconfig; mkdir -p $$out; \
 	v=$$($(PKG_CONFIG) --modversion fdctx); echo "fdctx.pc version $$v"; \
@@ -282,6 +285,7 @@ check-pkgconfig: $(STAGED_LIB) $(STAGED_HEADER)
 
 # The header compiles as C++ and links without name mangling.
 check-cxx: $(STAGED_LIB) $(STAGED_HEADER)
+	@$(call need_tool,$@,$(CXX),g++)
 	@echo "== C++ use of the header"
 	@set -e; out=$(BUILD)/pkgconfig; mkdir -p $$out; \
 	$(CXX) -std=c++11 -Wall -Wextra -Werror -pedantic -o $$out/cxx-header c-tests/cxx_header.cc \

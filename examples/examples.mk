@@ -35,11 +35,13 @@ demo:
 	@MINIVMM=build/minivmm FDCTX_SEND=$(STAGE)/bin/fdctx-send bash examples/demo.sh
 
 check-interop: build/minivmm
+	@$(call need_tool,$@,$(PYTHON),python3)
 	$(INTEROP) --minivmm build/minivmm
 
 # The same session against `minivmm --confine` (Landlock: no file opens by
 # path); skipped, with a line saying so, where the kernel has no Landlock.
 check-interop-confined: build/minivmm
+	@$(call need_tool,$@,$(PYTHON),python3)
 	@echo "== interop session, monitor confined (minivmm --confine)"
 	$(INTEROP) --minivmm build/minivmm --confine
 
@@ -48,6 +50,7 @@ check-interop-confined: build/minivmm
 # report must list fds 0, 1 and 2 only. The report is printed; the monitor's
 # whole stderr, valgrind's output included, is kept in build/interop/.
 check-minivmm-valgrind: build/minivmm
+	@$(call need_tool,$@,$(PYTHON),python3)
 	@echo "== minivmm session under valgrind --track-fds=yes --error-exitcode=1"
 	@command -v $(VALGRIND) >/dev/null 2>&1 || { \
 	    echo "$(VALGRIND) not found: 'make deps' installs it" >&2; exit 1; }
@@ -57,6 +60,7 @@ check-minivmm-valgrind: build/minivmm
 # The scripted session against build/asan/minivmm: any sanitizer report, or a
 # leak found by LeakSanitizer at exit, fails it.
 check-minivmm-asan: build/asan/minivmm
+	@$(call need_tool,$@,$(PYTHON),python3)
 	@echo "== minivmm session, monitor built with -fsanitize=address,undefined"
 	$(SANITIZER_ENV) $(INTEROP) --minivmm build/asan/minivmm --keep-log build/interop/minivmm.asan.log
 
@@ -85,11 +89,13 @@ all: $(EVENT_LOOP_MONITORS)
 .PHONY: check-event-loops check-event-loops-valgrind
 
 check-event-loops: $(EVENT_LOOP_MONITORS)
+	@$(call need_tool,$@,$(PYTHON),python3)
 	@echo "== event-loop monitors with several clients at once"
 	$(EVENT_LOOPS) --monitor build/epoll-monitor
 	$(EVENT_LOOPS) --monitor build/glib-monitor
 
 check-event-loops-valgrind: $(EVENT_LOOP_MONITORS)
+	@$(call need_tool,$@,$(PYTHON),python3)
 	@echo "== event-loop monitors under valgrind --track-fds=yes --error-exitcode=1"
 	@command -v $(VALGRIND) >/dev/null 2>&1 || { \
 	    echo "$(VALGRIND) not found: 'make deps' installs it" >&2; exit 1; }

@@ -233,25 +233,26 @@ check-symbols: $(STAGED_LIB) $(STAGED_HEADER)
 # [package.metadata.capi]) into two temporary trees, compared: the files with
 # their modes and link targets, the SONAME, the exported symbols, the header
 # (the checked-in one in both) and what pkg-config reads from each fdctx.pc.
-# fdctx-send is left out: cargo cinstall installs libraries only (`cargo
-# install --path .` installs the command). Skipped, with a line saying so,
+# fdctx-send is left out: cargo cinstall installs libraries only (the
+# command is target/release/fdctx-send of `cargo build`). Skipped, with a line saying so,
 # only where cargo-c is not installed (`make deps` installs it).
 CHECK_INSTALL := $(BUILD)/check-install
 check-install:
 	@echo "== install: make install and cargo cinstall, compared"
-	@if ! $(CARGO) cinstall --version >/dev/null 2>&1; then \
-	    echo "SKIP check-install: cargo-c is not installed ('make deps' installs it)"; \
-	    echo "install: 0 passed, 0 failed, 1 skipped"; exit 0; fi
-	@rm -rf $(CHECK_INSTALL) && mkdir -p $(CHECK_INSTALL)
-	@$(MAKE) --no-print-directory install PREFIX=/usr/local libdir=/usr/local/lib \
+	@set -e; v=$$($(CARGO) cinstall --version 2>/dev/null | sed -n 's/^cargo-c \([0-9][0-9.]*\).*/\1/p'); \
+	if [ -z "$$v" ] || [ "$$(printf '%s\n' 0.10.0 "$$v" | sort -V | head -n 1)" != 0.10.0 ]; then \
+	    echo "SKIP check-install: cargo-c 0.10 or later is not installed ('make deps' installs it)"; \
+	    echo "install: 0 passed, 0 failed, 1 skipped"; exit 0; fi; \
+	rm -rf $(CHECK_INSTALL) && mkdir -p $(CHECK_INSTALL); \
+	$(MAKE) --no-print-directory install PREFIX=/usr/local libdir=/usr/local/lib \
 	    DESTDIR=$(CHECK_INSTALL)/make > $(CHECK_INSTALL)/make.log 2>&1 \
-	    || { cat $(CHECK_INSTALL)/make.log >&2; echo "FAIL: make install" >&2; exit 1; }
-	@rm -rf $(CHECK_INSTALL)/make/usr/local/bin
-	@echo "$(CARGO) cinstall --release --prefix=/usr/local --libdir=/usr/local/lib --destdir=..."
-	@$(CARGO) cinstall --release --prefix=/usr/local --libdir=/usr/local/lib \
+	    || { cat $(CHECK_INSTALL)/make.log >&2; echo "FAIL: make install" >&2; exit 1; }; \
+	rm -rf $(CHECK_INSTALL)/make/usr/local/bin; \
+	echo "cargo-c $$v: $(CARGO) cinstall --release --prefix=/usr/local --libdir=/usr/local/lib --destdir=..."; \
+	$(CARGO) cinstall --release --prefix=/usr/local --libdir=/usr/local/lib \
 	    --destdir=$(CHECK_INSTALL)/cargo-c > $(CHECK_INSTALL)/cargo-c.log 2>&1 \
-	    || { cat $(CHECK_INSTALL)/cargo-c.log >&2; echo "FAIL: cargo cinstall" >&2; exit 1; }
-	@bash scripts/compare-installs $(CHECK_INSTALL)/make $(CHECK_INSTALL)/cargo-c /usr/local \
+	    || { cat $(CHECK_INSTALL)/cargo-c.log >&2; echo "FAIL: cargo cinstall" >&2; exit 1; }; \
+	bash scripts/compare-installs $(CHECK_INSTALL)/make $(CHECK_INSTALL)/cargo-c /usr/local \
 	    $(SONAME) libfdctx.so.$(VERSION)
 
 SMOKE := c-tests/smoke.c

@@ -29,7 +29,7 @@ build/minivmm build/asan/minivmm: examples/minivmm.c $(STAGED_LIB) $(STAGED_HEAD
 DEMO_BUILD_LOG := $(BUILD)/demo-build.log
 demo:
 	@mkdir -p $(BUILD)
-	@echo "demo: building the library and build/minivmm (log: build/demo-build.log)"
+	@echo "demo: building the library and build/minivmm, about a minute the first time (log: build/demo-build.log)"
 	@$(MAKE) --no-print-directory stage build/minivmm > $(DEMO_BUILD_LOG) 2>&1 || { \
 	    tail -n 30 $(DEMO_BUILD_LOG) >&2; echo "demo: the build failed (above; whole log: build/demo-build.log)" >&2; exit 1; }
 	@MINIVMM=build/minivmm FDCTX_SEND=$(STAGE)/bin/fdctx-send bash examples/demo.sh

@@ -4,13 +4,17 @@
 #                     include/fdctx.h is current, stage-install into build/stage
 #   make stage        install into build/stage (what C programs here link to)
 #   make install      PREFIX=/usr/local [DESTDIR=] [libdir=]: lib/libfdctx.so.X.Y.Z with
-#                     its .so.X and .so links, lib/libfdctx.a, include/fdctx.h,
-#                     lib/pkgconfig/fdctx.pc, bin/fdctx-send, bin/fdctx-confine
+#                     its .so.X and .so links, lib/libfdctx.a, include/fdctx.h (the
+#                     checked-in one), lib/pkgconfig/fdctx.pc, bin/fdctx-send,
+#                     bin/fdctx-confine; needs no cargo-c (`cargo cinstall`
+#                     installs the same library files)
 #   make header       copy the freshly generated header to include/fdctx.h
 #   make check        every test: style (rustfmt, clippy), Rust tests, header freshness, SONAME, exported
-#                     symbols, pkg-config (dynamic and static), the C tests under
+#                     symbols, pkg-config (dynamic and static), make install against
+#                     cargo cinstall (check-install), the C tests under
 #                     plain, valgrind and AddressSanitizer runs, then $(EXTRA_CHECKS)
 #   make deps         install the system tools the checks need (Debian, as root)
+#   make demo         the demo monitor driven by real clients (examples/demo.sh)
 #   make qemu         QEMU 10.0.2 built twice: with integrations/qemu/patches
 #                     against the staged fdctx (build/qemu/bin) and without
 #                     (build/qemu/upstream/bin)
@@ -64,16 +68,35 @@ FDCTX_LIBS = $(shell PKG_CONFIG_PATH=$(PKG_CONFIG_PATH) $(PKG_CONFIG) --libs fdc
 EXTRA_CHECKS :=
 
 .PHONY: all build stage install header header-status check check-style check-rust \
-	check-header check-soname check-symbols check-pkgconfig check-cxx \
+	check-header check-soname check-symbols check-pkgconfig check-install check-cxx \
 	c-tests check-c check-c-valgrind check-c-asan check-extra check-steps deps clean
 
 all: build header-status stage
+
+# ---- missing system dependencies -------------------------------------------
+
+# Each says in one line what is missing and what installs it, instead of
+# letting a compiler or the shell fail on it; `make deps` installs them all.
+# $(call need_tool,TARGET,COMMAND,DEBIAN-PACKAGE)
+need_tool = command -v $(firstword $(2)) >/dev/null 2>&1 || { \
+	echo "$(1): '$(firstword $(2))' is not installed: run 'make deps' (Debian package $(3))" >&2; exit 1; }
+# $(call need_c_toolchain,TARGET): a C compiler and pkg-config.
+need_c_toolchain = $(call need_tool,$(1),$(CC),gcc) && $(call need_tool,$(1),$(PKG_CONFIG),pkg-config)
+# $(call need_pkg,TARGET,PKG-CONFIG-MODULE): a library's development files.
+PKG_DEBIAN.gio-unix-2.0 := libglib2.0-dev
+need_pkg = $(call need_tool,$(1),$(PKG_CONFIG),pkg-config) && $(PKG_CONFIG) --exists $(2) || { \
+	echo "$(1): $(2) (development files) not found by pkg-config: run 'make deps' (Debian package $(or $(PKG_DEBIAN.$(2)),providing $(2).pc))" >&2; exit 1; }
+# $(call need_sanitizers,TARGET): the AddressSanitizer and UBSan runtimes.
+need_sanitizers = echo 'int main(void){return 0;}' | $(CC) -x c $(ASAN_FLAGS) -o /dev/null - >/dev/null 2>&1 || { \
+	echo "$(1): $(CC) cannot link -fsanitize=address,undefined: run 'make deps' (Debian packages libasan8 libubsan1)" >&2; exit 1; }
 
 # ---- building ------------------------------------------------------------
 
 # cargo decides what is stale; the build script regenerates the header.
 build:
 	@mkdir -p $(BUILD)
+	@command -v $(CARGO) >/dev/null 2>&1 || { \
+	    echo "build: '$(CARGO)' is not installed: install a Rust toolchain (rustup), then run 'make deps'" >&2; exit 1; }
 	set -o pipefail; $(CARGO) build --release --message-format=json-render-diagnostics \
 	    | sed -n 's|.*"out_dir":"\([^"]*/build/fdctx-[0-9a-f]*/out\)".*|\1/fdctx.h|p' > $(GENERATED_HEADER_AT).new
 	@test -s $(GENERATED_HEADER_AT).new \
@@ -106,20 +129,26 @@ native_static_libs = $$(echo | $(RUSTC) --crate-type=staticlib --crate-name=fdct
 libdir ?= $(PREFIX)/lib
 LIBDIR = $(DESTDIR)$(libdir)
 
+# The header installed is the checked-in include/fdctx.h (what `make check`
+# proves current), as `cargo cinstall` installs it. `install -C` and the
+# compare-then-move of fdctx.pc leave unchanged files untouched, so a program
+# linked against the stage is not relinked when nothing changed.
 install: build
 	@test -n "$(PREFIX)" || { echo "install: PREFIX is empty" >&2; exit 1; }
 	$(INSTALL) -d $(LIBDIR)/pkgconfig $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin
-	$(INSTALL) -m 0755 $(RELEASE_DIR)/libfdctx.so $(LIBDIR)/libfdctx.so.$(VERSION)
+	$(INSTALL) -C -m 0755 $(RELEASE_DIR)/libfdctx.so $(LIBDIR)/libfdctx.so.$(VERSION)
 	ln -sfn libfdctx.so.$(VERSION) $(LIBDIR)/$(SONAME)
-	ln -sfn $(SONAME) $(LIBDIR)/libfdctx.so
-	$(INSTALL) -m 0644 $(RELEASE_DIR)/libfdctx.a $(LIBDIR)/libfdctx.a
-	$(INSTALL) -m 0644 $(GENERATED_HEADER) $(DESTDIR)$(PREFIX)/include/fdctx.h
-	$(INSTALL) -m 0755 $(RELEASE_DIR)/fdctx-send $(DESTDIR)$(PREFIX)/bin/fdctx-send
-	$(INSTALL) -m 0755 $(RELEASE_DIR)/fdctx-confine $(DESTDIR)$(PREFIX)/bin/fdctx-confine
+	ln -sfn libfdctx.so.$(VERSION) $(LIBDIR)/libfdctx.so
+	$(INSTALL) -C -m 0644 $(RELEASE_DIR)/libfdctx.a $(LIBDIR)/libfdctx.a
+	$(INSTALL) -C -m 0644 include/fdctx.h $(DESTDIR)$(PREFIX)/include/fdctx.h
+	$(INSTALL) -C -m 0755 $(RELEASE_DIR)/fdctx-send $(DESTDIR)$(PREFIX)/bin/fdctx-send
+	$(INSTALL) -C -m 0755 $(RELEASE_DIR)/fdctx-confine $(DESTDIR)$(PREFIX)/bin/fdctx-confine
 	@probe_dir=$$(mktemp -d) && trap 'rm -rf "$$probe_dir"' EXIT && \
 	libs="$(native_static_libs)" && test -n "$$libs" && \
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(libdir)|g' -e 's|@VERSION@|$(VERSION)|g' \
-	    -e "s|@LIBS_PRIVATE@|$$libs|g" fdctx.pc.in > $(LIBDIR)/pkgconfig/fdctx.pc && \
+	    -e "s|@LIBS_PRIVATE@|$$libs|g" fdctx.pc.in > "$$probe_dir/fdctx.pc" && \
+	{ cmp -s "$$probe_dir/fdctx.pc" $(LIBDIR)/pkgconfig/fdctx.pc \
+	    || $(INSTALL) -m 0644 "$$probe_dir/fdctx.pc" $(LIBDIR)/pkgconfig/fdctx.pc; } && \
 	echo "wrote $(LIBDIR)/pkgconfig/fdctx.pc (Libs.private: $$libs)"
 	@# A real install as root refreshes the loader cache; staged ones need not.
 	@if [ -z "$(DESTDIR)" ] && [ "$(PREFIX)" != "$(STAGE)" ] && [ "$$(id -u)" = 0 ] \
@@ -145,7 +174,7 @@ check:
 
 # Each step in order, each in its own make; a failing step stops the run.
 CHECK_STEPS := check-style check-rust check-header stage check-soname check-symbols check-pkgconfig \
-	check-cxx check-c check-c-valgrind check-c-asan check-extra
+	check-install check-cxx check-c check-c-valgrind check-c-asan check-extra
 check-steps:
 	@+set -e; for step in $(CHECK_STEPS); do $(MAKE) --no-print-directory $$step; done
 	@echo "== make check: all checks passed"
@@ -178,18 +207,20 @@ check-header: build
 	@echo "every macro in include/fdctx.h is FDCTX_*"
 
 check-soname: $(STAGED_LIB)
+	@$(call need_tool,$@,readelf,binutils)
 	@echo "== SONAME and library links"
 	@so=$$(readelf -d $(STAGED_LIB) | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p'); \
 	echo "SONAME: $$so"; \
 	test "$$so" = "$(SONAME)" || { echo "FAIL: SONAME is '$$so', want $(SONAME)" >&2; exit 1; }
 	@test "$$(readlink $(STAGE)/lib/$(SONAME))" = libfdctx.so.$(VERSION) \
 	    || { echo "FAIL: $(SONAME) does not point at libfdctx.so.$(VERSION)" >&2; exit 1; }
-	@test "$$(readlink $(STAGE)/lib/libfdctx.so)" = $(SONAME) \
-	    || { echo "FAIL: libfdctx.so does not point at $(SONAME)" >&2; exit 1; }
-	@echo "lib/libfdctx.so -> $(SONAME) -> libfdctx.so.$(VERSION)"
+	@test "$$(readlink $(STAGE)/lib/libfdctx.so)" = libfdctx.so.$(VERSION) \
+	    || { echo "FAIL: libfdctx.so does not point at libfdctx.so.$(VERSION)" >&2; exit 1; }
+	@echo "lib/libfdctx.so and lib/$(SONAME) -> libfdctx.so.$(VERSION)"
 
 # Only fdctx_* is exported, and exactly the functions the header declares.
 check-symbols: $(STAGED_LIB) $(STAGED_HEADER)
+	@$(call need_tool,$@,nm,binutils)
 	@echo "== exported symbols (nm -D --defined-only)"
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	nm -D --defined-only $(STAGED_LIB) | awk '{print $$NF}' | sed 's/@.*//' | sort -u > $$tmp/exported; \
@@ -202,12 +233,39 @@ check-symbols: $(STAGED_LIB) $(STAGED_HEADER)
 	    cat $$tmp/diff >&2; exit 1; fi; \
 	echo "only fdctx_* exported, all declared functions present"
 
+# `make install` and cargo-c's `cargo cinstall` (Cargo.toml's
+# [package.metadata.capi]) into two temporary trees, compared: the files with
+# their modes and link targets, the SONAME, the exported symbols, the header
+# (the checked-in one in both) and what pkg-config reads from each fdctx.pc.
+# The programs (bin/) are left out: cargo cinstall installs libraries only (they
+# are target/release/fdctx-send and fdctx-confine of `cargo build`). Skipped, with a line saying so,
+# only where cargo-c is not installed (`make deps` installs it).
+CHECK_INSTALL := $(BUILD)/check-install
+check-install:
+	@echo "== install: make install and cargo cinstall, compared"
+	@set -e; v=$$($(CARGO) cinstall --version 2>/dev/null | sed -n 's/^cargo-c \([0-9][0-9.]*\).*/\1/p'); \
+	if [ -z "$$v" ] || [ "$$(printf '%s\n' 0.10.0 "$$v" | sort -V | head -n 1)" != 0.10.0 ]; then \
+	    echo "SKIP check-install: cargo-c 0.10 or later is not installed ('make deps' installs it)"; \
+	    echo "install: 0 passed, 0 failed, 1 skipped"; exit 0; fi; \
+	rm -rf $(CHECK_INSTALL) && mkdir -p $(CHECK_INSTALL); \
+	$(MAKE) --no-print-directory install PREFIX=/usr/local libdir=/usr/local/lib \
+	    DESTDIR=$(CHECK_INSTALL)/make > $(CHECK_INSTALL)/make.log 2>&1 \
+	    || { cat $(CHECK_INSTALL)/make.log >&2; echo "FAIL: make install" >&2; exit 1; }; \
+	rm -rf $(CHECK_INSTALL)/make/usr/local/bin; \
+	echo "cargo-c $$v: $(CARGO) cinstall --release --prefix=/usr/local --libdir=/usr/local/lib --destdir=..."; \
+	$(CARGO) cinstall --release --prefix=/usr/local --libdir=/usr/local/lib \
+	    --destdir=$(CHECK_INSTALL)/cargo-c > $(CHECK_INSTALL)/cargo-c.log 2>&1 \
+	    || { cat $(CHECK_INSTALL)/cargo-c.log >&2; echo "FAIL: cargo cinstall" >&2; exit 1; }; \
+	bash scripts/compare-installs $(CHECK_INSTALL)/make $(CHECK_INSTALL)/cargo-c /usr/local \
+	    $(SONAME) libfdctx.so.$(VERSION)
+
 SMOKE := c-tests/smoke.c
 CHECK_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1
 
 # A C program built with pkg-config's flags alone, linked dynamically and,
 # through `pkg-config --static`, statically against libfdctx.a.
 check-pkgconfig: $(STAGED_LIB) $(STAGED_HEADER)
+	@$(call need_c_toolchain,$@)
 	@echo "== pkg-config"
 	@set -e; out=$(BUILD)/pkgconfig; mkdir -p $$out; \
 	v=$$($(PKG_CONFIG) --modversion fdctx); echo "fdctx.pc version $$v"; \
@@ -232,6 +290,7 @@ check-pkgconfig: $(STAGED_LIB) $(STAGED_HEADER)
 
 # The header compiles as C++ and links without name mangling.
 check-cxx: $(STAGED_LIB) $(STAGED_HEADER)
+	@$(call need_tool,$@,$(CXX),g++)
 	@echo "== C++ use of the header"
 	@set -e; out=$(BUILD)/pkgconfig; mkdir -p $$out; \
 	$(CXX) -std=c++11 -Wall -Wextra -Werror -pedantic -o $$out/cxx-header c-tests/cxx_header.cc \
@@ -265,6 +324,8 @@ $(C_TEST_ASAN_BINS): SANITIZE = $(ASAN_FLAGS)
 .SECONDEXPANSION:
 $(C_TEST_BINS) $(C_TEST_ASAN_BINS): c-tests/$$(notdir $$@).c c-tests/harness.h $(STAGED_LIB) $(STAGED_HEADER)
 	@mkdir -p $(@D)
+	@$(call need_c_toolchain,$@)
+	@$(if $(SANITIZE),$(call need_sanitizers,$@))
 	$(CC) $(C_TEST_CFLAGS) $(SANITIZE) $(CFLAGS) $(FDCTX_CFLAGS) -o $@ $< $(FDCTX_LIBS) $(LDFLAGS)
 
 c-tests: $(C_TEST_BINS) $(C_TEST_ASAN_BINS)

@@ -108,6 +108,25 @@ show_fds() {
     fd_table | sed 's/^/     /'
 }
 fd_count() { fd_table | wc -l; }
+
+# The octal flags of /proc/PID/fdinfo/FD spelled as open(2) flags (Linux's
+# x86_64/aarch64 values), e.g. 02100002 -> O_RDWR|O_LARGEFILE|O_CLOEXEC.
+decode_flags() {
+    local v=$((8#$1)) names
+    case $((v & 3)) in 0) names=O_RDONLY ;; 1) names=O_WRONLY ;; *) names=O_RDWR ;; esac
+    local bit name
+    for bit in 02000:O_APPEND 04000:O_NONBLOCK 040000:O_DIRECT 0100000:O_LARGEFILE \
+        0200000:O_DIRECTORY 0400000:O_NOFOLLOW 01000000:O_NOATIME 02000000:O_CLOEXEC \
+        04010000:O_SYNC 010000:O_DSYNC 010000000:O_PATH; do
+        name=${bit#*:}
+        bit=$((8#${bit%%:*}))
+        if [ $((v & bit)) -eq "$bit" ]; then
+            names="$names|$name"
+            v=$((v & ~bit))
+        fi
+    done
+    echo "$names"
+}
 fds_on() { fd_table | grep -c -- "-> $1\$"; }
 socket_count() { fd_table | grep -c -- '-> socket:'; }
 
@@ -203,7 +222,8 @@ step "The monitor's fds after the command"
 show_fds
 DISK_FD=$(fd_table | awk -v t="$DISK" '$3 == t { print $1; exit }')
 if [ -n "$DISK_FD" ]; then
-    note "fdinfo of fd $DISK_FD: $(grep flags /proc/"$VMM_PID"/fdinfo/"$DISK_FD")"
+    DISK_FLAGS=$(awk '/^flags/ { print $2 }' /proc/"$VMM_PID"/fdinfo/"$DISK_FD")
+    note "fd $DISK_FD's open flags (/proc/$VMM_PID/fdinfo/$DISK_FD): $DISK_FLAGS = $(decode_flags "$DISK_FLAGS")"
 fi
 check "the used fd is held: $DISK is open once" count_is "$(fds_on "$DISK")" 1
 check "the unused fd was closed: spare.raw is not open" count_is "$(fds_on spare.raw)" 0
@@ -219,6 +239,7 @@ send --qmp --fd spare.raw vmm.sock \
 check "refused with an error" reply_is_error
 check "the error names /dev/fd/3" reply_has '/dev/fd/3'
 check "the error echoes the id" reply_has '"id": "add-2"'
+check "the monitor says the rejected command's fds were closed" grep -q 'rejected, its fds closed: ' minivmm.log
 show_fds
 check "nothing held: spare.raw is not open" count_is "$(fds_on spare.raw)" 0
 check "fd count unchanged" count_is "$(fd_count)" $((BASE + 1))
@@ -230,6 +251,7 @@ send --qmp --fd seed.raw:r vmm.sock \
     '{"execute": "blockdev-add", "arguments": {"node-name": "seed", "driver": "file", "filename": "/dev/fd/0", "read-only": false}}'
 check "refused with an error" reply_is_error
 check "the error says why (access mode)" reply_matches 'permission|access|read-only|denied'
+check "the monitor says the refused command's fd was closed" grep -q 'used by the failed command, kept by nothing: closed' minivmm.log
 check "nothing held: seed.raw is not open" count_is "$(fds_on seed.raw)" 0
 check "fd count unchanged" count_is "$(fd_count)" $((BASE + 1))
 
@@ -275,8 +297,8 @@ note "half a command is in: the monitor holds its fd until the command completes
 show_fds
 check "the half command's fd is held while the client is alive" count_is "$(fds_on spare.raw)" 1
 echo "\$ kill -9 $CLIENT_PID"
-kill -9 "$CLIENT_PID"
-wait "$CLIENT_PID" 2>/dev/null
+# (bash's own "Killed" notice for its job is not part of the transcript)
+{ kill -9 "$CLIENT_PID"; wait "$CLIENT_PID"; } 2>/dev/null
 CLIENT_PID=
 settle
 monitor_log

@@ -13,20 +13,35 @@ INTEROP = $(PYTHON) tests/interop/test_interop.py --fdctx-send $(STAGE)/bin/fdct
 # Built against the staged install exactly as a VMM would build against an
 # installed libfdctx: flags from pkg-config (FDCTX_CFLAGS, FDCTX_LIBS), and
 # a second time with AddressSanitizer and UBSan (any report is fatal).
+# They depend on the staged files, not on the phony `stage`: whoever needs a
+# current stage runs `stage` first (make all, make check and make demo do),
+# and `make install` leaves unchanged files untouched, so nothing is relinked
+# when the library did not change.
 build/asan/minivmm: SANITIZE = $(ASAN_FLAGS)
-build/minivmm build/asan/minivmm: examples/minivmm.c stage
+build/minivmm build/asan/minivmm: examples/minivmm.c $(STAGED_LIB) $(STAGED_HEADER)
 	@mkdir -p $(@D)
+	@$(call need_c_toolchain,$@)
+	@$(if $(SANITIZE),$(call need_sanitizers,$@))
 	$(CC) $(MINIVMM_CFLAGS) $(SANITIZE) $(CFLAGS) $(FDCTX_CFLAGS) -o $@ $< $(FDCTX_LIBS) $(LDFLAGS)
 
-demo: build/minivmm stage
-	MINIVMM=build/minivmm FDCTX_SEND=$(STAGE)/bin/fdctx-send bash examples/demo.sh
+# The build's output goes to build/demo-build.log (shown only when it
+# fails), so the demo's transcript starts at once.
+DEMO_BUILD_LOG := $(BUILD)/demo-build.log
+demo:
+	@mkdir -p $(BUILD)
+	@echo "demo: building the library and build/minivmm, about a minute the first time (log: build/demo-build.log)"
+	@$(MAKE) --no-print-directory stage build/minivmm > $(DEMO_BUILD_LOG) 2>&1 || { \
+	    tail -n 30 $(DEMO_BUILD_LOG) >&2; echo "demo: the build failed (above; whole log: build/demo-build.log)" >&2; exit 1; }
+	@MINIVMM=build/minivmm FDCTX_SEND=$(STAGE)/bin/fdctx-send bash examples/demo.sh
 
 check-interop: build/minivmm
+	@$(call need_tool,$@,$(PYTHON),python3)
 	$(INTEROP) --minivmm build/minivmm
 
 # The same session against `minivmm --confine` (Landlock: no file opens by
 # path); skipped, with a line saying so, where the kernel has no Landlock.
 check-interop-confined: build/minivmm
+	@$(call need_tool,$@,$(PYTHON),python3)
 	@echo "== interop session, monitor confined (minivmm --confine)"
 	$(INTEROP) --minivmm build/minivmm --confine
 
@@ -35,6 +50,7 @@ check-interop-confined: build/minivmm
 # report must list fds 0, 1 and 2 only. The report is printed; the monitor's
 # whole stderr, valgrind's output included, is kept in build/interop/.
 check-minivmm-valgrind: build/minivmm
+	@$(call need_tool,$@,$(PYTHON),python3)
 	@echo "== minivmm session under valgrind --track-fds=yes --error-exitcode=1"
 	@command -v $(VALGRIND) >/dev/null 2>&1 || { \
 	    echo "$(VALGRIND) not found: 'make deps' installs it" >&2; exit 1; }
@@ -44,6 +60,7 @@ check-minivmm-valgrind: build/minivmm
 # The scripted session against build/asan/minivmm: any sanitizer report, or a
 # leak found by LeakSanitizer at exit, fails it.
 check-minivmm-asan: build/asan/minivmm
+	@$(call need_tool,$@,$(PYTHON),python3)
 	@echo "== minivmm session, monitor built with -fsanitize=address,undefined"
 	$(SANITIZER_ENV) $(INTEROP) --minivmm build/asan/minivmm --keep-log build/interop/minivmm.asan.log
 
@@ -57,10 +74,13 @@ EXTRA_CHECKS += check-interop check-interop-confined check-minivmm-valgrind chec
 EVENT_LOOP_MONITORS := build/epoll-monitor build/glib-monitor
 EVENT_LOOPS = $(PYTHON) tests/interop/test_event_loops.py --fdctx-send $(STAGE)/bin/fdctx-send
 
-build/glib-monitor: EXAMPLE_CFLAGS = $(shell $(PKG_CONFIG) --cflags gio-unix-2.0)
-build/glib-monitor: EXAMPLE_LIBS = $(shell $(PKG_CONFIG) --libs gio-unix-2.0)
-$(EVENT_LOOP_MONITORS): build/%: examples/%.c examples/qmp-common.c examples/qmp-common.h stage
+build/glib-monitor: EXAMPLE_CFLAGS = $(shell $(PKG_CONFIG) --cflags gio-unix-2.0 2>/dev/null)
+build/glib-monitor: EXAMPLE_LIBS = $(shell $(PKG_CONFIG) --libs gio-unix-2.0 2>/dev/null)
+build/glib-monitor: NEED_PKG = gio-unix-2.0
+$(EVENT_LOOP_MONITORS): build/%: examples/%.c examples/qmp-common.c examples/qmp-common.h $(STAGED_LIB) $(STAGED_HEADER)
 	@mkdir -p $(@D)
+	@$(call need_c_toolchain,$@)
+	@$(if $(NEED_PKG),$(call need_pkg,$@,$(NEED_PKG)))
 	$(CC) $(MINIVMM_CFLAGS) $(CFLAGS) $(FDCTX_CFLAGS) $(EXAMPLE_CFLAGS) -o $@ $(filter %.c,$^) \
 	    $(FDCTX_LIBS) $(EXAMPLE_LIBS) $(LDFLAGS)
 
@@ -69,11 +89,13 @@ all: $(EVENT_LOOP_MONITORS)
 .PHONY: check-event-loops check-event-loops-valgrind
 
 check-event-loops: $(EVENT_LOOP_MONITORS)
+	@$(call need_tool,$@,$(PYTHON),python3)
 	@echo "== event-loop monitors with several clients at once"
 	$(EVENT_LOOPS) --monitor build/epoll-monitor
 	$(EVENT_LOOPS) --monitor build/glib-monitor
 
 check-event-loops-valgrind: $(EVENT_LOOP_MONITORS)
+	@$(call need_tool,$@,$(PYTHON),python3)
 	@echo "== event-loop monitors under valgrind --track-fds=yes --error-exitcode=1"
 	@command -v $(VALGRIND) >/dev/null 2>&1 || { \
 	    echo "$(VALGRIND) not found: 'make deps' installs it" >&2; exit 1; }

@@ -267,6 +267,7 @@ static bool valid_node_name(const char *s)
 struct request {
     fdctx_msg *msg;
     struct buf reply; /* the reply line, built before the message is finished */
+    bool failed;      /* the reply is an error */
 };
 
 /* Appends ', "id": <id>' when the command has an id. */
@@ -307,6 +308,7 @@ static void reply_error(struct request *rq, const char *fmt, ...)
         vsnprintf(desc, (size_t)n + 1, fmt, ap);
         va_end(ap);
     }
+    rq->failed = true;
     buf_str(&rq->reply, "{\"error\": {\"class\": \"GenericError\", \"desc\": ");
     buf_json_str(&rq->reply, desc, strlen(desc));
     buf_str(&rq->reply, "}");
@@ -543,7 +545,9 @@ static bool serve(int client)
         int status = fdctx_msg_status(msg);
         if (status < 0) {
             const char *why = fdctx_msg_error(msg);
-            fprintf(stderr, "minivmm: <- %s, rejected: %s\n", name, why ? why : strerror(-status));
+            /* A rejected message holds no fds: fdctx closed any sent with it. */
+            fprintf(stderr, "minivmm: <- %s, rejected, its fds closed: %s\n", name,
+                    why ? why : strerror(-status));
             reply_error(&rq, "%s", why ? why : strerror(-status));
         } else {
             fprintf(stderr, "minivmm: <- %s, %zu fd%s\n", name, nfds, nfds == 1 ? "" : "s");
@@ -556,6 +560,12 @@ static bool serve(int client)
         /* Close every fd the command did not keep, then answer: by the time
          * the client reads the reply, the monitor holds only what it keeps. */
         int unused = fdctx_msg_finish(msg);
+        /* The block layer keeps a duplicate of what it opens, never the
+         * command's own fd: finishing closes every fd of the command. */
+        size_t used = unused >= 0 && (size_t)unused <= nfds ? nfds - (size_t)unused : 0;
+        if (status == 0 && rq.failed && used > 0)
+            fprintf(stderr, "minivmm:    %zu fd%s used by the failed command, kept by nothing: closed\n",
+                    used, used == 1 ? "" : "s");
         if (unused > 0)
             fprintf(stderr, "minivmm:    %d fd%s passed but never used: closed\n", unused,
                     unused == 1 ? "" : "s");

@@ -616,7 +616,8 @@ void fdctx_conn_free(struct fdctx_conn *conn);
  * The command's bytes: a pointer to them, NUL-terminated (the NUL is not
  * counted), owned by the message and valid until fdctx_msg_finish();
  * `*len` (if `len` is not NULL) gets the length. For a message too large
- * to keep, the bytes are empty. NULL if `msg` is NULL.
+ * to keep, the bytes are empty. NULL if `msg` is NULL, with `*len` left
+ * untouched and fdctx_last_error() set.
  *
  * Thread rules: not concurrently with any other call on the same message,
  * read-only ones included (the accessors cache what they parse).
@@ -688,9 +689,10 @@ int fdctx_msg_finish(struct fdctx_msg *msg);
  *
  * Returns a NUL-terminated copy owned by the message, valid until
  * fdctx_msg_finish(); `*len` (if `len` is not NULL) gets its length (the
- * string may contain NUL bytes). NULL, with fdctx_last_error() set, if
- * `msg` or `pointer` is NULL, the message is not JSON, nothing is at
- * `pointer`, or the value is not a string.
+ * string may contain NUL bytes). NULL, with fdctx_last_error() set and
+ * `*len` untouched, if `msg` or `pointer` is NULL, the message is not JSON,
+ * nothing is at `pointer` (a non-empty pointer not starting with `/` points
+ * at nothing), or the value is not a string.
  *
  * Thread rules: not concurrently with any other call on the same message,
  * read-only ones included (the accessors cache what they parse).
@@ -706,8 +708,9 @@ const char *fdctx_msg_get_str(const struct fdctx_msg *msg, const char *pointer, 
  *
  * Returns a NUL-terminated string owned by the message, valid until
  * fdctx_msg_finish(); `*len` gets its length if `len` is not NULL. NULL,
- * with fdctx_last_error() set, if `msg` or `pointer` is NULL, the message
- * is not JSON, or nothing is at `pointer`.
+ * with fdctx_last_error() set and `*len` untouched, if `msg` or `pointer`
+ * is NULL, the message is not JSON, or nothing is at `pointer` (a
+ * non-empty pointer not starting with `/` points at nothing).
  *
  * Thread rules: not concurrently with any other call on the same message,
  * read-only ones included (the accessors cache what they parse).
@@ -718,7 +721,10 @@ const char *fdctx_msg_get_json(const struct fdctx_msg *msg, const char *pointer,
  * The boolean at `pointer`, written to `*out`.
  *
  * Returns 0, or `-EINVAL` (an argument is NULL), `-EBADMSG` (the message is
- * not JSON), `-ENOENT` (nothing at `pointer`), `-ENOMSG` (not a boolean).
+ * not JSON), `-ENOENT` (nothing at `pointer`; a non-empty pointer not
+ * starting with `/`, such as `"arguments/ro"`, points at nothing), `-ENOMSG`
+ * (not a boolean). On failure `*out` is left untouched and
+ * fdctx_last_error() says why.
  *
  * Thread rules: not concurrently with any other call on the same message,
  * read-only ones included (the accessors cache what they parse).
@@ -729,10 +735,13 @@ int fdctx_msg_get_bool(const struct fdctx_msg *msg, const char *pointer, bool *o
  * The integer at `pointer`, written to `*out`.
  *
  * Returns 0, or `-EINVAL` (an argument is NULL), `-EBADMSG` (the message is
- * not JSON), `-ENOENT` (nothing at `pointer`), `-ENOMSG` (not a number),
- * `-ERANGE` (a number that is not written as an integer within int64_t:
- * a fraction, an exponent such as `1e2`, `-0`, or out of range — as QEMU's
- * QMP parser, which takes those for floating-point numbers).
+ * not JSON), `-ENOENT` (nothing at `pointer`; a non-empty pointer not
+ * starting with `/`, such as `"arguments/size"`, points at nothing),
+ * `-ENOMSG` (not a number), `-ERANGE` (a number that is not written as an
+ * integer within int64_t: a fraction, an exponent such as `1e2`, `-0`, or
+ * out of range — as QEMU's QMP parser, which takes those for
+ * floating-point numbers). On failure `*out` is left untouched and
+ * fdctx_last_error() says why.
  *
  * Thread rules: not concurrently with any other call on the same message,
  * read-only ones included (the accessors cache what they parse).

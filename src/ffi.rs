@@ -815,7 +815,8 @@ pub unsafe extern "C" fn fdctx_conn_free(conn: *mut fdctx_conn) {
 /// The command's bytes: a pointer to them, NUL-terminated (the NUL is not
 /// counted), owned by the message and valid until fdctx_msg_finish();
 /// `*len` (if `len` is not NULL) gets the length. For a message too large
-/// to keep, the bytes are empty. NULL if `msg` is NULL.
+/// to keep, the bytes are empty. NULL if `msg` is NULL, with `*len` left
+/// untouched and fdctx_last_error() set.
 ///
 /// Thread rules: not concurrently with any other call on the same message,
 /// read-only ones included (the accessors cache what they parse).
@@ -918,9 +919,10 @@ pub unsafe extern "C" fn fdctx_msg_finish(msg: *mut fdctx_msg) -> c_int {
 ///
 /// Returns a NUL-terminated copy owned by the message, valid until
 /// fdctx_msg_finish(); `*len` (if `len` is not NULL) gets its length (the
-/// string may contain NUL bytes). NULL, with fdctx_last_error() set, if
-/// `msg` or `pointer` is NULL, the message is not JSON, nothing is at
-/// `pointer`, or the value is not a string.
+/// string may contain NUL bytes). NULL, with fdctx_last_error() set and
+/// `*len` untouched, if `msg` or `pointer` is NULL, the message is not JSON,
+/// nothing is at `pointer` (a non-empty pointer not starting with `/` points
+/// at nothing), or the value is not a string.
 ///
 /// Thread rules: not concurrently with any other call on the same message,
 /// read-only ones included (the accessors cache what they parse).
@@ -946,8 +948,9 @@ pub unsafe extern "C" fn fdctx_msg_get_str(
 ///
 /// Returns a NUL-terminated string owned by the message, valid until
 /// fdctx_msg_finish(); `*len` gets its length if `len` is not NULL. NULL,
-/// with fdctx_last_error() set, if `msg` or `pointer` is NULL, the message
-/// is not JSON, or nothing is at `pointer`.
+/// with fdctx_last_error() set and `*len` untouched, if `msg` or `pointer`
+/// is NULL, the message is not JSON, or nothing is at `pointer` (a
+/// non-empty pointer not starting with `/` points at nothing).
 ///
 /// Thread rules: not concurrently with any other call on the same message,
 /// read-only ones included (the accessors cache what they parse).
@@ -968,7 +971,10 @@ pub unsafe extern "C" fn fdctx_msg_get_json(
 /// The boolean at `pointer`, written to `*out`.
 ///
 /// Returns 0, or `-EINVAL` (an argument is NULL), `-EBADMSG` (the message is
-/// not JSON), `-ENOENT` (nothing at `pointer`), `-ENOMSG` (not a boolean).
+/// not JSON), `-ENOENT` (nothing at `pointer`; a non-empty pointer not
+/// starting with `/`, such as `"arguments/ro"`, points at nothing), `-ENOMSG`
+/// (not a boolean). On failure `*out` is left untouched and
+/// fdctx_last_error() says why.
 ///
 /// Thread rules: not concurrently with any other call on the same message,
 /// read-only ones included (the accessors cache what they parse).
@@ -981,10 +987,13 @@ pub unsafe extern "C" fn fdctx_msg_get_bool(msg: *const fdctx_msg, pointer: *con
 /// The integer at `pointer`, written to `*out`.
 ///
 /// Returns 0, or `-EINVAL` (an argument is NULL), `-EBADMSG` (the message is
-/// not JSON), `-ENOENT` (nothing at `pointer`), `-ENOMSG` (not a number),
-/// `-ERANGE` (a number that is not written as an integer within int64_t:
-/// a fraction, an exponent such as `1e2`, `-0`, or out of range — as QEMU's
-/// QMP parser, which takes those for floating-point numbers).
+/// not JSON), `-ENOENT` (nothing at `pointer`; a non-empty pointer not
+/// starting with `/`, such as `"arguments/size"`, points at nothing),
+/// `-ENOMSG` (not a number), `-ERANGE` (a number that is not written as an
+/// integer within int64_t: a fraction, an exponent such as `1e2`, `-0`, or
+/// out of range — as QEMU's QMP parser, which takes those for
+/// floating-point numbers). On failure `*out` is left untouched and
+/// fdctx_last_error() says why.
 ///
 /// Thread rules: not concurrently with any other call on the same message,
 /// read-only ones included (the accessors cache what they parse).

@@ -3,7 +3,7 @@
 //!
 //! An exported function is written as
 //!
-//! ```ignore
+//! ```text
 //! pub unsafe extern "C" fn fdctx_thing(ctx: *mut fdctx, ...) -> c_int {
 //!     ffi_boundary(|| {
 //!         let ctx = unsafe { fdctx::arg_mut(ctx) }?;

@@ -613,6 +613,39 @@ def run_assoc_steps(d, files):
             c.cmd("blockdev-del", {"node-name": "probe"})
         return r
 
+    base = len(d.fds())
+
+    # Without the oob capability the monitor suspends after every command:
+    # three commands in one write, read at once, must still be taken one at
+    # a time, answered in order, and the fd (on the write, so on the last
+    # command's bytes) go to the third.
+    s = step("three commands in one write, no oob: in order, fd to the third")
+    p = Client(d, oob=False, timeout=10)
+    fd, path = files.fd("three")
+    if system:
+        third = {"execute": "add-fd", "arguments": {"fdset-id": 11}, "id": "c"}
+    else:
+        third = {"execute": "blockdev-add", "id": "c",
+                 "arguments": {"driver": "file", "node-name": "three",
+                               "filename": "/dev/fd/0"}}
+    p.send(b"".join(json.dumps(m).encode() + b"\n" for m in [
+        {"execute": "query-version", "id": "a"},
+        {"execute": "query-status", "id": "b"}, third]), [fd])
+    os.close(fd)
+    order = [p.recv() for _ in range(3)]
+    held = d.test_fds()
+    s.served = ([m.get("id") for m in order] == ["a", "b", "c"]
+                and all(ok(m) for m in order) and held == [path])
+    s.note = why(order[2])[:60]
+    if ok(order[2]):
+        if system:
+            p.cmd("remove-fd", {"fdset-id": 11})
+        else:
+            p.cmd("blockdev-del", {"node-name": "three"})
+    p.close()
+    close_step(s, base)
+
+    # QEMU serves one client per QMP socket: this one once that one left.
     c = Client(d, timeout=10)
     base = len(d.fds())
 

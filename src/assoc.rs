@@ -22,6 +22,12 @@
 //!    no partial command after all of that ([`Assoc::idle`]): fds attached
 //!    to dropped bytes are closed, never handed to a later command.
 //!
+//! Fds of a whitespace-only read wait for the command that has the next
+//! non-whitespace byte. A framing that sees the bytes says when a command
+//! gets one ([`Assoc::command_byte`]); a parser that completes a command
+//! only on a byte of the command's own (QEMU's) reports it with the
+//! completion ([`Assoc::complete_own`]).
+//!
 //! # The rule (stream sockets)
 //!
 //! On a stream socket the kernel attaches the fds of one `sendmsg(2)` to
@@ -238,8 +244,7 @@ impl Assoc {
     pub fn attach(&mut self) {
         let Some(p) = self.pending.take() else { return };
         if p.at_command {
-            let waiting = std::mem::take(&mut self.waiting);
-            self.current.merge(waiting, self.max_fds);
+            self.command_byte();
             self.current.merge(p.batch, self.max_fds);
         } else {
             self.waiting.merge(p.batch, self.max_fds);
@@ -247,15 +252,35 @@ impl Assoc {
         self.note_hold();
     }
 
+    /// The command in progress received a non-whitespace byte: fds that
+    /// were waiting for the next command are its. A framing that sees the
+    /// bytes reports this for every step with such a byte, so that a
+    /// command that only ends on whitespace (a line's `\n`) after fds came
+    /// on whitespace does not take them; a VMM's parser, which completes a
+    /// command only on a byte of its own, need not ([`Assoc::complete_own`]).
+    pub fn command_byte(&mut self) {
+        if !self.waiting.is_empty() {
+            let waiting = std::mem::take(&mut self.waiting);
+            self.current.merge(waiting, self.max_fds);
+        }
+    }
+
     /// Step 2 or 4: the parser completed (or rejected) a command. Returns
-    /// its fds (those attached to it, then those that were waiting for it),
-    /// or why it cannot have them.
+    /// its fds, or why it cannot have them; fds waiting for the next
+    /// command stay (see [`Assoc::command_byte`]).
     pub fn complete(&mut self) -> Result<FdList, Error> {
-        let mut batch = std::mem::take(&mut self.current);
-        let waiting = std::mem::take(&mut self.waiting);
-        batch.merge(waiting, self.max_fds);
+        let batch = std::mem::take(&mut self.current);
         self.note_hold();
         batch.into_result()
+    }
+
+    /// [`Assoc::complete`] for a parser that reports a command as it takes
+    /// the command's own last byte, which is not whitespace (QEMU's: a
+    /// JSON value ends at its closing bracket, a lexical error at the bad
+    /// byte): fds that were waiting go to it too, after its own.
+    pub fn complete_own(&mut self) -> Result<FdList, Error> {
+        self.command_byte();
+        self.complete()
     }
 
     /// Step 5: the parser dropped non-whitespace bytes that belong to no
@@ -401,6 +426,13 @@ mod tests {
         a.attach();
         assert_eq!(count(a.complete()), Ok(2));
         assert_eq!(a.deadline(), None);
+        // A command that ends on whitespace after fds came on whitespace
+        // (a line's `\n`) does not take them: they wait for the next one.
+        let (fds, _w3) = pipes(1);
+        a.read(fds, None, false);
+        a.attach();
+        assert_eq!(count(a.complete()), Ok(0));
+        assert_eq!(count(a.complete_own()), Ok(1), "a VMM's command ends on a byte of its own");
     }
 
     #[test]
@@ -459,7 +491,7 @@ mod tests {
         // SAFETY: F_GETFD only asks whether the number is open.
         assert_eq!(unsafe { libc::fcntl(dup_raw, libc::F_GETFD) }, -1, "closed as it arrived");
         a.attach();
-        assert_eq!(count(a.complete()), Err(libc::EDEADLK));
+        assert_eq!(count(a.complete_own()), Err(libc::EDEADLK));
         let (fds, _w) = pipes(1);
         assert_eq!(a.fault(Some(server.as_fd()), &fds, false), None);
     }
@@ -508,7 +540,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(a.expire(false), None);
         assert!(closed(&w[0]));
-        assert_eq!(count(a.complete()), Err(libc::ETIMEDOUT));
+        assert_eq!(count(a.complete_own()), Err(libc::ETIMEDOUT));
     }
 
     #[test]

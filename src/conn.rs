@@ -574,6 +574,9 @@ impl<S: AsFd> Connection<S> {
             if step.discard_nonws {
                 self.assoc.discard();
             }
+            if step.frame_nonws {
+                self.assoc.command_byte();
+            }
             match step.end {
                 None => self.current.extend_from_slice(bytes),
                 Some(end) => {

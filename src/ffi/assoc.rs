@@ -270,7 +270,7 @@ pub unsafe extern "C" fn fdctx_assoc_complete(assoc: *mut fdctx_assoc, ctx: *mut
         unsafe { write_opt(ctx, ptr::null_mut()) };
         // SAFETY: a live association or NULL, not in use elsewhere.
         let a = unsafe { fdctx_assoc::arg_mut(assoc) }?;
-        let (fds, status) = match a.assoc.complete() {
+        let (fds, status) = match a.assoc.complete_own() {
             Ok(fds) => (fds, Ok(())),
             Err(e) => (FdList::new(), Err(e)),
         };

@@ -630,7 +630,7 @@ def run_assoc_steps(d, files):
                                "filename": "/dev/fd/0"}}
     p.send(b"".join(json.dumps(m).encode() + b"\n" for m in [
         {"execute": "query-version", "id": "a"},
-        {"execute": "query-status", "id": "b"}, third]), [fd])
+        {"execute": "query-version", "id": "b"}, third]), [fd])
     os.close(fd)
     order = [p.recv() for _ in range(3)]
     held = d.test_fds()

@@ -107,7 +107,7 @@ build:
 # stale copy means depends on the target (HEADER_STALE.<target>).
 compare_header = gen=$(GENERATED_HEADER); \
 	if cmp -s "$$gen" include/fdctx.h; then echo "include/fdctx.h is current"; else $(HEADER_STALE.$@); fi
-HEADER_STALE.header-status = echo "note: include/fdctx.h differs from the header generated from src/ffi.rs;"; \
+HEADER_STALE.header-status = echo "note: include/fdctx.h differs from the header generated from the C layer (src/ffi.rs, src/ffi/assoc.rs);"; \
 	echo "      run 'make header' and commit it (make check fails until then)"
 HEADER_STALE.header = mkdir -p include && cp "$$gen" include/fdctx.h && echo "include/fdctx.h updated"
 HEADER_STALE.check-header = diff -u include/fdctx.h "$$gen" || true; \
@@ -199,7 +199,7 @@ check-rust:
 	timeout 1200 $(CARGO) test --release $(CARGO_TEST_FLAGS)
 
 check-header: build
-	@echo "== header: include/fdctx.h against the one generated from src/ffi.rs"
+	@echo "== header: include/fdctx.h against the one generated from the C layer"
 	@$(compare_header)
 	@if grep -E '^#define ' include/fdctx.h | grep -vE '^#define FDCTX_'; then \
 	    echo "FAIL: include/fdctx.h defines macros outside the FDCTX_ namespace (above)" >&2; exit 1; \

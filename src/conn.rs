@@ -2,68 +2,43 @@
 //! that were sent with it. (Where this sits in the pipeline, from `recvmsg`
 //! to the C layer: `docs/ARCHITECTURE.md`.)
 //!
-//! # The association rule (stream sockets)
+//! # Which command owns which fds
 //!
-//! On a stream socket the kernel attaches the fds of one `sendmsg(2)` to
-//! the first segment of that write, and hands them to the `recvmsg(2)`
-//! that returns the segment's first byte; that read stops at the end of
-//! the segment (`unix_stream_read_generic()` in `net/unix/af_unix.c`), but
-//! may begin with the tail of earlier writes.
-//! Hence:
-//!
-//! * the fds of one read belong to the **last command that has a
-//!   non-whitespace byte among that read's bytes**, complete or not;
-//! * fds of a read that holds whitespace only (`qemu.qmp` sends one space
-//!   with its fd, then the command) wait, and go to the command that owns
-//!   the next non-whitespace byte;
-//! * fds of several reads of one command accumulate in arrival order;
-//! * fds of a read whose last non-whitespace byte was discarded (the rest
-//!   of a rejected command) are closed, as are fds still waiting at end of
-//!   stream or when the connection is dropped.
-//!
+//! The association rule, the limits on fds, the hold deadline, the peer
+//! socket refusal and lost fds are the association service's
+//! ([`crate::assoc`]): a connection frames each read with its
+//! [`Scanner`] and reports to it what the framing finds, in the same calls
+//! a VMM makes that parses its own commands. In short: the fds of one read
+//! belong to the last command that has a non-whitespace byte among that
+//! read's bytes; a read of whitespace only keeps them for the next command.
 //! With [`Framing::Packet`] one packet is one command and the association
 //! is exact.
 //!
 //! # The hold deadline
 //!
-//! Fds held for a command that has not completed, or waiting for one, are
-//! a resource the client controls. A client can even send its own end of
-//! the monitor socket with an unfinished command and exit: the monitor's
-//! copy keeps the socket open, end of stream never comes (dbus-daemon met
-//! the same attack, CVE-2014-3637, with its `pending_fd_timeout`). So:
-//!
-//! * fds may be held at most [`Limits::max_hold_ms`] (monotonic clock,
-//!   counted from the read that made the connection hold fds; a hold ends
-//!   when its command completes). Then they are closed; a command in
-//!   progress is delivered as it is with [`Error::HoldExpired`] and the
-//!   rest of its line is discarded, as after a malformed command; fds that
-//!   were waiting for a command make that command fail the same way. The
-//!   connection goes on.
-//! * A blocking [`Connection::recv`] waits for the socket with `poll(2)`
-//!   only until the deadline; [`Connection::deadline`] tells an event loop
-//!   when to call `recv` again, on fed connections too.
-//! * A received fd that is the connection's own peer socket is refused at
-//!   once ([`Error::PeerSocket`], the fd closed) where the kernel can tell
-//!   (see [`crate::peer`]), so the common form of the attack is answered
-//!   without waiting.
-//!
-//! The rule cannot tell a whitespace byte that ended the previous command
-//! (`\r\n`) from one sent ahead of the next command with fds, when one read
-//! returns both. So a client that sends fds ahead of its commands must wait
-//! for each reply before sending the next command, as `qemu.qmp` does;
-//! otherwise its fds go to the command before the one they were meant for.
+//! Fds held for a command that has not completed, or waiting for one, may
+//! be held at most [`Limits::max_hold_ms`] (see [`crate::assoc`]). Then
+//! they are closed; a command in progress is delivered as it is with
+//! [`Error::HoldExpired`] and the rest of its line is discarded, as after a
+//! malformed command; fds that were waiting for a command make that command
+//! fail the same way. The connection goes on. A blocking
+//! [`Connection::recv`] waits for the socket with `poll(2)` only until the
+//! deadline; [`Connection::deadline`] tells an event loop when to call
+//! `recv` again, on fed connections too. A received fd that is the
+//! connection's own peer socket is refused at once ([`Error::PeerSocket`],
+//! the fd closed) where the kernel can tell (see [`crate::peer`]).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::assoc::{attach_point, Assoc};
 use crate::error::Error;
 pub use crate::framing::Framing;
 use crate::framing::{validate_text, Scanner};
 use crate::json::{is_ws, validate_object};
 use crate::message::Message;
-use crate::peer;
 use crate::recv::{peek_packet_len, recv_fd_list, FdList, CMSG_WORDS};
 
 /// Bounds on what one command may bring. A field left 0 takes its default.
@@ -192,72 +167,6 @@ fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
     }
 }
 
-/// Fds gathered for one command, or waiting for the next one.
-#[derive(Debug, Default)]
-struct FdBatch {
-    fds: FdList,
-    error: Option<Error>,
-}
-
-impl FdBatch {
-    /// The fds, or why the command cannot have them.
-    fn into_result(self) -> Result<FdList, Error> {
-        match self.error {
-            Some(e) => Err(e),
-            None => Ok(self.fds),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.fds.is_empty() && self.error.is_none()
-    }
-
-    /// Adds one read's fds, and what was wrong with them if anything
-    /// (the first fault wins). Once the batch is bad it holds nothing.
-    fn add(&mut self, fds: FdList, fault: Option<Error>, max_fds: usize) {
-        if let Some(e) = fault {
-            self.error.get_or_insert(e);
-        }
-        if self.error.is_none() && self.fds.len() + fds.len() > max_fds {
-            self.error = Some(Error::TooManyFds { limit: max_fds });
-        }
-        if self.error.is_some() {
-            self.fds.clear();
-        } else if self.fds.is_empty() {
-            self.fds = fds;
-        } else {
-            self.fds.extend(fds);
-        }
-    }
-
-    fn merge(&mut self, other: FdBatch, max_fds: usize) {
-        self.add(other.fds, other.error, max_fds);
-    }
-
-    fn holds_fds(&self) -> bool {
-        !self.fds.is_empty()
-    }
-
-    /// Closes the fds; the command they were for fails with `why`.
-    fn expire(&mut self, why: Error) {
-        self.add(FdList::new(), Some(why), 0);
-    }
-}
-
-/// Who gets the fds of the read being processed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Owner {
-    /// No non-whitespace byte yet: the fds wait for the next command.
-    Nobody,
-    /// The command still in progress at the end of the read.
-    Current,
-    /// The last command completed during this read (`last_done` in
-    /// `on_stream`).
-    Done,
-    /// Bytes of a rejected command that were being discarded.
-    Discarded,
-}
-
 /// What the caller's read reported besides its bytes and fds, for
 /// [`Connection::feed`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -295,17 +204,11 @@ pub struct Connection<S: AsFd = OwnedFd> {
     scanner: Scanner,
     /// Bytes of the frame in progress (empty between frames).
     current: Vec<u8>,
-    current_fds: FdBatch,
-    waiting: FdBatch,
+    /// Which command owns which fds: the association service.
+    assoc: Assoc,
     /// Commands complete and not yet returned, oldest first.
     ready: VecDeque<Message>,
     eof: bool,
-    /// Since when fds have been held (monotonic clock), `None` while none
-    /// are.
-    held_since: Option<Instant>,
-    /// The socket itself and its peer, for refusing them among received
-    /// fds (see [`crate::peer`]).
-    peer: peer::PeerCheck,
 }
 
 impl<S: AsFd> std::fmt::Debug for Connection<S> {
@@ -368,8 +271,10 @@ impl<S: AsFd> Connection<S> {
     pub fn new(sock: S, framing: Framing, limits: Limits) -> Result<Connection<S>, Error> {
         check_socket(sock.as_fd(), framing)?;
         crate::recv::inline_out_of_band(sock.as_fd())?;
-        let peer = peer::PeerCheck::new(sock.as_fd());
-        Connection::build(Some(sock), framing, limits).map(|c| Connection { peer, ..c })
+        let mut conn = Connection::build(Some(sock), framing, limits)?;
+        let sock = conn.sock.as_ref().expect("built with its socket").as_fd();
+        conn.assoc.look_up_peer(sock);
+        Ok(conn)
     }
 
     /// A fed connection (see [`Connection::new_fed`]) of this type, for a
@@ -456,12 +361,9 @@ impl<S: AsFd> Connection<S> {
             limits,
             scanner: Scanner::new(framing, limits.max_msg_bytes, limits.max_depth),
             current: Vec::new(),
-            current_fds: FdBatch::default(),
-            waiting: FdBatch::default(),
+            assoc: Assoc::new(limits.max_fds, limits.max_hold_ms),
             ready: VecDeque::new(),
             eof: false,
-            held_since: None,
-            peer: peer::PeerCheck::default(),
         })
     }
 
@@ -511,35 +413,22 @@ impl<S: AsFd> Connection<S> {
     /// is held. An event loop waits at most this long before calling
     /// [`Connection::recv`], which expires what is due.
     pub fn deadline(&self) -> Option<Duration> {
-        let since = self.held_since?;
-        let hold = Duration::from_millis(u64::from(self.limits.max_hold_ms));
-        Some(hold.saturating_sub(since.elapsed()))
+        self.assoc.deadline()
     }
 
-    /// Expires held fds whose deadline has passed.
+    /// Expires held fds whose deadline has passed: they are closed; a
+    /// command in progress is delivered as it is with
+    /// [`Error::HoldExpired`] and the rest of its line discarded; fds
+    /// waiting for a command make that command fail the same way.
     fn expire_due(&mut self) {
-        if self.deadline() == Some(Duration::ZERO) {
-            self.expire();
+        if !self.assoc.due() {
+            return;
         }
-    }
-
-    /// The hold deadline passed: held fds are closed; a command in
-    /// progress is delivered as it is with [`Error::HoldExpired`] and the
-    /// rest of its line discarded; fds waiting for a command make that
-    /// command fail the same way.
-    fn expire(&mut self) {
-        let why = Error::HoldExpired { limit_ms: self.limits.max_hold_ms };
-        self.held_since = None;
-        self.waiting.expire(why.clone());
-        if self.scanner.in_frame() {
+        let in_frame = self.scanner.in_frame();
+        if let Some(why) = self.assoc.expire(in_frame) {
             self.scanner.abandon();
             let data = std::mem::take(&mut self.current);
-            let mut batch = std::mem::take(&mut self.current_fds);
-            batch.merge(std::mem::take(&mut self.waiting), 0);
-            batch.expire(why.clone());
-            let mut msg = Message::new(data, Err(why));
-            msg.attach_fds(batch.into_result());
-            self.ready.push_back(msg);
+            self.ready.push_back(Message::new(data, Err(why)));
         }
     }
 
@@ -564,25 +453,12 @@ impl<S: AsFd> Connection<S> {
         Ok(n > 0)
     }
 
-    /// Whether fds are held now, and since when.
-    fn note_hold(&mut self) {
-        if self.current_fds.holds_fds() || self.waiting.holds_fds() {
-            self.held_since.get_or_insert_with(Instant::now);
-        } else {
-            self.held_since = None;
-        }
-    }
-
     /// A read's fault: the peer socket among its fds, a peer check that
-    /// cannot run now, or fds lost in transit.
+    /// cannot run now (a fed connection cannot tell either), or fds lost in
+    /// transit.
     fn fault(&mut self, fds: &[Option<OwnedFd>], fds_lost: bool) -> Option<Error> {
-        let checked = self.sock.as_ref().and_then(|sock| self.peer.fault(sock.as_fd(), fds));
-        // Fds lost say more than a lookup that failed for the same want of fds.
-        match checked {
-            Some(Error::PeerSocket) => checked,
-            _ if fds_lost => Some(Error::FdsLost),
-            _ => checked,
-        }
+        let sock = self.sock.as_ref().map(|s| s.as_fd());
+        self.assoc.fault(sock, fds, fds_lost)
     }
 
     fn read_once(&mut self) -> Result<(), Error> {
@@ -677,78 +553,46 @@ impl<S: AsFd> Connection<S> {
             validate_text(&data)
         };
         let mut msg = Message::new(data, check);
-        let mut batch = FdBatch::default();
-        batch.add(fds, fault, self.limits.max_fds);
-        msg.attach_fds(batch.into_result());
+        // One packet is one command: its fds are its own.
+        self.assoc.read(fds, fault, true);
+        self.assoc.attach();
+        msg.attach_fds(self.assoc.complete());
         self.ready.push_back(msg);
     }
 
     /// One read of a stream: its bytes (possibly none) and its fds, given
-    /// to commands by the association rule of this module's doc.
+    /// to commands by the association service ([`crate::assoc`]): the
+    /// read's fds attach just before the scanner's step that takes the
+    /// read's last non-whitespace byte, so the command that has it gets
+    /// them, and one that completed before it does not.
     fn on_stream(&mut self, chunk: &[u8], fds: FdList, fault: Option<Error>) {
-        let max_fds = self.limits.max_fds;
-        let mut owner = Owner::Nobody;
-        // The last command completed in this read while it owned the read's
-        // fds: its place in `ready` and its fds, which it is given when a
-        // later byte takes the ownership, or when the read is done. Every
-        // other command completed here has its fds from the start.
-        let mut last_done: Option<(usize, FdBatch)> = None;
+        let at = attach_point(chunk);
+        self.assoc.read(fds, fault, at.is_some());
+        let at = at.unwrap_or(chunk.len());
         let mut pos = 0;
         while pos < chunk.len() {
             let step = self.scanner.step(&chunk[pos..]);
-            let bytes = &chunk[pos..][step.frame.clone()];
-            if step.discard_nonws || step.frame_nonws {
-                if let Some((i, batch)) = last_done.take() {
-                    self.ready[i].attach_fds(batch.into_result());
-                }
+            if pos + step.consumed > at {
+                self.assoc.attach();
             }
+            let bytes = &chunk[pos..][step.frame.clone()];
             if step.discard_nonws {
-                // Fds waiting for "the next command" met a rejected one.
-                self.waiting = FdBatch::default();
-                owner = Owner::Discarded;
+                self.assoc.discard();
             }
             if step.frame_nonws {
-                if !self.waiting.is_empty() {
-                    let waiting = std::mem::take(&mut self.waiting);
-                    self.current_fds.merge(waiting, max_fds);
-                }
-                owner = Owner::Current;
+                self.assoc.command_byte();
             }
             match step.end {
                 None => self.current.extend_from_slice(bytes),
                 Some(end) => {
-                    let msg = self.complete_frame(bytes, end, step.validated);
-                    let fds = std::mem::take(&mut self.current_fds);
-                    if !self.waiting.holds_fds() {
-                        // A hold ends with its command; the next starts anew.
-                        self.held_since = None;
-                    }
+                    let mut msg = self.complete_frame(bytes, end, step.validated);
+                    msg.attach_fds(self.assoc.complete());
                     self.ready.push_back(msg);
-                    let i = self.ready.len() - 1;
-                    if owner == Owner::Current {
-                        owner = Owner::Done;
-                        last_done = Some((i, fds));
-                    } else {
-                        self.ready[i].attach_fds(fds.into_result());
-                    }
                 }
             }
             pos += step.consumed;
         }
-        let target = match owner {
-            Owner::Nobody => Some(&mut self.waiting),
-            Owner::Current => Some(&mut self.current_fds),
-            Owner::Done => last_done.as_mut().map(|(_, batch)| batch),
-            Owner::Discarded => None,
-        };
-        match target {
-            Some(batch) => batch.add(fds, fault, max_fds),
-            None => drop(fds),
-        }
-        self.note_hold();
-        if let Some((i, batch)) = last_done {
-            self.ready[i].attach_fds(batch.into_result());
-        }
+        self.assoc.attach();
     }
 
     /// Builds the message for a frame that just ended; `tail` is its last
@@ -798,8 +642,6 @@ impl<S: AsFd> Connection<S> {
         // A command cut short by the end of the stream is dropped, and so
         // are its fds and any still waiting for a command.
         self.current = Vec::new();
-        self.current_fds = FdBatch::default();
-        self.waiting = FdBatch::default();
-        self.held_since = None;
+        self.assoc.reset();
     }
 }

@@ -43,7 +43,8 @@ pub enum Error {
     TooLarge { limit: usize },
     /// A command that brought more fds than `max_fds` (`ETOOMANYREFS`).
     TooManyFds { limit: usize },
-    /// The kernel could not install every fd sent (`MSG_CTRUNC`), for
+    /// Not every fd sent arrived (`MSG_CTRUNC`): more than the reader's
+    /// buffer could take, or the kernel could not install them all, for
     /// example at `RLIMIT_NOFILE` (`ECOMM`).
     FdsLost,
     /// Not valid JSON, not an object, or nested deeper than `max_depth`
@@ -143,7 +144,7 @@ impl fmt::Display for Error {
             }
             Error::FdsLost => write!(
                 f,
-                "file descriptors lost in transit (MSG_CTRUNC: the receiver could not install them all)"
+                "file descriptors lost in transit (MSG_CTRUNC: more were sent than the receiver could take)"
             ),
             Error::MalformedJson(why) => write!(f, "malformed JSON: {why}"),
             Error::InvalidUtf8 => write!(f, "command is not valid UTF-8"),

@@ -16,7 +16,10 @@
 // written for C readers in its doc comment (they become the header's docs).
 #![allow(non_camel_case_types, clippy::missing_safety_doc)]
 
+mod assoc;
 mod boundary;
+
+pub use assoc::fdctx_assoc;
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::ffi::{c_char, c_int, c_uint, c_void, CString};
@@ -168,9 +171,10 @@ pub const FDCTX_FRAMING_LINE: fdctx_framing = 1;
 /// does report the end.
 pub const FDCTX_FRAMING_PACKET: fdctx_framing = 2;
 
-/// fdctx_conn_feed() flag: the caller's read reported `MSG_CTRUNC` (fds
-/// were sent that the kernel could not install); the command those fds
-/// belong to is delivered with status `-ECOMM`.
+/// fdctx_conn_feed() and fdctx_assoc_read() flag: the caller's read
+/// reported `MSG_CTRUNC` (fds were sent that the read could not take: more
+/// than its control buffer holds, or more than the kernel could install);
+/// the command those fds belong to gets status `-ECOMM`.
 pub const FDCTX_FEED_FDS_LOST: c_uint = 1;
 /// fdctx_conn_feed() flag: the stream ends after these bytes (the caller's
 /// read returned 0, or the caller stops reading this client).

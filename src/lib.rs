@@ -15,12 +15,14 @@
 //! * [`recv`]: `recvmsg(2)` with every fd owned from the moment it arrives.
 //! * [`framing`]: where one command ends (JSON, line, packet).
 //! * [`json`]: checking a command is one JSON object, without building it.
-//! * [`conn`]: a monitor connection and the fd association rule.
+//! * [`assoc`]: the association service: which command owns which fds, limits, the hold deadline.
+//! * [`conn`]: a monitor connection: framing and its own reads on the association service.
 //! * [`peer`]: recognising a connection's own peer socket among received fds.
 //! * [`message`]: one command, its bytes, its context and its status.
 //! * [`send`]: the client side, `sendmsg(2)` with fds attached once.
 //! * [`ffi`]: the C ABI (`fdctx.h`).
 
+pub mod assoc;
 pub mod confine;
 pub mod conn;
 pub mod context;

@@ -36,6 +36,12 @@ import time
 
 TAG = "fdctx-qemu-test"
 
+# The hold deadline given to both builds (QEMU_QMP_FD_HOLD_MS; upstream
+# ignores it): fds held for a command that does not complete are closed
+# after this long, and a client that sent its own socket end with them
+# must not lock the monitor for longer.
+HOLD_MS = 1500
+
 
 def fail(msg):
     print(f"test_qemu: {msg}", file=sys.stderr)
@@ -62,8 +68,10 @@ class Daemon:
         with open(stdin, "wb") as f:
             f.truncate(1 << 20)
         self.own = {stdin, self.log}   # what its own fds 0, 1 and 2 are
+        env = dict(os.environ, QEMU_QMP_FD_HOLD_MS=str(HOLD_MS))
         with open(self.log, "wb") as log, open(stdin, "rb") as fd0:
-            self.proc = subprocess.Popen(argv, stdin=fd0, stdout=log, stderr=log)
+            self.proc = subprocess.Popen(argv, stdin=fd0, stdout=log, stderr=log,
+                                         env=env)
         deadline = time.monotonic() + 30
         while not os.path.exists(self.sock):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -98,9 +106,9 @@ class Daemon:
 class Client:
     """A QMP client on a stdlib socket; fds ride on the command's bytes."""
 
-    def __init__(self, daemon, oob=True):
+    def __init__(self, daemon, oob=True, timeout=30):
         self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.s.settimeout(30)
+        self.s.settimeout(timeout)
         deadline = time.monotonic() + 30
         while True:   # the socket may exist a moment before it listens
             try:
@@ -527,30 +535,261 @@ def run_steps(d, files, qemu_python):
     return steps
 
 
+def greeted_within(d, seconds):
+    """Does a new client get the QMP greeting within `seconds`?"""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(seconds)
+    t0 = time.monotonic()
+    try:
+        s.connect(d.sock)
+        buf = b""
+        while b"\n" not in buf:
+            left = seconds - (time.monotonic() - t0)
+            if left <= 0:
+                return False
+            s.settimeout(left)
+            chunk = s.recv(4096)
+            if not chunk:
+                return False
+            buf += chunk
+        return b'"QMP"' in buf
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def connect_raw(d):
+    """A bare client socket, greeting read if one comes soon (a locked
+    monitor sends none)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(2)
+    s.connect(d.sock)
+    try:
+        s.recv(4096)
+    except socket.timeout:
+        pass
+    return s
+
+
+def run_assoc_steps(d, files):
+    """What the association service gives the monitor: limits, lost fds,
+    fds sent with discarded bytes, the hold deadline, the client's own
+    socket end refused.  Run after every other test: a client that sends
+    its own socket end locks an upstream monitor for good."""
+    steps = []
+    system = d.kind == "system"
+
+    def step(name):
+        s = Step(name)
+        steps.append(s)
+        return s
+
+    def settled(before, seconds=3):
+        """Wait until the daemon holds no test file and no more fds than
+        `before`; returns how many more it holds."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if not d.test_fds() and len(d.fds()) <= before:
+                return 0
+            time.sleep(0.05)
+        return len(d.fds()) - before
+
+    def close_step(s, before, keep=()):
+        s.total_delta = settled(before)
+        s.left = [t for t in d.test_fds() if t not in keep]
+        if s.total_delta > 0 and not s.left:
+            s.left = [f"{s.total_delta} more fds"]
+
+    def takes_fd(c):
+        """A command that uses /dev/fd/0 if it got one: ok means it did."""
+        if system:
+            r = c.cmd("getfd", {"fdname": "probe"})
+            if ok(r):
+                c.cmd("closefd", {"fdname": "probe"})
+            return r
+        r = blockdev_add(c, "probe", "/dev/fd/0")
+        if ok(r):
+            c.cmd("blockdev-del", {"node-name": "probe"})
+        return r
+
+    base = len(d.fds())
+
+    # Without the oob capability the monitor suspends after every command:
+    # three commands in one write, read at once, must still be taken one at
+    # a time, answered in order, and the fd (on the write, so on the last
+    # command's bytes) go to the third.
+    s = step("three commands in one write, no oob: in order, fd to the third")
+    p = Client(d, oob=False, timeout=10)
+    fd, path = files.fd("three")
+    if system:
+        third = {"execute": "add-fd", "arguments": {"fdset-id": 11}, "id": "c"}
+    else:
+        third = {"execute": "blockdev-add", "id": "c",
+                 "arguments": {"driver": "file", "node-name": "three",
+                               "filename": "/dev/fd/0"}}
+    p.send(b"".join(json.dumps(m).encode() + b"\n" for m in [
+        {"execute": "query-version", "id": "a"},
+        {"execute": "query-version", "id": "b"}, third]), [fd])
+    os.close(fd)
+    order = [p.recv() for _ in range(3)]
+    held = d.test_fds()
+    s.served = ([m.get("id") for m in order] == ["a", "b", "c"]
+                and all(ok(m) for m in order) and held == [path])
+    s.note = why(order[2])[:60]
+    if ok(order[2]):
+        if system:
+            p.cmd("remove-fd", {"fdset-id": 11})
+        else:
+            p.cmd("blockdev-del", {"node-name": "three"})
+    p.close()
+    close_step(s, base)
+
+    # QEMU serves one client per QMP socket: this one once that one left.
+    c = Client(d, timeout=10)
+    base = len(d.fds())
+
+    # More fds in one write than the socket chardev takes (16): the
+    # kernel drops the rest; the command must fail, with its id.
+    s = step("17 fds in one write: error with its id, nothing kept")
+    opened_fds = [files.fd(f"seventeen{i}")[0] for i in range(17)]
+    c.ids += 1
+    c.send({"execute": "query-version", "id": c.ids}, opened_fds)
+    for fd in opened_fds:
+        os.close(fd)
+    r = c.recv()
+    s.served = err(r) and r.get("id") == c.ids
+    s.note = why(r)[:60] if err(r) else "ran with 16 of its 17 fds" if ok(r) else ""
+    close_step(s, base)
+
+    # Over max_fds (32) in three writes of 11: error with its id.
+    s = step("33 fds in three writes: error with its id")
+    c.ids += 1
+    parts = [b'{"execute": ', b'"query-version", ', b'"id": %d}\n' % c.ids]
+    for part in parts:
+        batch = [files.fd("thirtythree")[0] for _ in range(11)]
+        c.send(part, batch)
+        for fd in batch:
+            os.close(fd)
+    r = c.recv()
+    s.served = err(r) and r.get("id") == c.ids
+    s.note = why(r)[:60]
+    close_step(s, base)
+
+    # An fd sent with bytes the parser discards after a lexical error.
+    s = step("fd sent with bytes discarded after a lexical error")
+    fd, _ = files.fd("discarded")
+    c.send(b"\xff")
+    time.sleep(0.1)
+    c.send(b"zzz", [fd])
+    os.close(fd)
+    time.sleep(0.1)
+    c.send(b"\n")
+    r = c.recv()                      # the lexical error
+    c.sync()
+    held = d.test_fds()
+    r = takes_fd(c)
+    s.served = err(r) and not held
+    if ok(r):
+        s.stale = 1
+        s.note = "the next command got the discarded fd"
+    close_step(s, base)
+
+    # A command that never completes, holding an fd; the client stays.
+    s = step(f"unfinished command holding an fd: closed after {HOLD_MS} ms")
+    fd, _ = files.fd("unfinished")
+    t0 = time.monotonic()
+    c.send(b'{"execute": "query-version", ', [fd])
+    os.close(fd)
+    while not d.test_fds() and time.monotonic() < t0 + 2:
+        time.sleep(0.01)              # until the daemon has read it
+    held = bool(d.test_fds())
+    while d.test_fds() and time.monotonic() < t0 + HOLD_MS / 1000 + 2:
+        time.sleep(0.05)
+    s.served = held and not d.test_fds()
+    s.note = "fd never held" if not held else "fd still held" if d.test_fds() else ""
+    if s.served:
+        c.s.settimeout(2)
+        try:
+            r = c.recv()              # the expired command's error
+            s.note = f"closed after {(time.monotonic() - t0) * 1000:.0f} ms: {why(r)[:40]}"
+            c.s.settimeout(10)
+            c.sync()
+        except OSError:
+            s.served = False
+            s.note = "closed, but the command was never answered"
+    c.close()
+    close_step(s, base)
+
+    # A client that sends its own socket end and exits: QEMU serves one
+    # client per QMP socket, so the next client must still be greeted.
+    attacks = [
+        ("ahead of a command on a space", lambda a: (
+            a.sendmsg([b" "], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                array.array("i", [a.fileno()]))]),
+            a.sendall(b'{"execute": "query-version"}\n'))),
+        ("with an unfinished command", lambda a: (
+            a.sendmsg([b'{"execute": "query-'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                                  array.array("i", [a.fileno()]))]),)),
+        ("on an out-of-band byte", lambda a: (
+            a.sendall(b'{"execute": "query-version"}\n'),
+            a.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                array.array("i", [a.fileno()]))], socket.MSG_OOB))),
+    ]
+    for label, attack in attacks:
+        s = step(f"own socket end sent {label}, then exit")
+        before = len(d.fds())
+        try:
+            a = connect_raw(d)
+            attack(a)
+            a.close()
+        except OSError as e:
+            s.note = f"client: {e}"
+        t0 = time.monotonic()
+        s.served = greeted_within(d, HOLD_MS / 1000 + 1)
+        if s.served:
+            s.note = f"next client greeted after {(time.monotonic() - t0) * 1000:.0f} ms"
+        else:
+            s.note = "next client never greeted"
+        close_step(s, before)
+    return steps
+
+
+def spread(v):
+    """Median and interquartile range."""
+    q = statistics.quantiles(v, n=4)
+    return statistics.median(v), q[0], q[2]
+
+
 def round_trip(daemons, files, n):
-    """Median microseconds of one QMP round trip of getfd carrying one fd,
-    per build.  The builds take turns command by command, so that a burst
-    of load on the machine falls on both alike."""
+    """Microseconds of one QMP round trip per build: query-status, and
+    getfd carrying one fd (median, quartiles).  The builds take turns
+    command by command, so that a burst of load on the machine falls on
+    both alike."""
     clients = {d.build: Client(d, oob=False) for d in daemons}
     fd, _ = files.fd("timing")
-    cmd = json.dumps({"execute": "getfd", "arguments": {"fdname": "t"}}).encode() + b"\n"
-    per = {b: [] for b in clients}
-    for c in clients.values():        # warm up
-        for _ in range(50):
-            c.send(cmd, [fd])
-            c.recv()
-    for _ in range(n):
-        for b, c in clients.items():
-            t0 = time.perf_counter()
-            c.send(cmd, [fd])
-            r = c.recv()
-            per[b].append((time.perf_counter() - t0) * 1e6)
-            assert ok(r), r
+    getfd = json.dumps({"execute": "getfd", "arguments": {"fdname": "t"}}).encode() + b"\n"
+    status = json.dumps({"execute": "query-status"}).encode() + b"\n"
+    out = {}
+    for name, cmd, fds in [("query-status", status, []), ("getfd", getfd, [fd])]:
+        per = {b: [] for b in clients}
+        for c in clients.values():        # warm up
+            for _ in range(50):
+                c.send(cmd, fds)
+                c.recv()
+        for _ in range(n):
+            for b, c in clients.items():
+                t0 = time.perf_counter()
+                c.send(cmd, fds)
+                r = c.recv()
+                per[b].append((time.perf_counter() - t0) * 1e6)
+                assert ok(r), r
+        out[name] = {b: spread(v) for b, v in per.items()}
     for c in clients.values():
         c.cmd("closefd", {"fdname": "t"})
         c.close()
     os.close(fd)
-    return {b: statistics.median(v) for b, v in per.items()}
+    return out
 
 
 def main():
@@ -576,6 +815,8 @@ def main():
                 results[(build, kind)] = run_steps(d, files, a.qemu_python)
         timing = round_trip([d for d in daemons if d.kind == "system"], files,
                             a.timing_commands)
+        for d in daemons:
+            results[(d.build, d.kind)] += run_assoc_steps(d, files)
     finally:
         for d in daemons:
             d.stop()
@@ -616,10 +857,12 @@ def main():
     print("| commands served as meant | " + " | ".join(
         f"{t[(b, k)][3]}/{t[(b, k)][4]}" for k in ["system", "qsd"]
         for b in ["upstream", "patched"]) + " |")
-    ratio = timing["patched"] / timing["upstream"]
-    print(f"\nQMP round trip of getfd carrying one fd (median of {a.timing_commands}, "
-          f"taking turns): upstream {timing['upstream']:.1f} us, "
-          f"patched {timing['patched']:.1f} us, patched/upstream {ratio:.3f}")
+    print(f"\nQMP round trip, qemu-system-x86_64, {a.timing_commands} commands per build, "
+          "taking turns (median [quartiles], us):")
+    for name, tm in timing.items():
+        (mu, lu, hu), (mp, lp, hp) = tm["upstream"], tm["patched"]
+        print(f"  {name:22} upstream {mu:.1f} [{lu:.1f}-{hu:.1f}], patched {mp:.1f} "
+              f"[{lp:.1f}-{hp:.1f}], patched/upstream {mp / mu:.3f}")
 
     # The comparison must be live: upstream shows the faults the series removes.
     for kind in ["system", "qsd"]:

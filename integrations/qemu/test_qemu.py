@@ -24,6 +24,7 @@ the machine's load decides more of it than the code does).
 
 import argparse
 import array
+import fcntl
 import json
 import os
 import shutil
@@ -56,22 +57,45 @@ class Daemon:
         self.kind = kind          # "system" or "qsd"
         self.sock = os.path.join(workdir, f"{build}-{kind}.qmp")
         self.log = os.path.join(workdir, f"{build}-{kind}.log")
+        self.hmp_sock = os.path.join(workdir, f"{build}-{kind}.hmp")
         chardev = f"socket,id=mon0,path={self.sock},server=on,wait=off"
+        # A node opened on the command line from its fd 4 (read-only), to
+        # reopen later: the name must never be resolved again.
+        # (Not named with TAG: the daemon holds it throughout.)
+        self.cmdline_file = os.path.join(workdir, f"cmdline-{build}-{kind}.img")
+        with open(self.cmdline_file, "wb") as f:
+            f.truncate(1 << 20)
+        cl = "driver=file,node-name=cl,filename=/dev/fd/4,read-only=on"
+        # Guest RAM that is not all zero (migration skips zero pages)
+        self.ram_pattern = b"GUESTRAM"
+        ram = os.path.join(workdir, f"ram-{build}-{kind}.bin")
+        with open(ram, "wb") as f:
+            f.write(self.ram_pattern * (1 << 17))
         if kind == "system":
             argv = [binary, "-nodefaults", "-machine", "none", "-display", "none",
-                    "-chardev", chardev, "-mon", "chardev=mon0,mode=control"]
+                    "-m", "16M", "-device", f"loader,file={ram},addr=0,force-raw=on",
+                    "-blockdev", cl,
+                    "-chardev", chardev, "-mon", "chardev=mon0,mode=control",
+                    "-chardev", f"socket,id=hmp0,path={self.hmp_sock},server=on,wait=off",
+                    "-mon", "chardev=hmp0,mode=readline"]
         else:
-            argv = [binary, "--chardev", chardev, "--monitor", "chardev=mon0"]
+            argv = [binary, "--blockdev", cl, "--chardev", chardev,
+                    "--monitor", "chardev=mon0"]
         # Its own fd 0 is a regular file, as an image would be: a path that
         # reaches it opens, and the table shows it.
         stdin = os.path.join(workdir, f"{build}-{kind}.stdin")
         with open(stdin, "wb") as f:
             f.truncate(1 << 20)
+        self.stdin = stdin
         self.own = {stdin, self.log}   # what its own fds 0, 1 and 2 are
         env = dict(os.environ, QEMU_QMP_FD_HOLD_MS=str(HOLD_MS))
+        cl_fd = os.open(self.cmdline_file, os.O_RDWR | os.O_CLOEXEC)
         with open(self.log, "wb") as log, open(stdin, "rb") as fd0:
             self.proc = subprocess.Popen(argv, stdin=fd0, stdout=log, stderr=log,
-                                         env=env)
+                                         env=env,
+                                         close_fds=False,   # fds here are CLOEXEC
+                                         preexec_fn=lambda: os.dup2(cl_fd, 4))
+        os.close(cl_fd)
         deadline = time.monotonic() + 30
         while not os.path.exists(self.sock):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -210,6 +234,7 @@ class Step:
         self.ownfd = 0        # paths naming the daemon's own fds that it opened
         self.total_delta = 0  # fds in /proc/PID/fd against the baseline
         self.note = ""
+        self.strict = False   # the fd table must be back to the step's start
 
 
 def blockdev_add(c, node, filename, fds=(), read_only=False, oob=False):
@@ -237,6 +262,356 @@ def node_file(d, before, path):
     """Has the daemon opened `path` (and not one of its own files) anew?"""
     new = opened(d, before)
     return path in new and not any(t in d.own for t in new)
+
+
+class Hmp:
+    """A readline HMP monitor client; fds ride on a line's bytes."""
+
+    PROMPT = b"(qemu) "
+
+    def __init__(self, daemon):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.settimeout(30)
+        self.s.connect(daemon.hmp_sock)
+        self.until_prompt()
+
+    def until_prompt(self):
+        buf = b""
+        while not buf.endswith(self.PROMPT):
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise ConnectionError("HMP monitor closed the connection")
+            buf += chunk
+        return buf.decode(errors="replace")
+
+    def line(self, text, fds=()):
+        data = text.encode() + b"\n"
+        if fds:
+            self.s.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                     array.array("i", fds))])
+        else:
+            self.s.sendall(data)
+        return self.until_prompt()
+
+    def close(self):
+        self.s.close()
+
+
+def stdin_set(d, data=b"", size=1 << 20):
+    """Give the daemon's own fd 0 (a regular file) known contents."""
+    with open(d.stdin, "r+b") as f:
+        f.truncate(0)
+        f.write(data)
+        if size > len(data):
+            f.truncate(size)
+
+
+def stdin_intact(d, data=b"", size=1 << 20):
+    """Is the daemon's own fd 0 as stdin_set() left it?"""
+    with open(d.stdin, "rb") as f:
+        got = f.read()
+    return got == data + bytes(size - len(data))
+
+
+def wait_job(c, job_id, statuses=("concluded",)):
+    """Poll query-jobs until the job reaches one of `statuses` (or is gone)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        jobs = {j["id"]: j for j in c.cmd("query-jobs")["return"]}
+        j = jobs.get(job_id)
+        if j is None or j["status"] in statuses:
+            return j
+        time.sleep(0.05)
+    raise TimeoutError(f"job {job_id} never reached {statuses}")
+
+
+def hmc(c, line, fds=()):
+    """human-monitor-command: (reply, output text)."""
+    r = c.cmd("human-monitor-command", {"command-line": line}, fds)
+    return r, r.get("return", "")
+
+
+def has_cmd(c, name):
+    return any(x["name"] == name for x in c.cmd("query-commands")["return"])
+
+
+def run_attacks(d, files, c, step):
+    """Every kind of path from a client string to an fd, as an attacker
+    would use it.  The daemon's own fd 0 is a regular file whose contents
+    the test knows: work that writes, truncates, maps or reads it instead
+    of the client's file shows, and so does an fd of the command's left
+    open (the fd table is compared with the one before each step)."""
+    system = d.kind == "system"
+
+    def begin(name):
+        s = step(name)
+        s.strict = True
+        stdin_set(d)
+        return s, len(d.fds()), d.fds()
+
+    def settle(s, n_before, keep=()):
+        """Wait for the step's work to be over, then record what it left."""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if len(d.fds()) <= n_before and not [t for t in d.test_fds()
+                                                  if t not in keep]:
+                break
+            time.sleep(0.05)
+        s.left = [t for t in d.test_fds() if t not in keep]
+        s.total_delta = len(d.fds()) - n_before
+        if not stdin_intact(d):
+            s.ownfd = 1
+            s.note = (s.note + "; " if s.note else "") + "changed its own fd 0"
+
+    # -- 1. Work a command starts: a job, target creation, migration threads
+    if has_cmd(c, "blockdev-create"):
+        s, n, _ = begin("attack: blockdev-create file /dev/fd/0 (job) with its fd")
+        fd, path = files.fd("create")
+        r = c.cmd("blockdev-create", {"job-id": "cj", "options": {
+            "driver": "file", "filename": "/dev/fd/0", "size": 3 << 20}}, [fd])
+        os.close(fd)
+        job = wait_job(c, "cj") if ok(r) else None
+        resized = os.path.getsize(path) == 3 << 20
+        failed = job is not None and "error" in job
+        if job is not None:
+            c.cmd("job-dismiss", {"id": "cj"})
+        s.note = job.get("error", "") if failed else ""
+        settle(s, n)
+        # The client's file is resized, or the job fails and says why.
+        s.served = ok(r) and (resized or failed) and not s.ownfd
+
+    if has_cmd(c, "drive-mirror"):
+        s, n, _ = begin("attack: drive-mirror target /dev/fd/0 absolute-paths, its fd")
+        src = files.path("mirror-src", 2 << 20)
+        with open(src, "r+b") as f:
+            f.write(b"MIRRORED")
+        r = blockdev_add(c, "msrc", src)
+        assert ok(r), r
+        fd, path = files.fd("mirror-dst")
+        r = c.cmd("drive-mirror", {"job-id": "mj", "device": "msrc",
+                                   "target": "/dev/fd/0", "format": "raw",
+                                   "sync": "full", "mode": "absolute-paths"}, [fd])
+        os.close(fd)
+        s.note = why(r)
+        if ok(r):
+            job = wait_job(c, "mj", ("ready", "concluded"))
+            if job and job["status"] == "ready":
+                c.cmd("block-job-complete", {"device": "mj"})
+            wait_job(c, "mj", ("null",))
+        with open(path, "rb") as f:
+            mirrored = f.read(8) == b"MIRRORED"
+        c.cmd("blockdev-del", {"node-name": "msrc"})
+        # drive-mirror completes by replacing the source with the target
+        for n_ in c.cmd("query-named-block-nodes")["return"]:
+            if n_.get("file") == "/dev/fd/0" and n_["node-name"] != "cl":
+                c.cmd("blockdev-del", {"node-name": n_["node-name"]})
+        settle(s, n)
+        s.served = (mirrored or err(r)) and not s.ownfd
+
+    if system:
+        s, n, _ = begin("attack: migrate file:/dev/fd/0 multifd mapped-ram, its fd")
+        fd, path = files.fd("migrate", size=0)
+        assert ok(c.cmd("migrate-set-capabilities", {"capabilities": [
+            {"capability": "multifd", "state": True},
+            {"capability": "mapped-ram", "state": True}]}))
+        assert ok(c.cmd("migrate-set-parameters", {"multifd-channels": 2}))
+        r = c.cmd("migrate", {"uri": "file:/dev/fd/0"}, [fd])
+        os.close(fd)
+        status = None
+        deadline = time.monotonic() + 60
+        while ok(r) and time.monotonic() < deadline:
+            status = c.cmd("query-migrate")["return"].get("status")
+            if status in ("completed", "failed", "cancelled"):
+                break
+            time.sleep(0.1)
+        with open(path, "rb") as f:
+            ram_copies = f.read().count(d.ram_pattern)
+        s.note = f"{status}, the guest's RAM pattern {ram_copies} times in the client's file"
+        settle(s, n)
+        # Completed with the guest's RAM in the client's file, or failed
+        # whole: never "completed" with the RAM somewhere else.
+        s.served = ok(r) and (status == "failed" or
+                              (status == "completed" and ram_copies >= 1 << 17)) \
+            and not s.ownfd
+        c.cmd("migrate-set-capabilities", {"capabilities": [
+            {"capability": "multifd", "state": False},
+            {"capability": "mapped-ram", "state": False}]})
+
+    # -- 2. Opens that do not go through qemu_open()
+    if has_cmd(c, "object-add"):
+        s, n, _ = begin("attack: object-add secret file=/dev/fd/0, no fd sent")
+        stdin_set(d, b"YWJj", 4)          # valid base64: readable if reached
+        r = c.cmd("object-add", {"qom-type": "secret", "id": "sec0",
+                                 "file": "/dev/fd/0", "format": "base64"})
+        s.note = why(r)[:60]
+        if ok(r):
+            s.ownfd = 1
+            s.note = "read its own fd 0"
+            c.cmd("object-del", {"id": "sec0"})
+        stdin_set(d)
+        settle(s, n)
+        s.served = err(r)
+
+        s, n, _ = begin("attack: object-add secret file=/dev/fd/0 with its fd")
+        stdin_set(d, b"!!!!", 4)          # not base64: fails if reached
+        fd, path = files.fd("secret", size=0)
+        os.write(fd, b"YWJj")
+        r = c.cmd("object-add", {"qom-type": "secret", "id": "sec1",
+                                 "file": "/dev/fd/0", "format": "base64"}, [fd])
+        os.close(fd)
+        s.note = why(r)[:60]
+        if ok(r):
+            c.cmd("object-del", {"id": "sec1"})
+        stdin_set(d)
+        settle(s, n)
+        s.served = ok(r)
+
+    if system:
+        s, n, before = begin("attack: memory-backend-file mem-path=/dev/fd/0, no fd")
+        r = c.cmd("object-add", {"qom-type": "memory-backend-file", "id": "mb0",
+                                 "mem-path": "/dev/fd/0", "size": 1 << 20,
+                                 "share": True})
+        s.note = why(r)[:60]
+        if ok(r):
+            s.ownfd = int(own_opened(d, before))
+            s.note = "mapped its own fd 0"
+            c.cmd("object-del", {"id": "mb0"})
+        settle(s, n)
+        s.served = err(r)
+
+        s, n, before = begin("attack: memory-backend-file mem-path=/dev/fd/0, its fd")
+        fd, path = files.fd("membackend")
+        r = c.cmd("object-add", {"qom-type": "memory-backend-file", "id": "mb1",
+                                 "mem-path": "/dev/fd/0", "size": 1 << 20,
+                                 "share": True}, [fd])
+        os.close(fd)
+        mapped = node_file(d, before, path)
+        s.note = why(r)[:60]
+        if ok(r):
+            c.cmd("object-del", {"id": "mb1"})
+        settle(s, n)
+        s.served = ok(r) and mapped
+
+    # -- 3. Numeric fd parameters
+    if system:
+        s, n, before = begin("attack: netdev_add tap fd=0, nothing sent")
+        r = c.cmd("netdev_add", {"type": "tap", "id": "t0", "fd": "0"})
+        s.note = why(r)[:60]
+        intact = d.fds().get(0) == before.get(0)
+        if ok(r):
+            c.cmd("netdev_del", {"id": "t0"})
+        if not intact:
+            s.ownfd = 1
+            s.note = "used and closed its own fd 0"
+        settle(s, n)
+        s.served = err(r) and intact
+
+    # -- 5. HMP, through QMP and on a readline monitor
+    if system:
+        s, n, _ = begin("attack: human-monitor-command getfd hx with an fd; closefd")
+        fd, path = files.fd("hmp-getfd")
+        r, out = hmc(c, "getfd hx", [fd])
+        os.close(fd)
+        held = d.test_fds() == [path]
+        r2, out2 = hmc(c, "closefd hx")
+        s.note = (out + out2).strip()[:60]
+        settle(s, n)
+        s.served = ok(r) and held and ok(r2) and not out2.strip()
+
+        s, n, before = begin("attack: human-monitor-command drive_add file=/dev/fd/1")
+        r, out = hmc(c, "drive_add 0 if=none,id=hd1,file=/dev/fd/1,format=raw")
+        opened_own = own_opened(d, before)
+        if "OK" in out:
+            hmc(c, "drive_del hd1")
+        s.note = out.strip()[:60]
+        if opened_own:
+            s.ownfd = 1
+        settle(s, n)
+        s.served = ok(r) and "OK" not in out
+
+        h = Hmp(d)
+        s, n, _ = begin("attack: HMP line with an fd that takes none")
+        fd, _ = files.fd("hmp-none")
+        h.line("info version", [fd])
+        os.close(fd)
+        settle(s, n)
+        s.served = True
+
+        s, n, _ = begin("attack: HMP getfd h1 with its fd; closefd h1")
+        fd, path = files.fd("hmp-line-getfd")
+        h.line("getfd h1", [fd])
+        os.close(fd)
+        held = d.test_fds() == [path]
+        h.line("closefd h1")
+        s.note = "" if held else "getfd took no fd"
+        settle(s, n)
+        s.served = held and not d.test_fds()
+
+        s, n, before = begin("attack: HMP drive_add file=/dev/fd/1, no fd")
+        out = h.line("drive_add 0 if=none,id=hd2,file=/dev/fd/1,format=raw")
+        if own_opened(d, before):
+            s.ownfd = 1
+        if "\r\nOK" in out or "\nOK" in out:
+            h.line("drive_del hd2")
+        settle(s, n)
+        s.served = not s.ownfd
+        h.close()
+
+    # -- 4. Reopen: a /dev/fd/N node never re-resolves its name
+    s, n, before = begin("attack: blockdev-reopen read-write of command-line /dev/fd/4 node, 5 fds")
+    fds = [files.fd(f"reopen5-{i}")[0] for i in range(5)]
+    r = c.cmd("blockdev-reopen", {"options": [
+        {"driver": "file", "node-name": "cl", "filename": "/dev/fd/4",
+         "read-only": False}]}, fds)
+    for fd in fds:
+        os.close(fd)
+    s.note = why(r)[:60]
+    settle(s, n)
+    holds_own = d.cmdline_file in d.fds().values()
+    s.served = ok(r) and holds_own and not s.left
+
+    s, n, before = begin("attack: blockdev-reopen of command-line /dev/fd/4 node, no fds")
+    r1 = c.cmd("blockdev-reopen", {"options": [
+        {"driver": "file", "node-name": "cl", "filename": "/dev/fd/4",
+         "read-only": True}]})
+    r2 = c.cmd("blockdev-reopen", {"options": [
+        {"driver": "file", "node-name": "cl", "filename": "/dev/fd/4",
+         "read-only": False}]})
+    s.note = (why(r1) + why(r2))[:60]
+    settle(s, n)
+    s.served = ok(r1) and ok(r2) and d.cmdline_file in d.fds().values()
+
+    s, n, before = begin("attack: failed blockdev-reopen [n2 cache.direct=on, nx]")
+    fd2, path2 = files.fd("reopen-n2")
+    fdx, pathx = files.fd("reopen-nx", os.O_RDONLY)
+    r = blockdev_add(c, "n2", "/dev/fd/0", [fd2])
+    rx = blockdev_add(c, "nx", "/dev/fd/0", [fdx], read_only=True)
+    os.close(fdx)
+    flags_before = fcntl.fcntl(fd2, fcntl.F_GETFL)
+    rr = c.cmd("blockdev-reopen", {"options": [
+        {"driver": "file", "node-name": "n2", "filename": "/dev/fd/0",
+         "cache": {"direct": True}},
+        {"driver": "file", "node-name": "nx", "filename": "/dev/fd/0",
+         "read-only": False}]})
+    flags_after = fcntl.fcntl(fd2, fcntl.F_GETFL)
+    readable = True
+    if system and ok(r):
+        _, out = hmc(c, 'qemu-io n2 "read 1 4"')
+        readable = "error" not in out.lower() and "failed" not in out.lower()
+    try:
+        os.pread(fd2, 4, 1)             # the client's own unaligned read
+        client_reads = True
+    except OSError:
+        client_reads = False
+    os.close(fd2)
+    s.note = why(rr)[:60] if err(rr) else "reopen succeeded"
+    for node in ("n2", "nx"):
+        c.cmd("blockdev-del", {"node-name": node})
+    settle(s, n)
+    s.served = (ok(r) and ok(rx) and err(rr) and flags_after == flags_before
+                and readable and client_reads)
+    if flags_after != flags_before:
+        s.note = "the client's open file description kept the new flags"
 
 
 def run_steps(d, files, qemu_python):
@@ -475,7 +850,12 @@ def run_steps(d, files, qemu_python):
         s.note = r["error"]["desc"]
         close_step(s)
 
-    # 12. A client that disconnects in the middle of a command.
+    # 12. Attacks on every path where QEMU turns a client string into an
+    # fd, and on work a command starts.  Each compares the daemon's fd
+    # table with the one before the step once the step is over.
+    run_attacks(d, files, c, step)
+
+    # 13. A client that disconnects in the middle of a command.
     s = step("client disconnects mid-command with an fd")
     fd, _ = files.fd("disconnect")
     c.send(b'{"execute": "query-version", "arguments": ', [fd])
@@ -488,7 +868,7 @@ def run_steps(d, files, qemu_python):
     s.served = True
     close_step(s)
 
-    # 13. qemu.qmp: send_fd_scm() sends the fd just before the command.
+    # 14. qemu.qmp: send_fd_scm() sends the fd just before the command.
     sys.path.insert(0, qemu_python)
     from qemu.qmp.legacy import QEMUMonitorProtocol  # noqa: E402
 
@@ -834,9 +1214,12 @@ def main():
 
             def cell(s):
                 return (f"{'served' if s.served else 'WRONG ':6} left={len(s.left)} "
-                        f"stale={s.stale} own={s.ownfd}" + (f" ({s.note})" if s.note else ""))
+                        f"stale={s.stale} own={s.ownfd}"
+                        + (f" fds{s.total_delta:+d}" if s.strict else "")
+                        + (f" ({s.note})" if s.note else ""))
             print(f"  {su.name:58} | {cell(su)}\n  {'':58} | {cell(sp)}")
-            good = sp.served and not sp.left and not sp.stale and not sp.ownfd
+            good = (sp.served and not sp.left and not sp.stale and not sp.ownfd
+                    and not (sp.strict and sp.total_delta > 0))
             if good:
                 passed += 1
             else:

@@ -218,13 +218,17 @@ fn interp_of(data: &[u8]) -> Result<Option<PathBuf>, String> {
 /// Values PROGRAM's arguments give the placeholders.
 #[derive(Default)]
 struct ArgValues {
-    name: Option<OsString>,
+    /// The guest name as QEMU takes it, whatever its spelling (checked
+    /// only when an entry uses it: see [`usable_name`]).
+    name: Option<Vec<u8>>,
     pidfile_dir: Option<OsString>,
 }
 
-/// QEMU's `-name guest=NAME,...` or `-name NAME,...` (`,,` is a comma in
-/// the name), and the directory of `-pidfile PATH` (`--name`, `--pidfile`
-/// and the `=VALUE` forms too).
+/// QEMU's guest name (`-name`) and the directory of `-pidfile PATH`, taken
+/// as QEMU takes them: `-name` options merge, and the last `guest=` of the
+/// last `-name` that has one wins (`-name NAME,...` names it too); the
+/// last `-pidfile` wins. `--name`, `--pidfile` and the `=VALUE` forms are
+/// read the same way.
 fn arg_values(args: &[OsString]) -> ArgValues {
     let mut v = ArgValues::default();
     let mut i = 0;
@@ -245,7 +249,9 @@ fn arg_values(args: &[OsString]) -> ArgValues {
             };
             if let Some(val) = value {
                 if key == b"name" {
-                    v.name = guest_name(&val).map(OsString::from_vec);
+                    if let Some(name) = guest_name(&val) {
+                        v.name = Some(name);
+                    }
                 } else {
                     let dir = Path::new(OsStr::from_bytes(&val)).parent().map(|p| p.as_os_str().to_owned());
                     v.pidfile_dir = dir.filter(|d| !d.is_empty());
@@ -257,47 +263,103 @@ fn arg_values(args: &[OsString]) -> ArgValues {
     v
 }
 
-/// The guest name of a `-name` value: the `guest=` key, or the first
-/// field when it has no key; `,,` stands for a comma.
+/// The guest name one `-name` value sets, parsed as QEMU's option parser
+/// does (implied key `guest`): elements are split at a single `,` (`,,`
+/// is a comma in a value); the first element names the guest when no `=`
+/// comes before its first `,`; `KEY=VALUE` elements set KEY, the last
+/// one winning; a later element without `=` is a flag. `None` when this
+/// value sets no guest name (an earlier `-name`'s stands then).
 fn guest_name(val: &[u8]) -> Option<Vec<u8>> {
-    let mut fields = Vec::new();
-    let mut cur = Vec::new();
-    let mut i = 0;
-    while i < val.len() {
-        if val[i] == b',' {
-            if val.get(i + 1) == Some(&b',') {
-                cur.push(b',');
-                i += 2;
-                continue;
-            }
-            fields.push(std::mem::take(&mut cur));
+    let mut name = None;
+    let mut p = 0;
+    let mut first = true;
+    while p < val.len() {
+        let rest = &val[p..];
+        let len = rest.iter().position(|&b| b == b'=' || b == b',').unwrap_or(rest.len());
+        let implied = first && rest.get(len) != Some(&b'=');
+        let (key, value_at) = if implied {
+            (&b"guest"[..], p)
+        } else if rest.get(len) == Some(&b'=') {
+            (&rest[..len], p + len + 1)
         } else {
-            cur.push(val[i]);
+            // A flag (`debug-threads` alone): no value.
+            p += len + 1;
+            first = false;
+            continue;
+        };
+        // The value: up to a single ',' ("a,,b" is "a,b").
+        let mut value = Vec::new();
+        let mut q = value_at;
+        while q < val.len() {
+            if val[q] == b',' {
+                if val.get(q + 1) == Some(&b',') {
+                    value.push(b',');
+                    q += 2;
+                    continue;
+                }
+                break;
+            }
+            value.push(val[q]);
+            q += 1;
         }
-        i += 1;
+        if key == b"guest" {
+            name = Some(value);
+        }
+        p = q + 1;
+        first = false;
     }
-    fields.push(cur);
-    let name = fields.iter().find_map(|f| f.strip_prefix(b"guest=").map(<[u8]>::to_vec)).or_else(|| {
-        let first = &fields[0];
-        (!first.contains(&b'=')).then(|| first.clone())
-    })?;
-    // A name that could leave its directory is no name for a path.
-    (!name.is_empty() && !name.contains(&b'/') && name != b"." && name != b"..").then_some(name)
+    name
+}
+
+/// libvirt cuts the guest name to 20 characters in a domain's directory
+/// name (`domain-N-NAME`); a name that long could match another guest's.
+const NAME_CUT: usize = 20;
+
+/// `name` if it may be put in a path: not empty, no `/`, not `.` or
+/// `..`, no `{` or `}` (it would read as a placeholder), and shorter
+/// than 20 bytes, so that libvirt never cuts it (its cut counts
+/// characters, at most one per byte): a guest named like the first 20
+/// characters of another's longer name would otherwise get that guest's
+/// `domain-N-...` directory.
+fn usable_name(name: &[u8]) -> Result<&[u8], String> {
+    let shown = String::from_utf8_lossy(name);
+    if name.is_empty() || name == b"." || name == b".." || name.iter().any(|b| b"/{}".contains(b)) {
+        return Err(format!(
+            "the guest name '{shown}' cannot be part of a path (empty, '.', '..', or has '/', '{{' or '}}')"
+        ));
+    }
+    if name.len() >= NAME_CUT {
+        return Err(format!(
+            "the guest name '{shown}' is {} bytes long: {{name}} needs a name shorter than {NAME_CUT} bytes, \
+             since libvirt cuts names to {NAME_CUT} characters in its domain-N-NAME directories and a longer \
+             guest's directory could then match; give the guest a shorter name",
+            name.len()
+        ));
+    }
+    Ok(name)
 }
 
 /// The paths an allow entry stands for, or why it is left out.
 fn expand(path: &OsStr, values: &ArgValues) -> Result<Vec<PathBuf>, String> {
     let mut text = path.as_bytes().to_vec();
-    for (key, value) in [(&b"{name}"[..], &values.name), (b"{pidfile-dir}", &values.pidfile_dir)] {
+    let pidfile_dir = values.pidfile_dir.as_ref().map(|d| d.as_bytes());
+    for (key, value) in [(&b"{name}"[..], values.name.as_deref()), (b"{pidfile-dir}", pidfile_dir)] {
         if find(&text, key).is_none() {
             continue;
         }
         let Some(value) = value else {
             return Err(format!("PROGRAM's arguments give no {}", String::from_utf8_lossy(key)));
         };
-        while let Some(p) = find(&text, key) {
-            text.splice(p..p + key.len(), value.as_bytes().iter().copied());
+        // One pass: a value is never read again as a placeholder.
+        let mut out = Vec::with_capacity(text.len());
+        let mut rest = &text[..];
+        while let Some(p) = find(rest, key) {
+            out.extend_from_slice(&rest[..p]);
+            out.extend_from_slice(value);
+            rest = &rest[p + key.len()..];
         }
+        out.extend_from_slice(rest);
+        text = out;
     }
     let Some(p) = find(&text, b"{n}") else { return Ok(vec![PathBuf::from(OsString::from_vec(text))]) };
     // {n}: one path component, matched against its directory's entries.
@@ -341,10 +403,32 @@ fn mode_name(access: i32) -> &'static str {
     }
 }
 
+/// What Landlock leaves executable, said once confined (`--verbose`);
+/// `scope` is vm.memfd_noexec, read before confining.
+fn memfd_note(scope: std::io::Result<String>) {
+    let scope = scope.map(|s| s.trim().to_owned());
+    if scope.as_deref().ok() != Some("2") {
+        eprintln!(
+            "fdctx-confine: note: vm.memfd_noexec is {}: PROGRAM can still execute a memfd it writes \
+             (Landlock does not check files on internal mounts); `sysctl vm.memfd_noexec=2` stops that",
+            scope.unwrap_or_else(|_| "missing (kernel before 6.3)".into())
+        );
+    }
+    eprintln!(
+        "fdctx-confine: note: PROGRAM can run any ELF file the allow list lets it read, through its ELF \
+         interpreter or by mapping it executable: the allow list limits what it reads, not what code it runs"
+    );
+}
+
 fn run(opts: Opts) -> Result<std::convert::Infallible, Fail> {
     let program = resolve_program(&opts.program)?;
     let interp = elf_interpreter(&program).or_else(|e| cannot(format!("fdctx-confine: {}: {e}", program.display())))?;
     let values = arg_values(&opts.args);
+    if let Some(name) = &values.name {
+        if opts.allow.iter().any(|e| find(e.path.as_bytes(), b"{name}").is_some()) {
+            usable_name(name).or_else(|why| cannot(format!("fdctx-confine: refusing {{name}}: {why}")))?;
+        }
+    }
     let mut paths: Vec<(PathBuf, i32)> = Vec::new();
     for e in &opts.allow {
         match expand(&e.path, &values) {
@@ -363,15 +447,22 @@ fn run(opts: Opts) -> Result<std::convert::Infallible, Fail> {
         }
     }
     let allow: Vec<Allow<'_>> = paths.iter().map(|(p, a)| Allow { path: p.as_os_str(), access: *a }).collect();
+    let memfd_scope = std::fs::read_to_string("/proc/sys/vm/memfd_noexec");
     match confine(&allow, opts.require) {
         Ok(o @ Outcome::Enforced { .. }) => {
             if opts.verbose {
                 eprintln!("fdctx-confine: {}", o.describe());
+                memfd_note(memfd_scope);
             }
             // The hint fdctx in PROGRAM reads, so that its errors say why.
             std::env::set_var("FDCTX_CONFINED", "1");
         }
-        Ok(o) => eprintln!("fdctx-confine: warning: running {} unconfined: {}", program.display(), o.describe()),
+        Ok(o) => {
+            eprintln!("fdctx-confine: warning: running {} unconfined: {}", program.display(), o.describe());
+            // An inherited hint must not make an unconfined PROGRAM claim
+            // it is confined.
+            std::env::remove_var("FDCTX_CONFINED");
+        }
         Err(e) => return cannot(format!("fdctx-confine: {e}")),
     }
     let c_program = CString::new(program.as_os_str().as_bytes())
@@ -414,13 +505,31 @@ mod tests {
     #[test]
     fn guest_name_from_qemu_arguments() {
         let v = values(&["-name", "guest=web1,debug-threads=on", "-pidfile", "/run/q/qmp-Ab12/qmp.pid"]);
-        assert_eq!(v.name.as_deref(), Some(OsStr::new("web1")));
+        assert_eq!(v.name.as_deref(), Some(&b"web1"[..]));
         assert_eq!(v.pidfile_dir.as_deref(), Some(OsStr::new("/run/q/qmp-Ab12")));
-        assert_eq!(values(&["-name", "a,,b,process=x"]).name.as_deref(), Some(OsStr::new("a,b")));
-        assert_eq!(values(&["--name=plain"]).name.as_deref(), Some(OsStr::new("plain")));
-        assert!(values(&["-name", "guest=../etc"]).name.is_none(), "a name with '/' is refused");
-        assert!(values(&["-name", "guest=.."]).name.is_none());
+        assert_eq!(values(&["-name", "a,,b,process=x"]).name.as_deref(), Some(&b"a,b"[..]));
+        assert_eq!(values(&["--name=plain"]).name.as_deref(), Some(&b"plain"[..]));
         assert!(values(&["-S", "-machine", "none"]).name.is_none());
+        assert!(usable_name(b"../etc").is_err(), "a name with '/' is refused");
+        assert!(usable_name(b"..").is_err());
+        assert!(usable_name(b"{n}").is_err());
+        assert!(usable_name(b"0123456789abcdefghi").is_ok());
+        assert!(usable_name(b"0123456789abcdefghij").is_err(), "20 bytes: libvirt's cut");
+    }
+
+    #[test]
+    fn guest_name_is_the_one_qemu_takes() {
+        let name = |args: &[&str]| values(args).name.map(|n| String::from_utf8(n).unwrap());
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(name(&["-name", "guest=x,guest=b"]), some("b"), "the last guest= wins");
+        assert_eq!(name(&["-name", "x,guest=b"]), some("b"));
+        assert_eq!(name(&["-name", "a", "-name", "b"]), some("b"), "the last -name wins");
+        assert_eq!(name(&["-name", "a", "-name", "process=p"]), some("a"), "-name options merge");
+        assert_eq!(name(&["-name", "a", "-name", "debug-threads=on,guest"]), some("a"), "'guest' later is a flag");
+        assert_eq!(name(&["-name", "x,,y=z"]), some("x,y=z"), "',,' before '=': the implied value");
+        assert_eq!(name(&["-name", "guest=a,,b,debug-threads=on"]), some("a,b"));
+        assert_eq!(name(&["-name", "process=p"]), None);
+        assert_eq!(name(&["-name", "guest="]), some(""));
     }
 
     #[test]

@@ -6,8 +6,11 @@
 //! ```
 //!
 //! The ruleset grants what the `--allow` entries say, plus read and
-//! execute on PROGRAM and on its ELF interpreter (`PT_INTERP`): nothing
-//! else can ever be executed. Allow paths may name values taken from
+//! execute on PROGRAM and on its ELF interpreter (`PT_INTERP`): no other
+//! file on a filesystem can be exec'd. That does not limit what code runs:
+//! the interpreter runs any ELF file the allow list lets PROGRAM read, and
+//! a memfd can be executed unless the host sets `vm.memfd_noexec=2` (see
+//! USAGE). Allow paths may name values taken from
 //! PROGRAM's own arguments (see USAGE), so that one allow list serves every
 //! guest and each VMM reaches only its own guest's files.
 //!
@@ -35,29 +38,52 @@ fds passed to it (with monitor commands, or inherited).
   --allow PATH[:MODE]  allow opening files beneath PATH (a directory) or
                        PATH itself (a file); MODE is r (read, the
                        default), w (write, create, remove) or rw. A path
-                       that does not exist is an error. May be repeated.
-                       PATH may name values from PROGRAM's arguments:
+                       that does not exist is an error; a relative PATH
+                       is taken from the working directory. May be
+                       repeated. PATH may name values from PROGRAM's
+                       arguments, read as QEMU reads them:
                          {name}        the guest name given with -name
-                                       (guest=NAME,... or NAME,...)
+                                       (guest=NAME,... or NAME,...; the
+                                       last one wins); it must be
+                                       shorter than 20 bytes, else
+                                       fdctx-confine exits 126: libvirt
+                                       cuts names to 20 characters in
+                                       its domain-N-NAME directories, so
+                                       a longer one could name another
+                                       guest's
                          {pidfile-dir} the directory of -pidfile's path
                          {n}           a decimal number: every existing
                                        entry of that directory that
                                        matches is allowed
                        an entry naming a value the arguments lack is
                        left out (--verbose says so), as is one whose
-                       {n} matches nothing.
+                       {n} matches nothing. A path whose own name holds
+                       {name}, {pidfile-dir} or {n} literally cannot be
+                       allowed. Whoever writes PROGRAM's arguments
+                       chooses these values: trust it as you trust the
+                       allow list.
   --require            fail (exit 126) rather than run PROGRAM unconfined
                        when the kernel has no usable Landlock
   --verbose            print the rules and what was enforced on stderr
   -h, --help           show this help
 
 PROGRAM must be an ELF executable; it (found on PATH when it has no '/')
-and its ELF interpreter are the only files that may be executed.
+and its ELF interpreter are the only files PROGRAM can exec(2). That is
+not a limit on what code runs: Landlock counts mapping a file executable
+as reading it, so PROGRAM can run any ELF file the allow list lets it
+read (through its ELF interpreter: ld-linux.so FILE), and it can execute
+a memfd it writes (Landlock does not check internal mounts) unless the
+host sets `sysctl vm.memfd_noexec=2` (Linux 6.3 on). A seccomp filter in
+PROGRAM that refuses execve (QEMU's -sandbox spawn=deny, where QEMU is
+built with seccomp) stops both kinds of exec. Capabilities stay as they
+are: run PROGRAM as an unprivileged user, as libvirt runs QEMU.
 
 A file the confined PROGRAM opens by path outside the allow list fails
-with EACCES (\"Permission denied\"): pass it as an fd instead. The
-environment variable FDCTX_CONFINED=1 tells fdctx in PROGRAM that it is
-confined, so its errors say so.
+with EACCES (\"Permission denied\"): pass it as an fd instead. Landlock
+hides nothing: a missing path still fails with ENOENT, and O_PATH opens,
+stat(2) and the like work on any path. The environment variable
+FDCTX_CONFINED=1 tells fdctx in PROGRAM that it is confined, so its
+errors say so; fdctx-confine removes it when PROGRAM runs unconfined.
 
 Exit status: PROGRAM's; 126 when confinement fails with --require, an
 allow entry cannot be used, or PROGRAM cannot be executed; 2 on a usage

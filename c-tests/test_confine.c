@@ -185,6 +185,19 @@ static void paths_refused_fds_work(void)
     CHECK_ERR(fdctx_open(NULL, "/etc/passwd", O_RDONLY, 0), EACCES);
     CHECK(open("/etc/passwd", O_RDONLY | O_CLOEXEC) < 0 && errno == EACCES);
 
+    /* What the header says Landlock leaves: existence can be probed (a
+     * missing path is -ENOENT, not -EACCES), and an O_PATH open of any
+     * existing path succeeds, though that fd reads nothing. */
+    path_of(p, sizeof p, "no-such.img");
+    CHECK_ERR(fdctx_open(NULL, p, O_RDONLY, 0), ENOENT);
+    path_of(p, sizeof p, "disk.img");
+    r = fdctx_open(NULL, p, O_PATH, 0);
+    CHECK_OK(r);
+    if (r >= 0) {
+        CHECK(read(r, buf, 1) < 0 && errno == EBADF);
+        close(r);
+    }
+
     /* By fd: every flag of /dev/fd/N. */
     r = fdctx_open(ctx, "/dev/fd/0", O_RDONLY, 0);
     CHECK_OK(r);

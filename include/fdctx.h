@@ -42,12 +42,17 @@
  * Added to an fdctx_allow entry's `access` (`O_RDONLY | FDCTX_ALLOW_EXEC`):
  * the entry also allows executing (execve(2)) the file it names, or the
  * files beneath the directory it names. Without it nothing can be
- * executed once confined. Meant for a launcher that confines itself and
- * then execs the program it confines (`fdctx-confine` grants it on that
- * program and on its ELF interpreter only); execve(2) also needs read,
- * so combine it with `O_RDONLY` or `O_RDWR`. Mapping a library with
- * `PROT_EXEC` is not an execute: the loader needs read on the libraries.
- * Its value is outside every open(2) flag.
+ * executed (execve(2)) once confined. Meant for a launcher that confines
+ * itself and then execs the program it confines (`fdctx-confine` grants
+ * it on that program and on its ELF interpreter only); execve(2) also
+ * needs read, so combine it with `O_RDONLY` or `O_RDWR`. It limits
+ * execve(2), not what code runs: mapping a file with `PROT_EXEC` counts
+ * as reading it (the loader needs that for the libraries), so the
+ * process can run any ELF file it may read, in itself or through an ELF
+ * interpreter it may execute (`ld-linux.so FILE`); and a memfd (on an
+ * internal mount, which Landlock does not check) can be executed
+ * whatever the entries say (see "What stays as it was" at
+ * fdctx_confine()). Its value is outside every open(2) flag.
  */
 #define FDCTX_ALLOW_EXEC (1 << 30)
 
@@ -381,9 +386,13 @@ int fdctx_dup(const struct fdctx *ctx, size_t index);
  * - Any other path is opened with `flags | O_CLOEXEC` and `mode` (used only
  *   with `O_CREAT`/`O_TMPFILE`); its errors are open(2)'s. Such a path has
  *   the process's full filesystem authority, as with open(2) — unless the
- *   process is confined (fdctx_confine()): then a path outside the allowed
- *   ones fails with `-EACCES` and a fdctx_last_error() text saying the
- *   process is confined. `/dev/fd/N` works the same confined or not.
+ *   process is confined (fdctx_confine()): then opening a path outside the
+ *   allowed ones fails with `-EACCES` and a fdctx_last_error() text saying
+ *   the process is confined. Landlock does not hide what exists: a path
+ *   that does not exist still gives `-ENOENT` (so a confined process can
+ *   tell which paths exist), and an `O_PATH` open of any existing path
+ *   succeeds (such an fd reads and writes nothing). `/dev/fd/N` works the
+ *   same confined or not.
  * - `O_PATH` asked of an fd that is not `O_PATH` gives a path-only fd, as
  *   open(2) would, not a readable or writable duplicate (made with
  *   open_tree(2) on the fd; only where that call is missing, by reopening
@@ -864,9 +873,10 @@ int fdctx_send(int sockfd, const void *buf, size_t len, const int *fds, size_t n
  * - `O_RDWR`: both.
  *
  * Every entry also allows ioctl(2) on device files opened beneath it
- * (`/dev/kvm`, `/dev/net/tun` are used that way). Executing is allowed
- * only by entries with `FDCTX_ALLOW_EXEC`. Never allowed: making device
- * nodes, FIFOs or symlinks.
+ * (`/dev/kvm`, `/dev/net/tun` are used that way). Executing a file by
+ * path (execve(2)) is allowed only by entries with `FDCTX_ALLOW_EXEC`
+ * (which does not limit what code runs: see below). Never allowed:
+ * making device nodes, FIFOs or symlinks.
  *
  * What stays as it was (Landlock does not restrict it), by the kernel's
  * Landlock ABI (the return value):
@@ -889,6 +899,28 @@ int fdctx_send(int sockfd, const void *buf, size_t len, const int *fds, size_t n
  *   `O_WRONLY` on the directory), abstract Unix sockets, TCP bind and
  *   connect (ABI 4's rights are not used), signals (ABI 6's scoping is not
  *   used);
+ * - on every ABI: executing a memfd (memfd_create(2), then fexecve(2) or
+ *   execveat(2)): Landlock does not check files on internal mounts, so a
+ *   process that can write a memfd can run any program it writes there,
+ *   whatever the entries say. The library cannot stop it; the host can:
+ *   `sysctl vm.memfd_noexec=2` (Linux 6.3 on; per pid namespace, inherited
+ *   and never lowered by a child namespace) makes every memfd
+ *   non-executable, and a seccomp filter in the program that refuses
+ *   execve(2) and execveat(2) (QEMU's `-sandbox on,spawn=deny`, in a QEMU
+ *   built with seccomp) stops every later exec;
+ * - on every ABI: running code from any file the process may read:
+ *   mmap(2) with `PROT_EXEC` counts as reading, so a read entry lets the
+ *   process load any ELF file beneath it, and an ELF interpreter it may
+ *   execute runs any readable ELF file as a program (`ld-linux.so FILE`):
+ *   what the entries let it read is what it can run;
+ * - on every ABI: chroot(2), unshare(2) of user and mount namespaces
+ *   (mount(2) and pivot_root(2) stay refused), and inotify(7)/fanotify(7)
+ *   marks on any path it can name (it learns when files change, not what
+ *   they hold);
+ * - on every ABI: capabilities and user ids: a process running as root
+ *   keeps every capability it has (loading a kernel module from an fd,
+ *   raw I/O, the network, setuid(2)); run it as its own unprivileged user,
+ *   as libvirt runs QEMU, or drop them;
  * - ABI 1: a file can never be renamed or linked into another directory
  *   (refused, not unrestricted); truncate(2) and `O_TRUNC` by path are not
  *   restricted, nor is ioctl(2);
@@ -919,12 +951,15 @@ int fdctx_send(int sockfd, const void *buf, size_t len, const int *fds, size_t n
  * second call adds a layer and can only narrow what is allowed.
  *
  * After it, fdctx_open() of `/dev/fd/N` works exactly as before (every
- * flag and check, `O_PATH` included: it opens no path), and an ordinary
- * path outside the allowed ones fails with `-EACCES` and a
- * fdctx_last_error() text saying the process is confined.
+ * flag and check, `O_PATH` included: it opens no path), and opening an
+ * ordinary path outside the allowed ones fails with `-EACCES` and a
+ * fdctx_last_error() text saying the process is confined (a path that
+ * does not exist gives `-ENOENT`, and `O_PATH` opens succeed, as above).
  *
  * A program exec'd by a launcher that confined it (`fdctx-confine`) is
- * told by the environment variable `FDCTX_CONFINED=1`: its fdctx_open()
+ * told by the environment variable `FDCTX_CONFINED=1` (which
+ * `fdctx-confine` removes when it runs the program unconfined): its
+ * fdctx_open()
  * then words `EACCES` the same way (a hint for messages only: Landlock is
  * the boundary).
  *

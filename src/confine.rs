@@ -25,9 +25,11 @@
 //! granted only by an entry whose access has [`ALLOW_EXEC`] added: a
 //! launcher such as `fdctx-confine` confines itself and then execs the VMM,
 //! so it grants execute on that one program and its ELF interpreter and
-//! nothing else (mmap with `PROT_EXEC` is not covered by `EXECUTE`: the
-//! loader maps libraries it may read). Never granted: making character or
-//! block devices, FIFOs or symlinks.
+//! nothing else. `EXECUTE` covers `execve(2)` only, not what code runs:
+//! mmap with `PROT_EXEC` counts as reading (the loader maps libraries it
+//! may read), so any readable ELF file can be loaded, or run as a program
+//! through the ELF interpreter (`ld-linux.so FILE`). Never granted: making
+//! character or block devices, FIFOs or symlinks.
 //!
 //! By ABI version, as the Landlock documentation prescribes for best-effort
 //! use: ABI 1 has the thirteen basic rights (renaming or linking a file
@@ -54,6 +56,11 @@
 //!   `setxattr(2)`; and `connect(2)` to a Unix socket by path.
 //! * Hard links made before confining: a link beneath an allowed path to a
 //!   file elsewhere reaches that file.
+//! * Executing files on internal mounts: a memfd the process writes can be
+//!   executed (`fexecve`), whatever the rules say. Only the host stops it
+//!   (`vm.memfd_noexec=2`, or a seccomp filter refusing `execve`).
+//! * `chroot(2)`, `unshare(2)` of user and mount namespaces (`mount(2)`
+//!   itself stays refused), inotify and fanotify marks, capabilities.
 //! * Below ABI 8, threads that already exist: `landlock_restrict_self`
 //!   confines the calling thread and what it creates afterwards (threads,
 //!   `fork`, `exec`), never its siblings. Call [`confine`] before creating

@@ -170,3 +170,115 @@ fn require_refuses_to_run_the_vmm_unconfined() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("unconfined"), "{}", stderr(&o));
 }
+
+/// A directory tree like libvirt's `/var/lib/libvirt/qemu`.
+fn domain_dirs(tag: &str, dirs: &[&str]) -> PathBuf {
+    let base = std::env::temp_dir().join(format!("fdctx-confine-cli-{}-{tag}", std::process::id()));
+    for d in dirs {
+        std::fs::create_dir_all(base.join(d)).unwrap();
+    }
+    base
+}
+
+#[test]
+fn guest_named_like_another_guests_cut_name_gets_no_directory() {
+    let _fds = FdLeakCheck::new();
+    // libvirt cuts names to 20 characters in domain-N-NAME: the guest named
+    // "production-database-" would match "production-database-eu"'s directory.
+    let base = domain_dirs("cut", &["domain-7-production-database-"]);
+    let allow = format!("{}/domain-{{n}}-{{name}}:rw", base.display());
+    let mut args = LOADER.to_vec();
+    args.extend(["--allow", &allow, "--verbose", "--", "/bin/true", "-name", "guest=production-database-"]);
+    let o = confine(&args);
+    assert_eq!(o.status.code(), Some(126), "refused, not granted: {}", stderr(&o));
+    assert!(stderr(&o).contains("shorter than 20 bytes"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("domain-7-"), "nothing of it allowed: {}", stderr(&o));
+    // 19 bytes: never cut, so granted exactly.
+    std::fs::create_dir_all(base.join("domain-3-production-database")).unwrap();
+    let mut args = LOADER.to_vec();
+    args.extend(["--allow", &allow, "--verbose", "--", "/bin/true", "-name", "guest=production-database"]);
+    let o = confine(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("domain-3-production-database:rw"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("domain-7-"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn repeated_guest_key_names_the_guest_qemu_takes() {
+    let _fds = FdLeakCheck::new();
+    let base = domain_dirs("qemuopts", &["domain-1-x", "domain-2-b", "domain-3-a"]);
+    let allow = format!("{}/domain-{{n}}-{{name}}:rw", base.display());
+    // QEMU's option parser: the last guest= of one -name, the last -name of
+    // several, and -name options merge (a later one without guest= keeps it).
+    for (args, granted, not) in [
+        (&["-name", "guest=x,guest=b"][..], "domain-2-b", "domain-1-x"),
+        (&["-name", "x", "-name", "b,debug-threads=on"], "domain-2-b", "domain-1-x"),
+        (&["-name", "a", "-name", "process=x"], "domain-3-a", "domain-1-x"),
+    ] {
+        let mut cmd = LOADER.to_vec();
+        cmd.extend(["--allow", &allow, "--verbose", "--", "/bin/true"]);
+        cmd.extend(args);
+        let o = confine(&cmd);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(&format!("{granted}:rw")), "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains(not), "{args:?}: {}", stderr(&o));
+    }
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn unconfined_program_is_not_told_it_is_confined() {
+    let _fds = FdLeakCheck::new();
+    let mut cmd = Command::new(CONFINE);
+    cmd.args(["--", "env"]).env("FDCTX_CONFINED", "1");
+    without_landlock(&mut cmd);
+    let o = cmd.output().expect("fdctx-confine runs");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unconfined"), "{}", stderr(&o));
+    let env = String::from_utf8_lossy(&o.stdout);
+    assert!(!env.contains("FDCTX_CONFINED"), "an inherited FDCTX_CONFINED must go: {env}");
+}
+
+/// The payload: write `/usr/bin/id` into a memfd and execute that.
+const MEMFD_EXEC: &str = "import os,sys; fd=os.memfd_create('x'); \
+    os.write(fd, open('/usr/bin/id','rb').read()); os.execve(fd, ['id'], {})";
+
+#[test]
+fn memfd_payload_is_stopped_by_memfd_noexec() {
+    let _fds = FdLeakCheck::new();
+    if !landlock() {
+        return;
+    }
+    let python = std::path::Path::new("/usr/bin/python3");
+    let unshare = std::path::Path::new("/usr/bin/unshare");
+    // SAFETY: geteuid has no preconditions.
+    if !python.exists() || !unshare.exists() || unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs /usr/bin/python3, /usr/bin/unshare and root");
+        return;
+    }
+    let mut args = LOADER.to_vec();
+    args.extend(["--allow", "/usr/bin/id", "--require", "--", "/usr/bin/python3", "-c", MEMFD_EXEC]);
+    // Landlock does not check files on internal mounts: with memfds
+    // executable (vm.memfd_noexec below 2) the payload runs, as the header
+    // and README say.
+    let scope = std::fs::read_to_string("/proc/sys/vm/memfd_noexec").unwrap_or_default();
+    if matches!(scope.trim(), "0" | "1") {
+        let o = confine(&args);
+        assert!(String::from_utf8_lossy(&o.stdout).contains("uid="), "the documented limit: {}", stderr(&o));
+    }
+    // The documented mitigation, set in a pid namespace of its own so the
+    // host's setting stays as it was: no memfd can be executed.
+    let script = "echo 2 > /proc/sys/vm/memfd_noexec && exec \"$0\" \"$@\"";
+    let o = Command::new(unshare)
+        .args(["--pid", "--fork", "/bin/sh", "-c", script, CONFINE])
+        .args(&args)
+        .output()
+        .expect("unshare runs");
+    if stderr(&o).contains("unshare failed") {
+        eprintln!("skipped: no pid namespace here: {}", stderr(&o));
+        return;
+    }
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("uid="), "the memfd ran: {}", stderr(&o));
+    assert!(stderr(&o).contains("Permission denied"), "{}", stderr(&o));
+}

@@ -6,8 +6,11 @@
 //! ```
 //!
 //! The ruleset grants what the `--allow` entries say, plus read and
-//! execute on PROGRAM and on its ELF interpreter (`PT_INTERP`): nothing
-//! else can ever be executed. Allow paths may name values taken from
+//! execute on PROGRAM and on its ELF interpreter (`PT_INTERP`): no other
+//! file on a filesystem can be exec'd. That does not limit what code runs:
+//! the interpreter runs any ELF file the allow list lets PROGRAM read, and
+//! a memfd can be executed unless the host sets `vm.memfd_noexec=2` (see
+//! USAGE). Allow paths may name values taken from
 //! PROGRAM's own arguments (see USAGE), so that one allow list serves every
 //! guest and each VMM reaches only its own guest's files.
 //!
@@ -35,29 +38,52 @@ fds passed to it (with monitor commands, or inherited).
   --allow PATH[:MODE]  allow opening files beneath PATH (a directory) or
                        PATH itself (a file); MODE is r (read, the
                        default), w (write, create, remove) or rw. A path
-                       that does not exist is an error. May be repeated.
-                       PATH may name values from PROGRAM's arguments:
+                       that does not exist is an error; a relative PATH
+                       is taken from the working directory. May be
+                       repeated. PATH may name values from PROGRAM's
+                       arguments, read as QEMU reads them:
                          {name}        the guest name given with -name
-                                       (guest=NAME,... or NAME,...)
+                                       (guest=NAME,... or NAME,...; the
+                                       last one wins); it must be
+                                       shorter than 20 bytes, else
+                                       fdctx-confine exits 126: libvirt
+                                       cuts names to 20 characters in
+                                       its domain-N-NAME directories, so
+                                       a longer one could name another
+                                       guest's
                          {pidfile-dir} the directory of -pidfile's path
                          {n}           a decimal number: every existing
                                        entry of that directory that
                                        matches is allowed
                        an entry naming a value the arguments lack is
                        left out (--verbose says so), as is one whose
-                       {n} matches nothing.
+                       {n} matches nothing. A path whose own name holds
+                       {name}, {pidfile-dir} or {n} literally cannot be
+                       allowed. Whoever writes PROGRAM's arguments
+                       chooses these values: trust it as you trust the
+                       allow list.
   --require            fail (exit 126) rather than run PROGRAM unconfined
                        when the kernel has no usable Landlock
   --verbose            print the rules and what was enforced on stderr
   -h, --help           show this help
 
 PROGRAM must be an ELF executable; it (found on PATH when it has no '/')
-and its ELF interpreter are the only files that may be executed.
+and its ELF interpreter are the only files PROGRAM can exec(2). That is
+not a limit on what code runs: Landlock counts mapping a file executable
+as reading it, so PROGRAM can run any ELF file the allow list lets it
+read (through its ELF interpreter: ld-linux.so FILE), and it can execute
+a memfd it writes (Landlock does not check internal mounts) unless the
+host sets `sysctl vm.memfd_noexec=2` (Linux 6.3 on). A seccomp filter in
+PROGRAM that refuses execve (QEMU's -sandbox spawn=deny, where QEMU is
+built with seccomp) stops both kinds of exec. Capabilities stay as they
+are: run PROGRAM as an unprivileged user, as libvirt runs QEMU.
 
 A file the confined PROGRAM opens by path outside the allow list fails
-with EACCES (\"Permission denied\"): pass it as an fd instead. The
-environment variable FDCTX_CONFINED=1 tells fdctx in PROGRAM that it is
-confined, so its errors say so.
+with EACCES (\"Permission denied\"): pass it as an fd instead. Landlock
+hides nothing: a missing path still fails with ENOENT, and O_PATH opens,
+stat(2) and the like work on any path. The environment variable
+FDCTX_CONFINED=1 tells fdctx in PROGRAM that it is confined, so its
+errors say so; fdctx-confine removes it when PROGRAM runs unconfined.
 
 Exit status: PROGRAM's; 126 when confinement fails with --require, an
 allow entry cannot be used, or PROGRAM cannot be executed; 2 on a usage
@@ -218,13 +244,17 @@ fn interp_of(data: &[u8]) -> Result<Option<PathBuf>, String> {
 /// Values PROGRAM's arguments give the placeholders.
 #[derive(Default)]
 struct ArgValues {
-    name: Option<OsString>,
+    /// The guest name as QEMU takes it, whatever its spelling (checked
+    /// only when an entry uses it: see [`usable_name`]).
+    name: Option<Vec<u8>>,
     pidfile_dir: Option<OsString>,
 }
 
-/// QEMU's `-name guest=NAME,...` or `-name NAME,...` (`,,` is a comma in
-/// the name), and the directory of `-pidfile PATH` (`--name`, `--pidfile`
-/// and the `=VALUE` forms too).
+/// QEMU's guest name (`-name`) and the directory of `-pidfile PATH`, taken
+/// as QEMU takes them: `-name` options merge, and the last `guest=` of the
+/// last `-name` that has one wins (`-name NAME,...` names it too); the
+/// last `-pidfile` wins. `--name`, `--pidfile` and the `=VALUE` forms are
+/// read the same way.
 fn arg_values(args: &[OsString]) -> ArgValues {
     let mut v = ArgValues::default();
     let mut i = 0;
@@ -245,7 +275,9 @@ fn arg_values(args: &[OsString]) -> ArgValues {
             };
             if let Some(val) = value {
                 if key == b"name" {
-                    v.name = guest_name(&val).map(OsString::from_vec);
+                    if let Some(name) = guest_name(&val) {
+                        v.name = Some(name);
+                    }
                 } else {
                     let dir = Path::new(OsStr::from_bytes(&val)).parent().map(|p| p.as_os_str().to_owned());
                     v.pidfile_dir = dir.filter(|d| !d.is_empty());
@@ -257,47 +289,103 @@ fn arg_values(args: &[OsString]) -> ArgValues {
     v
 }
 
-/// The guest name of a `-name` value: the `guest=` key, or the first
-/// field when it has no key; `,,` stands for a comma.
+/// The guest name one `-name` value sets, parsed as QEMU's option parser
+/// does (implied key `guest`): elements are split at a single `,` (`,,`
+/// is a comma in a value); the first element names the guest when no `=`
+/// comes before its first `,`; `KEY=VALUE` elements set KEY, the last
+/// one winning; a later element without `=` is a flag. `None` when this
+/// value sets no guest name (an earlier `-name`'s stands then).
 fn guest_name(val: &[u8]) -> Option<Vec<u8>> {
-    let mut fields = Vec::new();
-    let mut cur = Vec::new();
-    let mut i = 0;
-    while i < val.len() {
-        if val[i] == b',' {
-            if val.get(i + 1) == Some(&b',') {
-                cur.push(b',');
-                i += 2;
-                continue;
-            }
-            fields.push(std::mem::take(&mut cur));
+    let mut name = None;
+    let mut p = 0;
+    let mut first = true;
+    while p < val.len() {
+        let rest = &val[p..];
+        let len = rest.iter().position(|&b| b == b'=' || b == b',').unwrap_or(rest.len());
+        let implied = first && rest.get(len) != Some(&b'=');
+        let (key, value_at) = if implied {
+            (&b"guest"[..], p)
+        } else if rest.get(len) == Some(&b'=') {
+            (&rest[..len], p + len + 1)
         } else {
-            cur.push(val[i]);
+            // A flag (`debug-threads` alone): no value.
+            p += len + 1;
+            first = false;
+            continue;
+        };
+        // The value: up to a single ',' ("a,,b" is "a,b").
+        let mut value = Vec::new();
+        let mut q = value_at;
+        while q < val.len() {
+            if val[q] == b',' {
+                if val.get(q + 1) == Some(&b',') {
+                    value.push(b',');
+                    q += 2;
+                    continue;
+                }
+                break;
+            }
+            value.push(val[q]);
+            q += 1;
         }
-        i += 1;
+        if key == b"guest" {
+            name = Some(value);
+        }
+        p = q + 1;
+        first = false;
     }
-    fields.push(cur);
-    let name = fields.iter().find_map(|f| f.strip_prefix(b"guest=").map(<[u8]>::to_vec)).or_else(|| {
-        let first = &fields[0];
-        (!first.contains(&b'=')).then(|| first.clone())
-    })?;
-    // A name that could leave its directory is no name for a path.
-    (!name.is_empty() && !name.contains(&b'/') && name != b"." && name != b"..").then_some(name)
+    name
+}
+
+/// libvirt cuts the guest name to 20 characters in a domain's directory
+/// name (`domain-N-NAME`); a name that long could match another guest's.
+const NAME_CUT: usize = 20;
+
+/// `name` if it may be put in a path: not empty, no `/`, not `.` or
+/// `..`, no `{` or `}` (it would read as a placeholder), and shorter
+/// than 20 bytes, so that libvirt never cuts it (its cut counts
+/// characters, at most one per byte): a guest named like the first 20
+/// characters of another's longer name would otherwise get that guest's
+/// `domain-N-...` directory.
+fn usable_name(name: &[u8]) -> Result<&[u8], String> {
+    let shown = String::from_utf8_lossy(name);
+    if name.is_empty() || name == b"." || name == b".." || name.iter().any(|b| b"/{}".contains(b)) {
+        return Err(format!(
+            "the guest name '{shown}' cannot be part of a path (empty, '.', '..', or has '/', '{{' or '}}')"
+        ));
+    }
+    if name.len() >= NAME_CUT {
+        return Err(format!(
+            "the guest name '{shown}' is {} bytes long: {{name}} needs a name shorter than {NAME_CUT} bytes, \
+             since libvirt cuts names to {NAME_CUT} characters in its domain-N-NAME directories and a longer \
+             guest's directory could then match; give the guest a shorter name",
+            name.len()
+        ));
+    }
+    Ok(name)
 }
 
 /// The paths an allow entry stands for, or why it is left out.
 fn expand(path: &OsStr, values: &ArgValues) -> Result<Vec<PathBuf>, String> {
     let mut text = path.as_bytes().to_vec();
-    for (key, value) in [(&b"{name}"[..], &values.name), (b"{pidfile-dir}", &values.pidfile_dir)] {
+    let pidfile_dir = values.pidfile_dir.as_ref().map(|d| d.as_bytes());
+    for (key, value) in [(&b"{name}"[..], values.name.as_deref()), (b"{pidfile-dir}", pidfile_dir)] {
         if find(&text, key).is_none() {
             continue;
         }
         let Some(value) = value else {
             return Err(format!("PROGRAM's arguments give no {}", String::from_utf8_lossy(key)));
         };
-        while let Some(p) = find(&text, key) {
-            text.splice(p..p + key.len(), value.as_bytes().iter().copied());
+        // One pass: a value is never read again as a placeholder.
+        let mut out = Vec::with_capacity(text.len());
+        let mut rest = &text[..];
+        while let Some(p) = find(rest, key) {
+            out.extend_from_slice(&rest[..p]);
+            out.extend_from_slice(value);
+            rest = &rest[p + key.len()..];
         }
+        out.extend_from_slice(rest);
+        text = out;
     }
     let Some(p) = find(&text, b"{n}") else { return Ok(vec![PathBuf::from(OsString::from_vec(text))]) };
     // {n}: one path component, matched against its directory's entries.
@@ -341,10 +429,32 @@ fn mode_name(access: i32) -> &'static str {
     }
 }
 
+/// What Landlock leaves executable, said once confined (`--verbose`);
+/// `scope` is vm.memfd_noexec, read before confining.
+fn memfd_note(scope: std::io::Result<String>) {
+    let scope = scope.map(|s| s.trim().to_owned());
+    if scope.as_deref().ok() != Some("2") {
+        eprintln!(
+            "fdctx-confine: note: vm.memfd_noexec is {}: PROGRAM can still execute a memfd it writes \
+             (Landlock does not check files on internal mounts); `sysctl vm.memfd_noexec=2` stops that",
+            scope.unwrap_or_else(|_| "missing (kernel before 6.3)".into())
+        );
+    }
+    eprintln!(
+        "fdctx-confine: note: PROGRAM can run any ELF file the allow list lets it read, through its ELF \
+         interpreter or by mapping it executable: the allow list limits what it reads, not what code it runs"
+    );
+}
+
 fn run(opts: Opts) -> Result<std::convert::Infallible, Fail> {
     let program = resolve_program(&opts.program)?;
     let interp = elf_interpreter(&program).or_else(|e| cannot(format!("fdctx-confine: {}: {e}", program.display())))?;
     let values = arg_values(&opts.args);
+    if let Some(name) = &values.name {
+        if opts.allow.iter().any(|e| find(e.path.as_bytes(), b"{name}").is_some()) {
+            usable_name(name).or_else(|why| cannot(format!("fdctx-confine: refusing {{name}}: {why}")))?;
+        }
+    }
     let mut paths: Vec<(PathBuf, i32)> = Vec::new();
     for e in &opts.allow {
         match expand(&e.path, &values) {
@@ -363,15 +473,22 @@ fn run(opts: Opts) -> Result<std::convert::Infallible, Fail> {
         }
     }
     let allow: Vec<Allow<'_>> = paths.iter().map(|(p, a)| Allow { path: p.as_os_str(), access: *a }).collect();
+    let memfd_scope = std::fs::read_to_string("/proc/sys/vm/memfd_noexec");
     match confine(&allow, opts.require) {
         Ok(o @ Outcome::Enforced { .. }) => {
             if opts.verbose {
                 eprintln!("fdctx-confine: {}", o.describe());
+                memfd_note(memfd_scope);
             }
             // The hint fdctx in PROGRAM reads, so that its errors say why.
             std::env::set_var("FDCTX_CONFINED", "1");
         }
-        Ok(o) => eprintln!("fdctx-confine: warning: running {} unconfined: {}", program.display(), o.describe()),
+        Ok(o) => {
+            eprintln!("fdctx-confine: warning: running {} unconfined: {}", program.display(), o.describe());
+            // An inherited hint must not make an unconfined PROGRAM claim
+            // it is confined.
+            std::env::remove_var("FDCTX_CONFINED");
+        }
         Err(e) => return cannot(format!("fdctx-confine: {e}")),
     }
     let c_program = CString::new(program.as_os_str().as_bytes())
@@ -414,13 +531,31 @@ mod tests {
     #[test]
     fn guest_name_from_qemu_arguments() {
         let v = values(&["-name", "guest=web1,debug-threads=on", "-pidfile", "/run/q/qmp-Ab12/qmp.pid"]);
-        assert_eq!(v.name.as_deref(), Some(OsStr::new("web1")));
+        assert_eq!(v.name.as_deref(), Some(&b"web1"[..]));
         assert_eq!(v.pidfile_dir.as_deref(), Some(OsStr::new("/run/q/qmp-Ab12")));
-        assert_eq!(values(&["-name", "a,,b,process=x"]).name.as_deref(), Some(OsStr::new("a,b")));
-        assert_eq!(values(&["--name=plain"]).name.as_deref(), Some(OsStr::new("plain")));
-        assert!(values(&["-name", "guest=../etc"]).name.is_none(), "a name with '/' is refused");
-        assert!(values(&["-name", "guest=.."]).name.is_none());
+        assert_eq!(values(&["-name", "a,,b,process=x"]).name.as_deref(), Some(&b"a,b"[..]));
+        assert_eq!(values(&["--name=plain"]).name.as_deref(), Some(&b"plain"[..]));
         assert!(values(&["-S", "-machine", "none"]).name.is_none());
+        assert!(usable_name(b"../etc").is_err(), "a name with '/' is refused");
+        assert!(usable_name(b"..").is_err());
+        assert!(usable_name(b"{n}").is_err());
+        assert!(usable_name(b"0123456789abcdefghi").is_ok());
+        assert!(usable_name(b"0123456789abcdefghij").is_err(), "20 bytes: libvirt's cut");
+    }
+
+    #[test]
+    fn guest_name_is_the_one_qemu_takes() {
+        let name = |args: &[&str]| values(args).name.map(|n| String::from_utf8(n).unwrap());
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(name(&["-name", "guest=x,guest=b"]), some("b"), "the last guest= wins");
+        assert_eq!(name(&["-name", "x,guest=b"]), some("b"));
+        assert_eq!(name(&["-name", "a", "-name", "b"]), some("b"), "the last -name wins");
+        assert_eq!(name(&["-name", "a", "-name", "process=p"]), some("a"), "-name options merge");
+        assert_eq!(name(&["-name", "a", "-name", "debug-threads=on,guest"]), some("a"), "'guest' later is a flag");
+        assert_eq!(name(&["-name", "x,,y=z"]), some("x,y=z"), "',,' before '=': the implied value");
+        assert_eq!(name(&["-name", "guest=a,,b,debug-threads=on"]), some("a,b"));
+        assert_eq!(name(&["-name", "process=p"]), None);
+        assert_eq!(name(&["-name", "guest="]), some(""));
     }
 
     #[test]

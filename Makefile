@@ -150,9 +150,12 @@ install: build
 	{ cmp -s "$$probe_dir/fdctx.pc" $(LIBDIR)/pkgconfig/fdctx.pc \
 	    || $(INSTALL) -m 0644 "$$probe_dir/fdctx.pc" $(LIBDIR)/pkgconfig/fdctx.pc; } && \
 	echo "wrote $(LIBDIR)/pkgconfig/fdctx.pc (Libs.private: $$libs)"
-	@# A real install as root refreshes the loader cache; staged ones need not.
-	@if [ -z "$(DESTDIR)" ] && [ "$(PREFIX)" != "$(STAGE)" ] && [ "$$(id -u)" = 0 ] \
-	    && command -v $(LDCONFIG) >/dev/null 2>&1; then $(LDCONFIG) || true; fi
+	@# Only a real install as root into a system prefix (/usr or /usr/local,
+	@# no DESTDIR) refreshes the loader cache: a private prefix or a DESTDIR
+	@# tree is not in the cache's search path, and a package build must not
+	@# touch the host's cache. LDCONFIG=true skips it in every case.
+	@if [ -z "$(DESTDIR)" ] && { [ "$(PREFIX)" = /usr ] || [ "$(PREFIX)" = /usr/local ]; } \
+	    && [ "$$(id -u)" = 0 ] && command -v $(LDCONFIG) >/dev/null 2>&1; then $(LDCONFIG) || true; fi
 
 stage:
 	@+$(MAKE) --no-print-directory install PREFIX=$(STAGE) DESTDIR= libdir=$(STAGE)/lib

@@ -863,8 +863,12 @@ pub unsafe extern "C" fn fdctx_msg_fds(msg: *mut fdctx_msg) -> *mut fdctx {
 /// fdctx_open(), which refuses them); `-ETIMEDOUT` its fds were held
 /// longer than `max_hold_ms` for a command that did not complete (they were
 /// closed; the rest of its line is discarded); `-EDEADLK` a received fd was
-/// the connection's own peer socket (refused and closed). A bad message
-/// holds no fds. `-EINVAL` if `msg` is NULL.
+/// the connection's own peer socket (refused and closed); `-EMFILE` the
+/// peer-socket check could not run for the fds of that read (looking the
+/// peer up needs one fd for a moment, and there was none at
+/// `RLIMIT_NOFILE`): they were closed and the command fails rather than run
+/// unchecked; the next fds are checked again. A bad message holds no fds.
+/// `-EINVAL` if `msg` is NULL.
 ///
 /// Thread rules: not concurrently with any other call on the same message,
 /// read-only ones included (the accessors cache what they parse).

@@ -2,7 +2,8 @@
 """QEMU driven by libvirt 9.0, unconfined and confined by fdctx-confine.
 
 A TCG domain whose only disk is an fdgroup disk on a FUSE mount that
-cannot store security labels (so sVirt could not label it) is started,
+cannot store security labels (so sVirt could not label it), with a pty
+serial console and a virtio rng on /dev/urandom, is started,
 saved, restored, dumped, given a tap NIC by hotplug and refused one whose
 device_add fails (libvirt rolls the netdev back); QEMU's open fds
 (/proc/PID/fd) are counted after every step. Then the path attacks: an
@@ -107,6 +108,8 @@ def domain_xml(name, emulator, disk):
     </disk>
     <controller type='usb' model='none'/>
     <memballoon model='none'/>
+    <serial type='pty'><target port='0'/></serial>
+    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>
   </devices>
 </domain>
 """
@@ -181,6 +184,9 @@ def run_variant(label, qemu, confined, a):
         if not ok(rc == 0, f"{v}: start with the fdgroup disk on the label-less FUSE mount", out):
             return
         base = step_fds("start")
+        held = set(tables["start"].values())
+        ok("/dev/ptmx" in held and "/dev/urandom" in held,
+           f"{v}: the pty serial console and the rng opened (/dev/ptmx, /dev/urandom)", str(sorted(held)))
         if confined:
             with open(f"/proc/{qemu_pid(name)}/status") as f:
                 nnp = [line.split()[1] for line in f if line.startswith("NoNewPrivs:")]

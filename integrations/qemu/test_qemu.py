@@ -995,35 +995,82 @@ def run_assoc_steps(d, files):
 
     base = len(d.fds())
 
+    def fd_taker(node, fdset):
+        if system:
+            return {"execute": "add-fd", "arguments": {"fdset-id": fdset}, "id": "c"}
+        return {"execute": "blockdev-add", "id": "c",
+                "arguments": {"driver": "file", "node-name": node,
+                              "filename": "/dev/fd/0"}}
+
+    def release(p, node, fdset):
+        if system:
+            p.cmd("remove-fd", {"fdset-id": fdset})
+        else:
+            p.cmd("blockdev-del", {"node-name": node})
+
     # Without the oob capability the monitor suspends after every command:
-    # three commands in one write, read at once, must still be taken one at
-    # a time, answered in order, and the fd (on the write, so on the last
-    # command's bytes) go to the third.
-    s = step("three commands in one write, no oob: in order, fd to the third")
+    # three commands in one write must still be taken one at a time and
+    # answered in order, and the fd (on the write's first byte) go to the
+    # first, the one that takes it.
+    s = step("three commands in one write, no oob: in order, fd to the first")
     p = Client(d, oob=False, timeout=10)
     fd, path = files.fd("three")
-    if system:
-        third = {"execute": "add-fd", "arguments": {"fdset-id": 11}, "id": "c"}
-    else:
-        third = {"execute": "blockdev-add", "id": "c",
-                 "arguments": {"driver": "file", "node-name": "three",
-                               "filename": "/dev/fd/0"}}
     p.send(b"".join(json.dumps(m).encode() + b"\n" for m in [
-        {"execute": "query-version", "id": "a"},
-        {"execute": "query-version", "id": "b"}, third]), [fd])
+        dict(fd_taker("three", 11), id="a"),
+        {"execute": "query-version", "id": "b"},
+        {"execute": "query-version", "id": "c"}]), [fd])
     os.close(fd)
     order = [p.recv() for _ in range(3)]
     held = d.test_fds()
     s.served = ([m.get("id") for m in order] == ["a", "b", "c"]
                 and all(ok(m) for m in order) and held == [path])
-    s.note = why(order[2])[:60]
-    if ok(order[2]):
-        if system:
-            p.cmd("remove-fd", {"fdset-id": 11})
-        else:
-            p.cmd("blockdev-del", {"node-name": "three"})
+    s.note = why(order[0])[:60]
+    if ok(order[0]):
+        release(p, "three", 11)
     p.close()
     close_step(s, base)
+
+    # A client sends a command, then an fd on a space for the next command
+    # without waiting for the first response (qemu.qmp's send_fd_scm, used
+    # asynchronously): the kernel may return the first command and the
+    # space in one read; the fd must still go to the next command.
+    s = step("command, then fd ahead on a space without waiting: fd to the next")
+    p = Client(d, oob=False, timeout=10)
+    fd, path = files.fd("ahead")
+    p.send(json.dumps({"execute": "query-version", "id": "a"}).encode())
+    p.send(b" ", [fd])
+    os.close(fd)
+    p.send(json.dumps(fd_taker("ahead", 12)).encode())
+    order = [p.recv() for _ in range(2)]
+    held = d.test_fds()
+    s.served = ([m.get("id") for m in order] == ["a", "c"]
+                and all(ok(m) for m in order) and held == [path])
+    s.note = why(order[1])[:60]
+    if ok(order[1]):
+        release(p, "ahead", 12)
+    p.close()
+    close_step(s, base)
+
+    # Clients that pipeline many commands and hang up at once: responses
+    # then find the client gone while the monitor is still feeding its
+    # parser. QEMU must stay up and greet the next client.
+    s = step("30 clients pipeline 400 commands and hang up: QEMU stays up")
+    for _ in range(30):
+        try:
+            r = connect_raw(d)
+            r.sendall(b'{"execute":"qmp_capabilities"}')
+            r.recv(4096)
+            r.sendall(b'{"execute":"query-version"}' * 400)
+            r.close()
+        except OSError:
+            pass
+        time.sleep(0.05)
+        if d.proc.poll() is not None:
+            break
+    s.served = d.proc.poll() is None and greeted_within(d, 5)
+    s.note = "" if d.proc.poll() is None else f"QEMU exited ({d.proc.returncode})"
+    if d.proc.poll() is None:
+        close_step(s, base)
 
     # QEMU serves one client per QMP socket: this one once that one left.
     c = Client(d, timeout=10)

@@ -49,26 +49,37 @@ def fail(msg):
     sys.exit(1)
 
 
+def put_at(fd, target):
+    """In a child before exec: `fd` as its inheritable fd `target` (dup2()
+    of an fd onto itself would keep its close-on-exec flag)."""
+    if fd != target:
+        os.dup2(fd, target)
+    os.set_inheritable(target, True)
+
+
 class Daemon:
     """One QEMU process with a QMP monitor on a Unix socket."""
 
-    def __init__(self, build, kind, binary, workdir):
+    def __init__(self, build, kind, binary, workdir, suffix="", stdin_null=False):
         self.build = build        # "upstream" or "patched"
         self.kind = kind          # "system" or "qsd"
-        self.sock = os.path.join(workdir, f"{build}-{kind}.qmp")
-        self.log = os.path.join(workdir, f"{build}-{kind}.log")
-        self.hmp_sock = os.path.join(workdir, f"{build}-{kind}.hmp")
+        self.binary = binary
+        self.workdir = workdir
+        name = f"{build}-{kind}{suffix}"
+        self.sock = os.path.join(workdir, f"{name}.qmp")
+        self.log = os.path.join(workdir, f"{name}.log")
+        self.hmp_sock = os.path.join(workdir, f"{name}.hmp")
         chardev = f"socket,id=mon0,path={self.sock},server=on,wait=off"
         # A node opened on the command line from its fd 4 (read-only), to
         # reopen later: the name must never be resolved again.
         # (Not named with TAG: the daemon holds it throughout.)
-        self.cmdline_file = os.path.join(workdir, f"cmdline-{build}-{kind}.img")
+        self.cmdline_file = os.path.join(workdir, f"cmdline-{name}.img")
         with open(self.cmdline_file, "wb") as f:
             f.truncate(1 << 20)
         cl = "driver=file,node-name=cl,filename=/dev/fd/4,read-only=on"
         # Guest RAM that is not all zero (migration skips zero pages)
         self.ram_pattern = b"GUESTRAM"
-        ram = os.path.join(workdir, f"ram-{build}-{kind}.bin")
+        ram = os.path.join(workdir, f"ram-{name}.bin")
         with open(ram, "wb") as f:
             f.write(self.ram_pattern * (1 << 17))
         if kind == "system":
@@ -83,18 +94,23 @@ class Daemon:
                     "--monitor", "chardev=mon0"]
         # Its own fd 0 is a regular file, as an image would be: a path that
         # reaches it opens, and the table shows it.
-        stdin = os.path.join(workdir, f"{build}-{kind}.stdin")
+        # Or, with stdin_null, /dev/null: a character device, which probes
+        # that stat() a name see if they reach it.
+        stdin = os.path.join(workdir, f"{name}.stdin")
         with open(stdin, "wb") as f:
             f.truncate(1 << 20)
         self.stdin = stdin
         self.own = {stdin, self.log}   # what its own fds 0, 1 and 2 are
+        if stdin_null:
+            self.own = {os.devnull, self.log}
         env = dict(os.environ, QEMU_QMP_FD_HOLD_MS=str(HOLD_MS))
         cl_fd = os.open(self.cmdline_file, os.O_RDWR | os.O_CLOEXEC)
-        with open(self.log, "wb") as log, open(stdin, "rb") as fd0:
+        with open(self.log, "wb") as log, \
+                open(os.devnull if stdin_null else stdin, "rb") as fd0:
             self.proc = subprocess.Popen(argv, stdin=fd0, stdout=log, stderr=log,
                                          env=env,
                                          close_fds=False,   # fds here are CLOEXEC
-                                         preexec_fn=lambda: os.dup2(cl_fd, 4))
+                                         preexec_fn=lambda: put_at(cl_fd, 4))
         os.close(cl_fd)
         deadline = time.monotonic() + 30
         while not os.path.exists(self.sock):
@@ -612,6 +628,166 @@ def run_attacks(d, files, c, step):
                 and readable and client_reads)
     if flags_after != flags_before:
         s.note = "the client's open file description kept the new flags"
+
+    # -- 6. A chardev client that reconnects to a passed fd
+    if system:
+        s, n, before = begin("attack: chardev-add socket fd /dev/fd/0 reconnect-ms, peer hangs up")
+        ours, theirs = socket.socketpair()
+        r = c.cmd("chardev-add", {"id": "rc1", "backend": {"type": "socket", "data": {
+            "addr": {"type": "fd", "data": {"str": "/dev/fd/0"}},
+            "server": False, "reconnect-ms": 1000}}}, [theirs.fileno()])
+        theirs.close()
+        kept = True
+        if ok(r):
+            # The reproduction: the chardev closes the fd on hang-up, a node
+            # opens a file, the reconnect timer looks the name up again.
+            c.cmd("object-add", {"qom-type": "rng-egd", "id": "rng1", "chardev": "rc1"})
+            ours.close()
+            time.sleep(0.3)
+            victim = files.path("reconnect-victim")
+            rb = blockdev_add(c, "rcv", victim)
+            time.sleep(2.5)
+            kept = victim in d.fds().values()
+            if ok(rb):
+                c.cmd("blockdev-del", {"node-name": "rcv"})
+            c.cmd("object-del", {"id": "rng1"})
+            c.cmd("chardev-remove", {"id": "rc1"})
+            s.note = "ok" if kept else "the block node's fd was taken by the reconnect"
+            if not kept:
+                s.ownfd = 1
+        else:
+            ours.close()
+            s.note = why(r)[:60]
+        settle(s, n)
+        s.served = err(r) and "reconnect-ms" in why(r) and kept
+
+    # -- 7. Failed netdevs close the fds they took
+    if system:
+        s, n, before = begin("attack: netdev_add tap fds=/dev/fd/0:/dev/fd/1, two pipe ends")
+        pr, pw = os.pipe()
+        r = c.cmd("netdev_add", {"type": "tap", "id": "tp2",
+                                 "fds": "/dev/fd/0:/dev/fd/1"}, [pr, pw])
+        os.close(pr)
+        os.close(pw)
+        if ok(r):
+            c.cmd("netdev_del", {"id": "tp2"})
+        s.note = why(r)[:60]
+        settle(s, n)
+        s.served = err(r) and s.total_delta <= 0
+
+        s, n, before = begin("attack: netdev_add socket fd=/dev/fd/0, a pipe")
+        pr, pw = os.pipe()
+        r = c.cmd("netdev_add", {"type": "socket", "id": "sp2",
+                                 "fd": "/dev/fd/0"}, [pr])
+        os.close(pr)
+        os.close(pw)
+        if ok(r):
+            c.cmd("netdev_del", {"id": "sp2"})
+        s.note = why(r)[:60]
+        settle(s, n)
+        s.served = err(r) and s.total_delta <= 0
+
+    # -- 8. exec: migration runs a shell that can read QEMU's own fds
+    if system:
+        s, n, before = begin("attack: migrate exec: listing /proc/$PPID/fd")
+        path = files.path("exec-out", 0)
+        c.cmd("cont")       # after the file: migration above
+        r = c.cmd("migrate", {"uri": f"exec:ls -l /proc/$PPID/fd/ > {path}; "
+                                     "cat > /dev/null"})
+        status = None
+        deadline = time.monotonic() + 60
+        while ok(r) and time.monotonic() < deadline:
+            status = c.cmd("query-migrate")["return"].get("status")
+            if status in ("completed", "failed", "cancelled"):
+                break
+            time.sleep(0.1)
+        with open(path, "rb") as f:
+            reached = d.log.encode() in f.read()   # QEMU's own stderr
+        s.note = why(r)[:60] if err(r) else f"{status}"
+        if reached:
+            s.ownfd = 1
+            s.note = "the shell reached QEMU's own fds"
+        settle(s, n)
+        s.served = err(r) and "exec:" in why(r)
+
+    # -- 9. A snapshot onto a command's /dev/fd/0 of a /dev/fd/0 node
+    if has_cmd(c, "blockdev-snapshot-sync"):
+        s, n, before = begin("attack: blockdev-snapshot-sync snapshot-file=/dev/fd/0 of a /dev/fd/0 node")
+        fda, patha = files.fd("snap-base")
+        rb = c.cmd("blockdev-add", {"driver": "raw", "node-name": "snb", "file": {
+            "driver": "file", "filename": "/dev/fd/0"}}, [fda])
+        os.close(fda)
+        fdb, pathb = files.fd("snap-overlay", size=0)
+        r = c.cmd("blockdev-snapshot-sync", {
+            "node-name": "snb", "snapshot-file": "/dev/fd/0",
+            "snapshot-node-name": "sno", "format": "qcow2",
+            "mode": "absolute-paths"}, [fdb])
+        os.close(fdb)
+        with open(pathb, "rb") as f:
+            qcow2 = f.read(4) == b"QFI\xfb"
+        s.note = why(rb)[:30] + why(r)[:60]
+        for node in ("sno", "snb"):
+            c.cmd("blockdev-del", {"node-name": node})
+        settle(s, n)
+        s.served = ok(rb) and ok(r) and qcow2
+
+    # -- 10. Probes that stat() a name, with QEMU's stdin on /dev/null
+    if system:
+        d2 = Daemon(d.build, d.kind, d.binary, d.workdir, suffix="-null",
+                    stdin_null=True)
+        try:
+            try:
+                c2 = Client(d2)
+            except OSError as e:
+                fail(f"{d2.build} QEMU with stdin on /dev/null: {e}: "
+                     f"{d2.proc.poll()} {open(d2.log).read()}")
+            for label in ("drive_add", "drive-mirror"):
+                s = step(f"attack: {label} of /dev/fd/0 with its fd, QEMU's stdin /dev/null")
+                s.strict = True
+                before = d2.fds()
+                n2 = len(before)
+                fd, path = files.fd(f"null-{label}", size=2 << 20)
+                if label == "drive_add":
+                    r, out = hmc(c2, "drive_add 0 if=none,id=nd1,file=/dev/fd/0,format=raw", [fd])
+                    held = node_file(d2, before, path)
+                    good = ok(r) and "OK" in out and held
+                    s.note = out.strip()[:70]
+                    if "OK" in out:
+                        hmc(c2, "drive_del nd1")
+                else:
+                    src = files.path("null-mirror-src", 2 << 20)
+                    with open(src, "r+b") as f:
+                        f.write(b"MIRRORED")
+                    assert ok(blockdev_add(c2, "nsrc", src))
+                    r = c2.cmd("drive-mirror", {"job-id": "nmj", "device": "nsrc",
+                                                "target": "/dev/fd/0", "format": "raw",
+                                                "sync": "full", "mode": "absolute-paths"},
+                               [fd])
+                    s.note = why(r)[:70]
+                    if ok(r):
+                        job = wait_job(c2, "nmj", ("ready", "concluded"))
+                        if job and job["status"] == "ready":
+                            c2.cmd("block-job-complete", {"device": "nmj"})
+                        wait_job(c2, "nmj", ("null",))
+                    with open(path, "rb") as f:
+                        good = ok(r) and f.read(8) == b"MIRRORED"
+                    c2.cmd("blockdev-del", {"node-name": "nsrc"})
+                    for n_ in c2.cmd("query-named-block-nodes")["return"]:
+                        if n_.get("file") == "/dev/fd/0" and n_["node-name"] != "cl":
+                            c2.cmd("blockdev-del", {"node-name": n_["node-name"]})
+                os.close(fd)
+                if own_opened(d2, before):
+                    s.ownfd = 1
+                    s.note = "opened its own fd 0 (/dev/null)"
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline and len(d2.fds()) > n2:
+                    time.sleep(0.05)
+                s.left = d2.test_fds()
+                s.total_delta = len(d2.fds()) - n2
+                s.served = good
+            c2.close()
+        finally:
+            d2.stop()
 
 
 def run_steps(d, files, qemu_python):
@@ -1173,7 +1349,9 @@ def run_assoc_steps(d, files):
         except OSError as e:
             s.note = f"client: {e}"
         t0 = time.monotonic()
-        s.served = greeted_within(d, HOLD_MS / 1000 + 1)
+        # The deadline plus room for a loaded machine; a locked monitor
+        # never greets at all.
+        s.served = greeted_within(d, HOLD_MS / 1000 + 4)
         if s.served:
             s.note = f"next client greeted after {(time.monotonic() - t0) * 1000:.0f} ms"
         else:

@@ -347,6 +347,50 @@ H_FN ssize_t h_sendmsg_raw(int sock, const char *text, const int *fds, size_t n)
     return sendmsg(sock, &mh, MSG_NOSIGNAL);
 }
 
+/* One recvmsg(2) of up to `cap` bytes the way a VMM reads, with room for
+ * `max_fds` fds (at most 253; QEMU's socket chardev has room for 16): the
+ * fds into fds[], MSG_CTRUNC as FDCTX_FEED_FDS_LOST and end of stream as
+ * FDCTX_FEED_END into *flags. Returns what recvmsg does. */
+H_FN ssize_t h_recv_fds(int sock, char *buf, size_t cap, int *fds, size_t max_fds, size_t *nfds,
+                        unsigned *flags)
+{
+    union {
+        struct cmsghdr h;
+        char b[CMSG_SPACE(253 * sizeof(int))];
+    } cm;
+    struct iovec iov = {buf, cap};
+    struct msghdr mh;
+    struct cmsghdr *c;
+    ssize_t n;
+
+    if (max_fds > 253)
+        max_fds = 253;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cm.b;
+    mh.msg_controllen = CMSG_SPACE(max_fds * sizeof(int));
+    do
+        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    *nfds = 0;
+    *flags = 0;
+    if (n < 0)
+        return n;
+    for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            memcpy(fds + *nfds, CMSG_DATA(c), k * sizeof(int));
+            *nfds += k;
+        }
+    }
+    if (mh.msg_flags & MSG_CTRUNC)
+        *flags |= FDCTX_FEED_FDS_LOST;
+    if (n == 0)
+        *flags |= FDCTX_FEED_END;
+    return n;
+}
+
 /* Read everything from fd into buf (NUL-terminated); returns the length or -1. */
 H_FN ssize_t h_read_all(int fd, char *buf, size_t cap)
 {

@@ -135,43 +135,6 @@ static void vmm_init(struct vmm *v, int sock, const fdctx_limits *limits)
     CHECK(v->assoc != NULL);
 }
 
-/* One recvmsg of up to cap bytes with room for max_fds fds (a VMM's
- * buffer: QEMU's socket chardev has room for 16). */
-static ssize_t read_once(int sock, char *buf, size_t cap, int *fds, size_t max_fds, size_t *nfds, unsigned *flags)
-{
-    union {
-        struct cmsghdr h;
-        char b[CMSG_SPACE(253 * sizeof(int))];
-    } cm;
-    struct iovec iov = {buf, cap};
-    struct msghdr mh;
-    struct cmsghdr *c;
-    ssize_t n;
-
-    memset(&mh, 0, sizeof mh);
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = cm.b;
-    mh.msg_controllen = CMSG_SPACE(max_fds * sizeof(int));
-    do
-        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-    while (n < 0 && errno == EINTR);
-    *nfds = 0;
-    *flags = 0;
-    if (n < 0)
-        return n;
-    for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-            size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            memcpy(fds + *nfds, CMSG_DATA(c), k * sizeof(int));
-            *nfds += k;
-        }
-    }
-    if (mh.msg_flags & MSG_CTRUNC)
-        *flags |= FDCTX_FEED_FDS_LOST;
-    return n;
-}
-
 /* Reads everything queued on sock (non-blocking at the end) in reads of
  * cap bytes, through the feeding loop. */
 static void serve_queued(struct vmm *v, int sock, size_t cap, size_t max_fds)
@@ -185,7 +148,7 @@ static void serve_queued(struct vmm *v, int sock, size_t cap, size_t max_fds)
         int queued = 0;
         if (ioctl(sock, FIONREAD, &queued) != 0 || queued == 0)
             break;
-        n = read_once(sock, buf, cap < sizeof buf ? cap : sizeof buf, fds, max_fds, &nfds, &flags);
+        n = h_recv_fds(sock, buf, cap < sizeof buf ? cap : sizeof buf, fds, max_fds, &nfds, &flags);
         if (n <= 0)
             break;
         vmm_read(v, buf, (size_t)n, fds, nfds, flags);

@@ -52,45 +52,6 @@ static int drain(fdctx_conn *conn, struct got *g)
     return r;
 }
 
-/* One recvmsg of up to cap bytes, the way a VMM reads: fds into fds[],
- * MSG_CTRUNC and end of stream into *flags. Returns the byte count. */
-static ssize_t read_once(int sock, char *buf, size_t cap, int *fds, size_t *nfds, unsigned *flags)
-{
-    union {
-        struct cmsghdr h;
-        char b[CMSG_SPACE(253 * sizeof(int))];
-    } cm;
-    struct iovec iov = {buf, cap};
-    struct msghdr mh;
-    struct cmsghdr *c;
-    ssize_t n;
-
-    memset(&mh, 0, sizeof mh);
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = cm.b;
-    mh.msg_controllen = sizeof cm.b;
-    do
-        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-    while (n < 0 && errno == EINTR);
-    *nfds = 0;
-    *flags = 0;
-    if (n < 0)
-        return n;
-    for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-            size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            memcpy(fds + *nfds, CMSG_DATA(c), k * sizeof(int));
-            *nfds += k;
-        }
-    }
-    if (mh.msg_flags & MSG_CTRUNC)
-        *flags |= FDCTX_FEED_FDS_LOST;
-    if (n == 0)
-        *flags |= FDCTX_FEED_END;
-    return n;
-}
-
 /* Reads sock to its end in reads of `cap` bytes, feeding each one. */
 static void serve(int sock, size_t cap, struct got *g, int *feeds)
 {
@@ -104,7 +65,7 @@ static void serve(int sock, size_t cap, struct got *g, int *feeds)
     for (;;) {
         size_t nfds;
         unsigned flags;
-        ssize_t n = read_once(sock, buf, cap, fds, &nfds, &flags);
+        ssize_t n = h_recv_fds(sock, buf, cap, fds, 253, &nfds, &flags);
         if (n < 0) {
             CHECK_OK(n);
             break;

@@ -194,12 +194,12 @@ check-style:
 	@echo "== style: cargo fmt --check, cargo clippy -D warnings, fuzz targets compile"
 	$(CARGO) fmt --check
 	cd fuzz && $(CARGO) fmt --check
-	$(CARGO) clippy --release --all-targets -- -D warnings
+	$(CARGO) clippy --release --all-targets --features testing -- -D warnings
 	cd fuzz && $(CARGO) check --quiet --bins
 
 check-rust:
 	@echo "== cargo test"
-	timeout 1200 $(CARGO) test --release $(CARGO_TEST_FLAGS)
+	timeout 1200 $(CARGO) test --release --features testing $(CARGO_TEST_FLAGS)
 
 check-header: build
 	@echo "== header: include/fdctx.h against the one generated from the C layer"

@@ -27,15 +27,15 @@ pub enum Error {
     /// `/proc/self/fd/3` or `/dev/stdin` (`EPERM`).
     OwnFdPath(String),
     /// A client path whose file is on procfs, however it was named or
-    /// reached (`EPERM`): see [`crate::open`].
+    /// reached (`EPERM`): see [`crate::fds::open`].
     ProcfsPath(String),
     /// A path the kernel refused (`EACCES`) while the process is confined
-    /// by [`crate::confine::confine`].
+    /// by [`crate::fds::confine::confine`].
     Confined(String),
     /// Confinement cannot be enforced: the kernel has no usable Landlock
     /// (`EOPNOTSUPP`).
     Unconfinable(String),
-    /// An allow entry of [`crate::confine::confine`] that cannot be used:
+    /// An allow entry of [`crate::fds::confine::confine`] that cannot be used:
     /// its path cannot be opened (that errno, `ENOENT` when missing) or its
     /// access is not `O_RDONLY`, `O_WRONLY` or `O_RDWR` (`EINVAL`).
     AllowEntry { index: usize, path: String, errno: Errno, why: &'static str },

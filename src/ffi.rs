@@ -19,6 +19,7 @@
 mod assoc;
 mod boundary;
 
+#[cfg(any(test, feature = "testing"))]
 pub use assoc::fdctx_assoc;
 
 use std::cell::{Cell, OnceCell, RefCell};
@@ -26,11 +27,11 @@ use std::ffi::{c_char, c_int, c_uint, c_void, CString};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::ptr;
 
-use crate::conn::{Connection, FeedFlags, Framing, Limits};
-use crate::context::Context;
 use crate::error::Error;
-use crate::fdpath::PathKind;
-use crate::message::Message;
+use crate::fds::context::Context;
+use crate::fds::fdpath::PathKind;
+use crate::monitor::conn::{Connection, FeedFlags, Framing, Limits};
+use crate::monitor::message::Message;
 use boundary::{c_text, count_out, fd_arg, fd_out, ffi_boundary, path_arg, slice_arg, str_arg, write_opt, Castable};
 
 /// The receiving side of one monitor socket: it frames commands and gives
@@ -78,6 +79,7 @@ impl Castable for fdctx {
 /// For Rust code that also calls the C functions (tests): a handle around
 /// a context, and the context inside a handle. Such a handle is the
 /// caller's; fdctx_finish() must not be called on it.
+#[cfg(any(test, feature = "testing"))]
 impl fdctx {
     pub fn lend(ctx: Context) -> fdctx {
         fdctx { ctx, in_message: true }
@@ -325,7 +327,7 @@ pub unsafe extern "C" fn fdctx_index(path: *const c_char, index: *mut usize) -> 
     ffi_boundary(|| {
         // SAFETY: NUL-terminated string or NULL.
         let path = unsafe { path_arg(path, "path") }?;
-        match crate::fdpath::classify(&path.to_string_lossy())? {
+        match crate::fds::fdpath::classify(&path.to_string_lossy())? {
             PathKind::FdIndex(n) => {
                 // SAFETY: `index` is NULL or points at writable storage.
                 unsafe { write_opt(index, n) };
@@ -440,7 +442,7 @@ pub unsafe extern "C" fn fdctx_open(ctx: *mut fdctx, path: *const c_char, flags:
         // SAFETY: `ctx` is a live context (given, or made current by
         // fdctx_enter and not finished since) or NULL.
         let ctx = unsafe { fdctx::arg(ctx) }.ok().map(|c| &c.ctx);
-        Ok(fd_out(crate::open::open(ctx, path, flags, mode)?))
+        Ok(fd_out(crate::fds::open::open(ctx, path, flags, mode)?))
     })
 }
 
@@ -667,7 +669,7 @@ pub unsafe extern "C" fn fdctx_conn_feed(
         } else {
             // SAFETY: the caller passes an array of `nfds` fds it owns and
             // hands over with this call.
-            unsafe { crate::recv::own_raw_fds(std::slice::from_raw_parts(fds, nfds)) }
+            unsafe { crate::fds::context::own_raw_fds(std::slice::from_raw_parts(fds, nfds)) }
         };
         if let Some(e) = fd_error {
             return Err(e);
@@ -1102,7 +1104,7 @@ pub unsafe extern "C" fn fdctx_send(
         // only borrowed.
         let borrowed: Vec<BorrowedFd<'_>> =
             raw.iter().map(|&fd| unsafe { fd_arg(fd, "fdctx_send: negative fd") }).collect::<Result<_, _>>()?;
-        crate::send::send_with_fds(sock, bytes, &borrowed)?;
+        crate::monitor::send::send_with_fds(sock, bytes, &borrowed)?;
         Ok(0)
     })
 }
@@ -1139,7 +1141,7 @@ pub struct fdctx_allow {
 /// whatever the entries say (see "What stays as it was" at
 /// fdctx_confine()). Its value is outside every open(2) flag.
 pub const FDCTX_ALLOW_EXEC: c_int = 1 << 30;
-const _: () = assert!(FDCTX_ALLOW_EXEC == crate::confine::ALLOW_EXEC);
+const _: () = assert!(FDCTX_ALLOW_EXEC == crate::fds::confine::ALLOW_EXEC);
 
 /// fdctx_confine() flag: fail with `-EOPNOTSUPP` rather than run
 /// unconfined when the kernel has no usable Landlock.
@@ -1276,14 +1278,14 @@ pub unsafe extern "C" fn fdctx_confine(allow: *const fdctx_allow, n: usize, flag
         for e in entries {
             // SAFETY: each entry's path is NUL-terminated or NULL.
             let path = unsafe { path_arg(e.path, "allow entry path") }?;
-            list.push(crate::confine::Allow { path, access: e.access });
+            list.push(crate::fds::confine::Allow { path, access: e.access });
         }
-        let outcome = crate::confine::confine(&list, flags & FDCTX_CONFINE_REQUIRE != 0)?;
+        let outcome = crate::fds::confine::confine(&list, flags & FDCTX_CONFINE_REQUIRE != 0)?;
         // Success, enforced or not: the text says what holds.
         boundary::set_last_error(&outcome.describe());
         match outcome {
-            crate::confine::Outcome::Enforced { abi, .. } => Ok(c_int::try_from(abi).unwrap_or(c_int::MAX)),
-            crate::confine::Outcome::Unsupported(_) => Ok(0),
+            crate::fds::confine::Outcome::Enforced { abi, .. } => Ok(c_int::try_from(abi).unwrap_or(c_int::MAX)),
+            crate::fds::confine::Outcome::Unsupported(_) => Ok(0),
         }
     })
 }

@@ -13,7 +13,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 use common::fdcount::FdLeakCheck;
-use fdctx::send::send_with_fds;
+use fdctx::monitor::send::send_with_fds;
 use fdctx::{Connection, Framing, Limits};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
@@ -135,7 +135,7 @@ fn many_fds_cost_one_more_allocation() {
 /// copy.
 #[test]
 fn the_c_api_reads_a_command_with_two_allocations() {
-    use ::fdctx::ffi::{
+    use ::fdctx::testing::ffi::{
         fdctx_conn_free, fdctx_conn_new, fdctx_conn_recv, fdctx_msg_data, fdctx_msg_fds, fdctx_msg_finish,
         fdctx_msg_status, fdctx_take, FDCTX_FRAMING_JSON,
     };

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use common::fdacct::{marked, Marked, Tally};
 use common::fdcount::FdLeakCheck;
 use common::{errno_of, gettid, msg_inos, pending_out, recv, set_nonblocking, stream_pair};
-use fdctx::ffi;
-use fdctx::send::send_with_fds;
+use fdctx::monitor::send::send_with_fds;
+use fdctx::testing::ffi;
 use fdctx::{Connection, Framing, Limits, Message};
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
@@ -863,7 +863,7 @@ fn messages_for(stream: &[u8], cuts: &[usize], limits: Limits) -> Vec<(i32, Vec<
 #[test]
 fn overlong_command_gives_the_same_messages_whatever_the_reads() {
     // A command longer than max_msg_bytes is refused and the input is
-    // discarded up to the next line break (`fdctx::framing`'s doc). Where the discarding
+    // discarded up to the next line break (the framing module's doc). Where the discarding
     // starts must not depend on how the kernel split the stream into reads:
     // here a pretty-printed command of 120 bytes (limit 40) is followed by
     // a good one.

@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use common::fdcount::FdLeakCheck;
 use common::{inos, is_eagain, msg_inos, pair, pipes, send_raw};
-use fdctx::recv::{recv_with_fds, CMSG_WORDS};
+use fdctx::testing::{recv_with_fds, CMSG_WORDS};
 use fdctx::{Connection, FeedFlags, Framing, Limits, Message};
 use nix::sys::socket::{shutdown, Shutdown, SockType};
 

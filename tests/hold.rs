@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::fdcount::FdLeakCheck;
 use common::{errno_of, is_eagain, pair, pipes};
-use fdctx::peer::peer_inode;
-use fdctx::send::send_with_fds;
+use fdctx::monitor::send::send_with_fds;
+use fdctx::testing::peer_inode;
 use fdctx::{Connection, FeedFlags, Framing, Limits};
 use nix::sys::socket::SockType;
 

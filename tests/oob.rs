@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::fdcount::FdLeakCheck;
 use common::{errno_of, pair, pipe};
-use fdctx::send::send_with_fds;
+use fdctx::monitor::send::send_with_fds;
 use fdctx::{Connection, Error, Framing, Limits, Message};
 use nix::sys::socket::SockType;
 

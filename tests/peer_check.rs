@@ -12,8 +12,8 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use common::fdcount::{open_fds, FdLeakCheck};
 use common::{errno_of, pair, pipe};
-use fdctx::peer::peer_inode;
-use fdctx::send::send_with_fds;
+use fdctx::monitor::send::send_with_fds;
+use fdctx::testing::peer_inode;
 use fdctx::{Connection, Framing, Limits};
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::sys::socket::SockType;

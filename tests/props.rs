@@ -15,7 +15,7 @@
 //! * every fd sent is delivered in exactly one message, or closed by the
 //!   library (proved per fd with the pipe's write end: `EPIPE`);
 //!   sent = delivered + closed, nothing leaked after the messages end;
-//! * the association rule stated in the doc of `fdctx::conn`.
+//! * the association rule stated in the doc of `fdctx::monitor::conn`.
 //!
 //! Two ways of reading:
 //! * **exact**: the sender waits until the receiver consumed each write
@@ -120,7 +120,7 @@ struct RefStream {
 }
 
 /// Reference `/dev/fd/N` parser: the strict grammar stated in the doc of
-/// `fdctx::fdpath`.
+/// `fdctx::fds::fdpath`.
 fn ref_fd_index(s: &str) -> Option<Result<usize, ()>> {
     let rest = s.strip_prefix("/dev/fd/")?;
     let ok = !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) && (rest == "0" || !rest.starts_with('0'));
@@ -1006,11 +1006,11 @@ fn read_back(case: &Case, marks: &mut [Vec<Marked>], caps: &[usize]) -> Vec<Read
         assert_eq!(n, bytes.len(), "the whole stream fits the socket buffer");
     }
     drop(client);
-    let mut cmsg = [0u64; fdctx::recv::CMSG_WORDS];
+    let mut cmsg = [0u64; fdctx::testing::CMSG_WORDS];
     let mut buf = vec![0u8; 4096];
     let mut reads = Vec::new();
     for &cap in caps.iter().cycle() {
-        let got = fdctx::recv::recv_with_fds(server.as_fd(), &mut buf[..cap], &mut cmsg).unwrap();
+        let got = fdctx::testing::recv_with_fds(server.as_fd(), &mut buf[..cap], &mut cmsg).unwrap();
         if got.bytes == 0 {
             assert!(got.fds.is_empty());
             return reads;
@@ -1161,7 +1161,7 @@ fn line_fed_and_socket_connections_agree_on_any_reads() {
 // ---------------------------------------------------------------------------
 // The /dev/fd/N grammar
 
-/// Reference classification (the rules of `fdctx::fdpath`'s doc).
+/// Reference classification (the rules of `fdctx::fds::fdpath`'s doc).
 #[derive(Debug, PartialEq, Eq)]
 enum RefKind {
     Index(usize),
@@ -1229,9 +1229,9 @@ fn fd_path_grammar_matches_the_reference() {
     check("fd_path_grammar", 4096, prop::collection::vec(path_piece(), 0..8).prop_map(|v| v.concat()), |p| {
         count.set(count.get() + 1);
         let want = ref_classify(&p);
-        let got = match fdctx::fdpath::classify(&p) {
-            Ok(fdctx::fdpath::PathKind::FdIndex(n)) => RefKind::Index(n),
-            Ok(fdctx::fdpath::PathKind::Ordinary) => RefKind::Ordinary,
+        let got = match fdctx::fds::fdpath::classify(&p) {
+            Ok(fdctx::fds::fdpath::PathKind::FdIndex(n)) => RefKind::Index(n),
+            Ok(fdctx::fds::fdpath::PathKind::Ordinary) => RefKind::Ordinary,
             Err(e) if e.errno() == libc::EINVAL => RefKind::Malformed,
             Err(e) if e.errno() == libc::EPERM => RefKind::Own,
             Err(e) => return Err(TestCaseError::fail(format!("{p:?}: unexpected {e}"))),
@@ -1245,7 +1245,7 @@ fn fd_path_grammar_matches_the_reference() {
             let c = std::ffi::CString::new(p.clone()).unwrap();
             let mut idx = usize::MAX;
             // SAFETY: a valid C string and a valid out pointer.
-            let r = unsafe { fdctx::ffi::fdctx_index(c.as_ptr(), &mut idx) };
+            let r = unsafe { fdctx::testing::ffi::fdctx_index(c.as_ptr(), &mut idx) };
             let want_r = match want {
                 RefKind::Index(_) => 1,
                 RefKind::Ordinary => 0,
@@ -1292,7 +1292,7 @@ fn open_never_crosses_into_own_fds() {
             return Ok(());
         }
         count.set(count.get() + 1);
-        let r = fdctx::open::open(None, &p, libc::O_PATH, 0);
+        let r = fdctx::fds::open::open(None, &p, libc::O_PATH, 0);
         match ref_classify(&p) {
             RefKind::Index(_) => {
                 ensure(r.as_ref().err().map(|e| e.errno()) == Some(libc::EBADF), || format!("{p:?}: {r:?}"))?

@@ -1,16 +1,16 @@
 //! Security cases of opening client-supplied paths and fds.
 //!
 //! Every path is tried through each entry point a monitor may use:
-//! `fdctx::open::open` (with and without a context), `Context::open`, and
+//! `fdctx::fds::open::open` (with and without a context), `Context::open`, and
 //! the C ABI `fdctx_open`. A path that would reach the process's own
 //! descriptors must be refused (`EPERM`, or `EINVAL` for a malformed
-//! `/dev/fd/...`), whatever its spelling (the rules of `fdctx::fdpath` and
-//! `fdctx::open`): `/proc/<pid>/...`, `/proc/<pid>/task/<tid>/...`, magic
+//! `/dev/fd/...`), whatever its spelling (the rules of `fdctx::fds::fdpath` and
+//! `fdctx::fds::open`): `/proc/<pid>/...`, `/proc/<pid>/task/<tid>/...`, magic
 //! links inside `/proc`, symlinks to any of these, chains of symlinked
 //! directories, relative paths through a symlink; and nothing on procfs
 //! opens at all, wherever it is mounted (a bind mount of `/proc/<pid>` at a
 //! path without digits, in a private user and mount namespace). Then the
-//! fd checks of `fdctx::open::open`: `O_PATH` fds, access modes, the
+//! fd checks of `fdctx::fds::open::open`: `O_PATH` fds, access modes, the
 //! sender's `O_NONBLOCK`, `O_TRUNC` on files and non-files, and the same
 //! file sent twice.
 //!
@@ -26,8 +26,9 @@ use std::path::{Path, PathBuf};
 use common::fdacct::{ino_of, marked, Marked, Tally};
 use common::fdcount::FdLeakCheck;
 use common::{cloexec, flags_of, gettid, pipe, set_nonblocking, tmpdir};
-use fdctx::send::send_with_fds;
-use fdctx::{ffi, Connection, Context, Framing, Limits, Message};
+use fdctx::monitor::send::send_with_fds;
+use fdctx::testing::ffi;
+use fdctx::{Connection, Context, Framing, Limits, Message};
 use nix::fcntl::{FcntlArg, OFlag};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
@@ -66,7 +67,7 @@ fn cstring(path: &[u8]) -> CString {
 fn open_all(ctx: &CCtx, path: &[u8], flags: i32) -> Vec<(&'static str, Result<OwnedFd, i32>)> {
     let p = Path::new(OsStr::from_bytes(path));
     let mut out = vec![
-        ("open::open(ctx)", fdctx::open::open(Some(ctx.get()), p, flags, 0).map_err(|e| e.errno())),
+        ("open::open(ctx)", fdctx::fds::open::open(Some(ctx.get()), p, flags, 0).map_err(|e| e.errno())),
         ("Context::open", ctx.get().open(p, flags, 0).map_err(|e| e.errno())),
     ];
     if !path.contains(&0) {
@@ -93,7 +94,7 @@ fn refused(ctx: &CCtx, path: impl AsRef<[u8]>, flags: i32, errno: i32) {
         }
     }
     if !path.starts_with(b"/dev/fd/") {
-        let r = fdctx::open::open(None, Path::new(OsStr::from_bytes(path)), flags, 0);
+        let r = fdctx::fds::open::open(None, Path::new(OsStr::from_bytes(path)), flags, 0);
         assert_eq!(r.map(drop).map_err(|e| e.errno()), Err(errno), "open::open(None, {show:?})");
     }
 }
@@ -213,7 +214,7 @@ fn lexical_spellings_of_own_fds_are_refused() {
         assert!(cloexec(fd.as_fd()));
     }
     assert_eq!(
-        fdctx::open::open(None, "/dev/fd/0", libc::O_RDONLY, 0).map(drop).map_err(|e| e.errno()),
+        fdctx::fds::open::open(None, "/dev/fd/0", libc::O_RDONLY, 0).map(drop).map_err(|e| e.errno()),
         Err(libc::EBADF),
         "no context: no fd 0"
     );
@@ -344,7 +345,7 @@ fn the_fd_directories_themselves_are_unreachable() {
 }
 
 // ---------------------------------------------------------------------------
-// The fd checks of /dev/fd/N (fdctx::open)
+// The fd checks of /dev/fd/N (fdctx::fds::open)
 
 #[test]
 fn o_path_fds_serve_only_o_path() {
@@ -482,7 +483,7 @@ fn the_senders_o_nonblock_is_not_inherited() {
         assert!(!flags_of(a.as_fd()).contains(OFlag::O_NONBLOCK), "{idx}: blocking unless asked");
         // The sender's copy shares the description: set it back, then ask.
         set_nonblocking(if idx.ends_with('0') { pipe_r.as_fd() } else { sa.as_fd() }, true);
-        let b = fdctx::open::open(Some(h.context()), idx, acc, 0).unwrap();
+        let b = fdctx::fds::open::open(Some(h.context()), idx, acc, 0).unwrap();
         assert!(!flags_of(b.as_fd()).contains(OFlag::O_NONBLOCK), "{idx}: open::open clears it too");
         let c = h.context().open(idx, acc | libc::O_NONBLOCK, 0).unwrap();
         assert!(flags_of(c.as_fd()).contains(OFlag::O_NONBLOCK), "{idx}: O_NONBLOCK when asked");
@@ -868,7 +869,7 @@ fn procfs_ns_helper() {
                     }
                 }
             }
-            let e = fdctx::open::open(None, p, libc::O_RDONLY, 0).unwrap_err();
+            let e = fdctx::fds::open::open(None, p, libc::O_RDONLY, 0).unwrap_err();
             assert_eq!(e.errno(), libc::EPERM, "{via}: {p}: {e}");
         }
         // What a client may name still opens: its own fds and plain files.

@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use common::fdcount::FdLeakCheck;
 use common::{inos, msg_inos, pair, pipes, recv, send_raw, text};
-use fdctx::send::send_with_fds;
+use fdctx::monitor::send::send_with_fds;
 use fdctx::{Connection, Error, Framing, Limits};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockType};
 

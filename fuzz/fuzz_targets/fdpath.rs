@@ -5,7 +5,7 @@
 
 use std::ffi::CString;
 
-use fdctx::fdpath::{classify, PathKind};
+use fdctx::fds::fdpath::{classify, PathKind};
 use libfuzzer_sys::fuzz_target;
 
 /// Lexical components of an absolute path (`.`, empty dropped, `..` applied).
@@ -56,7 +56,7 @@ fuzz_target!(|data: &[u8]| {
         // open() never succeeds on what classify refuses, and never opens
         // an fd path without a context.
         if !p.contains('\0') {
-            let o = fdctx::open::open(None, p, libc::O_PATH, 0);
+            let o = fdctx::fds::open::open(None, p, libc::O_PATH, 0);
             match r {
                 Ok(PathKind::FdIndex(_)) => assert_eq!(o.map(drop).map_err(|e| e.errno()), Err(libc::EBADF)),
                 Err(e) => assert_eq!(o.map(drop).map_err(|e| e.errno()), Err(e.errno())),
@@ -69,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
     let c = CString::new(&data[..end]).unwrap();
     let mut idx = usize::MAX;
     // SAFETY: a valid C string and a valid out pointer.
-    let r = unsafe { fdctx::ffi::fdctx_index(c.as_ptr(), &mut idx) };
+    let r = unsafe { fdctx::testing::ffi::fdctx_index(c.as_ptr(), &mut idx) };
     assert!(r == 0 || r == 1 || r == -libc::EINVAL || r == -libc::EPERM, "fdctx_index = {r}");
     if let Ok(p) = std::str::from_utf8(&data[..end]) {
         let want = match classify(p) {

@@ -10,8 +10,8 @@ use std::io::IoSlice;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::OnceLock;
 
-use fdctx::framing::{Framing, Scanner};
-use fdctx::json::validate_object;
+use fdctx::testing::{Framing, Scanner};
+use fdctx::testing::validate_object;
 use fdctx::{Connection, Limits};
 use libfuzzer_sys::fuzz_target;
 

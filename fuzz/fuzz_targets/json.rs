@@ -3,7 +3,7 @@
 
 #![no_main]
 
-use fdctx::json::{check_object, validate_object, Checked};
+use fdctx::testing::{check_object, validate_object, Checked};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -25,7 +25,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use fdctx::confine::{confine, Allow, Outcome, ALLOW_EXEC};
+use fdctx::fds::confine::{confine, Allow, Outcome, ALLOW_EXEC};
 
 const USAGE: &str = "\
 usage: fdctx-confine [--allow PATH[:r|w|rw]]... [--require] [--verbose] -- PROGRAM [ARGS...]

@@ -259,7 +259,7 @@ impl<'a> Replies<'a> {
 }
 
 fn send(sock: &UnixStream, bytes: &[u8], fds: &[BorrowedFd<'_>], what: &str) -> Res<()> {
-    fdctx::send::send_with_fds(sock.as_fd(), bytes, fds)
+    fdctx::monitor::send::send_with_fds(sock.as_fd(), bytes, fds)
         .or_else(|e| fail(format!("sending {what} to the monitor failed: {e}")))
 }
 

@@ -1,6 +1,6 @@
 //! The association service in C (`fdctx_assoc_*`): for a VMM whose own
 //! parser decides where a command ends. The state machine is
-//! [`crate::assoc::Assoc`], the one a [`Connection`](crate::Connection)
+//! [`crate::monitor::assoc::Assoc`], the one a [`Connection`](crate::Connection)
 //! runs on; this layer converts and keeps the status text.
 
 use std::ffi::{c_char, c_int, c_uint, c_void, CString};
@@ -9,10 +9,10 @@ use std::ptr;
 
 use super::boundary::{c_text, count_out, fd_arg, ffi_boundary, slice_arg, write_opt, Castable};
 use super::{fdctx, fdctx_limits, limits_arg, FDCTX_FEED_FDS_LOST};
-use crate::assoc::{attach_point, Assoc};
-use crate::context::Context;
 use crate::error::Error;
-use crate::recv::FdList;
+use crate::fds::context::Context;
+use crate::fds::context::FdList;
+use crate::monitor::assoc::{attach_point, Assoc};
 
 /// The association state of one monitor connection whose commands the VMM
 /// parses itself (QEMU's QMP parser): which command owns the fds of each
@@ -212,7 +212,7 @@ pub unsafe extern "C" fn fdctx_assoc_read(
         } else {
             // SAFETY: the caller passes an array of `nfds` fds it owns and
             // hands over with this call.
-            unsafe { crate::recv::own_raw_fds(std::slice::from_raw_parts(fds, nfds)) }
+            unsafe { crate::fds::context::own_raw_fds(std::slice::from_raw_parts(fds, nfds)) }
         };
         if let Some(e) = fd_error {
             return Err(e);

@@ -10,13 +10,13 @@
 #![allow(dead_code)]
 
 pub mod fdacct;
-pub mod fdcount;
+pub use fdctx::testing::fdcount;
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
-use fdctx::send::send_with_fds;
+use fdctx::monitor::send::send_with_fds;
 use fdctx::{Connection, Error, Message};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};

@@ -53,7 +53,7 @@
 //! could take) fails its owner with [`Error::FdsLost`]: a command never runs
 //! with fewer fds than were sent with it. A read that brought the
 //! connection's own peer socket fails its owner with [`Error::PeerSocket`]
-//! (see [`crate::peer`]). A failed command keeps no fd: they close as the
+//! (see [`crate::monitor::peer`]). A failed command keeps no fd: they close as the
 //! fault is found.
 //!
 //! # The hold deadline
@@ -79,9 +79,9 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::json::is_ws;
-use crate::peer;
-use crate::recv::FdList;
+use crate::fds::context::FdList;
+use crate::monitor::json::is_ws;
+use crate::monitor::peer;
 
 /// Where the fds of a read of `data` attach: the offset of its last
 /// non-whitespace byte (JSON's whitespace: space, tab, CR, LF), `None`
@@ -353,7 +353,7 @@ impl Assoc {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::FdLeakCheck;
+    use crate::testing::fdcount::FdLeakCheck;
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     use std::os::fd::{AsFd, AsRawFd};
 

@@ -9,9 +9,9 @@ use std::cell::OnceCell;
 
 use serde_json::Value;
 
-use crate::context::Context;
 use crate::error::Error;
-use crate::recv::FdList;
+use crate::fds::context::Context;
+use crate::fds::context::FdList;
 
 /// One framed command: its bytes, the fds sent with it (its context), and
 /// a status saying whether it can be dispatched. It owns all of these, may
@@ -155,7 +155,7 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::FdLeakCheck;
+    use crate::testing::fdcount::FdLeakCheck;
 
     #[test]
     fn accessors() {

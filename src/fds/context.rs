@@ -8,13 +8,50 @@
 
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use nix::fcntl::OFlag;
+use nix::errno::Errno;
 use smallvec::SmallVec;
 
 use crate::error::Error;
-use crate::recv::FdList;
+
+/// How many fds an [`FdList`] holds without a heap allocation: a QMP
+/// command brings one or two.
+pub const INLINE_FDS: usize = 4;
+
+/// The fds of one read or one command, in arrival order, each in its own
+/// slot (`Some` as received; a command's context empties a slot when its fd
+/// is taken, so a command's list becomes its context as it is). Up to
+/// [`INLINE_FDS`] of them live inline, without a heap allocation.
+pub type FdList = SmallVec<[Option<OwnedFd>; INLINE_FDS]>;
+
+/// Takes ownership of fds a caller received itself and hands over as raw
+/// numbers (a fed connection's input): each open, distinct entry becomes an
+/// [`OwnedFd`]. Returns them with the first problem found, if any: `EBADF`
+/// for an entry that is negative or not open, [`Error::InvalidArgument`]
+/// for one listed twice (wrapped once, so it is closed once).
+///
+/// # Safety
+/// The caller must own every open fd in `raw` and give up that ownership:
+/// nothing else may use or close them afterwards.
+pub(crate) unsafe fn own_raw_fds(raw: &[RawFd]) -> (Vec<OwnedFd>, Option<Error>) {
+    let mut owned: Vec<OwnedFd> = Vec::with_capacity(raw.len());
+    let mut seen = HashSet::with_capacity(raw.len());
+    let mut error = None;
+    for &fd in raw {
+        // SAFETY: F_GETFD only asks whether `fd` is open.
+        if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            error.get_or_insert(Error::sys("taking the fds", Errno::EBADF));
+        } else if !seen.insert(fd) {
+            error.get_or_insert(Error::InvalidArgument("the same fd appears twice"));
+        } else {
+            // SAFETY: the caller gives up ownership of each listed fd; a
+            // repeated entry was skipped above, so each is wrapped once.
+            owned.push(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+    }
+    (owned, error)
+}
 
 /// One command's fd context: the fds received with it, indexed from 0 in
 /// arrival order. It owns every fd in it until one is taken, and closes the
@@ -69,7 +106,7 @@ impl Context {
         let (fresh, held_again): (Vec<RawFd>, Vec<RawFd>) = fds.iter().partition(|fd| !held.contains(fd));
         // SAFETY: the caller hands over every open fd in `fds`; the ones
         // this context already owns were set aside, so none is wrapped twice.
-        let (owned, error) = unsafe { crate::recv::own_raw_fds(&fresh) };
+        let (owned, error) = unsafe { own_raw_fds(&fresh) };
         let added = owned.len();
         self.adopt(owned);
         match error {
@@ -138,19 +175,6 @@ impl Context {
         fd.try_clone_to_owned().map_err(|e| Error::io("fcntl(F_DUPFD_CLOEXEC)", &e))
     }
 
-    /// A drop-in for `open(2)` (see [`crate::open::open`]): `/dev/fd/N`
-    /// resolves against this context and is duplicated, any other path is
-    /// opened with `O_CLOEXEC` and without crossing `/proc` magic links.
-    pub fn open<P: AsRef<std::path::Path>>(&self, path: P, flags: i32, mode: u32) -> Result<OwnedFd, Error> {
-        crate::open::open(Some(self), path, flags, mode)
-    }
-
-    /// `open(2)` on the file fd `index` refers to, with the checks of
-    /// [`crate::open::open_fd`]; the result is the caller's.
-    pub(crate) fn open_index(&self, index: usize, flags: OFlag) -> Result<OwnedFd, Error> {
-        crate::open::open_fd(self.slot(index)?, flags)
-    }
-
     /// Ends the command: closes every fd still owned and returns how many
     /// were never used (neither borrowed, taken, duplicated nor opened).
     pub fn finish(self) -> usize {
@@ -197,10 +221,31 @@ impl UsedSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::FdLeakCheck;
+    use crate::testing::fdcount::FdLeakCheck;
 
     fn pipe() -> (OwnedFd, OwnedFd) {
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap()
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap()
+    }
+
+    #[test]
+    fn raw_fds_handed_over_are_owned_once_and_bad_entries_refused() {
+        use std::os::fd::IntoRawFd;
+        let _leaks = FdLeakCheck::new();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let (r, w) = (r.into_raw_fd(), w.into_raw_fd());
+        // SAFETY: both fds were released to this call; -1 and 1 << 30 are
+        // not open, and `r` listed twice must be wrapped once.
+        let (owned, error) = unsafe { own_raw_fds(&[r, -1, w, r, 1 << 30]) };
+        assert_eq!(owned.iter().map(|f| f.as_raw_fd()).collect::<Vec<_>>(), vec![r, w]);
+        assert_eq!(error.map(|e| e.errno()), Some(libc::EBADF), "the first problem found");
+        drop(owned);
+        // SAFETY: F_GETFD only asks whether `r` is open.
+        assert_eq!(unsafe { libc::fcntl(r, libc::F_GETFD) }, -1, "closed with the OwnedFd, once");
+        let (r2, _w2) = nix::unistd::pipe().unwrap();
+        let r2 = r2.into_raw_fd();
+        // SAFETY: `r2` was released to this call.
+        let (owned, error) = unsafe { own_raw_fds(&[r2, r2]) };
+        assert_eq!((owned.len(), error.map(|e| e.errno())), (1, Some(libc::EINVAL)));
     }
 
     #[test]

@@ -22,7 +22,7 @@
 //! `/proc/<pid>/fd/<n>` — a "magic link" — fails with `ELOOP`, which is
 //! reported as [`Error::OwnFdPath`]. Where `openat2` is missing (`ENOSYS`:
 //! a kernel before 5.6, or a seccomp filter), the path is resolved by
-//! [`crate::resolve`] instead, which refuses every symlink on procfs: it
+//! [`crate::fds::resolve`] instead, which refuses every symlink on procfs: it
 //! fails closed, never falling back to a plain `open(2)`.
 //!
 //! **The procfs rule.** Whatever opened, if the file is on procfs
@@ -31,10 +31,10 @@
 //! filesystem's of the object actually opened, never its name: a bind mount
 //! of `/proc/<pid>` or `/proc/<pid>/task/<tid>` at a path with no digits, a
 //! procfs mounted elsewhere, a symlink, all fail alike; a VMM never needs a
-//! client to name a procfs file. The lexical refusals of [`crate::fdpath`]
+//! client to name a procfs file. The lexical refusals of [`crate::fds::fdpath`]
 //! only give the common spellings a clearer message.
 //!
-//! Under [`crate::confine`] a path the kernel refuses with `EACCES` is
+//! Under [`crate::fds::confine`] a path the kernel refuses with `EACCES` is
 //! reported as [`Error::Confined`], whose text says the process is
 //! confined. `/dev/fd/N` opens no path, so confinement changes nothing
 //! for it.
@@ -47,9 +47,9 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, openat2, FcntlArg, OFlag, OpenHow, ResolveFlag, AT_FDCWD};
 use nix::sys::stat::{fstat, Mode, SFlag};
 
-use crate::context::Context;
 use crate::error::Error;
-use crate::fdpath::{self, PathKind};
+use crate::fds::context::Context;
+use crate::fds::fdpath::{self, PathKind};
 
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 static NO_OPEN_TREE: AtomicBool = AtomicBool::new(false);
@@ -74,10 +74,19 @@ pub fn open<P: AsRef<Path>>(ctx: Option<&Context>, path: P, flags: i32, mode: u3
     // the file itself is opened by its exact bytes.
     match fdpath::classify(&path.to_string_lossy())? {
         PathKind::FdIndex(index) => match ctx {
-            Some(ctx) => ctx.open_index(index, oflags),
+            Some(ctx) => open_fd(ctx.get(index)?, oflags),
             None => Err(Error::NoSuchIndex { index, count: 0 }),
         },
         PathKind::Ordinary => open_ordinary(path, oflags | OFlag::O_CLOEXEC, mode),
+    }
+}
+
+impl Context {
+    /// A drop-in for `open(2)` (see [`open`]): `/dev/fd/N` resolves against
+    /// this context and is duplicated, any other path is opened with
+    /// `O_CLOEXEC` and without crossing `/proc` magic links.
+    pub fn open<P: AsRef<Path>>(&self, path: P, flags: i32, mode: u32) -> Result<OwnedFd, Error> {
+        open(Some(self), path, flags, mode)
     }
 }
 
@@ -192,10 +201,10 @@ fn open_ordinary(path: &Path, flags: OFlag, mode: u32) -> Result<OwnedFd, Error>
     refuse_procfs(fd, path)
 }
 
-/// The fallback resolution of [`crate::resolve`], with `EACCES` reported
+/// The fallback resolution of [`crate::fds::resolve`], with `EACCES` reported
 /// as under openat2.
 fn walk(path: &Path, flags: OFlag, mode: Mode) -> Result<OwnedFd, Error> {
-    crate::resolve::open_without_proc_links(path, flags, mode).map_err(|e| match e.errno() {
+    crate::fds::resolve::open_without_proc_links(path, flags, mode).map_err(|e| match e.errno() {
         libc::EACCES => denied(path, e),
         _ => e,
     })
@@ -204,7 +213,7 @@ fn walk(path: &Path, flags: OFlag, mode: Mode) -> Result<OwnedFd, Error> {
 /// `EACCES` for `path`: [`Error::Confined`] when the process is confined
 /// (the likely reason, and the one a VMM author needs told), else `e`.
 fn denied(path: &Path, e: Error) -> Error {
-    if crate::confine::is_confined() {
+    if crate::fds::confine::is_confined() {
         Error::Confined(path.to_string_lossy().into_owned())
     } else {
         e
@@ -214,7 +223,7 @@ fn denied(path: &Path, e: Error) -> Error {
 /// The procfs rule (see the module doc): closes `fd` and refuses it when
 /// it is on procfs, or when its filesystem cannot be told.
 fn refuse_procfs(fd: OwnedFd, path: &Path) -> Result<OwnedFd, Error> {
-    if crate::resolve::on_procfs(&fd) {
+    if crate::fds::resolve::on_procfs(&fd) {
         return Err(Error::ProcfsPath(path.to_string_lossy().into_owned()));
     }
     Ok(fd)
@@ -266,7 +275,7 @@ fn check_access(have: OFlag, want: OFlag) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::FdLeakCheck;
+    use crate::testing::fdcount::FdLeakCheck;
     use std::os::fd::{AsFd, AsRawFd};
 
     fn flags_of(fd: &OwnedFd) -> OFlag {

@@ -19,7 +19,7 @@
 //! bound the range).
 
 use crate::error::Error;
-use crate::fdpath;
+use crate::fds::fdpath;
 
 /// What checking the start of some bytes as one JSON object found.
 #[derive(Debug, PartialEq, Eq)]
@@ -439,7 +439,7 @@ fn unescape(raw: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::FdLeakCheck;
+    use crate::testing::fdcount::FdLeakCheck;
     use proptest::prelude::*;
 
     /// What serde_json makes of `text` as one document (the reference).

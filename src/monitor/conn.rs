@@ -6,7 +6,7 @@
 //!
 //! The association rule, the limits on fds, the hold deadline, the peer
 //! socket refusal and lost fds are the association service's
-//! ([`crate::assoc`]): a connection frames each read with its
+//! ([`crate::monitor::assoc`]): a connection frames each read with its
 //! [`Scanner`] and reports to it what the framing finds, in the same calls
 //! a VMM makes that parses its own commands. In short: the fds of one read
 //! belong to the last command that has a non-whitespace byte among that
@@ -17,7 +17,7 @@
 //! # The hold deadline
 //!
 //! Fds held for a command that has not completed, or waiting for one, may
-//! be held at most [`Limits::max_hold_ms`] (see [`crate::assoc`]). Then
+//! be held at most [`Limits::max_hold_ms`] (see [`crate::monitor::assoc`]). Then
 //! they are closed; a command in progress is delivered as it is with
 //! [`Error::HoldExpired`] and the rest of its line is discarded, as after a
 //! malformed command; fds that were waiting for a command make that command
@@ -26,20 +26,21 @@
 //! deadline; [`Connection::deadline`] tells an event loop when to call
 //! `recv` again, on fed connections too. A received fd that is the
 //! connection's own peer socket is refused at once ([`Error::PeerSocket`],
-//! the fd closed) where the kernel can tell (see [`crate::peer`]).
+//! the fd closed) where the kernel can tell (see [`crate::monitor::peer`]).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
-use crate::assoc::{attach_point, Assoc};
 use crate::error::Error;
-pub use crate::framing::Framing;
-use crate::framing::{validate_text, Scanner};
-use crate::json::{is_ws, validate_object};
-use crate::message::Message;
-use crate::recv::{peek_packet_len, recv_fd_list, FdList, CMSG_WORDS};
+use crate::fds::context::FdList;
+use crate::monitor::assoc::{attach_point, Assoc};
+pub use crate::monitor::framing::Framing;
+use crate::monitor::framing::{validate_text, Scanner};
+use crate::monitor::json::{is_ws, validate_object};
+use crate::monitor::message::Message;
+use crate::monitor::recv::{peek_packet_len, recv_fd_list, CMSG_WORDS};
 
 /// Bounds on what one command may bring. A field left 0 takes its default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,7 +271,7 @@ impl<S: AsFd> Connection<S> {
     /// its maximum.
     pub fn new(sock: S, framing: Framing, limits: Limits) -> Result<Connection<S>, Error> {
         check_socket(sock.as_fd(), framing)?;
-        crate::recv::inline_out_of_band(sock.as_fd())?;
+        crate::monitor::recv::inline_out_of_band(sock.as_fd())?;
         let mut conn = Connection::build(Some(sock), framing, limits)?;
         let sock = conn.sock.as_ref().expect("built with its socket").as_fd();
         conn.assoc.look_up_peer(sock);
@@ -561,7 +562,7 @@ impl<S: AsFd> Connection<S> {
     }
 
     /// One read of a stream: its bytes (possibly none) and its fds, given
-    /// to commands by the association service ([`crate::assoc`]): the
+    /// to commands by the association service ([`crate::monitor::assoc`]): the
     /// read's fds attach just before the scanner's step that takes the
     /// read's last non-whitespace byte, so the command that has it gets
     /// them, and one that completed before it does not.
@@ -599,7 +600,7 @@ impl<S: AsFd> Connection<S> {
     /// bytes from the current read; `validated`, what the scanner's pass
     /// over a frame whole in this read found (see [`Step::validated`]).
     ///
-    /// [`Step::validated`]: crate::framing::Step::validated
+    /// [`Step::validated`]: crate::monitor::framing::Step::validated
     fn complete_frame(&mut self, tail: &[u8], end: Result<(), Error>, validated: Option<Option<usize>>) -> Message {
         // Between frames `current` has no allocation, so a frame that fits
         // in one read costs one exact allocation (with the byte for the NUL

@@ -14,8 +14,9 @@
 use std::mem;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+use crate::fds::context::FdList;
+
 use nix::errno::Errno;
-use smallvec::SmallVec;
 
 /// The most fds one `recvmsg(2)` can return (`SCM_MAX_FD`,
 /// `include/net/scm.h`).
@@ -50,16 +51,6 @@ const fn cmsg_space(len: usize) -> usize {
     mem::size_of::<libc::cmsghdr>() + len.div_ceil(8) * 8
 }
 
-/// How many fds an [`FdList`] holds without a heap allocation: a QMP
-/// command brings one or two.
-pub const INLINE_FDS: usize = 4;
-
-/// The fds of one read or one command, in arrival order, each in its own
-/// slot (`Some` as received; a command's context empties a slot when its fd
-/// is taken, so a command's list becomes its context as it is). Up to
-/// [`INLINE_FDS`] of them live inline, without a heap allocation.
-pub type FdList = SmallVec<[Option<OwnedFd>; INLINE_FDS]>;
-
 /// What one `recvmsg(2)` returned: its fds as a `Vec` ([`recv_with_fds`]),
 /// or as the connection keeps them, an [`FdList`] ([`recv_fd_list`]).
 #[derive(Debug, Default)]
@@ -81,6 +72,7 @@ pub struct Received<Fds = Vec<OwnedFd>> {
 /// Receives into `buf`, with room for 253 fds in `cmsg`, always with
 /// `MSG_CMSG_CLOEXEC`. `EINTR` is retried; any other failure is returned
 /// as its errno (`EAGAIN` on an empty non-blocking socket).
+#[cfg(any(test, feature = "testing"))]
 pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], cmsg: &mut [u64; CMSG_WORDS]) -> Result<Received, Errno> {
     let got = recv_fd_list(sock, buf, cmsg)?;
     Ok(Received {
@@ -179,35 +171,6 @@ pub fn peek_packet_len(sock: BorrowedFd<'_>) -> Result<usize, Errno> {
     }
 }
 
-/// Takes ownership of fds a caller received itself and hands over as raw
-/// numbers (a fed connection's input): each open, distinct entry becomes an
-/// [`OwnedFd`]. Returns them with the first problem found, if any: `EBADF`
-/// for an entry that is negative or not open, [`Error::InvalidArgument`](crate::error::Error::InvalidArgument)
-/// for one listed twice (wrapped once, so it is closed once).
-///
-/// # Safety
-/// The caller must own every open fd in `raw` and give up that ownership:
-/// nothing else may use or close them afterwards.
-pub unsafe fn own_raw_fds(raw: &[RawFd]) -> (Vec<OwnedFd>, Option<crate::error::Error>) {
-    use crate::error::Error;
-    let mut owned: Vec<OwnedFd> = Vec::with_capacity(raw.len());
-    let mut seen = std::collections::HashSet::with_capacity(raw.len());
-    let mut error = None;
-    for &fd in raw {
-        // SAFETY: F_GETFD only asks whether `fd` is open.
-        if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-            error.get_or_insert(Error::sys("taking the fds", Errno::EBADF));
-        } else if !seen.insert(fd) {
-            error.get_or_insert(Error::InvalidArgument("the same fd appears twice"));
-        } else {
-            // SAFETY: the caller gives up ownership of each listed fd; a
-            // repeated entry was skipped above, so each is wrapped once.
-            owned.push(unsafe { OwnedFd::from_raw_fd(fd) });
-        }
-    }
-    (owned, error)
-}
-
 /// Walks the control messages of a received `msghdr` and wraps every
 /// `SCM_RIGHTS` fd in an [`OwnedFd`]. A pidfd (`SCM_PIDFD`) is closed at
 /// once: the kernel installs it, and nobody else would.
@@ -257,7 +220,7 @@ unsafe fn take_scm_rights(msg: &libc::msghdr) -> FdList {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::FdLeakCheck;
+    use crate::testing::fdcount::FdLeakCheck;
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     use std::os::fd::{AsFd, BorrowedFd};
 
@@ -266,7 +229,7 @@ mod tests {
         let _leaks = FdLeakCheck::new();
         let (a, b) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
         let (r, w) = nix::unistd::pipe().unwrap();
-        crate::send::send_with_fds(a.as_fd(), b"{}", &[r.as_fd(), w.as_fd()]).unwrap();
+        crate::monitor::send::send_with_fds(a.as_fd(), b"{}", &[r.as_fd(), w.as_fd()]).unwrap();
         drop((r, w));
         let mut buf = [0u8; 16];
         let mut cmsg = [0u64; CMSG_WORDS];
@@ -276,27 +239,6 @@ mod tests {
             let fl = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
             assert!(nix::fcntl::FdFlag::from_bits_retain(fl).contains(nix::fcntl::FdFlag::FD_CLOEXEC));
         }
-    }
-
-    #[test]
-    fn raw_fds_handed_over_are_owned_once_and_bad_entries_refused() {
-        use std::os::fd::IntoRawFd;
-        let _leaks = FdLeakCheck::new();
-        let (r, w) = nix::unistd::pipe().unwrap();
-        let (r, w) = (r.into_raw_fd(), w.into_raw_fd());
-        // SAFETY: both fds were released to this call; -1 and 1 << 30 are
-        // not open, and `r` listed twice must be wrapped once.
-        let (owned, error) = unsafe { own_raw_fds(&[r, -1, w, r, 1 << 30]) };
-        assert_eq!(owned.iter().map(|f| f.as_raw_fd()).collect::<Vec<_>>(), vec![r, w]);
-        assert_eq!(error.map(|e| e.errno()), Some(libc::EBADF), "the first problem found");
-        drop(owned);
-        // SAFETY: F_GETFD only asks whether `r` is open.
-        assert_eq!(unsafe { libc::fcntl(r, libc::F_GETFD) }, -1, "closed with the OwnedFd, once");
-        let (r2, _w2) = nix::unistd::pipe().unwrap();
-        let r2 = r2.into_raw_fd();
-        // SAFETY: `r2` was released to this call.
-        let (owned, error) = unsafe { own_raw_fds(&[r2, r2]) };
-        assert_eq!((owned.len(), error.map(|e| e.errno())), (1, Some(libc::EINVAL)));
     }
 
     #[test]
@@ -329,7 +271,7 @@ mod tests {
         let mut buf = [0u8; 16];
         let mut cmsg = [0u64; CMSG_WORDS];
         for _ in 0..3 {
-            crate::send::send_with_fds(a.as_fd(), b"{}", &borrowed).unwrap();
+            crate::monitor::send::send_with_fds(a.as_fd(), b"{}", &borrowed).unwrap();
             let got = recv_with_fds(b.as_fd(), &mut buf, &mut cmsg).unwrap();
             assert_eq!((got.fds.len(), got.fds_lost), (SCM_MAX_FD, false), "pidfds enabled: {pidfds}");
         }

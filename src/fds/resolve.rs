@@ -14,7 +14,7 @@
 //! through), and it fails closed. The last component is opened with the
 //! caller's flags and `O_NOFOLLOW`, so swapping it for a symlink after the
 //! check fails rather than escapes; it is refused before that open when it
-//! is on procfs (the procfs rule of [`crate::open`]).
+//! is on procfs (the procfs rule of [`crate::fds::open`]).
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
@@ -101,7 +101,7 @@ pub fn open_without_proc_links(path: &Path, flags: OFlag, mode: Mode) -> Result<
             continue;
         }
         if last {
-            // The procfs rule of crate::open, before the caller's flags can
+            // The procfs rule of crate::fds::open, before the caller's flags can
             // have any effect (the caller checks the opened file again).
             if on_procfs(&fd) {
                 return Err(Error::ProcfsPath(path.to_string_lossy().into_owned()));
@@ -137,7 +137,7 @@ fn components(path: &OsStr) -> VecDeque<OsString> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::FdLeakCheck;
+    use crate::testing::fdcount::FdLeakCheck;
 
     fn open(p: &str) -> Result<OwnedFd, Error> {
         open_without_proc_links(Path::new(p), OFlag::O_RDONLY, Mode::empty())

@@ -7,7 +7,7 @@
 //! `recvmsg(2)` that returns the first byte of that write, and such a read
 //! may begin with the unread tail of earlier writes
 //! (`unix_stream_read_generic()` in `net/unix/af_unix.c`). The receiver
-//! ([`crate::conn`], "The association rule") therefore gives the fds of a
+//! ([`crate::monitor::conn`], "The association rule") therefore gives the fds of a
 //! read to the last command with a non-whitespace byte in it. That places
 //! the fds exactly when, and only when, **the write that carries them
 //! starts at a non-whitespace byte of their command**: then that byte is in
@@ -43,11 +43,11 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{getsockopt, sendmsg, sockopt, ControlMessage, MsgFlags, SockType};
 
 use crate::error::Error;
-use crate::json::is_ws;
+use crate::monitor::json::is_ws;
 
 /// The most fds one `sendmsg(2)` may carry: the kernel's one limit for
 /// both directions.
-pub use crate::recv::SCM_MAX_FD;
+pub use crate::monitor::recv::SCM_MAX_FD;
 
 /// Sends all of `buf` (one command) on `sock`, with `fds` attached so that
 /// the receiver associates them with this command (see the module docs).
@@ -136,7 +136,7 @@ fn wait_writable(sock: BorrowedFd<'_>) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::FdLeakCheck;
+    use crate::testing::fdcount::FdLeakCheck;
     use std::os::fd::AsFd;
 
     #[test]

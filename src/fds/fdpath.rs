@@ -11,7 +11,7 @@
 //! `/proc/thread-self/fd/1`, `/dev/stdin` — is refused here, lexically.
 //! Symlinks that lead into `/proc/*/fd` cannot be seen lexically; the open
 //! path uses `openat2(2)` with `RESOLVE_NO_MAGICLINKS` for those (see
-//! [`crate::open`]).
+//! [`crate::fds::open`]).
 
 use crate::error::Error;
 
@@ -115,7 +115,7 @@ fn normalise(path: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::FdLeakCheck;
+    use crate::testing::fdcount::FdLeakCheck;
 
     #[test]
     fn well_formed_indices() {

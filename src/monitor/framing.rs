@@ -7,7 +7,7 @@
 //! or a close — not the spelling of numbers and literals), so a frame that
 //! can no longer become JSON is rejected at the byte where that shows; a
 //! complete JSON frame is then validated once ([`json::validate_object`], see
-//! [`crate::json`]).
+//! [`crate::monitor::json`]).
 //!
 //! A JSON frame that starts and ends within one read — nearly every QMP
 //! command — takes one pass instead of two: the validator reads it from its
@@ -32,7 +32,7 @@
 use std::ops::Range;
 
 use crate::error::Error;
-use crate::json::{self, is_ws, Checked};
+use crate::monitor::json::{self, is_ws, Checked};
 
 /// How a connection splits its input into commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -425,8 +425,8 @@ pub fn validate_text(frame: &[u8]) -> Result<Option<usize>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::json::validate_object;
-    use crate::testutil::FdLeakCheck;
+    use crate::monitor::json::validate_object;
+    use crate::testing::fdcount::FdLeakCheck;
 
     /// Feeds `input` in pieces of `cut` bytes; returns (frame text or error
     /// errno) for every frame end.

@@ -74,6 +74,7 @@ pub fn socket_inode(fd: BorrowedFd<'_>) -> Option<u64> {
 /// The inode of the peer of the Unix socket `sock`, when the kernel can
 /// tell (`sock_diag` for Unix sockets is available and `sock` is
 /// connected); `None` otherwise, a lookup that failed for now included.
+#[cfg(any(test, feature = "testing"))]
 pub fn peer_inode(sock: BorrowedFd<'_>) -> Option<u64> {
     lookup_peer(sock).ok().flatten()
 }
@@ -242,7 +243,7 @@ fn peer_attribute(msg: &[u8], ino: u32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::FdLeakCheck;
+    use crate::testing::fdcount::FdLeakCheck;
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     use std::os::fd::AsFd;
 

@@ -71,7 +71,7 @@
 //!
 //! After a successful [`confine`] the process-wide flag [`is_confined`] is
 //! set (also in a program exec'd by a launcher that confined it and set
-//! [`CONFINED_ENV`]); [`crate::open`] then reports a path refused with `EACCES` as
+//! [`CONFINED_ENV`]); [`crate::fds::open`] then reports a path refused with `EACCES` as
 //! [`Error::Confined`], whose text says why. It is a hint for messages, not
 //! a security boundary (Landlock is).
 
@@ -402,7 +402,7 @@ fn not_enforced(e: Error, require: bool) -> Result<Outcome, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::FdLeakCheck;
+    use crate::testing::fdcount::FdLeakCheck;
 
     #[test]
     fn rights_by_abi_and_entry() {

@@ -1,11 +1,9 @@
-//! The fd-accounting helper every Rust test uses.
+//! The fd accounting every test uses, the crate's own and those in `tests/`.
 //!
 //! [`FdLeakCheck::new`] lists `/proc/self/fd`; dropping it lists it again
 //! and panics, naming each leaked fd and its target, if any fd appeared.
 //! Tests in one binary run on parallel threads, so the check also holds a
 //! process-wide lock for its lifetime: fd-counting tests run one at a time.
-
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -40,6 +38,8 @@ pub struct FdLeakCheck {
 }
 
 impl FdLeakCheck {
+    // No Default: a check takes a process-wide lock and is made on purpose.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> FdLeakCheck {
         assert!(!HELD.with(|h| h.replace(true)), "FdLeakCheck::new called twice in one test");
         let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());

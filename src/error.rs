@@ -190,3 +190,59 @@ impl From<Error> for std::io::Error {
         std::io::Error::new(std::io::Error::from_raw_os_error(e.errno()).kind(), e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The errno of each error is part of the C ABI: `-errno()` is what
+    /// every `int` call returns.
+    #[test]
+    fn each_error_keeps_its_errno() {
+        let table = [
+            (Error::NoSuchIndex { index: 1, count: 0 }, libc::EBADF),
+            (Error::AlreadyTaken { index: 0 }, libc::EBADFD),
+            (Error::AccessMode { wanted: "O_RDWR", have: "O_RDONLY" }, libc::EACCES),
+            (Error::PathOnlyFd, libc::EACCES),
+            (Error::MalformedFdPath("/dev/fd/01".into()), libc::EINVAL),
+            (Error::OwnFdPath("/dev/stdin".into()), libc::EPERM),
+            (Error::ProcfsPath("/proc/1/fd/3".into()), libc::EPERM),
+            (Error::Confined("/etc/passwd".into()), libc::EACCES),
+            (Error::Unconfinable("no Landlock".into()), libc::EOPNOTSUPP),
+            (Error::AllowEntry { index: 0, path: "/x".into(), errno: Errno::ENOENT, why: "missing" }, libc::ENOENT),
+            (Error::TooLarge { limit: 1 }, libc::EMSGSIZE),
+            (Error::TooManyFds { limit: 1 }, libc::ETOOMANYREFS),
+            (Error::FdsLost, libc::ECOMM),
+            (Error::MalformedJson("x".into()), libc::EBADMSG),
+            (Error::InvalidUtf8, libc::EILSEQ),
+            (Error::NoSuchValue("/x".into()), libc::ENOENT),
+            (Error::WrongType { pointer: "/x".into(), wanted: "a string" }, libc::ENOMSG),
+            (Error::OutOfRange("/x".into()), libc::ERANGE),
+            (Error::HoldExpired { limit_ms: 1 }, libc::ETIMEDOUT),
+            (Error::PeerSocket, libc::EDEADLK),
+            (Error::InvalidArgument("fds"), libc::EINVAL),
+            (Error::sys("recvmsg", Errno::ECONNRESET), libc::ECONNRESET),
+        ];
+        for (e, errno) in table {
+            assert_eq!(e.errno(), errno, "{e:?}");
+            assert!(!e.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn no_such_index_says_which_fds_were_sent() {
+        let text = |index, count| Error::NoSuchIndex { index, count }.to_string();
+        assert!(text(0, 0).ends_with("(no fd was)"));
+        assert!(text(1, 1).ends_with("(only /dev/fd/0 was)"));
+        assert!(text(5, 3).ends_with("(only /dev/fd/0 to /dev/fd/2 were)"));
+    }
+
+    #[test]
+    fn a_system_error_reads_as_strerror_and_keeps_its_errno_through_io() {
+        let e = Error::sys("recvmsg", Errno::EMFILE);
+        assert_eq!(e.to_string(), "recvmsg: Too many open files");
+        let io: std::io::Error = e.into();
+        assert_eq!(io.raw_os_error(), None, "carries the fdctx error, not a raw errno");
+        assert_eq!(io.kind(), std::io::Error::from_raw_os_error(libc::EMFILE).kind());
+    }
+}

@@ -29,4 +29,4 @@ pub mod testing;
 pub use error::Error;
 pub use fds::context::Context;
 pub use monitor::conn::{Connection, FeedFlags, Framing, Limits};
-pub use monitor::message::Message;
+pub use monitor::message::{Message, Refusal};

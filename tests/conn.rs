@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 
 use common::fdcount::FdLeakCheck;
 use common::{ino_of, inos, msg_inos, pair, pipes, recv, send, send_raw, text};
-use fdctx::{Connection, Error, Framing, Limits};
+use fdctx::{Connection, Error, Framing, Limits, Refusal};
 use nix::sys::socket::SockType;
 
 /// A monitor connection and the client end of a stream socket.
@@ -136,7 +136,7 @@ fn fds_lost_to_rlimit_nofile() {
     let got = conn.recv();
     setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
     let m = got.unwrap().unwrap();
-    assert_eq!(m.status().unwrap_err(), &Error::FdsLost);
+    assert_eq!(m.status().unwrap_err(), &Refusal::FdsLost);
     assert_eq!(m.fds().count(), 0, "the fds that did arrive are closed");
     let m = recv(&mut conn);
     assert_eq!((m.status(), m.fds().count()), (Ok(()), 1));
@@ -199,7 +199,7 @@ fn an_fd_path_with_no_such_fd_is_refused() {
     let (mut conn, client) = stream(Limits::default());
     send(&client, br#"{"execute":"blockdev-add","arguments":{"filename":"/dev/fd/3"}}"#, &pipes(1));
     let m = recv(&mut conn);
-    assert_eq!(m.status().unwrap_err(), &Error::NoSuchIndex { index: 3, count: 1 });
+    assert_eq!(m.status().unwrap_err(), &Refusal::NoSuchIndex { index: 3, count: 1 });
     assert_eq!(m.fds().count(), 0);
 }
 

@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::fds::context::Context;
 use crate::fds::context::FdList;
 use crate::monitor::assoc::{attach_point, Assoc};
+use crate::monitor::message::Refusal;
 
 /// The association state of one monitor connection whose commands the VMM
 /// parses itself (QEMU's QMP parser): which command owns the fds of each
@@ -81,7 +82,7 @@ impl Castable for fdctx_assoc {
 
 impl fdctx_assoc {
     /// Keeps the text of a status, and returns it as `-errno` (0 for `Ok`).
-    fn status(&mut self, status: Result<(), Error>) -> c_int {
+    fn status(&mut self, status: Result<(), Refusal>) -> c_int {
         match status {
             Ok(()) => {
                 self.error = None;

@@ -48,11 +48,11 @@
 //! # Limits and faults
 //!
 //! A command that brings more than `max_fds` fds (counted over all its
-//! reads, fds waiting for it included) fails with [`Error::TooManyFds`]. A
+//! reads, fds waiting for it included) fails with [`Refusal::TooManyFds`]. A
 //! read that lost fds (`MSG_CTRUNC`, or more fds than the reader's buffer
-//! could take) fails its owner with [`Error::FdsLost`]: a command never runs
+//! could take) fails its owner with [`Refusal::FdsLost`]: a command never runs
 //! with fewer fds than were sent with it. A read that brought the
-//! connection's own peer socket fails its owner with [`Error::PeerSocket`]
+//! connection's own peer socket fails its owner with [`Refusal::PeerSocket`]
 //! (see [`crate::monitor::peer`]). A failed command keeps no fd: they close as the
 //! fault is found.
 //!
@@ -66,7 +66,7 @@
 //! be held at most `max_hold_ms` (monotonic clock, from the read that made
 //! the connection hold fds; a hold ends when its command completes). Then
 //! they close ([`Assoc::expire`]): a partial command that held them is
-//! handed back to be answered with [`Error::HoldExpired`]; fds that were
+//! handed back to be answered with [`Refusal::HoldExpired`]; fds that were
 //! waiting make the next command fail the same way.
 //!
 //! The rule cannot tell a whitespace byte that ended the previous command
@@ -78,9 +78,9 @@
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use crate::error::Error;
 use crate::fds::context::FdList;
 use crate::monitor::json::is_ws;
+use crate::monitor::message::Refusal;
 use crate::monitor::peer;
 
 /// Where the fds of a read of `data` attach: the offset of its last
@@ -95,12 +95,12 @@ pub fn attach_point(data: &[u8]) -> Option<usize> {
 #[derive(Debug, Default)]
 pub struct FdBatch {
     fds: FdList,
-    error: Option<Error>,
+    error: Option<Refusal>,
 }
 
 impl FdBatch {
     /// The fds, or why the command cannot have them.
-    pub fn into_result(self) -> Result<FdList, Error> {
+    pub fn into_result(self) -> Result<FdList, Refusal> {
         match self.error {
             Some(e) => Err(e),
             None => Ok(self.fds),
@@ -119,12 +119,12 @@ impl FdBatch {
 
     /// Adds one read's fds, and what was wrong with them if anything
     /// (the first fault wins). Once the batch is bad it holds nothing.
-    fn add(&mut self, fds: FdList, fault: Option<Error>, max_fds: usize) {
+    fn add(&mut self, fds: FdList, fault: Option<Refusal>, max_fds: usize) {
         if let Some(e) = fault {
             self.error.get_or_insert(e);
         }
         if self.error.is_none() && self.fds.len() + fds.len() > max_fds {
-            self.error = Some(Error::TooManyFds { limit: max_fds });
+            self.error = Some(Refusal::TooManyFds { limit: max_fds });
         }
         if self.error.is_some() {
             self.fds.clear();
@@ -142,7 +142,7 @@ impl FdBatch {
     }
 
     /// Closes the fds; the command they were for fails with `why`.
-    fn expire(&mut self, why: Error) {
+    fn expire(&mut self, why: Refusal) {
         self.add(FdList::new(), Some(why), 0);
     }
 }
@@ -201,12 +201,12 @@ impl Assoc {
     /// among them, a peer check that cannot run now (both checked only
     /// when `sock`, the connection's socket, is known), or fds lost in
     /// transit.
-    pub fn fault(&mut self, sock: Option<BorrowedFd<'_>>, fds: &[Option<OwnedFd>], fds_lost: bool) -> Option<Error> {
+    pub fn fault(&mut self, sock: Option<BorrowedFd<'_>>, fds: &[Option<OwnedFd>], fds_lost: bool) -> Option<Refusal> {
         let checked = sock.and_then(|sock| self.peer.fault(sock, fds));
         // Fds lost say more than a lookup that failed for the same want of fds.
         match checked {
-            Some(Error::PeerSocket) => checked,
-            _ if fds_lost => Some(Error::FdsLost),
+            Some(Refusal::PeerSocket) => checked,
+            _ if fds_lost => Some(Refusal::FdsLost),
             _ => checked,
         }
     }
@@ -215,7 +215,7 @@ impl Assoc {
     /// them; `at_command` says the read has a non-whitespace byte
     /// ([`attach_point`]). They wait for [`Assoc::attach`]; a read not yet
     /// attached is attached first.
-    pub fn read(&mut self, fds: FdList, fault: Option<Error>, at_command: bool) {
+    pub fn read(&mut self, fds: FdList, fault: Option<Refusal>, at_command: bool) {
         self.attach();
         if fds.is_empty() && fault.is_none() && (!at_command || self.waiting.is_empty()) {
             return;
@@ -256,7 +256,7 @@ impl Assoc {
     /// Step 2 or 4: the parser completed (or rejected) a command. Returns
     /// its fds, or why it cannot have them; fds waiting for the next
     /// command stay (see [`Assoc::command_byte`]).
-    pub fn complete(&mut self) -> Result<FdList, Error> {
+    pub fn complete(&mut self) -> Result<FdList, Refusal> {
         let batch = std::mem::take(&mut self.current);
         self.note_hold();
         batch.into_result()
@@ -266,7 +266,7 @@ impl Assoc {
     /// the command's own last byte, which is not whitespace (QEMU's: a
     /// JSON value ends at its closing bracket, a lexical error at the bad
     /// byte): fds that were waiting go to it too, after its own.
-    pub fn complete_own(&mut self) -> Result<FdList, Error> {
+    pub fn complete_own(&mut self) -> Result<FdList, Refusal> {
         self.command_byte();
         self.complete()
     }
@@ -316,10 +316,10 @@ impl Assoc {
     /// The hold deadline passed (call when [`Assoc::due`]): held fds close.
     /// When `in_command` (the parser holds a partial command), that
     /// command's fds, and fds waiting for it, are returned as
-    /// [`Error::HoldExpired`] for it to be answered with; otherwise fds
+    /// [`Refusal::HoldExpired`] for it to be answered with; otherwise fds
     /// waiting for a command make the next command fail that way.
-    pub fn expire(&mut self, in_command: bool) -> Option<Error> {
-        let why = Error::HoldExpired { limit_ms: self.max_hold_ms };
+    pub fn expire(&mut self, in_command: bool) -> Option<Refusal> {
+        let why = Refusal::HoldExpired { limit_ms: self.max_hold_ms };
         self.held_since = None;
         self.waiting.expire(why.clone());
         self.current.fds.clear();
@@ -378,7 +378,7 @@ mod tests {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     }
 
-    fn count(r: Result<FdList, Error>) -> Result<usize, i32> {
+    fn count(r: Result<FdList, Refusal>) -> Result<usize, i32> {
         r.map(|l| l.len()).map_err(|e| e.errno())
     }
 
@@ -474,7 +474,7 @@ mod tests {
         let dup_raw = dup.as_raw_fd();
         let fds: FdList = [Some(dup)].into_iter().collect();
         let fault = a.fault(Some(server.as_fd()), &fds, false);
-        assert_eq!(fault, Some(Error::PeerSocket));
+        assert_eq!(fault, Some(Refusal::PeerSocket));
         a.read(fds, fault, false);
         // SAFETY: F_GETFD only asks whether the number is open.
         assert_eq!(unsafe { libc::fcntl(dup_raw, libc::F_GETFD) }, -1, "closed as it arrived");

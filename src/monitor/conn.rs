@@ -39,7 +39,7 @@ use crate::monitor::assoc::{attach_point, Assoc};
 pub use crate::monitor::framing::Framing;
 use crate::monitor::framing::{validate_text, Scanner};
 use crate::monitor::json::{is_ws, validate_object};
-use crate::monitor::message::Message;
+use crate::monitor::message::{Message, Refusal};
 use crate::monitor::recv::{peek_packet_len, recv_fd_list, CMSG_WORDS};
 
 /// Bounds on what one command may bring. A field left 0 takes its default.
@@ -338,13 +338,13 @@ impl<S: AsFd> Connection<S> {
                         copy.extend_from_slice(data);
                         copy
                     };
-                    let fault = flags.fds_lost.then_some(Error::FdsLost);
+                    let fault = flags.fds_lost.then_some(Refusal::FdsLost);
                     self.on_packet(data, fds, fault, truncated);
                 }
             }
             _ => {
                 if !data.is_empty() || !fds.is_empty() || flags.fds_lost {
-                    self.on_stream(data, fds, flags.fds_lost.then_some(Error::FdsLost));
+                    self.on_stream(data, fds, flags.fds_lost.then_some(Refusal::FdsLost));
                 }
             }
         }
@@ -429,7 +429,7 @@ impl<S: AsFd> Connection<S> {
         if let Some(why) = self.assoc.expire(in_frame) {
             self.scanner.abandon();
             let data = std::mem::take(&mut self.current);
-            self.ready.push_back(Message::new(data, Err(why)));
+            self.ready.push_back(Message::refused(data, why));
         }
     }
 
@@ -457,7 +457,7 @@ impl<S: AsFd> Connection<S> {
     /// A read's fault: the peer socket among its fds, a peer check that
     /// cannot run now (a fed connection cannot tell either), or fds lost in
     /// transit.
-    fn fault(&mut self, fds: &[Option<OwnedFd>], fds_lost: bool) -> Option<Error> {
+    fn fault(&mut self, fds: &[Option<OwnedFd>], fds_lost: bool) -> Option<Refusal> {
         let sock = self.sock.as_ref().map(|s| s.as_fd());
         self.assoc.fault(sock, fds, fds_lost)
     }
@@ -545,7 +545,7 @@ impl<S: AsFd> Connection<S> {
 
     /// One packet: its bytes (empty when `truncated`, i.e. larger than
     /// `max_msg_bytes`), its fds and what was wrong with them.
-    fn on_packet(&mut self, data: Vec<u8>, fds: FdList, fault: Option<Error>, truncated: bool) {
+    fn on_packet(&mut self, data: Vec<u8>, fds: FdList, fault: Option<Refusal>, truncated: bool) {
         let check = if truncated {
             Err(Error::TooLarge { limit: self.limits.max_msg_bytes })
         } else if data.iter().find(|&&b| !is_ws(b)) == Some(&b'{') {
@@ -566,7 +566,7 @@ impl<S: AsFd> Connection<S> {
     /// read's fds attach just before the scanner's step that takes the
     /// read's last non-whitespace byte, so the command that has it gets
     /// them, and one that completed before it does not.
-    fn on_stream(&mut self, chunk: &[u8], fds: FdList, fault: Option<Error>) {
+    fn on_stream(&mut self, chunk: &[u8], fds: FdList, fault: Option<Refusal>) {
         let at = attach_point(chunk);
         self.assoc.read(fds, fault, at.is_some());
         let at = at.unwrap_or(chunk.len());

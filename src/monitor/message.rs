@@ -6,7 +6,9 @@
 //! with no such fd) holds no fds: they were closed when the status was set.
 
 use std::cell::OnceCell;
+use std::fmt;
 
+use nix::errno::Errno;
 use serde_json::Value;
 
 use crate::error::Error;
@@ -24,7 +26,7 @@ pub struct Message {
     ctx: Context,
     /// Why the command cannot be dispatched (boxed: the common case, none,
     /// then moves a smaller message).
-    status: Option<Box<Error>>,
+    status: Option<Box<Refusal>>,
     /// Highest `/dev/fd/N` the command's arguments name.
     fd_refs: Option<usize>,
     json: OnceCell<Option<Box<Value>>>,
@@ -40,8 +42,16 @@ impl Message {
         let mut msg = Message { data, ctx: Context::new(), status: None, fd_refs: None, json: OnceCell::new() };
         match check {
             Ok(fd_refs) => msg.fd_refs = fd_refs,
-            Err(e) => msg.fail(e),
+            Err(e) => msg.fail(Refusal::of_frame(e)),
         }
+        msg
+    }
+
+    /// A message refused before its bytes were checked (its fds were held
+    /// too long): it is answered with `why` and holds no fds.
+    pub(crate) fn refused(data: Vec<u8>, why: Refusal) -> Message {
+        let mut msg = Message::new(data, Ok(None));
+        msg.fail(why);
         msg
     }
 
@@ -66,15 +76,15 @@ impl Message {
     }
 
     /// `Ok` when the command can be dispatched, or why it cannot.
-    pub fn status(&self) -> Result<(), &Error> {
+    pub fn status(&self) -> Result<(), &Refusal> {
         match &self.status {
             None => Ok(()),
-            Some(e) => Err(e.as_ref()),
+            Some(why) => Err(why.as_ref()),
         }
     }
 
     /// Marks the message bad (the first reason wins) and closes its fds.
-    pub(crate) fn fail(&mut self, err: Error) {
+    pub(crate) fn fail(&mut self, err: Refusal) {
         if self.status.is_none() {
             self.status = Some(Box::new(err));
         }
@@ -85,14 +95,14 @@ impl Message {
     /// come, once all have arrived. A bad message keeps none (they close
     /// here), and neither does one whose arguments name a `/dev/fd/N`
     /// beyond them.
-    pub(crate) fn attach_fds(&mut self, fds: Result<FdList, Error>) {
+    pub(crate) fn attach_fds(&mut self, fds: Result<FdList, Refusal>) {
         match fds {
             Err(e) => self.fail(e),
             Ok(fds) if self.status.is_none() => {
                 self.ctx.adopt_list(fds);
                 let count = self.ctx.count();
                 if let Some(index) = self.fd_refs.filter(|&max| max >= count) {
-                    self.fail(Error::NoSuchIndex { index, count });
+                    self.fail(Refusal::NoSuchIndex { index, count });
                 }
             }
             Ok(_) => {}
@@ -152,6 +162,88 @@ impl Message {
     }
 }
 
+/// Why a command cannot be dispatched: the only statuses a message can
+/// have besides `Ok`. A message with one holds no fds. Each maps to the
+/// errno a C caller sees from `fdctx_msg_status()` ([`Refusal::errno`]),
+/// and to the [`Error`] of the same name ([`From`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Longer than `max_msg_bytes` (`EMSGSIZE`).
+    TooLarge { limit: usize },
+    /// More fds than `max_fds` (`ETOOMANYREFS`).
+    TooManyFds { limit: usize },
+    /// Not every fd sent arrived (`MSG_CTRUNC`, `ECOMM`).
+    FdsLost,
+    /// Not one JSON object, or nested deeper than `max_depth` (`EBADMSG`).
+    MalformedJson(String),
+    /// A line that is not UTF-8 (`EILSEQ`).
+    InvalidUtf8,
+    /// Its fds were held longer than `max_hold_ms` (`ETIMEDOUT`).
+    HoldExpired { limit_ms: u32 },
+    /// One of its fds was the connection's own peer socket (`EDEADLK`).
+    PeerSocket,
+    /// Its fds could not be checked for the peer socket, for want of an fd
+    /// (`RLIMIT_NOFILE`): the lookup's errno, `EMFILE` or `ENFILE`.
+    PeerUnchecked(Errno),
+    /// A `/dev/fd/N` argument beyond the fds sent (`EBADF`).
+    NoSuchIndex { index: usize, count: usize },
+}
+
+impl Refusal {
+    /// The positive errno a C caller receives (negated) for this status.
+    pub fn errno(&self) -> i32 {
+        let e = match self {
+            Refusal::TooLarge { .. } => Errno::EMSGSIZE,
+            Refusal::TooManyFds { .. } => Errno::ETOOMANYREFS,
+            Refusal::FdsLost => Errno::ECOMM,
+            Refusal::MalformedJson(_) => Errno::EBADMSG,
+            Refusal::InvalidUtf8 => Errno::EILSEQ,
+            Refusal::HoldExpired { .. } => Errno::ETIMEDOUT,
+            Refusal::PeerSocket => Errno::EDEADLK,
+            Refusal::PeerUnchecked(errno) => *errno,
+            Refusal::NoSuchIndex { .. } => Errno::EBADF,
+        };
+        e as i32
+    }
+
+    /// What the scanner or the validator found wrong with a command's
+    /// bytes: only `TooLarge`, `MalformedJson` and `InvalidUtf8` are made
+    /// there; anything else would be a bug, and is reported as malformed
+    /// rather than dispatched.
+    pub(crate) fn of_frame(e: Error) -> Refusal {
+        match e {
+            Error::TooLarge { limit } => Refusal::TooLarge { limit },
+            Error::MalformedJson(why) => Refusal::MalformedJson(why),
+            Error::InvalidUtf8 => Refusal::InvalidUtf8,
+            other => Refusal::MalformedJson(other.to_string()),
+        }
+    }
+}
+
+impl From<Refusal> for Error {
+    fn from(why: Refusal) -> Error {
+        match why {
+            Refusal::TooLarge { limit } => Error::TooLarge { limit },
+            Refusal::TooManyFds { limit } => Error::TooManyFds { limit },
+            Refusal::FdsLost => Error::FdsLost,
+            Refusal::MalformedJson(why) => Error::MalformedJson(why),
+            Refusal::InvalidUtf8 => Error::InvalidUtf8,
+            Refusal::HoldExpired { limit_ms } => Error::HoldExpired { limit_ms },
+            Refusal::PeerSocket => Error::PeerSocket,
+            Refusal::PeerUnchecked(errno) => Error::sys("looking up the connection's peer socket (sock_diag)", errno),
+            Refusal::NoSuchIndex { index, count } => Error::NoSuchIndex { index, count },
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Error::from(self.clone()).fmt(f)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +266,40 @@ mod tests {
         assert_eq!(m.get_str("/arguments/s").unwrap(), "a\0b");
         let bad = Message::new(b"info block".to_vec(), Ok(None));
         assert_eq!(bad.get_str("/x").unwrap_err().errno(), libc::EBADMSG);
+    }
+
+    #[test]
+    fn each_refusal_is_the_error_of_its_name_with_its_errno() {
+        let _leaks = FdLeakCheck::new();
+        let table = [
+            (Refusal::TooLarge { limit: 8 }, libc::EMSGSIZE),
+            (Refusal::TooManyFds { limit: 2 }, libc::ETOOMANYREFS),
+            (Refusal::FdsLost, libc::ECOMM),
+            (Refusal::MalformedJson("x".into()), libc::EBADMSG),
+            (Refusal::InvalidUtf8, libc::EILSEQ),
+            (Refusal::HoldExpired { limit_ms: 5 }, libc::ETIMEDOUT),
+            (Refusal::PeerSocket, libc::EDEADLK),
+            (Refusal::PeerUnchecked(Errno::EMFILE), libc::EMFILE),
+            (Refusal::NoSuchIndex { index: 1, count: 1 }, libc::EBADF),
+        ];
+        for (why, errno) in table {
+            let e = Error::from(why.clone());
+            assert_eq!((why.errno(), e.errno()), (errno, errno), "{why:?}");
+            assert_eq!(why.to_string(), e.to_string());
+        }
+    }
+
+    #[test]
+    fn a_refused_message_holds_no_fds_and_the_first_reason_stays() {
+        let _leaks = FdLeakCheck::new();
+        let (r, _w) = nix::unistd::pipe().unwrap();
+        let mut m = Message::new(br#"{"execute":"x"}"#.to_vec(), Ok(None));
+        m.attach_fds(Ok([Some(r)].into_iter().collect()));
+        assert_eq!((m.status(), m.fds().count()), (Ok(()), 1));
+        m.fail(Refusal::HoldExpired { limit_ms: 1 });
+        m.fail(Refusal::FdsLost);
+        assert_eq!((m.status(), m.fds().count()), (Err(&Refusal::HoldExpired { limit_ms: 1 }), 0));
+        let m = Message::new(b"{".to_vec(), Err(Error::AlreadyTaken { index: 0 }));
+        assert_eq!(m.status().unwrap_err().errno(), libc::EBADMSG, "a frame error the scanner cannot make");
     }
 }

@@ -33,7 +33,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 
-use crate::error::Error;
+use crate::monitor::message::Refusal;
 
 /// `SOCK_DIAG_BY_FAMILY` (`include/uapi/linux/sock_diag.h`).
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
@@ -145,23 +145,23 @@ impl PeerCheck {
     }
 
     /// What is wrong with the fds one read of `sock` brought, as far as
-    /// the peer goes: [`Error::PeerSocket`] when the connection's own
+    /// the peer goes: [`Refusal::PeerSocket`] when the connection's own
     /// socket or its peer is among them; the lookup's error when the peer
     /// cannot be looked up now (the command fails rather than run
     /// unchecked; the next read tries again); `None` otherwise.
-    pub fn fault(&mut self, sock: BorrowedFd<'_>, fds: &[Option<OwnedFd>]) -> Option<Error> {
+    pub fn fault(&mut self, sock: BorrowedFd<'_>, fds: &[Option<OwnedFd>]) -> Option<Refusal> {
         if fds.is_empty() {
             return None;
         }
         let (own, peer) = match self.lookup(sock) {
             Ok(known) => known,
-            Err(e) => return Some(Error::sys("looking up the connection's peer socket (sock_diag)", e)),
+            Err(e) => return Some(Refusal::PeerUnchecked(e)),
         };
         let refers = fds.iter().flatten().any(|fd| {
             let ino = socket_inode(fd.as_fd());
             ino.is_some() && (ino == peer || ino == own)
         });
-        refers.then_some(Error::PeerSocket)
+        refers.then_some(Refusal::PeerSocket)
     }
 }
 

@@ -17,7 +17,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use fdctx::monitor::send::send_with_fds;
-use fdctx::{Connection, Error, Message};
+use fdctx::{Connection, Error, Message, Refusal};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
 
@@ -91,7 +91,7 @@ pub fn text(m: &Message) -> &str {
 
 /// The status of a message as a positive errno, 0 when it is good.
 pub fn errno_of(m: &Message) -> i32 {
-    m.status().err().map_or(0, Error::errno)
+    m.status().err().map_or(0, Refusal::errno)
 }
 
 /// True for the `EAGAIN` of a non-blocking or fed connection.

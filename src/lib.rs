@@ -28,5 +28,6 @@ pub mod testing;
 
 pub use error::Error;
 pub use fds::context::Context;
-pub use monitor::conn::{Connection, FeedFlags, Framing, Limits};
+pub use monitor::conn::{Connection, FeedFlags, Framing};
+pub use monitor::limits::Limits;
 pub use monitor::message::{Message, Refusal};

@@ -6,7 +6,7 @@
 //! * [`fdpath`]: the strict `/dev/fd/N` grammar and own-fd path refusal.
 //! * [`open`]: the `open(2)` drop-in for client-supplied paths
 //!   ([`Context::open`](context::Context::open)).
-//! * [`resolve`]: path resolution refusing `/proc` links, where `openat2(2)`
+//! * `resolve`: path resolution refusing `/proc` links, where `openat2(2)`
 //!   is missing (internal to [`open`]).
 //! * [`confine`]: Landlock confinement: no file opens by path except
 //!   beneath allowed ones.

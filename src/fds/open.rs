@@ -4,7 +4,7 @@
 //!
 //! # `/dev/fd/N`
 //!
-//! [`open_fd`] behaves as `open(2)` would on the file the fd refers to:
+//! `open_fd` behaves as `open(2)` would on the file the fd refers to:
 //! the fd's access mode must allow the requested one, an `O_PATH` fd serves
 //! only `O_PATH`, `O_DIRECTORY` needs a directory, `O_NONBLOCK` is set or
 //! cleared to match the flags, `O_TRUNC` truncates a regular file only (as
@@ -22,7 +22,7 @@
 //! `/proc/<pid>/fd/<n>` — a "magic link" — fails with `ELOOP`, which is
 //! reported as [`Error::OwnFdPath`]. Where `openat2` is missing (`ENOSYS`:
 //! a kernel before 5.6, or a seccomp filter), the path is resolved by
-//! [`crate::fds::resolve`] instead, which refuses every symlink on procfs: it
+//! `resolve` instead, which refuses every symlink on procfs: it
 //! fails closed, never falling back to a plain `open(2)`.
 //!
 //! **The procfs rule.** Whatever opened, if the file is on procfs
@@ -57,7 +57,7 @@ static NO_OPEN_TREE: AtomicBool = AtomicBool::new(false);
 /// Opens `path` for a command whose fds are in `ctx` (`None`: a command
 /// that brought none).
 ///
-/// * `/dev/fd/N` is resolved against `ctx` and *duplicated* ([`open_fd`]):
+/// * `/dev/fd/N` is resolved against `ctx` and *duplicated* (`open_fd`):
 ///   the caller owns the returned fd, the context keeps (and at finish
 ///   closes) the original, so the same `/dev/fd/N` can be opened more than
 ///   once, as a block layer reopening an image expects.

@@ -53,7 +53,7 @@
 //! could take) fails its owner with [`Refusal::FdsLost`]: a command never runs
 //! with fewer fds than were sent with it. A read that brought the
 //! connection's own peer socket fails its owner with [`Refusal::PeerSocket`]
-//! (see [`crate::monitor::peer`]). A failed command keeps no fd: they close as the
+//! (see `peer`). A failed command keeps no fd: they close as the
 //! fault is found.
 //!
 //! # The hold deadline

@@ -7,7 +7,7 @@
 //! The association rule, the limits on fds, the hold deadline, the peer
 //! socket refusal and lost fds are the association service's
 //! ([`crate::monitor::assoc`]): a connection frames each read with its
-//! [`Scanner`] and reports to it what the framing finds, in the same calls
+//! scanner and reports to it what the framing finds, in the same calls
 //! a VMM makes that parses its own commands. In short: the fds of one read
 //! belong to the last command that has a non-whitespace byte among that
 //! read's bytes; a read of whitespace only keeps them for the next command.
@@ -19,14 +19,14 @@
 //! Fds held for a command that has not completed, or waiting for one, may
 //! be held at most [`Limits::max_hold_ms`] (see [`crate::monitor::assoc`]). Then
 //! they are closed; a command in progress is delivered as it is with
-//! [`Error::HoldExpired`] and the rest of its line is discarded, as after a
+//! [`Refusal::HoldExpired`] and the rest of its line is discarded, as after a
 //! malformed command; fds that were waiting for a command make that command
 //! fail the same way. The connection goes on. A blocking
 //! [`Connection::recv`] waits for the socket with `poll(2)` only until the
 //! deadline; [`Connection::deadline`] tells an event loop when to call
 //! `recv` again, on fed connections too. A received fd that is the
-//! connection's own peer socket is refused at once ([`Error::PeerSocket`],
-//! the fd closed) where the kernel can tell (see [`crate::monitor::peer`]).
+//! connection's own peer socket is refused at once ([`Refusal::PeerSocket`],
+//! the fd closed) where the kernel can tell (see `peer`).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -39,88 +39,9 @@ use crate::monitor::assoc::{attach_point, Assoc};
 pub use crate::monitor::framing::Framing;
 use crate::monitor::framing::{validate_text, Scanner};
 use crate::monitor::json::{is_ws, validate_object};
+pub use crate::monitor::limits::Limits;
 use crate::monitor::message::{Message, Refusal};
 use crate::monitor::recv::{peek_packet_len, recv_fd_list, CMSG_WORDS};
-
-/// Bounds on what one command may bring. A field left 0 takes its default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest command in bytes (default 1 MiB).
-    pub max_msg_bytes: usize,
-    /// Most fds one command may bring, or wait for it (default 32).
-    pub max_fds: usize,
-    /// Deepest JSON nesting (default 64).
-    pub max_depth: usize,
-    /// Longest time, in milliseconds, fds may be held for a command that
-    /// has not completed, or wait for one (default 10000, at most
-    /// 3600000). See "The hold deadline" in this module's doc.
-    pub max_hold_ms: u32,
-}
-
-/// Default largest command: 1 MiB.
-pub const DEFAULT_MAX_MSG_BYTES: usize = 1 << 20;
-/// Default most fds per command.
-pub const DEFAULT_MAX_FDS: usize = 32;
-/// Default JSON nesting depth.
-pub const DEFAULT_MAX_DEPTH: usize = 64;
-
-/// Default hold deadline: 10 s.
-pub const DEFAULT_MAX_HOLD_MS: u32 = 10_000;
-
-/// The highest `max_msg_bytes` accepted: 1 GiB.
-pub const MAX_MSG_BYTES_LIMIT: usize = 1 << 30;
-/// The highest `max_fds` accepted.
-pub const MAX_FDS_LIMIT: usize = 1 << 16;
-/// The highest `max_depth` accepted: serde_json stops at 128 levels.
-pub const MAX_DEPTH_LIMIT: usize = 127;
-/// The highest `max_hold_ms` accepted: one hour. A client may make the
-/// monitor hold its fds this long, so it stays bounded.
-pub const MAX_HOLD_MS_LIMIT: u32 = 3_600_000;
-
-impl Limits {
-    /// These limits checked, with every 0 replaced by its default: the one
-    /// check, made when a connection is built ([`Connection::new`],
-    /// [`Connection::new_fed`]). A value above its maximum is refused, never
-    /// lowered.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] if a field is above its maximum
-    /// ([`MAX_MSG_BYTES_LIMIT`], [`MAX_FDS_LIMIT`], [`MAX_DEPTH_LIMIT`],
-    /// [`MAX_HOLD_MS_LIMIT`]).
-    pub fn validated(self) -> Result<Limits, Error> {
-        if self.max_msg_bytes > MAX_MSG_BYTES_LIMIT {
-            return Err(Error::InvalidArgument("max_msg_bytes is above 1 GiB"));
-        }
-        if self.max_fds > MAX_FDS_LIMIT {
-            return Err(Error::InvalidArgument("max_fds is above 65536"));
-        }
-        if self.max_depth > MAX_DEPTH_LIMIT {
-            return Err(Error::InvalidArgument("max_depth is above 127"));
-        }
-        if self.max_hold_ms > MAX_HOLD_MS_LIMIT {
-            return Err(Error::InvalidArgument("max_hold_ms is above 3600000 (one hour)"));
-        }
-        let pick = |v: usize, default: usize| if v == 0 { default } else { v };
-        Ok(Limits {
-            max_msg_bytes: pick(self.max_msg_bytes, DEFAULT_MAX_MSG_BYTES),
-            max_fds: pick(self.max_fds, DEFAULT_MAX_FDS),
-            max_depth: pick(self.max_depth, DEFAULT_MAX_DEPTH),
-            max_hold_ms: if self.max_hold_ms == 0 { DEFAULT_MAX_HOLD_MS } else { self.max_hold_ms },
-        })
-    }
-}
-
-impl Default for Limits {
-    /// Every limit at its default.
-    fn default() -> Limits {
-        Limits {
-            max_msg_bytes: DEFAULT_MAX_MSG_BYTES,
-            max_fds: DEFAULT_MAX_FDS,
-            max_depth: DEFAULT_MAX_DEPTH,
-            max_hold_ms: DEFAULT_MAX_HOLD_MS,
-        }
-    }
-}
 
 /// Turns on `SO_TIMESTAMP` on a packet socket: the kernel then attaches a
 /// timestamp to every packet it returns, an empty one included, and none
@@ -174,7 +95,7 @@ fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
 pub struct FeedFlags {
     /// The read reported `MSG_CTRUNC`: fds were sent that the kernel could
     /// not install (the command they belong to fails with
-    /// [`Error::FdsLost`]).
+    /// [`Refusal::FdsLost`]).
     pub fds_lost: bool,
     /// The stream ends after these bytes (the caller's read returned 0, or
     /// the caller stops reading).
@@ -303,7 +224,7 @@ impl<S: AsFd> Connection<S> {
     /// [`Framing::Packet`] one call is one packet (an empty one included),
     /// except that a call with `flags.end`, no bytes and no fds only ends
     /// the stream. A packet larger than `max_msg_bytes` is delivered as
-    /// [`Error::TooLarge`].
+    /// [`Refusal::TooLarge`].
     ///
     /// Afterwards [`Connection::recv`] returns what is complete, then
     /// `EAGAIN`; after `flags.end`, `Ok(None)` once everything before it
@@ -419,7 +340,7 @@ impl<S: AsFd> Connection<S> {
 
     /// Expires held fds whose deadline has passed: they are closed; a
     /// command in progress is delivered as it is with
-    /// [`Error::HoldExpired`] and the rest of its line discarded; fds
+    /// [`Refusal::HoldExpired`] and the rest of its line discarded; fds
     /// waiting for a command make that command fail the same way.
     fn expire_due(&mut self) {
         if !self.assoc.due() {

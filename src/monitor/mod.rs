@@ -1,12 +1,13 @@
 //! The monitor connection: bytes and `SCM_RIGHTS` fds in, one message per
 //! command out, each with the fds sent with that command.
 //!
-//! * [`recv`]: `recvmsg(2)` with every fd owned from the moment it arrives.
-//! * [`framing`]: where one command ends (JSON, line, packet).
-//! * [`json`]: checking a command is one JSON object, without building it.
+//! * `recv`: `recvmsg(2)` with every fd owned from the moment it arrives.
+//! * `framing`: where one command ends (JSON, line, packet).
+//! * `json`: checking a command is one JSON object, without building it.
 //! * [`assoc`]: the association service: which command owns which fds,
 //!   limits, the hold deadline.
-//! * [`peer`]: recognising a connection's own peer socket among received fds.
+//! * [`limits`]: bounds on what one command may bring.
+//! * `peer`: recognising a connection's own peer socket among received fds.
 //! * [`conn`]: a monitor connection: framing and its own reads on the
 //!   association service.
 //! * [`message`]: one command, its bytes, its context and its status.
@@ -18,6 +19,7 @@ pub mod assoc;
 pub mod conn;
 pub(crate) mod framing;
 pub(crate) mod json;
+pub mod limits;
 pub mod message;
 pub(crate) mod peer;
 pub(crate) mod recv;

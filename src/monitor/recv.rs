@@ -51,7 +51,7 @@ const fn cmsg_space(len: usize) -> usize {
     mem::size_of::<libc::cmsghdr>() + len.div_ceil(8) * 8
 }
 
-/// What one `recvmsg(2)` returned: its fds as a `Vec` ([`recv_with_fds`]),
+/// What one `recvmsg(2)` returned: its fds as a `Vec` (`recv_with_fds`),
 /// or as the connection keeps them, an [`FdList`] ([`recv_fd_list`]).
 #[derive(Debug, Default)]
 pub struct Received<Fds = Vec<OwnedFd>> {
@@ -84,7 +84,7 @@ pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], cmsg: &mut [u64; CMSG
     })
 }
 
-/// [`recv_with_fds`] with the fds in an [`FdList`] (every slot `Some`):
+/// `recv_with_fds` with the fds in an [`FdList`] (every slot `Some`):
 /// no heap allocation for a few fds.
 pub fn recv_fd_list(
     sock: BorrowedFd<'_>,

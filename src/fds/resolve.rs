@@ -46,27 +46,15 @@ const MAX_SYMLINKS: usize = 40;
 /// past 40 symlinks; otherwise the errno of the failing `openat(2)`.
 pub fn open_without_proc_links(path: &Path, flags: OFlag, mode: Mode) -> Result<OwnedFd, Error> {
     let refuse = || Error::OwnFdPath(path.to_string_lossy().into_owned());
-    let bytes = path.as_os_str().as_bytes();
-    if bytes.is_empty() {
-        return Err(Error::sys("open", Errno::ENOENT));
-    }
-    // A path ending in `/`, `.` or `..` names a directory, as in the kernel.
-    let mut flags = flags;
-    if bytes.ends_with(b"/") || bytes.ends_with(b"/.") || bytes.ends_with(b"/..") || bytes == b"." || bytes == b".." {
-        if flags.contains(OFlag::O_CREAT) {
-            return Err(Error::sys("open", Errno::EISDIR));
-        }
-        flags |= OFlag::O_DIRECTORY;
-    }
-    let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let flags = directory_flags(path.as_os_str().as_bytes(), flags)?;
     let start: &OsStr = if path.as_os_str().as_bytes().starts_with(b"/") { "/".as_ref() } else { ".".as_ref() };
-    let mut dir = openat(AT_FDCWD, start, dir_flags, Mode::empty()).map_err(|e| Error::sys("open", e))?;
+    let mut dir = openat(AT_FDCWD, start, DIR_FLAGS, Mode::empty()).map_err(|e| Error::sys("open", e))?;
     let mut pending = components(path.as_os_str());
     let mut links = 0;
     while let Some(name) = pending.pop_front() {
         let last = pending.is_empty();
         if name == ".." {
-            dir = openat(&dir, "..", dir_flags, Mode::empty()).map_err(|e| Error::sys("openat", e))?;
+            dir = openat(&dir, "..", DIR_FLAGS, Mode::empty()).map_err(|e| Error::sys("openat", e))?;
             continue;
         }
         let step = openat(&dir, name.as_os_str(), OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty());
@@ -91,13 +79,7 @@ pub fn open_without_proc_links(path: &Path, flags: OFlag, mode: Mode) -> Result<
             if links > MAX_SYMLINKS {
                 return Err(Error::sys("open", Errno::ELOOP));
             }
-            let target = readlinkat(&fd, "").map_err(|e| Error::sys("readlinkat", e))?;
-            if target.as_bytes().starts_with(b"/") {
-                dir = openat(AT_FDCWD, "/", dir_flags, Mode::empty()).map_err(|e| Error::sys("open", e))?;
-            }
-            let mut rest = components(&target);
-            rest.extend(pending);
-            pending = rest;
+            follow(&fd, &mut dir, &mut pending)?;
             continue;
         }
         if last {
@@ -115,6 +97,39 @@ pub fn open_without_proc_links(path: &Path, flags: OFlag, mode: Mode) -> Result<
         return Err(Error::ProcfsPath(path.to_string_lossy().into_owned()));
     }
     open_last(&dir, OsStr::new("."), flags, mode)
+}
+
+/// How the walk opens each directory it passes through.
+const DIR_FLAGS: OFlag = OFlag::O_PATH.union(OFlag::O_DIRECTORY).union(OFlag::O_CLOEXEC);
+
+/// `flags` for a path that may name a directory by its spelling: one
+/// ending in `/`, `.` or `..` does, as in the kernel (`O_DIRECTORY` is
+/// added; with `O_CREAT` it is `EISDIR`). An empty path is `ENOENT`.
+fn directory_flags(bytes: &[u8], flags: OFlag) -> Result<OFlag, Error> {
+    if bytes.is_empty() {
+        return Err(Error::sys("open", Errno::ENOENT));
+    }
+    if bytes.ends_with(b"/") || bytes.ends_with(b"/.") || bytes.ends_with(b"/..") || bytes == b"." || bytes == b".." {
+        if flags.contains(OFlag::O_CREAT) {
+            return Err(Error::sys("open", Errno::EISDIR));
+        }
+        return Ok(flags | OFlag::O_DIRECTORY);
+    }
+    Ok(flags)
+}
+
+/// Follows the symlink `link` (not on procfs; the caller checked): its
+/// target's components go before those still `pending`, and an absolute
+/// target restarts the walk at `/`.
+fn follow(link: &OwnedFd, dir: &mut OwnedFd, pending: &mut VecDeque<OsString>) -> Result<(), Error> {
+    let target = readlinkat(link, "").map_err(|e| Error::sys("readlinkat", e))?;
+    if target.as_bytes().starts_with(b"/") {
+        *dir = openat(AT_FDCWD, "/", DIR_FLAGS, Mode::empty()).map_err(|e| Error::sys("open", e))?;
+    }
+    let mut rest = components(&target);
+    rest.extend(std::mem::take(pending));
+    *pending = rest;
+    Ok(())
 }
 
 fn open_last(dir: &OwnedFd, name: &OsStr, flags: OFlag, mode: Mode) -> Result<OwnedFd, Error> {

@@ -10,10 +10,10 @@
 #                     library files, but make install needs no cargo-c)
 #   make header       copy the generated header (target/release/include/fdctx.h,
 #                     see build.rs) to include/fdctx.h
-#   make check        every step of CHECK_STEPS, each also a target: style, Rust
-#                     tests, the ABI (header, SONAME, symbols, pkg-config, C++,
-#                     install: scripts/check-abi), the C tests plain, under
-#                     valgrind and ASan, $(EXTRA_CHECKS)
+#   make check        every step of CHECK_STEPS, each also a target: style, source
+#                     layout, docs, the MSRV build, Rust tests, the ABI (header,
+#                     SONAME, symbols, pkg-config, C++, install: scripts/check-abi),
+#                     the C tests plain, under valgrind and ASan, $(EXTRA_CHECKS)
 #   make deps         install what the checks need (scripts/install-deps, as root)
 #   make demo         the demo monitor driven by real clients (examples/demo.sh)
 #   make qemu         QEMU 10.0.2 with integrations/qemu/patches against the stage
@@ -42,8 +42,8 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 
 VERSION := $(shell sed -n 's/^version[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' Cargo.toml | head -n 1)
-ABI_MAJOR := $(firstword $(subst ., ,$(VERSION)))
-SONAME := libfdctx.so.$(ABI_MAJOR)
+SONAME := libfdctx.so.$(firstword $(subst ., ,$(VERSION)))
+MSRV := $(shell sed -n 's/^rust-version[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' Cargo.toml)
 
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 RELEASE_DIR := $(TARGET_DIR)/release
@@ -63,9 +63,9 @@ FDCTX_LIBS = $(shell PKG_CONFIG_PATH=$(PKG_CONFIG_PATH) $(PKG_CONFIG) --libs fdc
 # The checks added by the included fragments.
 EXTRA_CHECKS :=
 
-.PHONY: all build stage install header header-status check check-steps check-style check-rust \
-	check-header check-soname check-symbols check-pkgconfig check-install check-cxx check-extra \
-	deps clean
+.PHONY: all build stage install header header-status check check-steps check-style check-layout \
+	check-doc check-msrv check-rust check-header check-soname check-symbols check-pkgconfig \
+	check-install check-cxx check-extra deps clean
 
 all: build header-status stage
 
@@ -77,6 +77,7 @@ need_tool = scripts/need tool $(1) "$(firstword $(2))" "$(3)"
 need_c_toolchain = $(call need_tool,$(1),$(CC),gcc) && $(call need_tool,$(1),$(PKG_CONFIG),pkg-config)
 need_pkg = PKG_CONFIG="$(PKG_CONFIG)" scripts/need pkg $(1) $(2)
 need_sanitizers = scripts/need sanitizers $(1) "$(CC)" $(ASAN_FLAGS)
+need_rust = scripts/need rust $(1) $(2)
 
 # ---- building ------------------------------------------------------------
 
@@ -116,7 +117,7 @@ $(STAGED_LIB) $(STAGED_HEADER):
 # ---- checks --------------------------------------------------------------
 
 # Every step, its output kept in build/check.log, then the closing summary:
-# the fd accounting of the robustness tests and the total of all test counts.
+# the fd accounting of the robustness tests and the total of all counts.
 FD_SUMMARY := $(CURDIR)/build/fd-summary.txt
 CHECK_LOG := $(CURDIR)/build/check.log
 check:
@@ -125,7 +126,8 @@ check:
 	@bash scripts/check-summary $(CHECK_LOG) $(FD_SUMMARY)
 
 # Each step in order, each in its own make; a failing step stops the run.
-CHECK_STEPS := check-style check-rust check-header stage check-soname check-symbols check-pkgconfig check-install check-cxx check-c check-c-valgrind \
+CHECK_STEPS := check-style check-layout check-doc check-msrv check-rust check-header stage \
+	check-soname check-symbols check-pkgconfig check-install check-cxx check-c check-c-valgrind \
 	check-c-asan check-extra
 check-steps:
 	@+set -e; for step in $(CHECK_STEPS); do $(MAKE) --no-print-directory $$step; done
@@ -135,7 +137,7 @@ check-steps:
 # compiled once, and the property tests run faster.
 CARGO_TEST_FLAGS ?=
 
-# rustfmt (rustfmt.toml), clippy with warnings as errors, and the
+# rustfmt (rustfmt.toml), clippy (clippy.toml) with warnings as errors, and the
 # fuzz targets compiled (running them needs nightly: fuzz/README.md).
 check-style:
 	@echo "== style: cargo fmt --check, cargo clippy -D warnings, fuzz targets compile"
@@ -143,6 +145,25 @@ check-style:
 	cd fuzz && $(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 	cd fuzz && $(CARGO) check --quiet --bins
+
+# No file under src/ over 600 lines (functions: clippy.toml's threshold).
+check-layout:
+	@scripts/check-layout 600
+
+# rustdoc's warnings as errors: the internals' docs (private items), then
+# the public docs alone (which must not link to what they do not show).
+check-doc:
+	@echo "== docs: cargo doc -D warnings, with private items, then public ones only"
+	RUSTDOCFLAGS="$(RUSTDOCFLAGS) -D warnings" $(CARGO) doc --release --no-deps --lib --document-private-items
+	RUSTDOCFLAGS="$(RUSTDOCFLAGS) -D warnings" $(CARGO) doc --release --no-deps --lib
+	@echo "doc: 2 passed, 0 failed"
+
+# The library (not the tests) built by Cargo.toml's rust-version, in its own target dir.
+check-msrv:
+	@echo "== MSRV: the library built with Rust $(MSRV) (Cargo.toml's rust-version)"
+	@$(call need_rust,$@,$(MSRV))
+	$(CARGO) +$(MSRV) build --lib --locked --target-dir $(TARGET_DIR)/msrv
+	@echo "msrv: 1 passed, 0 failed"
 
 check-rust:
 	@echo "== cargo test"

@@ -86,7 +86,7 @@ build:
 	@command -v $(CARGO) >/dev/null 2>&1 || { \
 	    echo "build: '$(CARGO)' is not installed: install a Rust toolchain (rustup), then run 'make deps'" >&2; exit 1; }
 	$(CARGO) build --release
-	@test -f $(GENERATED_HEADER) || { echo "build: no $(GENERATED_HEADER) (see build.rs): run 'cargo clean', then make" >&2; exit 1; }
+	@test -f $(GENERATED_HEADER) || { echo "build: no $(GENERATED_HEADER) (build.rs writes it): 'touch build.rs' and make again" >&2; exit 1; }
 
 # include/fdctx.h against the generated header: a note, or a copy.
 header-status: build

@@ -13,7 +13,7 @@
 //!    (what `make install` installs), and `make check-header` fails when the
 //!    two differ. The copy is made whenever the header is generated, that is
 //!    when `src/`, `cbindgen.toml`, `Cargo.toml` or this file changed;
-//!    `cargo clean` brings back one that was deleted.
+//!    `touch build.rs` brings back one that was deleted.
 //! 2. Gives the shared library its SONAME, `libfdctx.so.<ABI major>`.
 //! 3. Hands the linker a version script that keeps the `fdctx_` namespace
 //!    global and everything else local (see `version_script` below).

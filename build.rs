@@ -2,10 +2,18 @@
 //!
 //! 1. Generates the C header with cbindgen from the crate's C layer
 //!    (`src/ffi.rs` and `src/ffi/assoc.rs` only), configured by `cbindgen.toml`.
-//!    The header is written to `$OUT_DIR/fdctx.h` and nowhere else: the
-//!    Makefile learns that directory from cargo (`make build`), `make
-//!    header` copies the header to the checked-in `include/fdctx.h`, and
-//!    `make check-header` fails when the two differ.
+//!    The header is written to `$OUT_DIR/fdctx.h` and copied to the
+//!    profile's include directory, `<target-dir>/<profile>/include/fdctx.h`
+//!    (`target/release/include/fdctx.h` after `cargo build --release`),
+//!    beside the libraries of the same build, where cargo-c keeps the
+//!    headers it installs (`cargo cinstall` copies the checked-in one over
+//!    it). `OUT_DIR` itself carries a hash that changes with the build's
+//!    settings; this path does not, so the Makefile names it without asking
+//!    cargo: `make header` copies it to the checked-in `include/fdctx.h`
+//!    (what `make install` installs), and `make check-header` fails when the
+//!    two differ. The copy is made whenever the header is generated, that is
+//!    when `src/`, `cbindgen.toml`, `Cargo.toml` or this file changed;
+//!    `touch build.rs` brings back one that was deleted.
 //! 2. Gives the shared library its SONAME, `libfdctx.so.<ABI major>`.
 //! 3. Hands the linker a version script that keeps the `fdctx_` namespace
 //!    global and everything else local (see `version_script` below).
@@ -75,7 +83,43 @@ fn generate_header(crate_dir: &Path, out_dir: &Path) {
         Err(e) => panic!("cbindgen could not generate fdctx.h: {e}"),
     };
 
-    bindings.write_to_file(out_dir.join("fdctx.h"));
+    let header = out_dir.join("fdctx.h");
+    bindings.write_to_file(&header);
+    copy_to_profile_include(out_dir, &header);
+}
+
+/// Copies the generated header to `<target-dir>/<profile>/include/fdctx.h`.
+///
+/// cargo lays a build script's output out as
+/// `<target-dir>/[<triple>/]<profile>/build/<package>-<hash>/out`; the
+/// profile directory is three levels up (with cargo's `build-dir` set, it
+/// is under that directory instead). Under any other layout the header
+/// stays in `OUT_DIR` only and cargo prints a warning saying so, and `make`
+/// says it cannot find the header. The copy replaces the file by a
+/// rename, so concurrent builds of the same profile (`cargo build` and
+/// `cargo clippy`, say) never leave a half-written header.
+fn copy_to_profile_include(out_dir: &Path, header: &Path) {
+    let profile_dir = out_dir
+        .parent()
+        .and_then(Path::parent)
+        .filter(|build| build.file_name().is_some_and(|n| n == "build"))
+        .and_then(Path::parent);
+    let Some(profile_dir) = profile_dir else {
+        println!(
+            "cargo:warning=fdctx.h is only in {}: OUT_DIR is not <profile>/build/<package>-<hash>/out",
+            out_dir.display()
+        );
+        return;
+    };
+    let include = profile_dir.join("include");
+    let staging = include.join(format!(".fdctx.h.{}", std::process::id()));
+    let result = fs::create_dir_all(&include)
+        .and_then(|()| fs::copy(header, &staging))
+        .and_then(|_| fs::rename(&staging, include.join("fdctx.h")));
+    if let Err(e) = result {
+        let _ = fs::remove_file(&staging);
+        panic!("{}: {e}", include.join("fdctx.h").display());
+    }
 }
 
 fn link_args(out_dir: &Path) {

@@ -52,8 +52,7 @@ check-interop-confined: build/minivmm
 check-minivmm-valgrind: build/minivmm
 	@$(call need_tool,$@,$(PYTHON),python3)
 	@echo "== minivmm session under valgrind --track-fds=yes --error-exitcode=1"
-	@command -v $(VALGRIND) >/dev/null 2>&1 || { \
-	    echo "$(VALGRIND) not found: 'make deps' installs it" >&2; exit 1; }
+	@$(call need_tool,$@,$(VALGRIND),valgrind)
 	$(INTEROP) --minivmm build/minivmm --wrap "$(VALGRIND) $(VALGRIND_FLAGS)" \
 	    --keep-log build/interop/minivmm.valgrind.log
 
@@ -97,8 +96,7 @@ check-event-loops: $(EVENT_LOOP_MONITORS)
 check-event-loops-valgrind: $(EVENT_LOOP_MONITORS)
 	@$(call need_tool,$@,$(PYTHON),python3)
 	@echo "== event-loop monitors under valgrind --track-fds=yes --error-exitcode=1"
-	@command -v $(VALGRIND) >/dev/null 2>&1 || { \
-	    echo "$(VALGRIND) not found: 'make deps' installs it" >&2; exit 1; }
+	@$(call need_tool,$@,$(VALGRIND),valgrind)
 	$(EVENT_LOOPS) --monitor build/epoll-monitor --wrap "$(VALGRIND) $(VALGRIND_FLAGS)" \
 	    --keep-log build/interop/epoll-monitor.valgrind.log
 	$(EVENT_LOOPS) --monitor build/glib-monitor --wrap "$(VALGRIND) $(VALGRIND_FLAGS)" \

@@ -15,8 +15,6 @@
 //!    when `src/`, `cbindgen.toml`, `Cargo.toml` or this file changed;
 //!    `touch build.rs` brings back one that was deleted.
 //! 2. Gives the shared library its SONAME, `libfdctx.so.<ABI major>`.
-//! 3. Hands the linker a version script that keeps the `fdctx_` namespace
-//!    global and everything else local (see `version_script` below).
 
 use std::env;
 use std::fs;
@@ -41,7 +39,7 @@ fn main() {
     generate_header(&crate_dir, &out_dir);
 
     if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
-        link_args(&out_dir);
+        link_args();
     }
 }
 
@@ -122,19 +120,12 @@ fn copy_to_profile_include(out_dir: &Path, header: &Path) {
     }
 }
 
-fn link_args(out_dir: &Path) {
+fn link_args() {
     let soname = format!("libfdctx.so.{}", abi_major());
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{soname}");
-
-    // rustc already passes the linker a version script of its own that lists
-    // the crate's exported C symbols as global and makes everything else
-    // (the Rust standard library, dependencies) local. GNU ld merges every
-    // anonymous version script it is given, so this one states the rule of
-    // the C API, "only fdctx_* is public", but cannot hide a name that rustc
-    // lists: an exported function outside the namespace is caught by
-    // `make check-symbols` (nm -D --defined-only), not here.
-    let version_script = out_dir.join("fdctx.map");
-    fs::write(&version_script, "{\n  global:\n    fdctx_*;\n  local:\n    *;\n};\n")
-        .unwrap_or_else(|e| panic!("{}: {e}", version_script.display()));
-    println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={}", version_script.display());
+    // No version script of our own: rustc already hands the linker one
+    // that exports the crate's `#[no_mangle]` C functions and hides the
+    // rest (the standard library, the dependencies), and GNU ld refuses a
+    // second anonymous one. That only `fdctx_*` is exported, and exactly
+    // what the header declares, is `make check-symbols`' job.
 }

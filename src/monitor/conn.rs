@@ -567,3 +567,52 @@ impl<S: AsFd> Connection<S> {
         self.assoc.reset();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::fdcount::FdLeakCheck;
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+
+    fn pair(ty: SockType) -> (OwnedFd, OwnedFd) {
+        socketpair(AddressFamily::Unix, ty, None, SockFlag::SOCK_CLOEXEC).unwrap()
+    }
+
+    #[test]
+    fn each_framing_reads_only_the_socket_kind_it_can_frame() {
+        let _leaks = FdLeakCheck::new();
+        let (stream, _s) = pair(SockType::Stream);
+        let (packet, _p) = pair(SockType::SeqPacket);
+        let (pipe_r, _pipe_w) = nix::unistd::pipe().unwrap();
+        assert!(check_socket(stream.as_fd(), Framing::Json).is_ok());
+        assert!(check_socket(stream.as_fd(), Framing::Line).is_ok());
+        assert!(check_socket(packet.as_fd(), Framing::Packet).is_ok());
+        let errno = |r: Result<(), Error>| r.map_err(|e| e.errno());
+        assert_eq!(errno(check_socket(stream.as_fd(), Framing::Packet)), Err(libc::EINVAL));
+        assert_eq!(errno(check_socket(packet.as_fd(), Framing::Json)), Err(libc::EINVAL));
+        assert_eq!(errno(check_socket(pipe_r.as_fd(), Framing::Json)), Err(libc::ENOTSOCK));
+    }
+
+    #[test]
+    fn a_read_nested_in_a_read_gets_buffers_of_its_own() {
+        let _leaks = FdLeakCheck::new();
+        let outer = with_scratch(|s| {
+            s.buf.resize(3, 7);
+            // The thread's buffers are in use: the inner call must not see them.
+            with_scratch(|inner| inner.buf.len())
+        });
+        assert_eq!(outer, 0);
+        assert_eq!(with_scratch(|s| s.buf.len()), 3, "the thread's buffers are kept between reads");
+    }
+
+    #[test]
+    fn a_fed_connection_holds_no_socket_and_drops_what_it_holds() {
+        let _leaks = FdLeakCheck::new();
+        let mut conn = Connection::new_fed(Framing::Json, Limits::default()).unwrap();
+        assert!(conn.is_fed());
+        let (r, w) = nix::unistd::pipe().unwrap();
+        conn.feed(b"{\"execute\":", vec![r, w], FeedFlags::default()).unwrap();
+        assert_eq!(conn.recv().map_err(|e| e.errno()).unwrap_err(), libc::EAGAIN);
+        drop(conn);
+    }
+}

@@ -55,6 +55,17 @@ impl Failure for () {
     fn failure(_: c_int) {}
 }
 
+/// The return of `fdctx_last_error`, a text pointer that is never NULL:
+/// should its body fail, the thread's last error (the failure's own text,
+/// just recorded) is returned in its place.
+pub(crate) struct NeverNull(pub(crate) *const c_char);
+
+impl Failure for NeverNull {
+    fn failure(_: c_int) -> NeverNull {
+        NeverNull(last_error())
+    }
+}
+
 impl<T> Failure for *mut T {
     fn failure(_: c_int) -> *mut T {
         ptr::null_mut()
@@ -107,26 +118,16 @@ pub(crate) fn c_text(text: &str) -> CString {
     CString::new(text.replace('\0', " ")).unwrap_or_default()
 }
 
-/// A C handle: an opaque struct that C code holds by pointer. The library
-/// allocates each with [`Castable::into_ptr`] (a `Box`), or lends one that
-/// lives inside another handle (a message's context); [`Castable::boxed`]
-/// says which, and [`Castable::free`] refuses to free a lent one.
+/// A C handle: an opaque struct that C code holds by pointer. The casts
+/// below are the only places a handle pointer is dereferenced.
 ///
-/// The casts below are the only places a handle pointer is dereferenced.
+/// How a handle ends is a second trait: [`Boxed`] for the handles the C
+/// caller always owns (a connection, a message, an association); a context
+/// (`fdctx`) is either the caller's or lent by another handle, and says
+/// which in its own type (`context::Owner`).
 pub(crate) trait Castable: Sized {
     /// The argument name used in error texts (`"ctx"`, `"msg"`...).
     const NAME: &'static str;
-
-    /// True if the caller owns this handle and ends it with one call;
-    /// false for a handle lent by another one.
-    fn boxed(&self) -> bool {
-        true
-    }
-
-    /// Moves `self` to the heap; the C caller owns the pointer.
-    fn into_ptr(self) -> *mut Self {
-        Box::into_raw(Box::new(self))
-    }
 
     /// A shared reference to the handle; `EINVAL` for NULL.
     ///
@@ -146,20 +147,29 @@ pub(crate) trait Castable: Sized {
         // SAFETY: the caller's contract; NULL is checked by `as_mut`.
         unsafe { p.as_mut() }.ok_or(Error::InvalidArgument(Self::NAME))
     }
+}
 
-    /// Takes back a handle made by [`Castable::into_ptr`], to end it;
-    /// `EINVAL` for NULL or a lent handle (`lent` says how to end that).
+/// A handle that only ever lives in a `Box` the C caller owns: made by
+/// [`Boxed::into_ptr`], ended by one call that takes it back with
+/// [`Boxed::free`]. No handle of such a type is ever lent.
+pub(crate) trait Boxed: Castable {
+    /// Moves `self` to the heap; the C caller owns the pointer.
+    fn into_ptr(self) -> *mut Self {
+        Box::into_raw(Box::new(self))
+    }
+
+    /// Takes back a handle made by [`Boxed::into_ptr`], to end it;
+    /// `EINVAL` for NULL.
     ///
     /// # Safety
-    /// Non-null `p` points at a live handle, not used again after a
-    /// successful return.
-    unsafe fn free(p: *mut Self, lent: &'static str) -> Result<Box<Self>, Error> {
-        // SAFETY: the caller's contract.
-        if !unsafe { Self::arg(p) }?.boxed() {
-            return Err(Error::InvalidArgument(lent));
+    /// Non-null `p` came from [`Boxed::into_ptr`] and is not used again
+    /// after this call.
+    unsafe fn free(p: *mut Self) -> Result<Box<Self>, Error> {
+        if p.is_null() {
+            return Err(Error::InvalidArgument(Self::NAME));
         }
-        // SAFETY: `boxed()` holds only for handles made by `into_ptr`
-        // (Box::into_raw); the caller frees each once.
+        // SAFETY: every handle of a `Boxed` type is made by `into_ptr`
+        // (Box::into_raw), and the caller ends each once.
         Ok(unsafe { Box::from_raw(p) })
     }
 }

@@ -134,7 +134,8 @@ pub(crate) trait Castable: Sized {
     /// # Safety
     /// Non-null `p` points at a live handle that nothing mutates for `'a`.
     unsafe fn arg<'a>(p: *const Self) -> Result<&'a Self, Error> {
-        // SAFETY: the caller's contract; NULL is checked by `as_ref`.
+        // SAFETY: `as_ref` turns NULL into None; any other `p` points at a
+        // live handle nothing mutates for 'a, as this function requires.
         unsafe { p.as_ref() }.ok_or(Error::InvalidArgument(Self::NAME))
     }
 
@@ -144,7 +145,9 @@ pub(crate) trait Castable: Sized {
     /// Non-null `p` points at a live handle that nothing else accesses for
     /// `'a`.
     unsafe fn arg_mut<'a>(p: *mut Self) -> Result<&'a mut Self, Error> {
-        // SAFETY: the caller's contract; NULL is checked by `as_mut`.
+        // SAFETY: `as_mut` turns NULL into None; any other `p` points at a
+        // live handle nothing else touches for 'a, as this function
+        // requires.
         unsafe { p.as_mut() }.ok_or(Error::InvalidArgument(Self::NAME))
     }
 }
@@ -182,7 +185,8 @@ pub(crate) unsafe fn path_arg<'a>(p: *const c_char, what: &'static str) -> Resul
     if p.is_null() {
         return Err(Error::InvalidArgument(what));
     }
-    // SAFETY: non-null and NUL-terminated per the contract.
+    // SAFETY: `p` is not NULL (checked above), and this function requires
+    // it to point at a NUL-terminated string alive for 'a.
     Ok(OsStr::from_bytes(unsafe { CStr::from_ptr(p) }.to_bytes()))
 }
 
@@ -191,7 +195,7 @@ pub(crate) unsafe fn path_arg<'a>(p: *const c_char, what: &'static str) -> Resul
 /// # Safety
 /// As [`path_arg`].
 pub(crate) unsafe fn str_arg<'a>(p: *const c_char, what: &'static str) -> Result<&'a str, Error> {
-    // SAFETY: forwarded contract.
+    // SAFETY: `path_arg` requires of `p` what this function does.
     let bytes = unsafe { path_arg(p, what) }?.as_bytes();
     std::str::from_utf8(bytes).map_err(|_| Error::InvalidArgument("JSON Pointer is not UTF-8"))
 }
@@ -207,7 +211,8 @@ pub(crate) unsafe fn slice_arg<'a, T>(p: *const T, n: usize, what: &'static str)
     if p.is_null() {
         return Err(Error::InvalidArgument(what));
     }
-    // SAFETY: the caller's contract; non-null, `n` elements.
+    // SAFETY: `p` is not NULL and `n` is not 0 (both checked above); this
+    // function requires `n` initialised `T`s at `p`, alive for 'a.
     Ok(unsafe { std::slice::from_raw_parts(p, n) })
 }
 
@@ -220,7 +225,8 @@ pub(crate) unsafe fn fd_arg<'a>(fd: c_int, call: &'static str) -> Result<Borrowe
     if fd < 0 {
         return Err(Error::sys(call, nix::errno::Errno::EBADF));
     }
-    // SAFETY: the caller's contract; -1 was refused above.
+    // SAFETY: `fd` is not negative (checked above), and this function
+    // requires it to be open for 'a.
     Ok(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
@@ -230,7 +236,8 @@ pub(crate) unsafe fn fd_arg<'a>(fd: c_int, call: &'static str) -> Result<Borrowe
 /// `p` is NULL or points at writable storage for a `T`.
 pub(crate) unsafe fn write_opt<T>(p: *mut T, v: T) {
     if !p.is_null() {
-        // SAFETY: the caller's contract.
+        // SAFETY: `p` is not NULL, and this function requires it to point
+        // at writable storage for a `T`.
         unsafe { p.write(v) };
     }
 }

@@ -317,7 +317,8 @@ pub unsafe extern "C" fn fdctx_conn_recv(conn: *mut fdctx_conn, out: *mut *mut f
         let conn = unsafe { fdctx_conn::arg_mut(conn) }?;
         match conn.conn.recv()? {
             Some(msg) => {
-                // SAFETY: as above.
+                // SAFETY: `out` is not NULL (checked above) and, by the
+                // header's contract, points at writable storage.
                 unsafe { out.write(fdctx_msg::new(msg).into_ptr()) };
                 Ok(1)
             }

@@ -100,7 +100,7 @@ impl fdctx {
     /// Non-null `p` points at a live handle, not used again after a
     /// successful return.
     unsafe fn free(p: *mut fdctx) -> Result<Box<fdctx>, Error> {
-        // SAFETY: the caller's contract.
+        // SAFETY: this function requires `p` to be NULL or a live handle.
         match unsafe { fdctx::arg(p) }?.owner {
             // SAFETY: an `InBox` is made only by `boxed::into_ptr`, which
             // put this handle in a `Box` (Box::into_raw); the caller frees

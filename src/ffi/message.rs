@@ -49,7 +49,8 @@ impl fdctx_msg {
     /// # Safety
     /// `len` is NULL or points at writable storage.
     unsafe fn hand_out(&self, text: &[u8], len: *mut usize) -> *const c_char {
-        // SAFETY: per this function's contract.
+        // SAFETY: this function requires `len` to be NULL or writable,
+        // which is what `write_opt` requires.
         unsafe { write_opt(len, text.len()) };
         let kept = nul_terminated(text);
         let ptr = kept.as_ptr().cast::<c_char>();
@@ -237,7 +238,9 @@ pub unsafe extern "C" fn fdctx_msg_get_json(
 /// read-only ones included (the accessors cache what they parse).
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_msg_get_bool(msg: *const fdctx_msg, pointer: *const c_char, out: *mut bool) -> c_int {
-    // SAFETY: forwarded (the same pointer rules).
+    // SAFETY: the header's rules for this function (live message or NULL,
+    // NUL-terminated pointer or NULL, `out` NULL or writable) are the ones
+    // `get_scalar` requires.
     unsafe { get_scalar(msg, pointer, out, Message::get_bool) }
 }
 
@@ -256,7 +259,8 @@ pub unsafe extern "C" fn fdctx_msg_get_bool(msg: *const fdctx_msg, pointer: *con
 /// read-only ones included (the accessors cache what they parse).
 #[no_mangle]
 pub unsafe extern "C" fn fdctx_msg_get_int(msg: *const fdctx_msg, pointer: *const c_char, out: *mut i64) -> c_int {
-    // SAFETY: forwarded (the same pointer rules).
+    // SAFETY: as in fdctx_msg_get_bool: the header's rules are the ones
+    // `get_scalar` requires.
     unsafe { get_scalar(msg, pointer, out, Message::get_int) }
 }
 
@@ -273,7 +277,8 @@ unsafe fn get_scalar<T>(
     get: fn(&Message, &str) -> Result<T, Error>,
 ) -> c_int {
     ffi_boundary(|| {
-        // SAFETY: the caller's contract.
+        // SAFETY: this function requires `msg` to be a live message or
+        // NULL and `pointer` a NUL-terminated string or NULL.
         let (m, pointer) = unsafe { (fdctx_msg::arg(msg)?, str_arg(pointer, "pointer")?) };
         if out.is_null() {
             return Err(Error::InvalidArgument("out"));

@@ -86,7 +86,8 @@ pub struct fdctx_limits {
 /// # Safety
 /// `limits` is NULL or points at a live `fdctx_limits`.
 unsafe fn limits_arg(limits: *const fdctx_limits) -> Limits {
-    // SAFETY: the caller's contract.
+    // SAFETY: `as_ref` turns NULL into None; otherwise this function
+    // requires `limits` to point at a live `fdctx_limits`.
     let l = unsafe { limits.as_ref() }.copied().unwrap_or_default();
     Limits { max_msg_bytes: l.max_msg_bytes, max_fds: l.max_fds, max_depth: l.max_depth, max_hold_ms: l.max_hold_ms }
 }

@@ -63,12 +63,17 @@
 #define FDCTX_CONFINE_REQUIRE 1
 
 /**
- * One command's fd context: the fds received with it, indexed from 0 in
- * arrival order. It owns every fd in it until one is taken, and closes the
- * rest when finished.
+ * A handle to one command's fd context: the fds that came with the
+ * command, index 0 the first to arrive. Each fd is the context's until
+ * fdctx_take() gives it to the caller; ending the context closes the rest.
  *
- * A context may move to another thread, but must not be used from two
- * threads at once (even borrowing records which fds were used).
+ * Made by fdctx_new() and fdctx_assoc_complete(): the caller's, ended with
+ * fdctx_finish(). Lent by fdctx_msg_fds(): the message's, ended with
+ * fdctx_msg_finish().
+ *
+ * Thread rules: a context may move between threads, but no two calls on
+ * it may run at once, read-only ones included (borrowing records which
+ * fds were used).
  */
 typedef struct fdctx fdctx;
 
@@ -129,24 +134,32 @@ typedef struct fdctx fdctx;
 typedef struct fdctx_assoc fdctx_assoc;
 
 /**
- * The receiving side of one monitor socket: it frames commands and gives
- * each exactly the fds that were sent with it. It keeps only the command
- * in progress and fds waiting for one, and closes those when it ends.
- * It may move to another thread, but must not be used from two at once,
- * and it must be the socket's only reader (two readers would split
- * commands, and a packet could change between peeking and receiving).
+ * A handle to one monitor connection, made by fdctx_conn_new() (fdctx
+ * reads the socket) or fdctx_conn_new_fed() (the caller reads it and hands
+ * each read to fdctx_conn_feed()), and ended by fdctx_conn_free().
+ * fdctx_conn_recv() returns each command with exactly the fds sent with
+ * it; in between, the connection holds only the command in progress and
+ * fds waiting for one, which fdctx_conn_free() closes. Both kinds frame
+ * and associate fds with one code path, so the same reads give the same
+ * messages.
  *
- * A connection either reads its socket itself (fdctx_conn_new()) or is
- * fed the caller's reads (fdctx_conn_new_fed(), fdctx_conn_feed()). Both
- * go through the same framing and association code: a socket connection
- * is a fed one plus its own `recvmsg(2)` loop.
+ * Thread rules: a connection may move between threads, but no two calls
+ * on it may run at once; and it must be its socket's only reader (a
+ * second reader would split commands, and a packet could change between
+ * peeking and receiving).
  */
 typedef struct fdctx_conn fdctx_conn;
 
 /**
- * One framed command: its bytes, the fds sent with it (its context), and
- * a status saying whether it can be dispatched. It owns all of these, may
- * move to another thread and may outlive its connection.
+ * A handle to one received command, from fdctx_conn_recv(): its bytes
+ * (fdctx_msg_data()), its fd context (fdctx_msg_fds(), lent) and its
+ * status (fdctx_msg_status(): 0 when it can be dispatched). The caller
+ * owns the message and ends it with fdctx_msg_finish(), which closes the
+ * fds no one took. A message holds all of this itself: it may be finished
+ * on another thread, and after its connection is freed.
+ *
+ * Thread rules: no two calls on one message may run at once, read-only
+ * ones included (the accessors cache what they parse).
  */
 typedef struct fdctx_msg fdctx_msg;
 
@@ -410,9 +423,9 @@ int fdctx_open(struct fdctx *ctx,
                mode_t mode);
 
 /**
- * Ends a context made by fdctx_new(): closes every fd it still owns and
- * frees it. If it is the calling thread's current context, the current
- * context becomes NULL.
+ * Ends a context made by fdctx_new() or fdctx_assoc_complete(): closes
+ * every fd it still owns and frees it. If it is the calling thread's
+ * current context, the current context becomes NULL.
  *
  * Returns how many fds were never used (neither borrowed, taken,
  * duplicated nor opened) — a VMM may log them; or `-EINVAL` if `ctx` is

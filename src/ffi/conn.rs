@@ -13,17 +13,19 @@ use super::{fdctx_limits, limits_arg, FDCTX_FEED_END, FDCTX_FEED_FDS_LOST};
 use crate::error::Error;
 use crate::monitor::conn::{Connection, FeedFlags, Framing};
 
-/// The receiving side of one monitor socket: it frames commands and gives
-/// each exactly the fds that were sent with it. It keeps only the command
-/// in progress and fds waiting for one, and closes those when it ends.
-/// It may move to another thread, but must not be used from two at once,
-/// and it must be the socket's only reader (two readers would split
-/// commands, and a packet could change between peeking and receiving).
+/// A handle to one monitor connection, made by fdctx_conn_new() (fdctx
+/// reads the socket) or fdctx_conn_new_fed() (the caller reads it and hands
+/// each read to fdctx_conn_feed()), and ended by fdctx_conn_free().
+/// fdctx_conn_recv() returns each command with exactly the fds sent with
+/// it; in between, the connection holds only the command in progress and
+/// fds waiting for one, which fdctx_conn_free() closes. Both kinds frame
+/// and associate fds with one code path, so the same reads give the same
+/// messages.
 ///
-/// A connection either reads its socket itself (fdctx_conn_new()) or is
-/// fed the caller's reads (fdctx_conn_new_fed(), fdctx_conn_feed()). Both
-/// go through the same framing and association code: a socket connection
-/// is a fed one plus its own `recvmsg(2)` loop.
+/// Thread rules: a connection may move between threads, but no two calls
+/// on it may run at once; and it must be its socket's only reader (a
+/// second reader would split commands, and a packet could change between
+/// peeking and receiving).
 pub struct fdctx_conn {
     /// The caller's socket, borrowed for the connection's whole life (the
     /// `'static` is the C contract of fdctx_conn_new(): open until

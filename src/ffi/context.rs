@@ -17,12 +17,17 @@ use crate::error::Error;
 use crate::fds::context::Context;
 use crate::fds::fdpath::PathKind;
 
-/// One command's fd context: the fds received with it, indexed from 0 in
-/// arrival order. It owns every fd in it until one is taken, and closes the
-/// rest when finished.
+/// A handle to one command's fd context: the fds that came with the
+/// command, index 0 the first to arrive. Each fd is the context's until
+/// fdctx_take() gives it to the caller; ending the context closes the rest.
 ///
-/// A context may move to another thread, but must not be used from two
-/// threads at once (even borrowing records which fds were used).
+/// Made by fdctx_new() and fdctx_assoc_complete(): the caller's, ended with
+/// fdctx_finish(). Lent by fdctx_msg_fds(): the message's, ended with
+/// fdctx_msg_finish().
+///
+/// Thread rules: a context may move between threads, but no two calls on
+/// it may run at once, read-only ones included (borrowing records which
+/// fds were used).
 pub struct fdctx {
     ctx: Context,
     owner: Owner,
@@ -359,9 +364,9 @@ pub unsafe extern "C" fn fdctx_open(ctx: *mut fdctx, path: *const c_char, flags:
     })
 }
 
-/// Ends a context made by fdctx_new(): closes every fd it still owns and
-/// frees it. If it is the calling thread's current context, the current
-/// context becomes NULL.
+/// Ends a context made by fdctx_new() or fdctx_assoc_complete(): closes
+/// every fd it still owns and frees it. If it is the calling thread's
+/// current context, the current context becomes NULL.
 ///
 /// Returns how many fds were never used (neither borrowed, taken,
 /// duplicated nor opened) — a VMM may log them; or `-EINVAL` if `ctx` is

@@ -11,9 +11,15 @@ use super::context::{fdctx, forget_current, Lender};
 use crate::error::Error;
 use crate::monitor::message::Message;
 
-/// One framed command: its bytes, the fds sent with it (its context), and
-/// a status saying whether it can be dispatched. It owns all of these, may
-/// move to another thread and may outlive its connection.
+/// A handle to one received command, from fdctx_conn_recv(): its bytes
+/// (fdctx_msg_data()), its fd context (fdctx_msg_fds(), lent) and its
+/// status (fdctx_msg_status(): 0 when it can be dispatched). The caller
+/// owns the message and ends it with fdctx_msg_finish(), which closes the
+/// fds no one took. A message holds all of this itself: it may be finished
+/// on another thread, and after its connection is freed.
+///
+/// Thread rules: no two calls on one message may run at once, read-only
+/// ones included (the accessors cache what they parse).
 pub struct fdctx_msg {
     /// The command's bytes, status and parsed JSON (its fds are in `fds`).
     msg: Message,

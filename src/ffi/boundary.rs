@@ -252,3 +252,74 @@ pub(crate) fn fd_out(fd: OwnedFd) -> c_int {
 pub(crate) fn count_out(n: usize) -> c_int {
     c_int::try_from(n).unwrap_or(c_int::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The thread's last error as Rust text.
+    fn last_text() -> String {
+        // SAFETY: last_error() returns a NUL-terminated string that stays
+        // valid until the next failing call on this thread.
+        unsafe { CStr::from_ptr(last_error()) }.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn panic_in_a_body_returns_eio_and_never_unwinds_into_c() {
+        assert_eq!(ffi_boundary::<c_int>(|| panic!("a bug in the body")), -libc::EIO);
+        assert_eq!(last_text(), PANIC_TEXT);
+        assert!(ffi_boundary::<*mut u8>(|| panic!("a bug")).is_null());
+        assert_eq!(ffi_boundary::<usize>(|| panic!("a bug")), 0);
+    }
+
+    #[test]
+    fn error_returns_its_negative_errno_and_keeps_its_text() {
+        assert_eq!(ffi_boundary::<c_int>(|| Err(Error::InvalidArgument("the argument"))), -libc::EINVAL);
+        assert!(last_text().contains("the argument"), "{}", last_text());
+        // Success leaves the text as it was.
+        assert_eq!(ffi_boundary::<c_int>(|| Ok(7)), 7);
+        assert!(last_text().contains("the argument"));
+        assert!(ffi_boundary::<*const u8>(|| Err(Error::InvalidArgument("the pointer"))).is_null());
+        assert!(last_text().contains("the pointer"));
+    }
+
+    #[test]
+    fn last_error_text_is_never_null_even_when_its_body_panics() {
+        let text = ffi_boundary::<NeverNull>(|| panic!("a bug")).0;
+        assert!(!text.is_null());
+        assert_eq!(last_text(), PANIC_TEXT);
+    }
+
+    #[test]
+    fn nul_bytes_in_an_error_text_do_not_cut_it_short() {
+        assert_eq!(c_text("a\0b").as_bytes(), b"a b");
+    }
+
+    #[test]
+    fn null_arguments_are_einval_not_a_dereference() {
+        struct Handle;
+        impl Castable for Handle {
+            const NAME: &'static str = "handle";
+        }
+        impl Boxed for Handle {}
+        // SAFETY: NULL is what is being tested; nothing is dereferenced.
+        let err = unsafe { Handle::arg(ptr::null()) }.err().map(|e| e.errno());
+        assert_eq!(err, Some(libc::EINVAL));
+        // SAFETY: as above.
+        let err = unsafe { Handle::free(ptr::null_mut()) }.err().map(|e| e.errno());
+        assert_eq!(err, Some(libc::EINVAL));
+        // SAFETY: as above.
+        let err = unsafe { path_arg(ptr::null(), "path") }.err().map(|e| e.errno());
+        assert_eq!(err, Some(libc::EINVAL));
+        // SAFETY: NULL with 0 elements is the empty array; NULL with 3 is
+        // refused before any read.
+        unsafe {
+            assert_eq!(slice_arg::<c_int>(ptr::null(), 0, "fds").map(<[c_int]>::len).ok(), Some(0));
+            assert!(slice_arg::<c_int>(ptr::null(), 3, "fds").is_err());
+        }
+        // SAFETY: a negative fd is refused before it is borrowed.
+        assert_eq!(unsafe { fd_arg(-1, "call") }.err().map(|e| e.errno()), Some(libc::EBADF));
+        // SAFETY: NULL out-parameters are skipped.
+        unsafe { write_opt::<usize>(ptr::null_mut(), 1) };
+    }
+}

@@ -372,3 +372,63 @@ pub unsafe extern "C" fn fdctx_conn_free(conn: *mut fdctx_conn) {
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::IntoRawFd;
+
+    use super::*;
+    use crate::ffi::{fdctx_count, fdctx_msg_fds, fdctx_msg_finish};
+    use crate::testing::fdcount::FdLeakCheck;
+
+    #[test]
+    fn a_fed_command_comes_out_with_the_fds_fed_with_it() {
+        let _leaks = FdLeakCheck::new();
+        // SAFETY: NULL limits are the defaults.
+        let conn = unsafe { fdctx_conn_new_fed(FDCTX_FRAMING_JSON, ptr::null()) };
+        assert!(!conn.is_null());
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let fds = [r.into_raw_fd(), w.into_raw_fd()];
+        let cmd = br#"{"execute":"x"}"#;
+        let mut msg = ptr::null_mut();
+        // SAFETY: `conn` is live until its free; the fds are handed over
+        // with the feed; `msg` is finished once.
+        unsafe {
+            assert_eq!(fdctx_conn_feed(conn, cmd.as_ptr().cast(), cmd.len(), fds.as_ptr(), 2, 0), 0);
+            assert_eq!(fdctx_conn_recv(conn, &mut msg), 1);
+            assert_eq!(fdctx_count(fdctx_msg_fds(msg)), 2);
+            assert_eq!(fdctx_msg_finish(msg), 2);
+            assert_eq!(fdctx_conn_recv(conn, &mut msg), -libc::EAGAIN);
+            assert!(msg.is_null());
+            fdctx_conn_free(conn);
+        }
+    }
+
+    #[test]
+    fn fds_fed_to_a_null_connection_are_closed_not_leaked() {
+        let _leaks = FdLeakCheck::new();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let fds = [r.into_raw_fd(), w.into_raw_fd()];
+        // SAFETY: the fds are handed over with the call.
+        assert_eq!(unsafe { fdctx_conn_feed(ptr::null_mut(), ptr::null(), 0, fds.as_ptr(), 2, 0) }, -libc::EINVAL);
+    }
+
+    #[test]
+    fn bad_arguments_make_no_connection() {
+        let _leaks = FdLeakCheck::new();
+        let mut msg = ptr::null_mut();
+        let too_many = fdctx_limits { max_fds: 1 << 20, ..fdctx_limits::default() };
+        // SAFETY: NULL handles are refused before any use; the limits are
+        // a live local.
+        unsafe {
+            assert!(fdctx_conn_new(-1, FDCTX_FRAMING_JSON, ptr::null()).is_null());
+            assert!(fdctx_conn_new_fed(99, ptr::null()).is_null());
+            assert!(fdctx_conn_new_fed(FDCTX_FRAMING_LINE, &too_many).is_null());
+            assert_eq!(fdctx_conn_recv(ptr::null_mut(), &mut msg), -libc::EINVAL);
+            assert_eq!(fdctx_conn_recv(ptr::null_mut(), ptr::null_mut()), -libc::EINVAL);
+            assert_eq!(fdctx_conn_deadline_ms(ptr::null()), -libc::EINVAL);
+            fdctx_conn_free(ptr::null_mut());
+        }
+        assert!(msg.is_null());
+    }
+}

@@ -422,3 +422,99 @@ pub extern "C" fn fdctx_leave(prev: *mut fdctx) {
 pub extern "C" fn fdctx_current() -> *mut fdctx {
     ffi_boundary(|| Ok(current()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CStr;
+    use std::os::fd::IntoRawFd;
+
+    use super::*;
+    use crate::ffi::fdctx_last_error;
+    use crate::testing::fdcount::FdLeakCheck;
+
+    fn last_text() -> String {
+        // SAFETY: fdctx_last_error() never returns NULL, and its text stays
+        // valid until the next failing call on this thread.
+        unsafe { CStr::from_ptr(fdctx_last_error()) }.to_string_lossy().into_owned()
+    }
+
+    /// A context holding both ends of a new pipe.
+    fn pipe_context() -> Context {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        Context::from_fds(vec![r, w])
+    }
+
+    #[test]
+    fn finish_refuses_a_context_lent_by_a_message_and_leaves_it_usable() {
+        let _leaks = FdLeakCheck::new();
+        let mut lent = fdctx::lent(pipe_context(), Lender::Message);
+        // SAFETY: a live handle, used by no one else.
+        assert_eq!(unsafe { fdctx_finish(&mut lent) }, -libc::EINVAL);
+        assert!(last_text().contains("fdctx_msg_finish"), "{}", last_text());
+        // SAFETY: as above; the refused finish freed nothing.
+        assert_eq!(unsafe { fdctx_count(&lent) }, 2);
+        // Its lender ends it, closing the fds.
+        assert_eq!(lent.finish(), 2);
+    }
+
+    #[test]
+    fn finish_refuses_a_handle_lent_by_rust_code() {
+        let _leaks = FdLeakCheck::new();
+        let mut lent = fdctx::lend(pipe_context());
+        // SAFETY: a live handle, used by no one else.
+        assert_eq!(unsafe { fdctx_finish(&mut lent) }, -libc::EINVAL);
+        assert_eq!(lent.into_context().finish(), 2);
+    }
+
+    #[test]
+    fn a_callers_context_is_freed_by_finish_which_counts_unused_fds() {
+        let _leaks = FdLeakCheck::new();
+        let ctx = fdctx_new();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let fds = [r.into_raw_fd(), w.into_raw_fd()];
+        // SAFETY: `ctx` is live; both fds are handed over.
+        unsafe {
+            assert_eq!(fdctx_adopt(ctx, fds.as_ptr(), 2), 2);
+            assert_eq!(fdctx_get(ctx, 1), fds[1]);
+            assert_eq!(fdctx_finish(ctx), 1, "fd 1 was borrowed, fd 0 never used");
+        }
+    }
+
+    #[test]
+    fn null_context_is_einval_and_adopted_fds_are_closed_anyway() {
+        let _leaks = FdLeakCheck::new();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let fds = [r.into_raw_fd(), w.into_raw_fd()];
+        // SAFETY: NULL contexts are refused before any use; the fds are
+        // handed over (and closed by the refusal).
+        unsafe {
+            assert_eq!(fdctx_adopt(ptr::null_mut(), fds.as_ptr(), 2), -libc::EINVAL);
+            assert_eq!(fdctx_count(ptr::null()), 0);
+            assert_eq!(fdctx_get(ptr::null(), 0), -libc::EINVAL);
+            assert_eq!(fdctx_take(ptr::null_mut(), 0), -libc::EINVAL);
+            assert_eq!(fdctx_dup(ptr::null(), 0), -libc::EINVAL);
+            assert_eq!(fdctx_finish(ptr::null_mut()), -libc::EINVAL);
+            assert_eq!(fdctx_index(ptr::null(), ptr::null_mut()), -libc::EINVAL);
+            assert_eq!(fdctx_open(ptr::null_mut(), ptr::null(), libc::O_RDONLY, 0), -libc::EINVAL);
+            // No current context: /dev/fd/N names no fd.
+            assert_eq!(fdctx_open(ptr::null_mut(), c"/dev/fd/0".as_ptr(), libc::O_RDONLY, 0), -libc::EBADF);
+        }
+    }
+
+    #[test]
+    fn enter_and_leave_nest_and_finish_forgets_the_current_context() {
+        let _leaks = FdLeakCheck::new();
+        let (a, b) = (fdctx_new(), fdctx_new());
+        assert!(fdctx_enter(a).is_null());
+        assert_eq!(fdctx_enter(b), a);
+        assert_eq!(fdctx_current(), b);
+        fdctx_leave(a);
+        assert_eq!(fdctx_current(), a);
+        // SAFETY: both are live caller's contexts, finished once each.
+        unsafe {
+            assert_eq!(fdctx_finish(a), 0);
+            assert!(fdctx_current().is_null(), "a finished context is no longer current");
+            assert_eq!(fdctx_finish(b), 0);
+        }
+    }
+}

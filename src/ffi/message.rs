@@ -295,3 +295,80 @@ unsafe fn get_scalar<T>(
         Ok(0)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CStr;
+
+    use super::*;
+    use crate::fds::context::Context;
+    use crate::ffi::{fdctx_count, fdctx_current, fdctx_enter, fdctx_finish, fdctx_get};
+    use crate::testing::fdcount::FdLeakCheck;
+
+    /// A caller's message for `json`, holding both ends of a new pipe.
+    fn message(json: &[u8]) -> *mut fdctx_msg {
+        let mut msg = Message::new(json.to_vec(), Ok(None));
+        let (r, w) = nix::unistd::pipe().unwrap();
+        *msg.fds_mut() = Context::from_fds(vec![r, w]);
+        fdctx_msg::new(msg).into_ptr()
+    }
+
+    #[test]
+    fn a_messages_context_is_lent_and_ends_with_the_message_only() {
+        let _leaks = FdLeakCheck::new();
+        let m = message(br#"{"execute":"x"}"#);
+        // SAFETY: `m` is a live message, finished once at the end; its
+        // context lives as long as it does.
+        unsafe {
+            let ctx = fdctx_msg_fds(m);
+            assert_eq!(fdctx_finish(ctx), -libc::EINVAL, "the message owns its context");
+            assert_eq!(fdctx_count(ctx), 2);
+            assert!(fdctx_get(ctx, 0) >= 0);
+            fdctx_enter(ctx);
+            assert_eq!(fdctx_msg_finish(m), 1, "fd 0 was borrowed, fd 1 never used");
+        }
+        assert!(fdctx_current().is_null(), "a finished message's context is no longer current");
+    }
+
+    #[test]
+    fn accessors_hand_out_nul_terminated_copies_kept_by_the_message() {
+        let _leaks = FdLeakCheck::new();
+        let m = message(br#"{"execute":"x","arguments":{"n":-3,"ro":true}}"#);
+        let (mut len, mut n, mut ro) = (0usize, 0i64, false);
+        // SAFETY: `m` is live until its finish; every out-parameter is a
+        // live local.
+        unsafe {
+            let s = fdctx_msg_get_str(m, c"/execute".as_ptr(), &mut len);
+            assert_eq!((CStr::from_ptr(s).to_bytes(), len), (&b"x"[..], 1));
+            assert_eq!(fdctx_msg_get_int(m, c"/arguments/n".as_ptr(), &mut n), 0);
+            assert_eq!(fdctx_msg_get_bool(m, c"/arguments/ro".as_ptr(), &mut ro), 0);
+            assert_eq!((n, ro), (-3, true));
+            assert_eq!(fdctx_msg_get_int(m, c"/nothing".as_ptr(), &mut n), -libc::ENOENT);
+            assert_eq!(fdctx_msg_status(m), 0);
+            assert!(fdctx_msg_error(m).is_null());
+            assert_eq!(fdctx_msg_finish(m), 2);
+        }
+    }
+
+    #[test]
+    fn null_message_or_argument_is_einval_and_touches_no_out_parameter() {
+        let m = message(b"{}");
+        let mut len = 99usize;
+        let mut n = 5i64;
+        // SAFETY: NULL arguments are refused before any use; `m` is live
+        // until its finish.
+        unsafe {
+            assert!(fdctx_msg_data(ptr::null(), &mut len).is_null());
+            assert!(fdctx_msg_fds(ptr::null_mut()).is_null());
+            assert_eq!(fdctx_msg_status(ptr::null()), -libc::EINVAL);
+            assert!(fdctx_msg_error(ptr::null()).is_null());
+            assert!(fdctx_msg_get_str(ptr::null(), c"".as_ptr(), &mut len).is_null());
+            assert!(fdctx_msg_get_json(m, ptr::null(), &mut len).is_null());
+            assert_eq!(fdctx_msg_get_int(m, c"".as_ptr(), ptr::null_mut()), -libc::EINVAL);
+            assert_eq!(fdctx_msg_get_int(ptr::null(), c"".as_ptr(), &mut n), -libc::EINVAL);
+            assert_eq!(fdctx_msg_finish(ptr::null_mut()), -libc::EINVAL);
+            assert_eq!(fdctx_msg_finish(m), 2);
+        }
+        assert_eq!((len, n), (99, 5));
+    }
+}

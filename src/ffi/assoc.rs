@@ -8,7 +8,8 @@ use std::os::fd::BorrowedFd;
 use std::ptr;
 
 use super::boundary::{c_text, count_out, fd_arg, ffi_boundary, slice_arg, write_opt, Boxed, Castable};
-use super::{fdctx, fdctx_limits, limits_arg, FDCTX_FEED_FDS_LOST};
+use super::context::fdctx;
+use super::{fdctx_limits, limits_arg, FDCTX_FEED_FDS_LOST};
 use crate::error::Error;
 use crate::fds::context::Context;
 use crate::fds::context::FdList;

@@ -39,12 +39,10 @@ mod confine;
 // fdctx_assoc, for a VMM that parses its commands itself.
 mod assoc;
 
-pub use assoc::*;
-pub use confine::*;
-pub use conn::*;
-pub use context::*;
-pub use message::*;
-pub use send::*;
+// The exported functions need no path to be called from C; these are for
+// Rust code that calls them as C would (`fdctx::testing::ffi`).
+#[cfg(any(test, feature = "testing"))]
+pub use {assoc::*, confine::*, conn::*, context::*, message::*, send::*};
 
 use std::ffi::{c_char, c_uint};
 

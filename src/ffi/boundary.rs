@@ -14,7 +14,12 @@
 //!
 //! [`ffi_boundary`] runs the body, records an error's text for
 //! `fdctx_last_error`, and turns an error or a caught panic into the
-//! return type's failure value ([`Failure`]).
+//! return type's failure value ([`Failure`]). Every exported body runs in
+//! it, even those that cannot fail today (`fdctx_last_error` and the
+//! thread's current context: `fdctx_enter`, `fdctx_leave`,
+//! `fdctx_current`), so that none can unwind into C whatever it comes to
+//! call; `fdctx_last_error` keeps its never-NULL promise through
+//! [`NeverNull`].
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString, OsStr};

@@ -72,6 +72,7 @@ fn nul_terminated(bytes: &[u8]) -> Box<[u8]> {
     owned.push(0);
     owned.into_boxed_slice()
 }
+
 /// The command's bytes: a pointer to them, NUL-terminated (the NUL is not
 /// counted), owned by the message and valid until fdctx_msg_finish();
 /// `*len` (if `len` is not NULL) gets the length. For a message too large

@@ -72,7 +72,8 @@ mod boxed {
     use super::{fdctx, Context, Owner};
 
     /// Proof that the handle holding it lives in a `Box` whose pointer C
-    /// owns.
+    /// owns. Such a handle never leaves its `Box`: `fdctx::free` takes the
+    /// `Box` back and the handle ends in it.
     pub(super) struct InBox(());
 
     /// A new handle around `ctx` that the C caller owns and ends with

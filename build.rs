@@ -1,7 +1,8 @@
 //! Build script for fdctx.
 //!
 //! 1. Generates the C header with cbindgen from the crate's C layer
-//!    (`src/ffi.rs` and `src/ffi/assoc.rs` only), configured by `cbindgen.toml`.
+//!    (`src/ffi/mod.rs` and the modules it declares), configured by
+//!    `cbindgen.toml`.
 //!    The header is written to `$OUT_DIR/fdctx.h` and copied to the
 //!    profile's include directory, `<target-dir>/<profile>/include/fdctx.h`
 //!    (`target/release/include/fdctx.h` after `cargo build --release`),
@@ -69,17 +70,15 @@ fn generate_header(crate_dir: &Path, out_dir: &Path) {
     }
     config.after_includes = Some(after);
 
-    // Only the C layer: its own types are all the header may name. Each
-    // file of it is named: cbindgen reads no `mod` on its own.
-    let bindings = match cbindgen::Builder::new()
-        .with_src(crate_dir.join("src/ffi.rs"))
-        .with_src(crate_dir.join("src/ffi/assoc.rs"))
-        .with_config(config)
-        .generate()
-    {
-        Ok(b) => b,
-        Err(e) => panic!("cbindgen could not generate fdctx.h: {e}"),
-    };
+    // Only the C layer: its own types are all the header may name. Given
+    // one file, cbindgen also reads the files its `mod` declarations name
+    // (so naming them here too would declare everything twice): the
+    // header follows src/ffi/mod.rs, then its modules in declaration order.
+    let bindings =
+        match cbindgen::Builder::new().with_src(crate_dir.join("src/ffi/mod.rs")).with_config(config).generate() {
+            Ok(b) => b,
+            Err(e) => panic!("cbindgen could not generate fdctx.h: {e}"),
+        };
 
     let header = out_dir.join("fdctx.h");
     bindings.write_to_file(&header);

@@ -19,6 +19,9 @@
 //!   handles over both layers, one panic boundary. Rust callers use the
 //!   types above instead.
 
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+#![warn(clippy::too_many_lines)]
+
 mod error;
 pub mod fds;
 mod ffi;

@@ -18,6 +18,8 @@
 //! on stderr when confinement fails with `--require`, an allow entry is
 //! bad, or the exec fails; 2 on a usage error.
 
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io::Read;

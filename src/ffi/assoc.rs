@@ -7,8 +7,9 @@ use std::ffi::{c_char, c_int, c_uint, c_void, CString};
 use std::os::fd::BorrowedFd;
 use std::ptr;
 
-use super::boundary::{c_text, count_out, fd_arg, ffi_boundary, slice_arg, write_opt, Castable};
-use super::{fdctx, fdctx_limits, limits_arg, FDCTX_FEED_FDS_LOST};
+use super::boundary::{c_text, count_out, fd_arg, ffi_boundary, slice_arg, write_opt, Boxed, Castable};
+use super::context::fdctx;
+use super::{fdctx_limits, limits_arg, FDCTX_FEED_FDS_LOST};
 use crate::error::Error;
 use crate::fds::context::Context;
 use crate::fds::context::FdList;
@@ -79,6 +80,8 @@ pub struct fdctx_assoc {
 impl Castable for fdctx_assoc {
     const NAME: &'static str = "assoc";
 }
+
+impl Boxed for fdctx_assoc {}
 
 impl fdctx_assoc {
     /// Keeps the text of a status, and returns it as `-errno` (0 for `Ok`).
@@ -152,7 +155,7 @@ pub unsafe extern "C" fn fdctx_assoc_free(assoc: *mut fdctx_assoc) {
     ffi_boundary(|| {
         if !assoc.is_null() {
             // SAFETY: `assoc` came from fdctx_assoc_new and is freed once.
-            drop(unsafe { fdctx_assoc::free(assoc, "assoc") }?);
+            drop(unsafe { fdctx_assoc::free(assoc) }?);
         }
         Ok(())
     })
@@ -293,7 +296,7 @@ pub unsafe extern "C" fn fdctx_assoc_complete(assoc: *mut fdctx_assoc, ctx: *mut
             let mut context = Context::new();
             context.adopt_list(fds);
             // SAFETY: non-null `ctx` points at writable storage.
-            unsafe { ctx.write(fdctx { ctx: context, in_message: false }.into_ptr()) };
+            unsafe { ctx.write(fdctx::into_caller_ptr(context)) };
         }
         Ok(a.status(status))
     })

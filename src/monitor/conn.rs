@@ -37,7 +37,7 @@ use crate::error::Error;
 use crate::fds::context::FdList;
 use crate::monitor::assoc::{attach_point, Assoc};
 pub use crate::monitor::framing::Framing;
-use crate::monitor::framing::{validate_text, Scanner};
+use crate::monitor::framing::{validate_text, FrameEnd, Scanner, Took};
 use crate::monitor::json::{is_ws, validate_object};
 use crate::monitor::message::Message;
 use crate::monitor::recv::{peek_packet_len, recv_fd_list, CMSG_WORDS};
@@ -202,7 +202,8 @@ pub struct Connection<S: AsFd = OwnedFd> {
     sock: Option<S>,
     framing: Framing,
     limits: Limits,
-    scanner: Scanner,
+    /// Where a stream's commands end; `None` for packet framing.
+    scanner: Option<Scanner>,
     /// Bytes of the frame in progress (empty between frames).
     current: Vec<u8>,
     /// Which command owns which fds: the association service.
@@ -425,9 +426,11 @@ impl<S: AsFd> Connection<S> {
         if !self.assoc.due() {
             return;
         }
-        let in_frame = self.scanner.in_frame();
+        let in_frame = self.scanner.as_ref().is_some_and(Scanner::in_frame);
         if let Some(why) = self.assoc.expire(in_frame) {
-            self.scanner.abandon();
+            if let Some(scanner) = &mut self.scanner {
+                scanner.abandon();
+            }
             let data = std::mem::take(&mut self.current);
             self.ready.push_back(Message::new(data, Err(why)));
         }
@@ -572,23 +575,29 @@ impl<S: AsFd> Connection<S> {
         let at = at.unwrap_or(chunk.len());
         let mut pos = 0;
         while pos < chunk.len() {
-            let step = self.scanner.step(&chunk[pos..]);
+            let Some(step) = self.scanner.as_mut().map(|s| s.step(&chunk[pos..])) else { break };
             if pos + step.consumed > at {
                 self.assoc.attach();
             }
-            let bytes = &chunk[pos..][step.frame.clone()];
-            if step.discard_nonws {
-                self.assoc.discard();
-            }
-            if step.frame_nonws {
-                self.assoc.command_byte();
-            }
-            match step.end {
-                None => self.current.extend_from_slice(bytes),
-                Some(end) => {
-                    let mut msg = self.complete_frame(bytes, end, step.validated);
-                    msg.attach_fds(self.assoc.complete());
-                    self.ready.push_back(msg);
+            match step.took {
+                Took::Gap => {}
+                Took::Discarded { nonws } => {
+                    if nonws {
+                        self.assoc.discard();
+                    }
+                }
+                Took::Frame { bytes, nonws, end } => {
+                    if nonws {
+                        self.assoc.command_byte();
+                    }
+                    let bytes = &chunk[pos..][bytes];
+                    if let FrameEnd::Open = end {
+                        self.current.extend_from_slice(bytes);
+                    } else {
+                        let mut msg = self.complete_frame(bytes, end);
+                        msg.attach_fds(self.assoc.complete());
+                        self.ready.push_back(msg);
+                    }
                 }
             }
             pos += step.consumed;
@@ -596,12 +605,9 @@ impl<S: AsFd> Connection<S> {
         self.assoc.attach();
     }
 
-    /// Builds the message for a frame that just ended; `tail` is its last
-    /// bytes from the current read; `validated`, what the scanner's pass
-    /// over a frame whole in this read found (see [`Step::validated`]).
-    ///
-    /// [`Step::validated`]: crate::monitor::framing::Step::validated
-    fn complete_frame(&mut self, tail: &[u8], end: Result<(), Error>, validated: Option<Option<usize>>) -> Message {
+    /// Builds the message for a frame that just ended, as `end` says;
+    /// `tail` is its last bytes from the current read.
+    fn complete_frame(&mut self, tail: &[u8], end: FrameEnd) -> Message {
         // Between frames `current` has no allocation, so a frame that fits
         // in one read costs one exact allocation (with the byte for the NUL
         // the message appends).
@@ -609,26 +615,27 @@ impl<S: AsFd> Connection<S> {
         data.reserve_exact(tail.len() + 1);
         data.extend_from_slice(tail);
         let check = match end {
-            Err(e) => {
+            FrameEnd::Rejected(e) => {
                 if matches!(e, Error::TooLarge { .. }) {
                     data = Vec::new();
                 }
                 Err(e)
             }
-            Ok(()) if self.framing == Framing::Json => {
-                let check = match validated {
-                    Some(fd_refs) => Ok(fd_refs),
-                    None => validate_object(&data, self.limits.max_depth),
-                };
+            FrameEnd::Valid { fd_refs } => Ok(fd_refs),
+            FrameEnd::Complete if self.framing == Framing::Json => {
+                let check = validate_object(&data, self.limits.max_depth);
                 if check.is_err() {
                     // After a malformed command the reader cannot know where
                     // the client meant the next one to start: the rest of
                     // the line goes too (see the framing module's doc).
-                    self.scanner.abandon();
+                    if let Some(scanner) = &mut self.scanner {
+                        scanner.abandon();
+                    }
                 }
                 check
             }
-            Ok(()) => {
+            // A line (`Open` is not passed here).
+            _ => {
                 if data.last() == Some(&b'\r') {
                     data.pop();
                 }

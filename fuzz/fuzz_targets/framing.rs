@@ -105,6 +105,30 @@ fn open_fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
 }
 
+/// Writes `bytes` to `client` in one `sendmsg`, with the read end of a new
+/// pipe when `with_fd`; returns the pipe's write end (non-blocking) then,
+/// to tell later whether the read end is still open anywhere.
+fn send(client: &OwnedFd, bytes: &[u8], with_fd: bool) -> Option<OwnedFd> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let raw = [r.as_raw_fd()];
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&raw)];
+    let cmsgs: &[nix::sys::socket::ControlMessage<'_>] = if with_fd { &cmsg } else { &[] };
+    let sent = nix::sys::socket::sendmsg::<()>(
+        client.as_raw_fd(),
+        &[IoSlice::new(bytes)],
+        cmsgs,
+        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .unwrap();
+    assert_eq!(sent, bytes.len());
+    drop(r);
+    with_fd.then(|| {
+        nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).unwrap();
+        w
+    })
+}
+
 /// Sends the stream in the given writes through a socket pair, reading
 /// after each write; returns (errno, bytes) per message.
 fn through_connection(
@@ -134,27 +158,9 @@ fn through_connection(
     };
     let mut off = 0;
     for (i, &n) in cuts.iter().enumerate() {
-        let bytes = &stream[off..off + n];
-        off += n;
         let with_fd = (usize::from(seed) + i) % 3 == 0;
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-        let raw = [r.as_raw_fd()];
-        let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&raw)];
-        let cmsgs: &[nix::sys::socket::ControlMessage<'_>] = if with_fd { &cmsg } else { &[] };
-        let sent = nix::sys::socket::sendmsg::<()>(
-            client.as_raw_fd(),
-            &[IoSlice::new(bytes)],
-            cmsgs,
-            nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
-            None,
-        )
-        .unwrap();
-        assert_eq!(sent, n);
-        drop(r);
-        if with_fd {
-            nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).unwrap();
-            writers.push(w);
-        }
+        writers.extend(send(&client, &stream[off..off + n], with_fd));
+        off += n;
         drain(&mut conn, &mut got);
     }
     drop(client);

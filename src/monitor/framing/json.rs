@@ -64,6 +64,12 @@ struct Tokens {
 /// when the frame is complete. This is what lets a frame that can no
 /// longer become JSON be rejected at the byte where that is known, rather
 /// than when its brackets happen to balance.
+///
+/// The validator follows the same order in its control flow (a value,
+/// then `,` and a key or value, or a close), where it costs no state per
+/// byte; the two share the [`Nesting`] stack, and every frame this order
+/// accepts is checked by the validator once complete, so a gap between
+/// the two could only let a bad frame reach the validator, never deliver it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expect {
     /// Just after `{`: a key or `}`.

@@ -108,7 +108,10 @@ static PLAIN: [bool; 256] = {
 
 /// The object at `b[0]`; returns its length. One loop over the values,
 /// with the open containers on a [`Nesting`] stack and whether the
-/// innermost is an object in `in_object`.
+/// innermost is an object in `in_object`. JSON's token order (a key, `:`,
+/// a value, then `,` or a close) is this loop's control flow; the stream
+/// scanner follows the same order a byte at a time, where a frame may
+/// stop anywhere (`crate::monitor::framing`'s `Expect`).
 fn object(b: &[u8], max_depth: usize, fd_refs: &mut Option<usize>) -> Result<usize, Stop> {
     if b.first() != Some(&b'{') {
         return bad("expected a JSON object ('{')");

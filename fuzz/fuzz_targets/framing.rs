@@ -10,8 +10,7 @@ use std::io::IoSlice;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::OnceLock;
 
-use fdctx::testing::{FrameEnd, Framing, Scanner, Took};
-use fdctx::testing::validate_object;
+use fdctx::testing::{validate_object, FrameEnd, Framing, Scanner, Took};
 use fdctx::{Connection, Limits};
 use libfuzzer_sys::fuzz_target;
 

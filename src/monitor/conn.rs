@@ -422,6 +422,7 @@ impl<S: AsFd> Connection<S> {
     /// command in progress is delivered as it is with
     /// [`Error::HoldExpired`] and the rest of its line discarded; fds
     /// waiting for a command make that command fail the same way.
+    #[inline]
     fn expire_due(&mut self) {
         if !self.assoc.due() {
             return;
@@ -575,7 +576,10 @@ impl<S: AsFd> Connection<S> {
         let at = at.unwrap_or(chunk.len());
         let mut pos = 0;
         while pos < chunk.len() {
-            let Some(step) = self.scanner.as_mut().map(|s| s.step(&chunk[pos..])) else { break };
+            let step = match &mut self.scanner {
+                Some(scanner) => scanner.step(&chunk[pos..]),
+                None => break,
+            };
             if pos + step.consumed > at {
                 self.assoc.attach();
             }

@@ -620,6 +620,7 @@ impl<S: AsFd> Connection<S> {
         data.extend_from_slice(tail);
         let check = match end {
             FrameEnd::Rejected(e) => {
+                let e = *e;
                 if matches!(e, Error::TooLarge { .. }) {
                     data = Vec::new();
                 }

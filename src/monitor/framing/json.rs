@@ -172,7 +172,7 @@ impl JsonScanner {
         let window = self.size.window(chunk);
         let (consumed, end) = match self.scan(window) {
             Some(ended) => ended,
-            None if self.size.over(window.len()) => (window.len(), FrameEnd::Rejected(self.size.too_large())),
+            None if self.size.over(window.len()) => (window.len(), FrameEnd::rejected(self.size.too_large())),
             None => (window.len(), FrameEnd::Open),
         };
         let nonws = starting || window[..consumed].iter().any(|&b| !is_ws(b));
@@ -200,7 +200,7 @@ impl JsonScanner {
     fn scan(&mut self, chunk: &[u8]) -> Option<Ended> {
         if self.size.len == 0 && self.tokens.nesting.depth() == 0 && !self.tokens.in_string && chunk[0] != b'{' {
             // Frame start: it must be an object.
-            return Some((1, FrameEnd::Rejected(malformed("expected a JSON object ('{')"))));
+            return Some((1, FrameEnd::rejected(malformed("expected a JSON object ('{')"))));
         }
         let mut i = 0;
         while i < chunk.len() {
@@ -209,7 +209,7 @@ impl JsonScanner {
                 let (used, line_break) = t.skip_string(&chunk[i..]);
                 i += used;
                 if line_break {
-                    return Some((i, FrameEnd::Rejected(malformed("line break inside a string"))));
+                    return Some((i, FrameEnd::rejected(malformed("line break inside a string"))));
                 }
                 continue;
             }
@@ -235,14 +235,14 @@ impl JsonScanner {
     fn token(&mut self, b: u8, i: usize) -> Option<Ended> {
         match self.tokens.take(b) {
             Ok(false) => None,
-            Ok(true) if self.size.over(i + 1) => Some((i + 1, FrameEnd::Rejected(self.size.too_large()))),
+            Ok(true) if self.size.over(i + 1) => Some((i + 1, FrameEnd::rejected(self.size.too_large()))),
             Ok(true) => Some((i + 1, FrameEnd::Complete)),
             // (Where a value may start, the `{` was too deep instead.)
             Err(e) if b == b'{' && self.line_break && !self.tokens.value_may_start() => {
                 self.resync = true;
-                Some((i, FrameEnd::Rejected(e)))
+                Some((i, FrameEnd::rejected(e)))
             }
-            Err(e) => Some((i + 1, FrameEnd::Rejected(e))),
+            Err(e) => Some((i + 1, FrameEnd::rejected(e))),
         }
     }
 }

@@ -43,10 +43,10 @@ impl LineScanner {
     fn step_frame(&mut self, chunk: &[u8], starting: bool) -> Step {
         let window = self.size.window(chunk);
         let (consumed, len, end) = match memchr::memchr(b'\n', window) {
-            Some(nl) if self.size.over(nl) => (nl + 1, nl, FrameEnd::Rejected(self.size.too_large())),
+            Some(nl) if self.size.over(nl) => (nl + 1, nl, FrameEnd::rejected(self.size.too_large())),
             Some(nl) => (nl + 1, nl, FrameEnd::Complete),
             None if self.size.over(window.len()) => {
-                (window.len(), window.len(), FrameEnd::Rejected(self.size.too_large()))
+                (window.len(), window.len(), FrameEnd::rejected(self.size.too_large()))
             }
             None => (window.len(), window.len(), FrameEnd::Open),
         };

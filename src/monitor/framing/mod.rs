@@ -51,7 +51,12 @@ pub struct Step {
 }
 
 /// The kind of bytes one [`Step`] took.
+///
+/// `repr(u8)` here and on [`FrameEnd`]: a tag byte of their own, which
+/// the receive path tests with one compare on every step (folded into a
+/// niche of the payload, the tag is decoded with arithmetic instead).
 #[derive(Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Took {
     /// Whitespace between frames.
     Gap,
@@ -66,6 +71,7 @@ pub enum Took {
 
 /// Where the current frame stands after a step that took its bytes.
 #[derive(Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum FrameEnd {
     /// It goes on in the next step.
     Open,
@@ -77,8 +83,18 @@ pub enum FrameEnd {
     Valid { fd_refs: Option<usize> },
     /// It was rejected, for this reason. The scanner now discards input up
     /// to the next line break, or starts the next frame at once (a JSON
-    /// frame cut short by a line that starts with `{`).
-    Rejected(Error),
+    /// frame cut short by a line that starts with `{`). Boxed: a rejection
+    /// is rare, and a step without the error inline stays small enough to
+    /// move through the receive path without copies.
+    Rejected(Box<Error>),
+}
+
+impl FrameEnd {
+    /// The frame was rejected because of `e`.
+    #[cold]
+    fn rejected(e: Error) -> FrameEnd {
+        FrameEnd::Rejected(Box::new(e))
+    }
 }
 
 /// The incremental boundary finder of a stream connection.

@@ -134,7 +134,16 @@ fn object(b: &[u8], max_depth: usize, fd_refs: &mut Option<usize>) -> Result<usi
                 }
                 // An empty container: closed below.
             }
-            _ => i = skip_ws(b, scalar(b, i, fd_refs)?)?,
+            b'"' => {
+                let (end, escaped) = string(b, i)?;
+                note_fd_path(&b[i + 1..end], escaped, fd_refs);
+                i = skip_ws(b, end + 1)?;
+            }
+            b'-' | b'0'..=b'9' => i = skip_ws(b, number(b, i)?)?,
+            b't' => i = skip_ws(b, literal(b, i, b"true")?)?,
+            b'f' => i = skip_ws(b, literal(b, i, b"false")?)?,
+            b'n' => i = skip_ws(b, literal(b, i, b"null")?)?,
+            _ => return bad("expected a value"),
         }
         // `i` is at the first byte after a value: a comma or a close.
         loop {
@@ -157,25 +166,6 @@ fn object(b: &[u8], max_depth: usize, fd_refs: &mut Option<usize>) -> Result<usi
             }
             i = skip_ws(b, i + 1)?;
         }
-    }
-}
-
-/// A value other than an object or array at `b[i]`: a string, number or
-/// literal; returns the index after it. A string value that spells
-/// `/dev/fd/N` is noted in `fd_refs`.
-#[inline(always)]
-fn scalar(b: &[u8], i: usize, fd_refs: &mut Option<usize>) -> Result<usize, Stop> {
-    match b[i] {
-        b'"' => {
-            let (end, escaped) = string(b, i)?;
-            note_fd_path(&b[i + 1..end], escaped, fd_refs);
-            Ok(end + 1)
-        }
-        b'-' | b'0'..=b'9' => number(b, i),
-        b't' => literal(b, i, b"true"),
-        b'f' => literal(b, i, b"false"),
-        b'n' => literal(b, i, b"null"),
-        _ => bad("expected a value"),
     }
 }
 
@@ -336,9 +326,7 @@ fn not_plain(b: &[u8], j: usize) -> Result<usize, Stop> {
 }
 
 /// Notes the string value `raw` (as written, escapes and all) if it is a
-/// well-formed `/dev/fd/N`. Inlined: called once, from the validator's
-/// loop, where a call for every string value shows in its cost.
-#[inline(always)]
+/// well-formed `/dev/fd/N`.
 fn note_fd_path(raw: &[u8], escaped: bool, fd_refs: &mut Option<usize>) {
     // `/dev/fd/` and twenty digits, each byte written as a `\u` escape at
     // most: a longer string cannot be one.

@@ -1,7 +1,7 @@
 //! Framing: where one command ends in a byte stream.
 //!
 //! A stream connection splits its input with a [`Scanner`]: the JSON
-//! scanner ([`json`], QMP) or the line scanner ([`line`], human monitors).
+//! scanner ([`json`], QMP) or the line scanner ([`line`](mod@line), human monitors).
 //! Packet framing has none: one packet is one command. Both scanners are
 //! incremental: they keep their state between reads and look at every
 //! byte once, so a 1 MiB command arriving 4 KiB at a time costs one pass,

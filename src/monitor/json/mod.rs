@@ -38,8 +38,8 @@ pub enum Checked {
 }
 
 /// Checks the JSON object that starts at `bytes[0]`, nested at most
-/// `max_depth` levels (the object itself is level 1; at most
-/// [`nesting::MAX_DEPTH`]).
+/// `max_depth` levels (the object itself is level 1; at most 127, the
+/// depth a nesting stack holds).
 pub fn check_object(bytes: &[u8], max_depth: usize) -> Checked {
     let mut fd_refs = None;
     match object(bytes, max_depth, &mut fd_refs) {
@@ -111,7 +111,7 @@ static PLAIN: [bool; 256] = {
 /// innermost is an object in `in_object`. JSON's token order (a key, `:`,
 /// a value, then `,` or a close) is this loop's control flow; the stream
 /// scanner follows the same order a byte at a time, where a frame may
-/// stop anywhere (`crate::monitor::framing`'s `Expect`).
+/// stop anywhere (`Expect` in `crate::monitor::framing::json`).
 fn object(b: &[u8], max_depth: usize, fd_refs: &mut Option<usize>) -> Result<usize, Stop> {
     if b.first() != Some(&b'{') {
         return bad("expected a JSON object ('{')");
@@ -225,8 +225,8 @@ fn digits(b: &[u8], i: usize) -> usize {
     b[i..].iter().take_while(|c| c.is_ascii_digit()).count()
 }
 
-/// A number at `b[i]` (RFC 8259 section 6): `-`? (`0` | [1-9][0-9]*)
-/// (`.` [0-9]+)? ([eE] [+-]? [0-9]+)?. Returns the index after it.
+/// A number at `b[i]` (RFC 8259 section 6): `-? (0 | [1-9][0-9]*)
+/// (. [0-9]+)? ([eE] [+-]? [0-9]+)?`. Returns the index after it.
 fn number(b: &[u8], start: usize) -> Result<usize, Stop> {
     // The bytes ran out (more could complete the number), or `why`.
     let more_or = |i: usize, why: &str| if i == b.len() { Err(Stop::Incomplete) } else { bad(why) };

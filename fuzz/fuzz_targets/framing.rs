@@ -10,8 +10,7 @@ use std::io::IoSlice;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::OnceLock;
 
-use fdctx::testing::{Framing, Scanner};
-use fdctx::testing::validate_object;
+use fdctx::testing::{validate_object, FrameEnd, Framing, Scanner, Took};
 use fdctx::{Connection, Limits};
 use libfuzzer_sys::fuzz_target;
 
@@ -41,7 +40,7 @@ fn sizes(seed: u8, total: usize) -> Vec<usize> {
 }
 
 fn scan(framing: Framing, limits: Limits, stream: &[u8], cuts: &[usize]) -> Frames {
-    let mut s = Scanner::new(framing, limits.max_msg_bytes, limits.max_depth);
+    let mut s = Scanner::new(framing, limits.max_msg_bytes, limits.max_depth).expect("a stream framing");
     let mut out = Vec::new();
     let mut cur = Vec::new();
     let mut off = 0;
@@ -53,48 +52,80 @@ fn scan(framing: Framing, limits: Limits, stream: &[u8], cuts: &[usize]) -> Fram
         while pos < chunk.len() {
             let rest = &chunk[pos..];
             let st = s.step(rest);
+            let Took::Frame { bytes, end, .. } = st.took else {
+                assert!(st.consumed > 0 && st.consumed <= rest.len(), "whitespace or discarding takes bytes");
+                pos += st.consumed;
+                continue;
+            };
             // Only a frame rejected at a `{` that starts a line ends without
             // consuming a byte (the next frame starts at that `{`), and the
             // step after it consumes.
-            let progress = st.consumed > 0 || (!stalled && matches!(st.end, Some(Err(_))));
+            let progress = st.consumed > 0 || (!stalled && matches!(end, FrameEnd::Rejected(_)));
             assert!(progress && st.consumed <= rest.len(), "progress within the chunk");
             stalled = st.consumed == 0;
-            assert!(st.frame.start <= st.frame.end && st.frame.end <= st.consumed, "frame within the step");
-            cur.extend_from_slice(&rest[st.frame.clone()]);
-            if let Some(end) = st.end {
-                let bytes = std::mem::take(&mut cur);
-                match end {
-                    Ok(()) => {
-                        if framing == Framing::Json {
-                            assert_eq!(bytes.first(), Some(&b'{'), "a JSON frame starts with an object");
-                            assert!(matches!(bytes.last(), Some(b'}' | b']')));
-                            assert!(bytes.len() <= limits.max_msg_bytes, "within max_msg_bytes");
-                            let check = validate_object(&bytes, limits.max_depth);
-                            if let Some(refs) = st.validated {
-                                assert_eq!(check, Ok(refs), "a frame taken in one pass validates the same");
-                            }
-                            if let Err(e) = check {
-                                // As a connection does: the rest of the line
-                                // goes with a complete frame that is not JSON.
-                                s.abandon();
-                                out.push(Err(e.errno()));
-                                pos += st.consumed;
-                                continue;
-                            }
-                        }
-                        out.push(Ok(bytes));
-                    }
-                    Err(e) => out.push(Err(e.errno())),
-                }
-            }
+            assert!(bytes.start <= bytes.end && bytes.end <= st.consumed, "frame within the step");
+            cur.extend_from_slice(&rest[bytes]);
             pos += st.consumed;
+            if !matches!(end, FrameEnd::Open) {
+                out.push(frame_end(&mut s, framing, limits, std::mem::take(&mut cur), end));
+            }
         }
     }
     out
 }
 
+/// What a connection makes of the `bytes` of a frame that ended as `end`
+/// says.
+fn frame_end(s: &mut Scanner, framing: Framing, limits: Limits, bytes: Vec<u8>, end: FrameEnd) -> Result<Vec<u8>, i32> {
+    let fd_refs = match end {
+        FrameEnd::Rejected(e) => return Err(e.errno()),
+        FrameEnd::Valid { fd_refs } => Some(fd_refs),
+        FrameEnd::Complete | FrameEnd::Open => None,
+    };
+    if framing == Framing::Json {
+        assert_eq!(bytes.first(), Some(&b'{'), "a JSON frame starts with an object");
+        assert!(matches!(bytes.last(), Some(b'}' | b']')));
+        assert!(bytes.len() <= limits.max_msg_bytes, "within max_msg_bytes");
+        let check = validate_object(&bytes, limits.max_depth);
+        if let Some(refs) = fd_refs {
+            assert_eq!(check, Ok(refs), "a frame taken in one pass validates the same");
+        }
+        if let Err(e) = check {
+            // As a connection does: the rest of the line goes with a
+            // complete frame that is not JSON.
+            s.abandon();
+            return Err(e.errno());
+        }
+    }
+    Ok(bytes)
+}
+
 fn open_fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+/// Writes `bytes` to `client` in one `sendmsg`, with the read end of a new
+/// pipe when `with_fd`; returns the pipe's write end (non-blocking) then,
+/// to tell later whether the read end is still open anywhere.
+fn send(client: &OwnedFd, bytes: &[u8], with_fd: bool) -> Option<OwnedFd> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let raw = [r.as_raw_fd()];
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&raw)];
+    let cmsgs: &[nix::sys::socket::ControlMessage<'_>] = if with_fd { &cmsg } else { &[] };
+    let sent = nix::sys::socket::sendmsg::<()>(
+        client.as_raw_fd(),
+        &[IoSlice::new(bytes)],
+        cmsgs,
+        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .unwrap();
+    assert_eq!(sent, bytes.len());
+    drop(r);
+    with_fd.then(|| {
+        nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).unwrap();
+        w
+    })
 }
 
 /// Sends the stream in the given writes through a socket pair, reading
@@ -126,27 +157,9 @@ fn through_connection(
     };
     let mut off = 0;
     for (i, &n) in cuts.iter().enumerate() {
-        let bytes = &stream[off..off + n];
-        off += n;
         let with_fd = (usize::from(seed) + i) % 3 == 0;
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-        let raw = [r.as_raw_fd()];
-        let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&raw)];
-        let cmsgs: &[nix::sys::socket::ControlMessage<'_>] = if with_fd { &cmsg } else { &[] };
-        let sent = nix::sys::socket::sendmsg::<()>(
-            client.as_raw_fd(),
-            &[IoSlice::new(bytes)],
-            cmsgs,
-            nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
-            None,
-        )
-        .unwrap();
-        assert_eq!(sent, n);
-        drop(r);
-        if with_fd {
-            nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).unwrap();
-            writers.push(w);
-        }
+        writers.extend(send(&client, &stream[off..off + n], with_fd));
+        off += n;
         drain(&mut conn, &mut got);
     }
     drop(client);

@@ -2,7 +2,8 @@
 //! command out, each with the fds sent with that command.
 //!
 //! * `recv`: `recvmsg(2)` with every fd owned from the moment it arrives.
-//! * `framing`: where one command ends (JSON, line, packet).
+//! * `framing`: where one command ends in a stream (JSON, line; a packet
+//!   is one command).
 //! * `json`: checking a command is one JSON object, without building it.
 //! * [`assoc`]: the association service: which command owns which fds,
 //!   limits, the hold deadline.

@@ -11,7 +11,7 @@ pub mod ffi {
     pub use crate::ffi::*;
 }
 
-pub use crate::monitor::framing::{Framing, Scanner};
+pub use crate::monitor::framing::{FrameEnd, Framing, Scanner, Step, Took};
 pub use crate::monitor::json::{check_object, validate_object, Checked};
 pub use crate::monitor::peer::peer_inode;
 pub use crate::monitor::recv::{recv_with_fds, CMSG_WORDS};

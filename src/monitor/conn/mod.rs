@@ -28,7 +28,6 @@
 //! connection's own peer socket is refused at once ([`Refusal::PeerSocket`],
 //! the fd closed) where the kernel can tell (see `peer`).
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
@@ -37,57 +36,10 @@ use crate::error::Error;
 use crate::fds::context::FdList;
 use crate::monitor::assoc::{attach_point, Assoc};
 pub use crate::monitor::framing::Framing;
-use crate::monitor::framing::{validate_text, Scanner};
+use crate::monitor::framing::{validate_text, FrameEnd, Scanner, Took};
 use crate::monitor::json::{is_ws, validate_object};
 pub use crate::monitor::limits::Limits;
 use crate::monitor::message::{Message, Refusal};
-use crate::monitor::recv::{peek_packet_len, recv_fd_list, CMSG_WORDS};
-
-/// Turns on `SO_TIMESTAMP` on a packet socket: the kernel then attaches a
-/// timestamp to every packet it returns, an empty one included, and none
-/// to the end of the stream (`__unix_dgram_recvmsg()` in
-/// `net/unix/af_unix.c` adds it only when it dequeued a packet). That is
-/// how an empty packet is told from the end, even when more empty packets
-/// are queued behind it. Best effort: without it, an empty packet that
-/// arrives just before the peer closes may read as the end.
-fn enable_timestamps(sock: BorrowedFd<'_>) {
-    use nix::sys::socket::{setsockopt, sockopt};
-    let _ = setsockopt(&sock, sockopt::ReceiveTimestamp, &true);
-}
-
-/// Bytes asked of the kernel per read on a stream socket.
-const STREAM_READ: usize = 64 * 1024;
-
-/// Per-thread receive buffers: a connection keeps only the frame in
-/// progress, so an idle connection costs a few hundred bytes.
-struct Scratch {
-    buf: Vec<u8>,
-    cmsg: Box<[u64; CMSG_WORDS]>,
-}
-
-impl Scratch {
-    fn new() -> Scratch {
-        Scratch { buf: Vec::new(), cmsg: Box::new([0; CMSG_WORDS]) }
-    }
-}
-
-thread_local! {
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new());
-}
-
-/// Runs `f` with this thread's buffers, or with fresh ones while the
-/// thread's locals are being torn down.
-fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
-    let mut f = Some(f);
-    let done = SCRATCH.try_with(|s| match s.try_borrow_mut() {
-        Ok(mut scratch) => Some((f.take().expect("called once"))(&mut scratch)),
-        Err(_) => None,
-    });
-    match done {
-        Ok(Some(v)) => v,
-        _ => (f.take().expect("called once"))(&mut Scratch::new()),
-    }
-}
 
 /// What the caller's read reported besides its bytes and fds, for
 /// [`Connection::feed`].
@@ -123,7 +75,8 @@ pub struct Connection<S: AsFd = OwnedFd> {
     sock: Option<S>,
     framing: Framing,
     limits: Limits,
-    scanner: Scanner,
+    /// Where a stream's commands end; `None` for packet framing.
+    scanner: Option<Scanner>,
     /// Bytes of the frame in progress (empty between frames).
     current: Vec<u8>,
     /// Which command owns which fds: the association service.
@@ -143,26 +96,6 @@ impl<S: AsFd> std::fmt::Debug for Connection<S> {
             .field("eof", &self.eof)
             .finish()
     }
-}
-
-/// Checks that `sock` is a socket that `framing` can read: packet framing
-/// needs a `SOCK_SEQPACKET` or `SOCK_DGRAM` socket (on a stream it would
-/// never see a message boundary), and then turns on its timestamps (see
-/// [`enable_timestamps`]); JSON and line framing need a `SOCK_STREAM`
-/// socket (on a packet socket a read of a fixed size would cut a larger
-/// packet, and the kernel drops the rest: `MSG_TRUNC` in `recvmsg(2)`).
-fn check_socket(sock: BorrowedFd<'_>, framing: Framing) -> Result<(), Error> {
-    use nix::sys::socket::{getsockopt, sockopt, SockType};
-    let ty = getsockopt(&sock, sockopt::SockType).map_err(|e| Error::sys("getsockopt(SO_TYPE)", e))?;
-    if framing == Framing::Packet {
-        if ty == SockType::Stream {
-            return Err(Error::InvalidArgument("packet framing needs a SOCK_SEQPACKET or SOCK_DGRAM socket"));
-        }
-        enable_timestamps(sock);
-    } else if ty != SockType::Stream {
-        return Err(Error::InvalidArgument("JSON and line framing need a SOCK_STREAM socket (use packet framing)"));
-    }
-    Ok(())
 }
 
 impl Connection {
@@ -191,7 +124,7 @@ impl<S: AsFd> Connection<S> {
     /// JSON or line framing on any other kind of socket, or a limit above
     /// its maximum.
     pub fn new(sock: S, framing: Framing, limits: Limits) -> Result<Connection<S>, Error> {
-        check_socket(sock.as_fd(), framing)?;
+        socket::check_socket(sock.as_fd(), framing)?;
         crate::monitor::recv::inline_out_of_band(sock.as_fd())?;
         let mut conn = Connection::build(Some(sock), framing, limits)?;
         let sock = conn.sock.as_ref().expect("built with its socket").as_fd();
@@ -342,37 +275,19 @@ impl<S: AsFd> Connection<S> {
     /// command in progress is delivered as it is with
     /// [`Refusal::HoldExpired`] and the rest of its line discarded; fds
     /// waiting for a command make that command fail the same way.
+    #[inline]
     fn expire_due(&mut self) {
         if !self.assoc.due() {
             return;
         }
-        let in_frame = self.scanner.in_frame();
+        let in_frame = self.scanner.as_ref().is_some_and(Scanner::in_frame);
         if let Some(why) = self.assoc.expire(in_frame) {
-            self.scanner.abandon();
+            if let Some(scanner) = &mut self.scanner {
+                scanner.abandon();
+            }
             let data = std::mem::take(&mut self.current);
             self.ready.push_back(Message::refused(data, why));
         }
-    }
-
-    /// Waits up to `left` for the socket to become readable, when it is in
-    /// blocking mode; `Ok(false)` when the time ran out (or a signal came).
-    /// A non-blocking socket is not waited for.
-    fn readable_within(&self, left: Duration) -> Result<bool, Error> {
-        use nix::fcntl::{fcntl, FcntlArg, OFlag};
-        let fl = fcntl(self.sock(), FcntlArg::F_GETFL).map_err(|e| Error::sys("fcntl(F_GETFL)", e))?;
-        if OFlag::from_bits_retain(fl).contains(OFlag::O_NONBLOCK) {
-            return Ok(true);
-        }
-        // Round up, so a wake-up never comes before the deadline.
-        let ms = left.as_micros().div_ceil(1000).min(libc::c_int::MAX as u128) as libc::c_int;
-        let mut pfd = libc::pollfd { fd: self.sock().as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if n < 0 {
-            let e = nix::errno::Errno::last();
-            return if e == nix::errno::Errno::EINTR { Ok(false) } else { Err(Error::sys("poll", e)) };
-        }
-        Ok(n > 0)
     }
 
     /// A read's fault: the peer socket among its fds, a peer check that
@@ -381,87 +296,6 @@ impl<S: AsFd> Connection<S> {
     fn fault(&mut self, fds: &[Option<OwnedFd>], fds_lost: bool) -> Option<Refusal> {
         let sock = self.sock.as_ref().map(|s| s.as_fd());
         self.assoc.fault(sock, fds, fds_lost)
-    }
-
-    fn read_once(&mut self) -> Result<(), Error> {
-        with_scratch(|scratch| match self.framing {
-            Framing::Packet => self.read_packet(scratch),
-            _ => self.read_stream(scratch),
-        })
-    }
-
-    fn read_stream(&mut self, scratch: &mut Scratch) -> Result<(), Error> {
-        if scratch.buf.len() < STREAM_READ {
-            scratch.buf.resize(STREAM_READ, 0);
-        }
-        let got = recv_fd_list(self.sock(), &mut scratch.buf[..STREAM_READ], &mut scratch.cmsg)
-            .map_err(|e| Error::sys("recvmsg", e))?;
-        if got.bytes == 0 {
-            // End of stream; a stream read returns fds only with bytes.
-            drop(got.fds);
-            self.end_of_stream();
-        } else {
-            let fault = self.fault(&got.fds, got.fds_lost);
-            self.on_stream(&scratch.buf[..got.bytes], got.fds, fault);
-        }
-        Ok(())
-    }
-
-    /// One packet, received into a buffer of exactly its size: memory
-    /// follows what arrives, not `max_msg_bytes`.
-    fn read_packet(&mut self, scratch: &mut Scratch) -> Result<(), Error> {
-        let size = peek_packet_len(self.sock()).map_err(|e| Error::sys("recv(MSG_PEEK)", e))?;
-        let max = self.limits.max_msg_bytes;
-        let mut data = Vec::new();
-        if size <= max {
-            // One byte more, for the NUL the message appends.
-            data.try_reserve_exact(size + 1)
-                .map_err(|_| Error::sys("allocating a packet buffer", nix::errno::Errno::ENOMEM))?;
-            data.resize(size, 0);
-        }
-        // A packet over the limit is received into no room at all: the
-        // kernel drops its bytes and reports MSG_TRUNC.
-        let got = recv_fd_list(self.sock(), &mut data, &mut scratch.cmsg).map_err(|e| Error::sys("recvmsg", e))?;
-        data.truncate(got.bytes);
-        // A packet, even an empty one, brings its timestamp; the end brings
-        // no control data at all.
-        if got.bytes == 0 && !got.control && !got.truncated && !got.fds_lost && self.peer_gone() {
-            self.end_of_stream();
-            return Ok(());
-        }
-        let fault = self.fault(&got.fds, got.fds_lost);
-        self.on_packet(data, got.fds, fault, got.truncated);
-        Ok(())
-    }
-
-    /// After an empty read on a packet socket: end of stream, or an empty
-    /// packet? The end is when the socket polls hung up — the peer closed
-    /// or shut down writing (seqpacket), or this side shut down reading —
-    /// and nothing is queued any more (`POLLHUP`/`POLLRDHUP` and `SIOCINQ`,
-    /// see `unix_dgram_poll()` and `unix_inq_len()` in `net/unix/af_unix.c`).
-    /// `SIOCINQ` counts bytes, so it cannot see empty packets still queued:
-    /// that a read took an empty packet is known from its timestamp (see
-    /// [`enable_timestamps`]).
-    fn peer_gone(&self) -> bool {
-        let fd = AsRawFd::as_raw_fd(&self.sock());
-        let mut pfd = libc::pollfd { fd, events: libc::POLLIN | libc::POLLRDHUP, revents: 0 };
-        loop {
-            // SAFETY: one valid pollfd, a zero timeout.
-            let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-            if n >= 0 {
-                break;
-            }
-            if nix::errno::Errno::last() != nix::errno::Errno::EINTR {
-                return true;
-            }
-        }
-        if pfd.revents & (libc::POLLHUP | libc::POLLRDHUP) == 0 {
-            return false;
-        }
-        let mut queued: libc::c_int = 0;
-        // SAFETY: FIONREAD (SIOCINQ) writes one int to a live local.
-        let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) };
-        r < 0 || queued == 0
     }
 
     /// One packet: its bytes (empty when `truncated`, i.e. larger than
@@ -493,23 +327,32 @@ impl<S: AsFd> Connection<S> {
         let at = at.unwrap_or(chunk.len());
         let mut pos = 0;
         while pos < chunk.len() {
-            let step = self.scanner.step(&chunk[pos..]);
+            let step = match &mut self.scanner {
+                Some(scanner) => scanner.step(&chunk[pos..]),
+                None => break,
+            };
             if pos + step.consumed > at {
                 self.assoc.attach();
             }
-            let bytes = &chunk[pos..][step.frame.clone()];
-            if step.discard_nonws {
-                self.assoc.discard();
-            }
-            if step.frame_nonws {
-                self.assoc.command_byte();
-            }
-            match step.end {
-                None => self.current.extend_from_slice(bytes),
-                Some(end) => {
-                    let mut msg = self.complete_frame(bytes, end, step.validated);
-                    msg.attach_fds(self.assoc.complete());
-                    self.ready.push_back(msg);
+            match step.took {
+                Took::Gap => {}
+                Took::Discarded { nonws } => {
+                    if nonws {
+                        self.assoc.discard();
+                    }
+                }
+                Took::Frame { bytes, nonws, end } => {
+                    if nonws {
+                        self.assoc.command_byte();
+                    }
+                    let bytes = &chunk[pos..][bytes];
+                    if let FrameEnd::Open = end {
+                        self.current.extend_from_slice(bytes);
+                    } else {
+                        let mut msg = self.complete_frame(bytes, end);
+                        msg.attach_fds(self.assoc.complete());
+                        self.ready.push_back(msg);
+                    }
                 }
             }
             pos += step.consumed;
@@ -517,12 +360,9 @@ impl<S: AsFd> Connection<S> {
         self.assoc.attach();
     }
 
-    /// Builds the message for a frame that just ended; `tail` is its last
-    /// bytes from the current read; `validated`, what the scanner's pass
-    /// over a frame whole in this read found (see [`Step::validated`]).
-    ///
-    /// [`Step::validated`]: crate::monitor::framing::Step::validated
-    fn complete_frame(&mut self, tail: &[u8], end: Result<(), Error>, validated: Option<Option<usize>>) -> Message {
+    /// Builds the message for a frame that just ended, as `end` says;
+    /// `tail` is its last bytes from the current read.
+    fn complete_frame(&mut self, tail: &[u8], end: FrameEnd) -> Message {
         // Between frames `current` has no allocation, so a frame that fits
         // in one read costs one exact allocation (with the byte for the NUL
         // the message appends).
@@ -530,26 +370,28 @@ impl<S: AsFd> Connection<S> {
         data.reserve_exact(tail.len() + 1);
         data.extend_from_slice(tail);
         let check = match end {
-            Err(e) => {
+            FrameEnd::Rejected(e) => {
+                let e = *e;
                 if matches!(e, Error::TooLarge { .. }) {
                     data = Vec::new();
                 }
                 Err(e)
             }
-            Ok(()) if self.framing == Framing::Json => {
-                let check = match validated {
-                    Some(fd_refs) => Ok(fd_refs),
-                    None => validate_object(&data, self.limits.max_depth),
-                };
+            FrameEnd::Valid { fd_refs } => Ok(fd_refs),
+            FrameEnd::Complete if self.framing == Framing::Json => {
+                let check = validate_object(&data, self.limits.max_depth);
                 if check.is_err() {
                     // After a malformed command the reader cannot know where
                     // the client meant the next one to start: the rest of
                     // the line goes too (see the framing module's doc).
-                    self.scanner.abandon();
+                    if let Some(scanner) = &mut self.scanner {
+                        scanner.abandon();
+                    }
                 }
                 check
             }
-            Ok(()) => {
+            // A line (`Open` is not passed here).
+            _ => {
                 if data.last() == Some(&b'\r') {
                     data.pop();
                 }
@@ -568,42 +410,12 @@ impl<S: AsFd> Connection<S> {
     }
 }
 
+mod socket;
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::fdcount::FdLeakCheck;
-    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-
-    fn pair(ty: SockType) -> (OwnedFd, OwnedFd) {
-        socketpair(AddressFamily::Unix, ty, None, SockFlag::SOCK_CLOEXEC).unwrap()
-    }
-
-    #[test]
-    fn each_framing_reads_only_the_socket_kind_it_can_frame() {
-        let _leaks = FdLeakCheck::new();
-        let (stream, _s) = pair(SockType::Stream);
-        let (packet, _p) = pair(SockType::SeqPacket);
-        let (pipe_r, _pipe_w) = nix::unistd::pipe().unwrap();
-        assert!(check_socket(stream.as_fd(), Framing::Json).is_ok());
-        assert!(check_socket(stream.as_fd(), Framing::Line).is_ok());
-        assert!(check_socket(packet.as_fd(), Framing::Packet).is_ok());
-        let errno = |r: Result<(), Error>| r.map_err(|e| e.errno());
-        assert_eq!(errno(check_socket(stream.as_fd(), Framing::Packet)), Err(libc::EINVAL));
-        assert_eq!(errno(check_socket(packet.as_fd(), Framing::Json)), Err(libc::EINVAL));
-        assert_eq!(errno(check_socket(pipe_r.as_fd(), Framing::Json)), Err(libc::ENOTSOCK));
-    }
-
-    #[test]
-    fn a_read_nested_in_a_read_gets_buffers_of_its_own() {
-        let _leaks = FdLeakCheck::new();
-        let outer = with_scratch(|s| {
-            s.buf.resize(3, 7);
-            // The thread's buffers are in use: the inner call must not see them.
-            with_scratch(|inner| inner.buf.len())
-        });
-        assert_eq!(outer, 0);
-        assert_eq!(with_scratch(|s| s.buf.len()), 3, "the thread's buffers are kept between reads");
-    }
 
     #[test]
     fn a_fed_connection_holds_no_socket_and_drops_what_it_holds() {

@@ -37,12 +37,12 @@ impl Message {
     /// the highest `/dev/fd/N` they name, or why they are bad. No fds yet.
     /// A NUL is appended to the bytes: a caller that leaves room for it
     /// saves a reallocation.
-    pub(crate) fn new(mut data: Vec<u8>, check: Result<Option<usize>, Error>) -> Message {
+    pub(crate) fn new(mut data: Vec<u8>, check: Result<Option<usize>, Refusal>) -> Message {
         data.push(0);
         let mut msg = Message { data, ctx: Context::new(), status: None, fd_refs: None, json: OnceCell::new() };
         match check {
             Ok(fd_refs) => msg.fd_refs = fd_refs,
-            Err(e) => msg.fail(Refusal::of_frame(e)),
+            Err(why) => msg.fail(why),
         }
         msg
     }
@@ -205,19 +205,6 @@ impl Refusal {
         };
         e as i32
     }
-
-    /// What the scanner or the validator found wrong with a command's
-    /// bytes: only `TooLarge`, `MalformedJson` and `InvalidUtf8` are made
-    /// there; anything else would be a bug, and is reported as malformed
-    /// rather than dispatched.
-    pub(crate) fn of_frame(e: Error) -> Refusal {
-        match e {
-            Error::TooLarge { limit } => Refusal::TooLarge { limit },
-            Error::MalformedJson(why) => Refusal::MalformedJson(why),
-            Error::InvalidUtf8 => Refusal::InvalidUtf8,
-            other => Refusal::MalformedJson(other.to_string()),
-        }
-    }
 }
 
 impl From<Refusal> for Error {
@@ -299,7 +286,5 @@ mod tests {
         m.fail(Refusal::HoldExpired { limit_ms: 1 });
         m.fail(Refusal::FdsLost);
         assert_eq!((m.status(), m.fds().count()), (Err(&Refusal::HoldExpired { limit_ms: 1 }), 0));
-        let m = Message::new(b"{".to_vec(), Err(Error::AlreadyTaken { index: 0 }));
-        assert_eq!(m.status().unwrap_err().errno(), libc::EBADMSG, "a frame error the scanner cannot make");
     }
 }

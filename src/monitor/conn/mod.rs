@@ -302,7 +302,7 @@ impl<S: AsFd> Connection<S> {
     /// `max_msg_bytes`), its fds and what was wrong with them.
     fn on_packet(&mut self, data: Vec<u8>, fds: FdList, fault: Option<Refusal>, truncated: bool) {
         let check = if truncated {
-            Err(Error::TooLarge { limit: self.limits.max_msg_bytes })
+            Err(Refusal::TooLarge { limit: self.limits.max_msg_bytes })
         } else if data.iter().find(|&&b| !is_ws(b)) == Some(&b'{') {
             validate_object(&data, self.limits.max_depth)
         } else {
@@ -372,7 +372,7 @@ impl<S: AsFd> Connection<S> {
         let check = match end {
             FrameEnd::Rejected(e) => {
                 let e = *e;
-                if matches!(e, Error::TooLarge { .. }) {
+                if matches!(e, Refusal::TooLarge { .. }) {
                     data = Vec::new();
                 }
                 Err(e)

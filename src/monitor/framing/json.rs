@@ -23,8 +23,8 @@
 //! [`validate_object`]: crate::monitor::json::validate_object
 
 use super::{after_gap, discard, frame_start, FrameEnd, Mode, Size, Step, Took};
-use crate::error::Error;
 use crate::monitor::json::{check_object, is_ws, Checked, Nesting};
+use crate::monitor::message::Refusal;
 
 /// The scanner of [`super::Framing::Json`].
 #[derive(Debug)]
@@ -247,8 +247,8 @@ impl JsonScanner {
     }
 }
 
-fn malformed(why: &str) -> Error {
-    Error::MalformedJson(why.to_owned())
+fn malformed(why: &str) -> Refusal {
+    Refusal::MalformedJson(why.to_owned())
 }
 
 impl Tokens {
@@ -265,10 +265,10 @@ impl Tokens {
 
     /// Takes one token byte outside strings (not whitespace, not inside a
     /// number or literal): `Ok(true)` when it closes the frame.
-    fn take(&mut self, b: u8) -> Result<bool, Error> {
+    fn take(&mut self, b: u8) -> Result<bool, Refusal> {
         use Expect::*;
         let in_object = self.nesting.in_object();
-        let unexpected = |what: &str| Err(Error::MalformedJson(format!("unexpected {what}")));
+        let unexpected = |what: &str| Err(Refusal::MalformedJson(format!("unexpected {what}")));
         match (b, self.expect) {
             (b'"', KeyOrClose | Key) => (self.in_string, self.key) = (true, true),
             (b'"', Value | ValueOrClose) => (self.in_string, self.key) = (true, false),

@@ -19,8 +19,8 @@
 
 use std::ops::Range;
 
-use crate::error::Error;
 use crate::monitor::json::is_ws;
+use crate::monitor::message::Refusal;
 
 mod json;
 mod line;
@@ -86,13 +86,13 @@ pub enum FrameEnd {
     /// frame cut short by a line that starts with `{`). Boxed: a rejection
     /// is rare, and a step without the error inline stays small enough to
     /// move through the receive path without copies.
-    Rejected(Box<Error>),
+    Rejected(Box<Refusal>),
 }
 
 impl FrameEnd {
     /// The frame was rejected because of `e`.
     #[cold]
-    fn rejected(e: Error) -> FrameEnd {
+    fn rejected(e: Refusal) -> FrameEnd {
         FrameEnd::Rejected(Box::new(e))
     }
 }
@@ -183,8 +183,8 @@ impl Size {
         self.len + more > self.max
     }
 
-    fn too_large(&self) -> Error {
-        Error::TooLarge { limit: self.max }
+    fn too_large(&self) -> Refusal {
+        Refusal::TooLarge { limit: self.max }
     }
 }
 
@@ -218,8 +218,8 @@ fn after_gap(mut step: Step, start: usize) -> Step {
 
 /// Validates one complete frame that is not JSON: it must be UTF-8. Same
 /// result type as [`crate::monitor::json::validate_object`], naming no fds.
-pub fn validate_text(frame: &[u8]) -> Result<Option<usize>, Error> {
-    std::str::from_utf8(frame).map(|_| None).map_err(|_| Error::InvalidUtf8)
+pub fn validate_text(frame: &[u8]) -> Result<Option<usize>, Refusal> {
+    std::str::from_utf8(frame).map(|_| None).map_err(|_| Refusal::InvalidUtf8)
 }
 
 #[cfg(test)]

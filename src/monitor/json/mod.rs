@@ -18,8 +18,8 @@
 //! refused, as serde_json refuses it: RFC 8259 section 6 lets parsers
 //! bound the range).
 
-use crate::error::Error;
 use crate::fds::fdpath;
+use crate::monitor::message::Refusal;
 
 mod nesting;
 pub(crate) use nesting::Nesting;
@@ -34,7 +34,7 @@ pub enum Checked {
     /// be part of one.
     Incomplete,
     /// Not JSON, not UTF-8, or nested too deep: why.
-    Bad(Error),
+    Bad(Refusal),
 }
 
 /// Checks the JSON object that starts at `bytes[0]`, nested at most
@@ -52,10 +52,10 @@ pub fn check_object(bytes: &[u8], max_depth: usize) -> Checked {
 /// Validates one complete frame as JSON: an object, with only whitespace
 /// before and after it. Returns the highest `/dev/fd/N` it names, so the
 /// caller can check the command brought that many. Bytes that are not
-/// UTF-8 anywhere in the frame are [`Error::InvalidUtf8`] whatever else is
+/// UTF-8 anywhere in the frame are [`Refusal::InvalidUtf8`] whatever else is
 /// wrong with them. A stream's scanner bounds the depth already; a packet
 /// has none, so for a packet this is where its depth is bounded.
-pub fn validate_object(frame: &[u8], max_depth: usize) -> Result<Option<usize>, Error> {
+pub fn validate_object(frame: &[u8], max_depth: usize) -> Result<Option<usize>, Refusal> {
     let start = frame.iter().position(|&b| !is_ws(b)).unwrap_or(frame.len());
     let result = match frame.get(start) {
         Some(b'{') => match check_object(&frame[start..], max_depth) {
@@ -69,7 +69,7 @@ pub fn validate_object(frame: &[u8], max_depth: usize) -> Result<Option<usize>, 
         _ => Err(malformed("expected a JSON object ('{')")),
     };
     match result {
-        Err(_) if std::str::from_utf8(frame).is_err() => Err(Error::InvalidUtf8),
+        Err(_) if std::str::from_utf8(frame).is_err() => Err(Refusal::InvalidUtf8),
         r => r,
     }
 }
@@ -79,14 +79,14 @@ pub fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
-fn malformed(why: &str) -> Error {
-    Error::MalformedJson(why.to_owned())
+fn malformed(why: &str) -> Refusal {
+    Refusal::MalformedJson(why.to_owned())
 }
 
 /// Why checking stopped before the object's end.
 enum Stop {
     Incomplete,
-    Bad(Error),
+    Bad(Refusal),
 }
 
 fn bad<T>(why: &str) -> Result<T, Stop> {
@@ -387,7 +387,7 @@ fn escape(b: &[u8], at: usize) -> Result<usize, Stop> {
 /// table 3-7 (RFC 3629 section 4): no overlong form, no surrogate, nothing
 /// above U+10FFFF.
 fn utf8_char(b: &[u8], at: usize) -> Result<usize, Stop> {
-    let not_utf8 = || Err(Stop::Bad(Error::InvalidUtf8));
+    let not_utf8 = || Err(Stop::Bad(Refusal::InvalidUtf8));
     let (len, second) = match b[at] {
         0xc2..=0xdf => (2, 0x80..=0xbf),
         0xe0 => (3, 0xa0..=0xbf),

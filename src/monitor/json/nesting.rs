@@ -1,7 +1,7 @@
 //! The open containers of a JSON text: the one nesting stack the validator
 //! and the stream scanner both keep.
 
-use crate::error::Error;
+use crate::monitor::message::Refusal;
 
 /// Deepest nesting a [`Nesting`] can hold: one bit per level in a `u128`,
 /// the outermost object included (as [`crate::monitor::limits::MAX_DEPTH_LIMIT`]).
@@ -21,9 +21,9 @@ pub struct Nesting {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TooDeep(pub usize);
 
-impl From<TooDeep> for Error {
-    fn from(TooDeep(max): TooDeep) -> Error {
-        Error::MalformedJson(format!("nested deeper than {max} levels"))
+impl From<TooDeep> for Refusal {
+    fn from(TooDeep(max): TooDeep) -> Refusal {
+        Refusal::MalformedJson(format!("nested deeper than {max} levels"))
     }
 }
 

@@ -162,19 +162,19 @@ fn validation_finds_fd_references() {
     assert_eq!(validate_object(br#"{"/dev/fd/9":"x"}"#, 64), Ok(None));
     assert_eq!(validate_object(br#"{"a":"/dev/fd/01"}"#, 64), Ok(None));
     assert_eq!(validate_object(br#"{"a":"\/dev\/fd\/3"}"#, 64), Ok(Some(3)));
-    assert!(matches!(validate_object(br#"{"a":1,}"#, 64), Err(Error::MalformedJson(_))));
-    assert!(matches!(validate_object(b"{\"a\":\"\xff\"}", 64), Err(Error::InvalidUtf8)));
+    assert!(matches!(validate_object(br#"{"a":1,}"#, 64), Err(Refusal::MalformedJson(_))));
+    assert!(matches!(validate_object(b"{\"a\":\"\xff\"}", 64), Err(Refusal::InvalidUtf8)));
     assert_eq!(validate_object(br#"{"a":[{"b":[]}]}"#, 4), Ok(None));
-    assert!(matches!(validate_object(br#"{"a":[{"b":[]}]}"#, 3), Err(Error::MalformedJson(_))));
+    assert!(matches!(validate_object(br#"{"a":[{"b":[]}]}"#, 3), Err(Refusal::MalformedJson(_))));
 }
 
 #[test]
 fn depth_and_utf8_errors() {
     let _leaks = FdLeakCheck::new();
     assert_eq!(validate_object(br#"{"a":[{"b":[]}]}"#, 4), Ok(None));
-    assert!(matches!(validate_object(br#"{"a":[{"b":[]}]}"#, 3), Err(Error::MalformedJson(_))));
-    assert_eq!(validate_object(b"{\"a\":\"\xff\"}", 4), Err(Error::InvalidUtf8));
+    assert!(matches!(validate_object(br#"{"a":[{"b":[]}]}"#, 3), Err(Refusal::MalformedJson(_))));
+    assert_eq!(validate_object(b"{\"a\":\"\xff\"}", 4), Err(Refusal::InvalidUtf8));
     // Not UTF-8 anywhere wins over other faults.
-    assert_eq!(validate_object(b"{\"a\" \xff}", 4), Err(Error::InvalidUtf8));
-    assert!(matches!(validate_object(b"{\"a\":1", 4), Err(Error::MalformedJson(_))));
+    assert_eq!(validate_object(b"{\"a\" \xff}", 4), Err(Refusal::InvalidUtf8));
+    assert!(matches!(validate_object(b"{\"a\":1", 4), Err(Refusal::MalformedJson(_))));
 }

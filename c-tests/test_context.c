@@ -250,7 +250,7 @@ static void test_many(void)
     CHECK(ok);
 }
 
-/* The strict /dev/fd/N grammar (src/fdpath.rs, docs/ARCHITECTURE.md). */
+/* The strict /dev/fd/N grammar (src/fds/fdpath.rs, docs/ARCHITECTURE.md). */
 static void test_index_grammar(void)
 {
     static const struct {

@@ -77,7 +77,6 @@ need_tool = scripts/need tool $(1) "$(firstword $(2))" "$(3)"
 need_c_toolchain = $(call need_tool,$(1),$(CC),gcc) && $(call need_tool,$(1),$(PKG_CONFIG),pkg-config)
 need_pkg = PKG_CONFIG="$(PKG_CONFIG)" scripts/need pkg $(1) $(2)
 need_sanitizers = scripts/need sanitizers $(1) "$(CC)" $(ASAN_FLAGS)
-need_rust = scripts/need rust $(1) $(2)
 
 # ---- building ------------------------------------------------------------
 
@@ -161,9 +160,10 @@ check-doc:
 # The library (not the tests) built by Cargo.toml's rust-version, in its own target dir.
 check-msrv:
 	@echo "== MSRV: the library built with Rust $(MSRV) (Cargo.toml's rust-version)"
-	@$(call need_rust,$@,$(MSRV))
-	$(CARGO) +$(MSRV) build --lib --locked --target-dir $(TARGET_DIR)/msrv
-	@echo "msrv: 1 passed, 0 failed"
+	@rustup run $(MSRV) rustc --version >/dev/null 2>&1 || { \
+	    echo "SKIP check-msrv: Rust $(MSRV) is not installed ('make deps': rustup toolchain install $(MSRV))"; \
+	    echo "msrv: 0 passed, 0 failed, 1 skipped"; exit 0; } && \
+	$(CARGO) +$(MSRV) build --lib --locked --target-dir $(TARGET_DIR)/msrv && echo "msrv: 1 passed, 0 failed"
 
 check-rust:
 	@echo "== cargo test"

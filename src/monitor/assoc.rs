@@ -320,15 +320,15 @@ impl Assoc {
     /// waiting for a command make the next command fail that way.
     pub fn expire(&mut self, in_command: bool) -> Option<Refusal> {
         let why = Refusal::HoldExpired { limit_ms: self.max_hold_ms };
-        self.held_since = None;
         self.waiting.expire(why.clone());
         self.current.fds.clear();
-        if in_command {
+        let answer = in_command.then(|| {
             self.current = FdBatch::default();
             self.waiting = FdBatch::default();
-            return Some(why);
-        }
-        None
+            why
+        });
+        self.note_hold();
+        answer
     }
 
     /// End of stream, or the connection ends: every fd held is closed.
@@ -336,11 +336,12 @@ impl Assoc {
         self.pending = None;
         self.current = FdBatch::default();
         self.waiting = FdBatch::default();
-        self.held_since = None;
+        self.note_hold();
     }
 
     /// Whether fds are held now, and since when: a hold starts with the
-    /// first fd held and ends when none is.
+    /// first fd held and ends when none is. The one place the hold's start
+    /// is written.
     fn note_hold(&mut self) {
         if self.current.holds_fds() || self.waiting.holds_fds() {
             self.held_since.get_or_insert_with(Instant::now);

@@ -353,7 +353,7 @@ static void test_too_large(void)
 
 /* qemu.qmp sends one space with the fd, then the command without: the fd
  * waits for the next command (the association rule of fdctx_conn_feed()
- * and src/monitor/conn/). */
+ * and src/monitor/assoc.rs). */
 static void test_fd_before_command(void)
 {
     struct seen s;

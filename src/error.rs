@@ -194,11 +194,13 @@ impl From<Error> for std::io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::fdcount::FdLeakCheck;
 
     /// The errno of each error is part of the C ABI: `-errno()` is what
     /// every `int` call returns.
     #[test]
     fn each_error_keeps_its_errno() {
+        let _leaks = FdLeakCheck::new();
         let table = [
             (Error::NoSuchIndex { index: 1, count: 0 }, libc::EBADF),
             (Error::AlreadyTaken { index: 0 }, libc::EBADFD),
@@ -231,6 +233,7 @@ mod tests {
 
     #[test]
     fn no_such_index_says_which_fds_were_sent() {
+        let _leaks = FdLeakCheck::new();
         let text = |index, count| Error::NoSuchIndex { index, count }.to_string();
         assert!(text(0, 0).ends_with("(no fd was)"));
         assert!(text(1, 1).ends_with("(only /dev/fd/0 was)"));
@@ -239,6 +242,7 @@ mod tests {
 
     #[test]
     fn a_system_error_reads_as_strerror_and_keeps_its_errno_through_io() {
+        let _leaks = FdLeakCheck::new();
         let e = Error::sys("recvmsg", Errno::EMFILE);
         assert_eq!(e.to_string(), "recvmsg: Too many open files");
         let io: std::io::Error = e.into();

@@ -350,8 +350,18 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
+    /// The fd accounting every test holds: with the `testing` feature, as
+    /// `make check` builds these tests; a plain `cargo test` has none.
+    #[cfg(feature = "testing")]
+    fn leak_check() -> fdctx::testing::fdcount::FdLeakCheck {
+        fdctx::testing::fdcount::FdLeakCheck::new()
+    }
+    #[cfg(not(feature = "testing"))]
+    fn leak_check() -> impl Sized {}
+
     #[test]
     fn fd_specs_take_a_mode_suffix_and_names_may_hold_colons() {
+        let _leaks = leak_check();
         let spec = |s: &str| parse_fd_spec(s).ok();
         assert_eq!(spec("disk.img"), Some(("disk.img".into(), Access::Read)));
         assert_eq!(spec("disk.img:rw"), Some(("disk.img".into(), Access::ReadWrite)));

@@ -17,13 +17,13 @@ use crate::error::Error;
 
 /// How many fds an [`FdList`] holds without a heap allocation: a QMP
 /// command brings one or two.
-pub const INLINE_FDS: usize = 4;
+pub(crate) const INLINE_FDS: usize = 4;
 
 /// The fds of one read or one command, in arrival order, each in its own
 /// slot (`Some` as received; a command's context empties a slot when its fd
 /// is taken, so a command's list becomes its context as it is). Up to
 /// [`INLINE_FDS`] of them live inline, without a heap allocation.
-pub type FdList = SmallVec<[Option<OwnedFd>; INLINE_FDS]>;
+pub(crate) type FdList = SmallVec<[Option<OwnedFd>; INLINE_FDS]>;
 
 /// Takes ownership of fds a caller received itself and hands over as raw
 /// numbers (a fed connection's input): each open, distinct entry becomes an

@@ -261,6 +261,7 @@ pub(crate) fn count_out(n: usize) -> c_int {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::fdcount::FdLeakCheck;
 
     /// The thread's last error as Rust text.
     fn last_text() -> String {
@@ -271,6 +272,7 @@ mod tests {
 
     #[test]
     fn panic_in_a_body_returns_eio_and_never_unwinds_into_c() {
+        let _leaks = FdLeakCheck::new();
         assert_eq!(ffi_boundary::<c_int>(|| panic!("a bug in the body")), -libc::EIO);
         assert_eq!(last_text(), PANIC_TEXT);
         assert!(ffi_boundary::<*mut u8>(|| panic!("a bug")).is_null());
@@ -279,6 +281,7 @@ mod tests {
 
     #[test]
     fn error_returns_its_negative_errno_and_keeps_its_text() {
+        let _leaks = FdLeakCheck::new();
         assert_eq!(ffi_boundary::<c_int>(|| Err(Error::InvalidArgument("the argument"))), -libc::EINVAL);
         assert!(last_text().contains("the argument"), "{}", last_text());
         // Success leaves the text as it was.
@@ -290,6 +293,7 @@ mod tests {
 
     #[test]
     fn last_error_text_is_never_null_even_when_its_body_panics() {
+        let _leaks = FdLeakCheck::new();
         let text = ffi_boundary::<NeverNull>(|| panic!("a bug")).0;
         assert!(!text.is_null());
         assert_eq!(last_text(), PANIC_TEXT);
@@ -297,11 +301,13 @@ mod tests {
 
     #[test]
     fn nul_bytes_in_an_error_text_do_not_cut_it_short() {
+        let _leaks = FdLeakCheck::new();
         assert_eq!(c_text("a\0b").as_bytes(), b"a b");
     }
 
     #[test]
     fn null_arguments_are_einval_not_a_dereference() {
+        let _leaks = FdLeakCheck::new();
         struct Handle;
         impl Castable for Handle {
             const NAME: &'static str = "handle";

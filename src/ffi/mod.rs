@@ -6,8 +6,8 @@
 //! [`fdctx_last_error`]. Every body runs inside [`boundary::ffi_boundary`],
 //! so a panic never crosses into C (it is reported as `-EIO`).
 //!
-//! One file per opaque C type, in the header's order, each type beside its
-//! own functions: [`context`] (`fdctx`, over a
+//! One file per opaque C type, declared below in the order its functions
+//! take in the header, each type beside its own functions: [`context`] (`fdctx`, over a
 //! [`Context`](crate::Context)), [`conn`] (`fdctx_conn`, over a
 //! [`Connection`](crate::Connection)), [`message`] (`fdctx_msg`, over a
 //! [`Message`](crate::Message)), [`send`], [`confine`] and [`assoc`]
@@ -16,8 +16,9 @@
 //! boundary, are [`boundary`]'s.
 //!
 //! build.rs hands cbindgen this file alone; cbindgen reads its items, then
-//! follows the `mod` declarations below in their order, and the header
-//! keeps that order.
+//! follows the `mod` declarations below in their order, and the header's
+//! functions keep that order (cbindgen puts the constants first and the
+//! handle typedefs in name order, whatever the source order).
 
 // The safety rules of each function are its pointer and ownership rules,
 // written for C readers in its doc comment (they become the header's docs).
@@ -25,8 +26,9 @@
 
 // The shared machinery: no C items.
 mod boundary;
-// In the header's order (a comment between two declarations also keeps
-// rustfmt from sorting them): fdctx, the context handle.
+// In the order of their functions in the header (a comment between two
+// declarations also keeps rustfmt from sorting them): fdctx, the context
+// handle.
 mod context;
 // fdctx_conn, a monitor connection, and the FDCTX_FRAMING_* values.
 mod conn;
@@ -40,7 +42,8 @@ mod confine;
 mod assoc;
 
 // The exported functions need no path to be called from C; these are for
-// Rust code that calls them as C would (`fdctx::testing::ffi`).
+// Rust code that calls them as C would (`fdctx::testing::ffi`): a new
+// module of the C layer is added here too.
 #[cfg(any(test, feature = "testing"))]
 pub use {assoc::*, confine::*, conn::*, context::*, message::*, send::*};
 

@@ -93,7 +93,7 @@ pub fn attach_point(data: &[u8]) -> Option<usize> {
 /// Fds gathered for one command, or waiting for the next one, and what was
 /// wrong with them.
 #[derive(Debug, Default)]
-pub struct FdBatch {
+pub(crate) struct FdBatch {
     fds: FdList,
     error: Option<Refusal>,
 }
@@ -159,7 +159,7 @@ struct Pending {
 /// progress, fds waiting for the next command, the hold deadline and the
 /// peer check. See the module doc for the calls and their order.
 #[derive(Debug)]
-pub struct Assoc {
+pub(crate) struct Assoc {
     max_fds: usize,
     max_hold_ms: u32,
     pending: Option<Pending>,

@@ -88,9 +88,11 @@ impl Default for Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::fdcount::FdLeakCheck;
 
     #[test]
     fn zero_takes_the_default_and_the_maximum_is_accepted() {
+        let _leaks = FdLeakCheck::new();
         assert_eq!(
             Limits { max_msg_bytes: 0, max_fds: 0, max_depth: 0, max_hold_ms: 0 }.validated(),
             Ok(Limits::default())
@@ -106,6 +108,7 @@ mod tests {
 
     #[test]
     fn a_limit_above_its_maximum_is_refused_not_lowered() {
+        let _leaks = FdLeakCheck::new();
         let over = [
             Limits { max_msg_bytes: MAX_MSG_BYTES_LIMIT + 1, ..Limits::default() },
             Limits { max_fds: MAX_FDS_LIMIT + 1, ..Limits::default() },

@@ -165,8 +165,11 @@ impl Message {
 /// Why a command cannot be dispatched: the only statuses a message can
 /// have besides `Ok`. A message with one holds no fds. Each maps to the
 /// errno a C caller sees from `fdctx_msg_status()` ([`Refusal::errno`]),
-/// and to the [`Error`] of the same name ([`From`]).
+/// and to an [`Error`] ([`From`]): the one of the same name, except
+/// `PeerUnchecked`, which is the lookup's failed system call
+/// ([`Error::Sys`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Refusal {
     /// Longer than `max_msg_bytes` (`EMSGSIZE`).
     TooLarge { limit: usize },

@@ -1,8 +1,9 @@
 //! What the tests need and a user of the crate does not: the fd accounting
 //! every test holds, and the internals the tests in `tests/` and the fuzz
 //! targets drive directly. Built for the crate's own unit tests, and for
-//! others with the `testing` feature (the tests in `tests/` turn it on
-//! through Cargo.toml's dev-dependency on the crate itself).
+//! others with the `testing` feature: each test in `tests/` requires it
+//! (`required-features` in Cargo.toml), `make check` runs `cargo test
+//! --features testing`, and the fuzz crate turns it on.
 
 pub mod fdcount;
 

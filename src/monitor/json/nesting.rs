@@ -74,9 +74,11 @@ impl Nesting {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::fdcount::FdLeakCheck;
 
     #[test]
     fn closes_back_to_the_container_it_opened() {
+        let _leaks = FdLeakCheck::new();
         let mut n = Nesting::new(8);
         assert!(!n.in_object());
         n.open(true).unwrap();
@@ -91,6 +93,7 @@ mod tests {
 
     #[test]
     fn refuses_a_level_past_the_limit() {
+        let _leaks = FdLeakCheck::new();
         let mut n = Nesting::new(2);
         n.open(true).unwrap();
         n.open(false).unwrap();

@@ -6,7 +6,7 @@
 //!
 //! The association rule, the limits on fds, the hold deadline, the peer
 //! socket refusal and lost fds are the association service's
-//! ([`crate::monitor::assoc`]): a connection frames each read with its
+//! (`assoc`): a connection frames each read with its
 //! scanner and reports to it what the framing finds, in the same calls
 //! a VMM makes that parses its own commands. In short: the fds of one read
 //! belong to the last command that has a non-whitespace byte among that
@@ -17,7 +17,7 @@
 //! # The hold deadline
 //!
 //! Fds held for a command that has not completed, or waiting for one, may
-//! be held at most [`Limits::max_hold_ms`] (see [`crate::monitor::assoc`]). Then
+//! be held at most [`Limits::max_hold_ms`] (see `assoc`). Then
 //! they are closed; a command in progress is delivered as it is with
 //! [`Refusal::HoldExpired`] and the rest of its line is discarded, as after a
 //! malformed command; fds that were waiting for a command make that command

@@ -1019,9 +1019,11 @@ int fdctx_confine(const struct fdctx_allow *allow, size_t n, unsigned int flags)
  * per command and `max_hold_ms` bounds every hold; `max_msg_bytes` and
  * `max_depth` are the VMM parser's business and not used.
  *
- * Returns the association, or NULL with fdctx_last_error() set when a
- * limit is above its maximum (`max_fds` 65536, `max_hold_ms` 3600000, the
- * others as for fdctx_conn_new()).
+ * Returns the association, or NULL with fdctx_last_error() set when
+ * `sockfd` is neither -1 nor an open socket (a pipe or a closed fd would
+ * leave the peer unchecked), or when a limit is above its maximum
+ * (`max_fds` 65536, `max_hold_ms` 3600000, the others as for
+ * fdctx_conn_new()).
  *
  * Thread rules: see ::fdctx_assoc.
  */

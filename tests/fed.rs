@@ -278,3 +278,61 @@ fn serve_fed_packets(sock: &OwnedFd, n: usize) -> Vec<Seen> {
     assert!(drain(&mut conn, &mut out));
     out
 }
+
+/// Whether `fd` is close-on-exec.
+fn cloexec(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    FdFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFD).unwrap()).contains(FdFlag::FD_CLOEXEC)
+}
+
+/// A pipe's read end made without `O_CLOEXEC`, as a VMM's own reader (or
+/// an older kernel path) may hand over.
+fn inheritable_pipe() -> OwnedFd {
+    let (r, _w) = nix::unistd::pipe2(nix::fcntl::OFlag::empty()).unwrap();
+    assert!(!cloexec(r.as_fd()));
+    r
+}
+
+#[test]
+fn fds_fed_without_cloexec_are_handed_out_cloexec_and_never_reach_an_exec() {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let _leaks = FdLeakCheck::new();
+    // The Rust API.
+    let mut conn = Connection::new_fed(Framing::Json, Limits::default()).unwrap();
+    conn.feed(br#"{"execute":"x"}"#, vec![inheritable_pipe()], FeedFlags::default()).unwrap();
+    let mut m = conn.recv().unwrap().unwrap();
+    let fd = m.fds_mut().take(0).unwrap();
+    assert!(cloexec(fd.as_fd()), "taken from a Rust fed connection");
+    m.finish();
+    // The C ABI: feed, adopt and the association take raw numbers.
+    // SAFETY: NULL limits take the defaults.
+    let ffi = unsafe { fdctx::testing::ffi::fdctx_conn_new_fed(0, std::ptr::null()) };
+    let raw = inheritable_pipe().into_raw_fd();
+    let data = br#"{"execute":"y"}"#;
+    // SAFETY: a live fed connection; `raw` is handed over with the call.
+    assert_eq!(unsafe { fdctx::testing::ffi::fdctx_conn_feed(ffi, data.as_ptr().cast(), data.len(), &raw, 1, 0) }, 0);
+    let mut msg = std::ptr::null_mut();
+    // SAFETY: a live connection, a writable out-parameter.
+    assert_eq!(unsafe { fdctx::testing::ffi::fdctx_conn_recv(ffi, &mut msg) }, 1);
+    // SAFETY: a live message; its context is lent.
+    let taken = unsafe { fdctx::testing::ffi::fdctx_take(fdctx::testing::ffi::fdctx_msg_fds(msg), 0) };
+    assert!(taken >= 0);
+    // SAFETY: fdctx_take handed `taken` over to this test.
+    let taken = unsafe { OwnedFd::from_raw_fd(taken) };
+    assert!(cloexec(taken.as_fd()), "taken from a C fed connection");
+    // SAFETY: a live message, then a live connection, each ended once.
+    unsafe {
+        fdctx::testing::ffi::fdctx_msg_finish(msg);
+        fdctx::testing::ffi::fdctx_conn_free(ffi);
+    }
+    let ctx = fdctx::testing::ffi::fdctx_new();
+    let raw = inheritable_pipe().into_raw_fd();
+    // SAFETY: a live context; `raw` is handed over.
+    assert_eq!(unsafe { fdctx::testing::ffi::fdctx_adopt(ctx, &raw, 1) }, 1);
+    // SAFETY: a live context.
+    let got = unsafe { fdctx::testing::ffi::fdctx_get(ctx, 0) };
+    // SAFETY: `got` stays open while the context lives.
+    assert!(cloexec(unsafe { std::os::fd::BorrowedFd::borrow_raw(got) }), "adopted");
+    // SAFETY: a context made by fdctx_new, finished once.
+    unsafe { fdctx::testing::ffi::fdctx_finish(ctx) };
+}

@@ -27,7 +27,7 @@ pub(crate) type FdList = SmallVec<[Option<OwnedFd>; INLINE_FDS]>;
 
 /// Takes ownership of fds a caller received itself and hands over as raw
 /// numbers (a fed connection's input): each open, distinct entry becomes an
-/// [`OwnedFd`]. Returns them with the first problem found, if any: `EBADF`
+/// [`OwnedFd`], close-on-exec. Returns them with the first problem found, if any: `EBADF`
 /// for an entry that is negative or not open, [`Error::InvalidArgument`]
 /// for one listed twice (wrapped once, so it is closed once).
 ///
@@ -39,18 +39,41 @@ pub(crate) unsafe fn own_raw_fds(raw: &[RawFd]) -> (Vec<OwnedFd>, Option<Error>)
     let mut seen = HashSet::with_capacity(raw.len());
     let mut error = None;
     for &fd in raw {
-        // SAFETY: F_GETFD only asks whether `fd` is open.
-        if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        // SAFETY: F_GETFD only asks whether `fd` is open, and how.
+        let fd_flags = if fd < 0 { -1 } else { unsafe { libc::fcntl(fd, libc::F_GETFD) } };
+        if fd_flags < 0 {
             error.get_or_insert(Error::sys("taking the fds", Errno::EBADF));
         } else if !seen.insert(fd) {
             error.get_or_insert(Error::InvalidArgument("the same fd appears twice"));
         } else {
             // SAFETY: the caller gives up ownership of each listed fd; a
             // repeated entry was skipped above, so each is wrapped once.
-            owned.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            if fd_flags & libc::FD_CLOEXEC == 0 {
+                set_cloexec(fd.as_fd());
+            }
+            owned.push(fd);
         }
     }
     (owned, error)
+}
+
+/// Makes `fd` close-on-exec, as every fd the library holds or hands out
+/// is: fds it received itself already are (`MSG_CMSG_CLOEXEC`), those a
+/// caller hands over may not be. Best effort: `F_SETFD` fails only on an
+/// fd that is not open, which an owned one is.
+pub(crate) fn set_cloexec(fd: BorrowedFd<'_>) {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+}
+
+/// [`set_cloexec`] on an fd the library was given, unless it already is.
+pub(crate) fn ensure_cloexec(fd: BorrowedFd<'_>) {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    match fcntl(fd, FcntlArg::F_GETFD) {
+        Ok(flags) if FdFlag::from_bits_retain(flags).contains(FdFlag::FD_CLOEXEC) => {}
+        _ => set_cloexec(fd),
+    }
 }
 
 /// One command's fd context: the fds received with it, indexed from 0 in
@@ -72,15 +95,18 @@ impl Context {
         Context::default()
     }
 
-    /// A context owning `fds`, in order. Reuses the vector's allocation
-    /// for more than a few.
+    /// A context owning `fds`, in order, each made close-on-exec (as every
+    /// fd a context hands out is). Reuses the vector's allocation for more
+    /// than a few.
     pub fn from_fds(fds: Vec<OwnedFd>) -> Context {
-        Context { fds: SmallVec::from_vec(fds.into_iter().map(Some).collect()), ..Context::default() }
+        let fds = fds.into_iter().inspect(|fd| ensure_cloexec(fd.as_fd())).map(Some).collect();
+        Context { fds: SmallVec::from_vec(fds), ..Context::default() }
     }
 
-    /// Appends `fds`; the context owns them from now on.
+    /// Appends `fds`, each made close-on-exec; the context owns them from
+    /// now on.
     pub fn adopt<I: IntoIterator<Item = OwnedFd>>(&mut self, fds: I) {
-        self.fds.extend(fds.into_iter().map(Some));
+        self.fds.extend(fds.into_iter().inspect(|fd| ensure_cloexec(fd.as_fd())).map(Some));
     }
 
     /// Takes over the raw fds `fds` and appends them in order, for a caller

@@ -119,9 +119,11 @@ impl fdctx_assoc {
 /// per command and `max_hold_ms` bounds every hold; `max_msg_bytes` and
 /// `max_depth` are the VMM parser's business and not used.
 ///
-/// Returns the association, or NULL with fdctx_last_error() set when a
-/// limit is above its maximum (`max_fds` 65536, `max_hold_ms` 3600000, the
-/// others as for fdctx_conn_new()).
+/// Returns the association, or NULL with fdctx_last_error() set when
+/// `sockfd` is neither -1 nor an open socket (a pipe or a closed fd would
+/// leave the peer unchecked), or when a limit is above its maximum
+/// (`max_fds` 65536, `max_hold_ms` 3600000, the others as for
+/// fdctx_conn_new()).
 ///
 /// Thread rules: see ::fdctx_assoc.
 #[no_mangle]
@@ -135,6 +137,12 @@ pub unsafe extern "C" fn fdctx_assoc_new(sockfd: c_int, limits: *const fdctx_lim
             // ends there: the 'static borrow outlives every use.
             Some(unsafe { fd_arg(sockfd, "fdctx_assoc_new") }?)
         };
+        if let Some(sock) = sock {
+            // Only a socket has a peer to refuse: anything else would turn
+            // the check off without a word.
+            nix::sys::socket::getsockopt(&sock, nix::sys::socket::sockopt::SockType)
+                .map_err(|e| Error::sys("fdctx_assoc_new: sockfd is not an open socket", e))?;
+        }
         // SAFETY: a live fdctx_limits or NULL.
         let limits = unsafe { limits_arg(limits) }.validated()?;
         let mut assoc = Assoc::new(limits.max_fds, limits.max_hold_ms);
@@ -390,4 +398,42 @@ pub unsafe extern "C" fn fdctx_assoc_error(assoc: *const fdctx_assoc) -> *const 
         let a = unsafe { fdctx_assoc::arg(assoc) }?;
         Ok(a.error.as_ref().map_or(ptr::null(), |t| t.as_ptr()))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::fdcount::FdLeakCheck;
+    use std::os::fd::AsRawFd;
+
+    fn last_error() -> String {
+        // SAFETY: fdctx_last_error() never returns NULL, and the text lives
+        // until the thread's next call.
+        unsafe { std::ffi::CStr::from_ptr(crate::ffi::fdctx_last_error()) }.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn an_association_on_a_pipe_or_a_closed_fd_is_refused_not_left_unchecked() {
+        let _leaks = FdLeakCheck::new();
+        let (r, _w) = nix::unistd::pipe().unwrap();
+        // SAFETY: NULL limits take the defaults; `r` stays open.
+        assert!(unsafe { fdctx_assoc_new(r.as_raw_fd(), ptr::null()) }.is_null());
+        assert!(last_error().contains("not an open socket"), "{}", last_error());
+        // SAFETY: as above; fd 1000 is not open in the test process.
+        assert!(unsafe { fdctx_assoc_new(1000, ptr::null()) }.is_null());
+        let (a, _b) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        for fd in [a.as_raw_fd(), -1] {
+            // SAFETY: as above, on a socket; -1 is "no socket" and allowed.
+            let assoc = unsafe { fdctx_assoc_new(fd, ptr::null()) };
+            assert!(!assoc.is_null(), "{fd}");
+            // SAFETY: made just above, freed once.
+            unsafe { fdctx_assoc_free(assoc) };
+        }
+    }
 }

@@ -222,6 +222,10 @@ impl Assoc {
         }
         let mut batch = FdBatch::default();
         batch.add(fds, fault, usize::MAX);
+        if batch.holds_fds() {
+            // The hold starts at the read that brings fds, attached or not.
+            self.held_since.get_or_insert_with(Instant::now);
+        }
         self.pending = Some(Pending { batch, at_command });
     }
 
@@ -319,6 +323,8 @@ impl Assoc {
     /// [`Refusal::HoldExpired`] for it to be answered with; otherwise fds
     /// waiting for a command make the next command fail that way.
     pub fn expire(&mut self, in_command: bool) -> Option<Refusal> {
+        // A read the VMM did not attach goes where attach() would put it.
+        self.attach();
         let why = Refusal::HoldExpired { limit_ms: self.max_hold_ms };
         self.waiting.expire(why.clone());
         self.current.fds.clear();
@@ -340,8 +346,8 @@ impl Assoc {
     }
 
     /// Whether fds are held now, and since when: a hold starts with the
-    /// first fd held and ends when none is. The one place the hold's start
-    /// is written.
+    /// first fd held (at the read that brings it, see [`Assoc::read`]) and
+    /// ends when none is.
     fn note_hold(&mut self) {
         if self.current.holds_fds() || self.waiting.holds_fds() {
             self.held_since.get_or_insert_with(Instant::now);
@@ -533,6 +539,23 @@ mod tests {
     }
 
     #[test]
+    fn fds_of_a_read_never_attached_are_held_to_the_deadline_too() {
+        ignore_sigpipe();
+        let _leaks = FdLeakCheck::new();
+        let mut a = Assoc::new(32, 30);
+        let (fds, w) = pipes(1);
+        // A VMM that reads and never attaches (a bug of its own) still
+        // cannot keep a client's fds past max_hold_ms.
+        a.read(fds, None, true);
+        assert!(a.deadline().is_some(), "the hold starts at the read");
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(a.due());
+        assert_eq!(a.expire(true).map(|e| e.errno()), Some(libc::ETIMEDOUT));
+        assert!(closed(&w[0]));
+        assert_eq!(a.deadline(), None);
+    }
+
+    #[test]
     fn a_hold_restarts_with_each_command() {
         let _leaks = FdLeakCheck::new();
         let mut a = Assoc::new(32, 50);
@@ -550,13 +573,12 @@ mod tests {
     }
 
     #[test]
-    fn pending_fds_are_not_held_until_attached() {
+    fn a_read_before_the_last_was_attached_attaches_that_one_first() {
         let _leaks = FdLeakCheck::new();
         let mut a = Assoc::new(32, 10_000);
         let (fds, _w) = pipes(1);
         a.read(fds, None, true);
-        assert_eq!(a.deadline(), None, "the VMM has not reached them yet");
-        // A second read before the first was attached attaches it first.
+        assert!(a.deadline().is_some(), "held from the read on");
         let (fds, _w2) = pipes(1);
         a.read(fds, None, true);
         a.attach();

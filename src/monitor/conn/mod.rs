@@ -33,7 +33,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::fds::context::FdList;
+use crate::fds::context::{ensure_cloexec, FdList};
 use crate::monitor::assoc::{attach_point, Assoc};
 pub use crate::monitor::framing::Framing;
 use crate::monitor::framing::{validate_text, FrameEnd, Scanner, Took};
@@ -170,7 +170,9 @@ impl<S: AsFd> Connection<S> {
     /// socket; `EPIPE` (as [`Error::Sys`]) after the end was fed. Nothing
     /// is fed then, and `fds` are closed.
     pub fn feed(&mut self, data: &[u8], fds: Vec<OwnedFd>, flags: FeedFlags) -> Result<(), Error> {
-        let fds: FdList = fds.into_iter().map(Some).collect();
+        // Fds the caller read itself may be inheritable; every fd a message
+        // hands out is close-on-exec.
+        let fds: FdList = fds.into_iter().inspect(|fd| ensure_cloexec(fd.as_fd())).map(Some).collect();
         if !self.is_fed() {
             return Err(Error::InvalidArgument("feeding a connection that reads its own socket"));
         }

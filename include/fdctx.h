@@ -722,9 +722,9 @@ struct fdctx *fdctx_msg_fds(struct fdctx_msg *msg);
  * (`MSG_CTRUNC`, e.g. the receiver at `RLIMIT_NOFILE`); `-EBADF` a string
  * value anywhere in a JSON command (object keys aside) is exactly
  * `/dev/fd/N` but fewer fds were sent (other fd-like spellings are left to
- * fdctx_open(), which refuses them); `-ETIMEDOUT` its fds were held
- * longer than `max_hold_ms` for a command that did not complete (they were
- * closed; the rest of its line is discarded); `-EDEADLK` a received fd was
+ * fdctx_open(), which refuses them); `-ETIMEDOUT` its fds, or fds sent
+ * ahead for it, were held longer than `max_hold_ms` before it was complete
+ * (they were closed; the rest of a partial command's line is discarded); `-EDEADLK` a received fd was
  * the connection's own peer socket (refused and closed); `-EMFILE` the
  * peer-socket check could not run for the fds of that read (looking the
  * peer up needs one fd for a moment, and there was none at

@@ -155,7 +155,7 @@ impl fmt::Display for Error {
             Error::OutOfRange(p) => write!(f, "value at JSON pointer '{p}' is out of range"),
             Error::HoldExpired { limit_ms } => write!(
                 f,
-                "file descriptors held longer than {limit_ms} ms (max_hold_ms) for a command that did not complete: closed"
+                "file descriptors held longer than {limit_ms} ms (max_hold_ms) before a complete command took them: closed"
             ),
             Error::PeerSocket => write!(
                 f,

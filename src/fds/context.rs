@@ -134,7 +134,8 @@ impl Context {
         // this context already owns were set aside, so none is wrapped twice.
         let (owned, error) = unsafe { own_raw_fds(&fresh) };
         let added = owned.len();
-        self.adopt(owned);
+        // Close-on-exec already: own_raw_fds made them so.
+        self.fds.extend(owned.into_iter().map(Some));
         match error {
             Some(e) => Err(e),
             None if !held_again.is_empty() => Err(Error::InvalidArgument("the same fd appears twice")),

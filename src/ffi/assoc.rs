@@ -13,6 +13,7 @@ use super::{fdctx_limits, limits_arg, FDCTX_FEED_FDS_LOST};
 use crate::error::Error;
 use crate::fds::context::Context;
 use crate::fds::context::FdList;
+use crate::monitor::assoc::ms_rounded_up;
 use crate::monitor::assoc::{attach_point, Assoc};
 use crate::monitor::message::Refusal;
 
@@ -344,10 +345,7 @@ pub unsafe extern "C" fn fdctx_assoc_deadline_ms(assoc: *const fdctx_assoc) -> c
     ffi_boundary(|| {
         // SAFETY: a live association or NULL, not being changed elsewhere.
         let a = unsafe { fdctx_assoc::arg(assoc) }?;
-        Ok(match a.assoc.deadline() {
-            None => -1,
-            Some(left) => c_int::try_from(left.as_micros().div_ceil(1000)).unwrap_or(c_int::MAX),
-        })
+        Ok(a.assoc.deadline().map_or(-1, ms_rounded_up))
     })
 }
 

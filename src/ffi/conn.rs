@@ -11,6 +11,7 @@ use super::boundary::{fd_arg, ffi_boundary, slice_arg, Boxed, Castable};
 use super::message::fdctx_msg;
 use super::{fdctx_limits, limits_arg, FDCTX_FEED_END, FDCTX_FEED_FDS_LOST};
 use crate::error::Error;
+use crate::monitor::assoc::ms_rounded_up;
 use crate::monitor::conn::{Connection, FeedFlags, Framing};
 
 /// A handle to one monitor connection, made by fdctx_conn_new() (fdctx
@@ -233,7 +234,7 @@ pub unsafe extern "C" fn fdctx_conn_feed(
         // SAFETY: live connection or NULL, not in use elsewhere.
         let conn = unsafe { fdctx_conn::arg_mut(conn) }?;
         let flags = FeedFlags { fds_lost: flags & FDCTX_FEED_FDS_LOST != 0, end: flags & FDCTX_FEED_END != 0 };
-        conn.conn.feed(bytes, owned, flags)?;
+        conn.conn.feed_list(bytes, owned.into_iter().map(Some).collect(), flags)?;
         Ok(0)
     })
 }
@@ -349,10 +350,7 @@ pub unsafe extern "C" fn fdctx_conn_deadline_ms(conn: *const fdctx_conn) -> c_in
     ffi_boundary(|| {
         // SAFETY: live connection or NULL, not being changed elsewhere.
         let conn = unsafe { fdctx_conn::arg(conn) }?;
-        Ok(match conn.conn.deadline() {
-            None => -1,
-            Some(left) => c_int::try_from(left.as_micros().div_ceil(1000)).unwrap_or(c_int::MAX),
-        })
+        Ok(conn.conn.deadline().map_or(-1, ms_rounded_up))
     })
 }
 

@@ -90,6 +90,12 @@ pub fn attach_point(data: &[u8]) -> Option<usize> {
     data.iter().rposition(|&b| !is_ws(b))
 }
 
+/// `d` in whole milliseconds, rounded up (a wait of that long never ends
+/// before `d`), at most `i32::MAX`.
+pub(crate) fn ms_rounded_up(d: Duration) -> i32 {
+    i32::try_from(d.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+}
+
 /// Fds gathered for one command, or waiting for the next one, and what was
 /// wrong with them.
 #[derive(Debug, Default)]
@@ -222,11 +228,8 @@ impl Assoc {
         }
         let mut batch = FdBatch::default();
         batch.add(fds, fault, usize::MAX);
-        if batch.holds_fds() {
-            // The hold starts at the read that brings fds, attached or not.
-            self.held_since.get_or_insert_with(Instant::now);
-        }
         self.pending = Some(Pending { batch, at_command });
+        self.note_hold();
     }
 
     /// Step 3: the parser has taken every byte of the read before its
@@ -346,10 +349,11 @@ impl Assoc {
     }
 
     /// Whether fds are held now, and since when: a hold starts with the
-    /// first fd held (at the read that brings it, see [`Assoc::read`]) and
+    /// first fd held, at the read that brings it (attached yet or not), and
     /// ends when none is.
     fn note_hold(&mut self) {
-        if self.current.holds_fds() || self.waiting.holds_fds() {
+        let pending = self.pending.as_ref().is_some_and(|p| p.batch.holds_fds());
+        if pending || self.current.holds_fds() || self.waiting.holds_fds() {
             self.held_since.get_or_insert_with(Instant::now);
         } else {
             self.held_since = None;

@@ -173,6 +173,12 @@ impl<S: AsFd> Connection<S> {
         // Fds the caller read itself may be inheritable; every fd a message
         // hands out is close-on-exec.
         let fds: FdList = fds.into_iter().inspect(|fd| ensure_cloexec(fd.as_fd())).map(Some).collect();
+        self.feed_list(data, fds, flags)
+    }
+
+    /// [`Connection::feed`] with fds already close-on-exec (the C layer's
+    /// `own_raw_fds` made them so).
+    pub(crate) fn feed_list(&mut self, data: &[u8], fds: FdList, flags: FeedFlags) -> Result<(), Error> {
         if !self.is_fed() {
             return Err(Error::InvalidArgument("feeding a connection that reads its own socket"));
         }

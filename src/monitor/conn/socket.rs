@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::Connection;
 use crate::error::Error;
+use crate::monitor::assoc::ms_rounded_up;
 use crate::monitor::framing::Framing;
 use crate::monitor::recv::{peek_packet_len, recv_fd_list, CMSG_WORDS};
 
@@ -89,8 +90,8 @@ impl<S: AsFd> Connection<S> {
         if OFlag::from_bits_retain(fl).contains(OFlag::O_NONBLOCK) {
             return Ok(true);
         }
-        // Round up, so a wake-up never comes before the deadline.
-        let ms = left.as_micros().div_ceil(1000).min(libc::c_int::MAX as u128) as libc::c_int;
+        // Rounded up, so a wake-up never comes before the deadline.
+        let ms = ms_rounded_up(left);
         let mut pfd = libc::pollfd { fd: self.sock().as_raw_fd(), events: libc::POLLIN, revents: 0 };
         // SAFETY: one valid pollfd.
         let n = unsafe { libc::poll(&mut pfd, 1, ms) };
